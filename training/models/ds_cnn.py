@@ -1,0 +1,108 @@
+"""DS-CNN (Hello Edge, Zhang et al. 2017; MLPerf Tiny KWS reference).
+
+Layout: Conv 10x4 stride 2 ("same") -> BN -> ReLU, then N depthwise-separable blocks
+(DW 3x3 -> BN -> ReLU -> PW 1x1 -> BN -> ReLU), dropout, global average pool, linear head.
+Input is (batch, 1, num_frames, num_features) as produced by a FrontendConfig.
+
+Module names are part of the public contract: delta sites, BN folding and the export tensor
+mapping all address layers as `conv0`, `blocks.{i}.dw`, `blocks.{i}.pw` and `head`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from polykws.training.models.registry import register_model
+
+
+def tf_same_padding(in_size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow 'SAME' padding (before, after) for one spatial dim.
+
+    Expressed as an explicit ZeroPad2d in front of a padding-0 conv so that onnx2tf fuses it
+    back into a SAME CONV_2D (measured: no PAD op in the TFLite graph; symmetric torch padding
+    leaves a PAD op, which TFLM can run but costs a copy of the input).
+    """
+    out = math.ceil(in_size / stride)
+    total = max((out - 1) * stride + kernel - in_size, 0)
+    return total // 2, total - total // 2
+
+
+@dataclass(frozen=True)
+class DSCNNSpec:
+    channels: int
+    num_blocks: int
+    first_kernel: tuple[int, int] = (10, 4)
+    first_stride: tuple[int, int] = (2, 2)
+    dropout: float = 0.2
+
+
+class DSBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.dw = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+        self.bn_dw = nn.BatchNorm2d(channels)
+        self.pw = nn.Conv2d(channels, channels, 1)
+        self.bn_pw = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn_dw(self.dw(x)))
+        return torch.relu(self.bn_pw(self.pw(x)))
+
+
+class DSCNN(nn.Module):
+    def __init__(self, spec: DSCNNSpec, num_classes: int, input_shape: tuple[int, int] = (49, 10)):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        frames, feats = input_shape
+        self.spec = spec
+        self.input_shape = (int(frames), int(feats))
+        self.num_classes = int(num_classes)
+        (kh, kw), (sh, sw) = spec.first_kernel, spec.first_stride
+        pt, pb = tf_same_padding(frames, kh, sh)
+        pl, pr = tf_same_padding(feats, kw, sw)
+        self.pad0 = nn.ZeroPad2d((pl, pr, pt, pb))
+        self.conv0 = nn.Conv2d(1, spec.channels, spec.first_kernel, stride=spec.first_stride)
+        self.bn0 = nn.BatchNorm2d(spec.channels)
+        self.blocks = nn.ModuleList(DSBlock(spec.channels) for _ in range(spec.num_blocks))
+        self.dropout = nn.Dropout(spec.dropout)
+        self.head = nn.Linear(spec.channels, num_classes)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.spec.channels
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled embedding before the head (used by head-only transfer and gradient stats)."""
+        x = torch.relu(self.bn0(self.conv0(self.pad0(x))))
+        for block in self.blocks:
+            x = block(x)
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(x)))
+
+
+# Hello Edge / MLPerf Tiny sizes. The first conv uses stride 2x2 for every variant.
+DS_CNN_S = DSCNNSpec(channels=64, num_blocks=4)
+DS_CNN_M = DSCNNSpec(channels=172, num_blocks=4)
+DS_CNN_L = DSCNNSpec(channels=276, num_blocks=5)
+
+
+@register_model("ds_cnn_s")
+def ds_cnn_s(num_classes: int = 12, input_shape: tuple[int, int] = (49, 10)) -> DSCNN:
+    return DSCNN(DS_CNN_S, num_classes, input_shape)
+
+
+@register_model("ds_cnn_m")
+def ds_cnn_m(num_classes: int = 12, input_shape: tuple[int, int] = (49, 10)) -> DSCNN:
+    return DSCNN(DS_CNN_M, num_classes, input_shape)
+
+
+@register_model("ds_cnn_l")
+def ds_cnn_l(num_classes: int = 12, input_shape: tuple[int, int] = (49, 10)) -> DSCNN:
+    return DSCNN(DS_CNN_L, num_classes, input_shape)
