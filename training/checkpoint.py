@@ -1,0 +1,115 @@
+"""Self-describing model files: weights + everything needed to rebuild and trust them.
+
+A model file holds the registered model name and constructor kwargs, the label list, the
+frontend config, a format version and the SHA-256 of the weights (`state_sha256`), so deltas,
+exports and blobs can name exactly which base they were made against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from polykws.datasets.frontend import FrontendConfig
+from polykws.training.models import create_model
+from polykws.utils import PolykwsError, atomic_write_bytes
+
+MODEL_FORMAT_VERSION = 1
+
+
+def state_sha256(model_or_state: nn.Module | dict[str, torch.Tensor]) -> str:
+    """SHA-256 over (name, dtype, shape, bytes) of every tensor in sorted-name order.
+
+    Independent of the file container, so the same weights always give the same hash.
+    """
+    state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu").contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    model_name: str
+    model_kwargs: dict[str, Any]
+    labels: tuple[str, ...]
+    frontend: FrontendConfig
+    sha256: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def save_model(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    labels: list[str] | tuple[str, ...],
+    frontend: FrontendConfig,
+    meta: dict[str, Any] | None = None,
+) -> str:
+    """Write `model` atomically; returns its state SHA-256."""
+    name = getattr(model, "model_name", None)
+    if name is None:
+        raise PolykwsError("save_model needs a model built by create_model() (it carries model_name)")
+    if len(labels) != getattr(model, "num_classes", len(labels)):
+        raise PolykwsError(f"{len(labels)} labels for a model with {model.num_classes} outputs")
+    kwargs = {"num_classes": int(model.num_classes), "input_shape": list(model.input_shape)}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    digest = state_sha256(state)
+    payload = {
+        "format": "polykws-model",
+        "format_version": MODEL_FORMAT_VERSION,
+        "model_name": name,
+        "model_kwargs": kwargs,
+        "labels": list(labels),
+        "frontend": frontend.to_dict(),
+        "state_sha256": digest,
+        "meta": meta or {},
+        "state_dict": state,
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return digest
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise PolykwsError(f"{path}: model file not found") from None
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise PolykwsError(f"{path}: not a readable polykws model ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != "polykws-model":
+        raise PolykwsError(f"{path}: not a polykws model file")
+    if payload.get("format_version") != MODEL_FORMAT_VERSION:
+        raise PolykwsError(f"{path}: model format version {payload.get('format_version')} is not supported (want {MODEL_FORMAT_VERSION})")
+    kwargs = dict(payload["model_kwargs"])
+    kwargs["input_shape"] = tuple(kwargs["input_shape"])
+    model = create_model(payload["model_name"], **kwargs)
+    model.load_state_dict(payload["state_dict"])
+    digest = state_sha256(model)
+    if digest != payload["state_sha256"]:
+        raise PolykwsError(f"{path}: weights do not match their recorded SHA-256 (file corrupt?)")
+    model.eval()
+    return LoadedModel(
+        model=model,
+        model_name=payload["model_name"],
+        model_kwargs=kwargs,
+        labels=tuple(payload["labels"]),
+        frontend=FrontendConfig.from_dict(payload["frontend"]),
+        sha256=digest,
+        meta=payload.get("meta", {}),
+    )
