@@ -1,0 +1,523 @@
+"""A small resumable stage engine: hash-keyed stages, atomic outputs, fan-out to workers.
+
+Every stage declares what its output depends on:
+
+* `config`  - the JSON subset of the run config the stage reads;
+* `deps`    - upstream stages; their *content hashes* (a hash over their output files) enter the key;
+* `version` - bumped by hand when the stage's own logic changes its output;
+* `code`    - modules whose source is hashed in, so editing training code retrains, and nothing else.
+
+key = hash(kind, version, config, code hash, upstream content hashes). A finished stage with the
+same key is reused; a config change re-runs exactly the stages whose inputs changed, and their
+dependants only if the re-run produced different files. Outputs are built in a work folder and
+published atomically (see store.py), so a killed run resumes at the first unfinished stage.
+Stages marked `fanout` are independent jobs (per language x method x budget) that an executor may
+run in worker processes or on a Ray cluster; the result is the same files as the serial path.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import importlib
+import io
+import os
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from polykws.pipeline.store import ArtifactStore, hash_folder
+from polykws.utils import PolykwsError, seed_everything, sha256_file, stable_hash, stable_json
+
+ENGINE_VERSION = 1
+
+
+class StageFailed(PolykwsError):
+    def __init__(self, name: str, message: str, log: str = ""):
+        super().__init__(f"stage {name} failed: {message}")
+        self.stage = name
+        self.log = log
+
+    def __reduce__(self):
+        return (StageFailed, (self.stage, str(self).split(": ", 1)[-1], self.log))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One unit of work. `fn(ctx) -> summary dict` must be a module-level function (picklable)."""
+
+    name: str
+    kind: str
+    fn: Callable[["StageContext"], Mapping[str, Any] | None]
+    config: Mapping[str, Any] = field(default_factory=dict)
+    deps: tuple[str, ...] = ()
+    version: str = "1"
+    code: tuple[str, ...] = ()
+    fanout: bool = False
+    resumable: bool = False
+    # torch intra-op threads while this stage runs; fan-out jobs pin 1 so that a job gives the
+    # same floats whether it runs alone, beside others, or on a Ray worker.
+    threads: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.kind or "/" in self.kind or self.kind.startswith("."):
+            raise PolykwsError(f"bad stage name/kind: {self.name!r}/{self.kind!r}")
+        try:
+            stable_json(dict(self.config))
+        except TypeError as exc:
+            raise PolykwsError(f"stage {self.name}: config is not JSON-serializable ({exc})") from None
+
+
+@dataclass
+class StageContext:
+    """What a running stage sees: its config, its upstream folders, and the folder to write."""
+
+    name: str
+    kind: str
+    key: str
+    config: Mapping[str, Any]
+    out: Path
+    inputs: dict[str, Path]
+    input_manifests: dict[str, dict[str, Any]]
+    in_worker: bool = False
+
+    def input(self, name: str) -> Path:
+        try:
+            return self.inputs[name]
+        except KeyError:
+            raise PolykwsError(f"stage {self.name} did not declare {name!r} as an input (deps: {sorted(self.inputs)})") from None
+
+    def summary(self, name: str) -> dict[str, Any]:
+        return dict(self.input_manifests[name].get("summary") or {})
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    kind: str
+    key: str
+    status: str  # "ran" | "reused"
+    manifest: dict[str, Any]
+    path: Path
+    uri: str
+    wall_s: float
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return dict(self.manifest.get("summary") or {})
+
+
+@dataclass
+class RunResult:
+    outcomes: dict[str, StageOutcome]
+    wall_s: float
+
+    def ran(self) -> list[str]:
+        return [n for n, o in self.outcomes.items() if o.status == "ran"]
+
+    def reused(self) -> list[str]:
+        return [n for n, o in self.outcomes.items() if o.status == "reused"]
+
+    def __getitem__(self, name: str) -> StageOutcome:
+        return self.outcomes[name]
+
+
+# --- keys ---------------------------------------------------------------------------------------
+_CODE_HASHES: dict[str, str] = {}
+
+
+def code_hash(module: str) -> str:
+    """Hash of a module's source (every .py under it for a package)."""
+    if module not in _CODE_HASHES:
+        mod = importlib.import_module(module)
+        files: list[Path]
+        if hasattr(mod, "__path__"):
+            files = sorted(p for d in mod.__path__ for p in Path(d).rglob("*.py"))
+            root = Path(list(mod.__path__)[0])
+        else:
+            files = [Path(mod.__file__)]
+            root = Path(mod.__file__).parent
+        _CODE_HASHES[module] = stable_hash({str(f.relative_to(root)) if f.is_relative_to(root) else f.name: sha256_file(f) for f in files}, 32)
+    return _CODE_HASHES[module]
+
+
+def stage_key(stage: Stage, upstream: Mapping[str, Mapping[str, Any]]) -> str:
+    return stable_hash(
+        {
+            "engine": ENGINE_VERSION,
+            "kind": stage.kind,
+            "version": stage.version,
+            "config": dict(stage.config),
+            "code": {m: code_hash(m) for m in stage.code},
+            "inputs": {d: upstream[d]["content_hash"] for d in stage.deps},
+        },
+        length=20,
+    )
+
+
+# --- executing one stage (driver or worker) -----------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    stage: Stage
+    key: str
+    inputs: dict[str, tuple[str, str]]  # dep name -> (kind, key)
+    capture_log: bool
+
+
+def execute_stage(store: ArtifactStore, job: Job) -> dict[str, Any]:
+    """Build one stage and publish it; returns its manifest. Runs in the driver or in a worker."""
+    stage = job.stage
+    with store.lock(stage.kind, job.key):
+        existing = store.lookup(stage.kind, job.key)
+        if existing is not None:  # another run published it while we waited for the lock
+            return existing
+        if not stage.resumable:
+            store.discard_work(stage.kind, job.key)
+        work = store.work_dir(stage.kind, job.key)
+        inputs = {d: store.materialize(*kk) for d, kk in job.inputs.items()}
+        manifests = {d: store.lookup(*kk) for d, kk in job.inputs.items()}
+        ctx = StageContext(stage.name, stage.kind, job.key, dict(stage.config), work, inputs, manifests, in_worker=job.capture_log)
+        started = time.time()
+        t0 = time.perf_counter()
+        log_buf = io.StringIO()
+        with _threads(stage.threads), _captured(job.capture_log, work / "log.txt", log_buf):
+            seed_everything(stage.seed)
+            try:
+                summary = stage.fn(ctx) or {}
+            except PolykwsError as exc:
+                raise StageFailed(stage.name, str(exc), _tail(work / "log.txt")) from exc
+            except Exception as exc:
+                tb = traceback.format_exc()
+                raise StageFailed(stage.name, f"{type(exc).__name__}: {exc}\n{tb}", _tail(work / "log.txt")) from exc
+        wall_s = time.perf_counter() - t0
+        content_hash, files = hash_folder(work)
+        manifest = {
+            "format": "polykws-stage",
+            "engine_version": ENGINE_VERSION,
+            "name": stage.name,
+            "kind": stage.kind,
+            "key": job.key,
+            "version": stage.version,
+            "config": dict(stage.config),
+            "code": {m: code_hash(m) for m in stage.code},
+            "inputs": {d: {"kind": kk[0], "key": kk[1], "content_hash": manifests[d]["content_hash"]} for d, kk in job.inputs.items()},
+            "content_hash": content_hash,
+            "files": files,
+            "summary": summary,
+            "started_unix": round(started, 3),
+            "wall_s": round(wall_s, 3),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+        stable_json(manifest)  # fail here, not in the writer, when a summary is not JSON-able
+        return store.commit(stage.kind, job.key, work, manifest)
+
+
+def _tail(path: Path, n: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _captured(enabled: bool, path: Path, _buf):
+    """Workers write their stdout/stderr (including rich progress) to the stage's log.txt."""
+    if not enabled:
+        yield
+        return
+    with open(path, "a", encoding="utf-8", buffering=1) as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+        yield
+
+
+# --- executors ----------------------------------------------------------------------------------
+class Executor:
+    """Runs fan-out jobs. `submit` returns a concurrent.futures.Future of the stage manifest."""
+
+    name = "serial"
+    parallel = False
+    workers = 1
+
+    def submit(self, store: ArtifactStore, job: Job) -> cf.Future:
+        fut: cf.Future = cf.Future()
+        try:
+            fut.set_result(execute_stage(store, job))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future
+            fut.set_exception(exc)
+        return fut
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SerialExecutor(Executor):
+    pass
+
+
+def _worker_init(sys_path: list[str]) -> None:
+    for p in reversed(sys_path):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+
+
+class ProcessExecutor(Executor):
+    """Plain local worker processes (spawned, so no torch/fork hazards). No Ray needed."""
+
+    name = "process"
+    parallel = True
+
+    def __init__(self, workers: int):
+        import multiprocessing as mp
+
+        self.workers = max(1, int(workers))
+        self._pool = cf.ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(list(sys.path),)
+        )
+
+    def submit(self, store: ArtifactStore, job: Job) -> cf.Future:
+        return self._pool.submit(execute_stage, store, job)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayExecutor(Executor):
+    """Fan-out on Ray: `address=None` starts a local cluster, else joins the given one.
+
+    Workers read and write the same artifact store, so with a remote cluster the store must be a
+    shared filesystem path or an object store URI that every node can reach.
+    """
+
+    name = "ray"
+    parallel = True
+
+    def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_job: float = 1.0):
+        try:
+            import ray
+        except ImportError:
+            raise PolykwsError("--executor ray needs the 'scale' extra: pip install 'polykws[scale]'") from None
+        self._ray = ray
+        self._owns = not ray.is_initialized()
+        if self._owns:
+            env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+            if address:
+                kwargs["address"] = address
+            elif workers:
+                kwargs["num_cpus"] = int(workers)
+            ray.init(**kwargs)
+        self.workers = int(ray.cluster_resources().get("CPU", 1) // cpus_per_job) or 1
+        self._remote = ray.remote(num_cpus=cpus_per_job, max_retries=0)(execute_stage)
+
+    def submit(self, store: ArtifactStore, job: Job) -> cf.Future:
+        return self._remote.remote(store, job).future()
+
+    def close(self) -> None:
+        if self._owns:
+            self._ray.shutdown()
+
+
+def make_executor(kind: str = "auto", *, workers: int | None = None, ray_address: str | None = None) -> Executor:
+    if kind == "auto":
+        kind = "ray" if ray_address else "process"
+    if ray_address and kind != "ray":
+        raise PolykwsError("--ray-address needs --executor ray (or auto)")
+    if kind == "serial":
+        return SerialExecutor()
+    if kind == "process":
+        n = workers or os.cpu_count() or 1
+        return SerialExecutor() if n <= 1 else ProcessExecutor(n)
+    if kind == "ray":
+        return RayExecutor(address=ray_address, workers=workers)
+    raise PolykwsError(f"unknown executor {kind!r}; choose auto, serial, process or ray")
+
+
+# --- the pipeline ---------------------------------------------------------------------------------
+def toposort(stages: Iterable[Stage]) -> list[Stage]:
+    by_name: dict[str, Stage] = {}
+    for s in stages:
+        if s.name in by_name:
+            raise PolykwsError(f"duplicate stage name {s.name!r}")
+        by_name[s.name] = s
+    for s in by_name.values():
+        for d in s.deps:
+            if d not in by_name:
+                raise PolykwsError(f"stage {s.name} depends on unknown stage {d!r}")
+    order: list[Stage] = []
+    state: dict[str, int] = {}
+
+    def visit(s: Stage, path: tuple[str, ...]) -> None:
+        if state.get(s.name) == 2:
+            return
+        if state.get(s.name) == 1:
+            raise PolykwsError(f"stage cycle: {' -> '.join(path + (s.name,))}")
+        state[s.name] = 1
+        for d in s.deps:
+            visit(by_name[d], path + (s.name,))
+        state[s.name] = 2
+        order.append(s)
+
+    for s in by_name.values():
+        visit(s, ())
+    return order
+
+
+def run_pipeline(
+    stages: Iterable[Stage],
+    store: ArtifactStore,
+    executor: Executor | None = None,
+    *,
+    force: Iterable[str] = (),
+    console=None,
+    show_progress: bool = True,
+) -> RunResult:
+    """Run every stage whose key has no finished artifact; reuse the rest.
+
+    `force` names stages or kinds to rebuild even when finished (their old folder is replaced).
+    Fan-out stages go to `executor` (serial when None); the others run here, one at a time.
+    On a failure, jobs already running finish and are kept, then StageFailed is raised.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    order = toposort(stages)
+    executor = executor or SerialExecutor()
+    console = console or Console(stderr=True)
+    force = set(force)
+    t_start = time.perf_counter()
+    outcomes: dict[str, StageOutcome] = {}
+    manifests: dict[str, dict[str, Any]] = {}
+    keys: dict[str, str] = {}
+    pending = list(order)
+    running: dict[cf.Future, tuple[Stage, float, Any]] = {}
+    failure: BaseException | None = None
+
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not show_progress,
+    )
+
+    def finish(stage: Stage, manifest: dict[str, Any], status: str, t0: float) -> None:
+        manifests[stage.name] = manifest
+        outcomes[stage.name] = StageOutcome(
+            stage.name, stage.kind, manifest["key"], status, manifest,
+            store.materialize(stage.kind, manifest["key"]), store.stage_uri(stage.kind, manifest["key"]),
+            time.perf_counter() - t0,
+        )
+        progress.advance(overall)
+        if show_progress:
+            headline = _headline(manifest.get("summary") or {})
+            if status == "reused":
+                console.print(f"[dim]  reused  {stage.name}  ({manifest['key']}){headline}[/dim]")
+            else:
+                console.print(f"[green]  done[/green]    {stage.name}  in {manifest.get('wall_s', 0):.1f} s{headline}")
+
+    def ready(stage: Stage) -> bool:
+        return all(d in manifests for d in stage.deps)
+
+    with progress:
+        overall = progress.add_task("[bold]pipeline", total=len(order))
+        while pending or running:
+            launched = False
+            if failure is None:
+                for stage in [s for s in pending if ready(s)]:
+                    pending.remove(stage)
+                    launched = True
+                    key = keys[stage.name] = stage_key(stage, manifests)
+                    t0 = time.perf_counter()
+                    existing = store.lookup(stage.kind, key)
+                    if existing is not None and (stage.name in force or stage.kind in force):
+                        _unpublish(store, stage.kind, key)
+                        existing = None
+                    if existing is not None:
+                        finish(stage, existing, "reused", t0)
+                        continue
+                    inputs = {d: (outcomes[d].kind, outcomes[d].key) for d in stage.deps}
+                    if stage.fanout and executor.parallel:
+                        job = Job(stage, key, inputs, capture_log=True)
+                        task = progress.add_task(f"[cyan]{stage.name}[/cyan] ({executor.name})", total=None)
+                        running[executor.submit(store, job)] = (stage, t0, task)
+                        continue
+                    task = progress.add_task(f"[cyan]{stage.name}", total=None)
+                    try:
+                        manifest = execute_stage(store, Job(stage, key, inputs, capture_log=False))
+                    except BaseException as exc:
+                        failure = exc
+                        progress.remove_task(task)
+                        break
+                    progress.remove_task(task)
+                    finish(stage, manifest, "ran", t0)
+            if running:
+                done, _ = cf.wait(list(running), timeout=0.25, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    stage, t0, task = running.pop(fut)
+                    progress.remove_task(task)
+                    try:
+                        finish(stage, fut.result(), "ran", t0)
+                    except BaseException as exc:  # noqa: BLE001
+                        if failure is None:
+                            failure = exc
+                        console.print(f"[red]  failed[/red]  {stage.name}")
+            elif failure is not None:
+                break
+            elif not launched and pending:
+                # Nothing runnable and nothing running: only possible after a failure upstream.
+                break
+    if failure is not None:
+        if isinstance(failure, StageFailed):
+            raise failure
+        if isinstance(failure, KeyboardInterrupt):
+            raise failure
+        raise StageFailed("?", f"{type(failure).__name__}: {failure}") from failure
+    return RunResult(outcomes, time.perf_counter() - t_start)
+
+
+def _unpublish(store: ArtifactStore, kind: str, key: str) -> None:
+    import shutil
+
+    if store.local:
+        d = store.root_path / kind / key
+        gone = d.with_name(f".gone-{key}-{os.getpid()}")
+        os.rename(d, gone)
+        shutil.rmtree(gone, ignore_errors=True)
+    else:
+        store.fs.rm(store.stage_uri(kind, key), recursive=True)
+        shutil.rmtree(store.cache / kind / key, ignore_errors=True)
+
+
+def _headline(summary: Mapping[str, Any]) -> str:
+    """A short ' - acc 91.2%' style suffix from a stage summary's `headline` field."""
+    h = summary.get("headline")
+    return f"  [bold]{h}[/bold]" if h else ""
