@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 from torch import nn
@@ -13,9 +14,18 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = fn
-        fn.model_name = name  # type: ignore[attr-defined]
-        return fn
+
+        # Calling the variant directly (ds_cnn_s()) tags the model too, so save_model() can
+        # always record which registered constructor rebuilds it.
+        @functools.wraps(fn)
+        def build(*args, **kwargs) -> nn.Module:
+            model = fn(*args, **kwargs)
+            model.model_name = name  # type: ignore[attr-defined]
+            return model
+
+        build.model_name = name  # type: ignore[attr-defined]
+        _MODELS[name] = build
+        return build
 
     return deco
 
