@@ -1,0 +1,359 @@
+"""The run report: report/index.html + PNG figures + report/summary.md, from one JSON-able dict.
+
+`render_report(data, out_dir)` knows nothing about how the figures were obtained; the pipeline's
+report stage collects them from the stage artifacts (see stages.py, `collect_report_data`).
+Missing measurements are shown as "-" with the reason, never invented.
+
+data = {
+  "title", "config_name", "generated", "host", "command",
+  "model": {"name", "params", "macs", "frontend": {...}},
+  "base": {"language", "labels", "test_clips", "float_acc", "int8_acc", "tflite_bytes", "arena_bytes"},
+  "languages": [{"lang", "method", "budget", "keywords", "labels", "test_clips", "float_acc", "int8_acc",
+                 "updated_params", "blob_bytes", "tflite_bytes", "confusion" (rows = true, cols = predicted)}],
+  "sweep": [{"lang", "method", "budget", "seed", "updated_params", "float_acc", "int8_acc", "blob_bytes"}],
+  "flash": {"base_bytes", "blob_bytes": {lang: n}, "full_model_bytes": {lang: n}, "flash_image_bytes"},
+  "firmware": {"status": "measured" | "skipped", "reason", "rows": [{"board", "kernels", "lang", "accuracy",
+               "host_accuracy", "instructions", "flash_bytes", "ram_bytes"}]},
+  "stages": [{"name", "built", "wall_s", "key"}],
+  "notes": [str],
+}
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from polykws.utils import atomic_path, atomic_write_text
+
+REPORT_FILES = ("index.html", "summary.md")
+
+
+# --- formatting ---------------------------------------------------------------------------------
+def pct(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100.0 * x:.1f}%"
+
+
+def num(x: float | int | None) -> str:
+    return "-" if x is None else f"{int(x):,}"
+
+
+def kib(x: float | int | None) -> str:
+    return "-" if x is None else f"{x / 1024:.1f} KiB"
+
+
+def delta_pt(a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return "-"
+    return f"{100.0 * (b - a):+.1f} pt"
+
+
+# --- figures ------------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    # No timestamp in PNG metadata: same figures give the same bytes.
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    _plt().close(fig)
+    return path
+
+
+def plot_accuracy_vs_bytes(sweep: Sequence[dict], path: Path) -> Path | None:
+    """One panel per method: accuracy (int8 where measured, else float) against blob bytes per language."""
+    if not sweep:
+        return None
+    plt = _plt()
+    methods = sorted({r["method"] for r in sweep})
+    langs = sorted({r["lang"] for r in sweep})
+    cmap = plt.get_cmap("tab10")
+    ncols = min(3, len(methods))
+    nrows = math.ceil(len(methods) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False, sharey=True)
+    for ax, method in zip(axes.flat, methods):
+        rows = [r for r in sweep if r["method"] == method]
+        xkey = "blob_bytes" if all(r.get("blob_bytes") for r in rows) else "updated_params"
+        for i, lang in enumerate(langs):
+            pts = sorted(
+                (r[xkey], r["int8_acc"] if r.get("int8_acc") is not None else r["float_acc"]) for r in rows if r["lang"] == lang
+            )
+            if pts:
+                ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "o-", color=cmap(i % 10), label=lang, ms=4)
+        ax.set_title(method)
+        ax.set_xscale("log")
+        ax.set_xlabel("blob bytes" if xkey == "blob_bytes" else "updated params")
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy (%)")
+    for ax in list(axes.flat)[len(methods):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle("Accuracy vs. bytes per method (int8 TFLM where measured, else float)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_confusion(labels: Sequence[str], matrix: Sequence[Sequence[int]], title: str, path: Path) -> Path:
+    import numpy as np
+
+    plt = _plt()
+    m = np.asarray(matrix, dtype=float)
+    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    n = len(labels)
+    size = max(3.6, 0.42 * n + 1.6)
+    fig, ax = plt.subplots(figsize=(size + 0.8, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            if m[i, j]:
+                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_flash_budget(flash: dict, path: Path) -> Path | None:
+    blobs = flash.get("blob_bytes") or {}
+    full = flash.get("full_model_bytes") or {}
+    base = flash.get("base_bytes")
+    if not base or not blobs:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    langs = sorted(blobs)
+    # Bar 1: base + blobs, stacked. Bar 2: one full model per language (base language included).
+    left = 0.0
+    ax.barh(1, base, color="#4c72b0", label="shared base")
+    left = base
+    cmap = plt.get_cmap("tab10")
+    for i, lang in enumerate(langs):
+        ax.barh(1, blobs[lang], left=left, color=cmap((i + 1) % 10), edgecolor="white")
+        left += blobs[lang]
+    left = 0.0
+    for i, lang in enumerate(sorted(full)):
+        ax.barh(0, full[lang], left=left, color="#dd8452", edgecolor="white")
+        left += full[lang]
+    total_shared = base + sum(blobs.values())
+    total_full = sum(full.values()) if full else None
+    ax.set_yticks([0, 1], [f"{len(full)} full models", f"base + {len(blobs)} blobs"])
+    ax.set_xlabel("bytes of flash")
+    ax.text(total_shared, 1, f"  {kib(total_shared)}", va="center", fontsize=9)
+    if total_full:
+        ax.text(total_full, 0, f"  {kib(total_full)}", va="center", fontsize=9)
+        ax.set_xlim(0, max(total_full, total_shared) * 1.25)
+    ax.set_title("Flash budget: one shared int8 base + per-language blobs vs. separate models")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# --- tables -------------------------------------------------------------------------------------
+def language_rows(data: dict) -> list[list[str]]:
+    rows = []
+    base = data.get("base") or {}
+    if base:
+        rows.append([
+            f"{base.get('language', '?')} (base)", "pretrained", "-", _kw(base.get("labels")), num(base.get("test_clips")),
+            pct(base.get("float_acc")), pct(base.get("int8_acc")), delta_pt(base.get("float_acc"), base.get("int8_acc")),
+            num(base.get("params")), num(base.get("tflite_bytes")),
+        ])
+    for r in data.get("languages", []):
+        rows.append([
+            r["lang"], r.get("method", "-"), num(r.get("budget")), _kw(r.get("labels") or r.get("keywords")),
+            num(r.get("test_clips")), pct(r.get("float_acc")), pct(r.get("int8_acc")),
+            delta_pt(r.get("float_acc"), r.get("int8_acc")), num(r.get("updated_params")), num(r.get("blob_bytes")),
+        ])
+    return rows
+
+
+LANG_HEADER = ["language", "method", "budget", "keywords", "test clips", "float acc", "int8 acc (TFLM)", "int8 − float",
+               "updated params", "blob bytes"]
+
+
+def _kw(labels: Iterable[str] | None) -> str:
+    if not labels:
+        return "-"
+    kws = [k for k in labels if not (k.startswith("_") and k.endswith("_"))]
+    extra = len(list(labels)) - len(kws)
+    s = ", ".join(kws)
+    return s + (f" (+{extra} filler)" if extra else "")
+
+
+def flash_rows(flash: dict) -> list[list[str]]:
+    base = flash.get("base_bytes")
+    blobs = flash.get("blob_bytes") or {}
+    full = flash.get("full_model_bytes") or {}
+    if not base:
+        return []
+    shared = base + sum(blobs.values())
+    rows = [["shared int8 base", num(base), ""]]
+    rows += [[f"blob {k}", num(v), f"{100 * v / base:.2f}% of base"] for k, v in sorted(blobs.items())]
+    rows.append([f"**base + {len(blobs)} blobs**", f"**{num(shared)}**", ""])
+    if full:
+        tot = sum(full.values())
+        rows.append([f"{len(full)} separate full int8 models", num(tot), f"shared layout uses {100 * shared / tot:.1f}%"])
+    if flash.get("flash_image_bytes"):
+        rows.append(["flash.bin (table + alignment + CRC)", num(flash["flash_image_bytes"]), ""])
+    return rows
+
+
+def firmware_rows(fw: dict) -> list[list[str]]:
+    return [[
+        r.get("board", "-"), r.get("kernels", "-"), r.get("lang", "-"), pct(r.get("accuracy")), pct(r.get("host_accuracy")),
+        num(r.get("instructions")), num(r.get("flash_bytes")), num(r.get("ram_bytes")),
+    ] for r in fw.get("rows", [])]
+
+
+FW_HEADER = ["board", "kernels", "language", "on-QEMU acc", "host TFLM acc", "instructions / inference", "flash bytes", "RAM bytes"]
+
+
+# --- writers ------------------------------------------------------------------------------------
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    esc = lambda c: str(c).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
+    def cell(c: str, tag: str) -> str:
+        c = str(c)
+        if c.startswith("**") and c.endswith("**"):
+            return f"<{tag}><b>{html.escape(c[2:-2])}</b></{tag}>"
+        return f"<{tag}>{html.escape(c)}</{tag}>"
+
+    head = "".join(cell(h, "th") for h in header)
+    body = "\n".join("<tr>" + "".join(cell(c, "td") for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>'
+
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 2em auto; max-width: 1180px;
+       color: #222; padding: 0 1em; }
+h1 { margin-bottom: .2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }
+.meta { color: #666; font-size: 0.9em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child, td:nth-child(4) { text-align: left; }
+table.stages td:nth-child(2), table.stages td:nth-child(4) { text-align: left; font-family: monospace; }
+.figs { display: flex; flex-wrap: wrap; gap: 1em; } .figs figure { margin: 0; }
+.figs img { max-width: 370px; border: 1px solid #eee; } img.wide { max-width: 100%; }
+figcaption { font-size: .85em; color: #555; text-align: center; }
+.note { background: #fff8e1; border-left: 4px solid #f0c000; padding: .5em .8em; margin: .6em 0; }
+.skip { background: #fdecea; border-left: 4px solid #d9534f; padding: .5em .8em; }
+"""
+
+
+def render_report(data: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write index.html, summary.md and the PNGs into `out_dir`; returns the written paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    title = data.get("title") or f"polykws run: {data.get('config_name', '?')}"
+
+    acc_png = plot_accuracy_vs_bytes(data.get("sweep") or [], out / "accuracy_vs_bytes.png")
+    flash_png = plot_flash_budget(data.get("flash") or {}, out / "flash_budget.png")
+    conf_pngs: list[tuple[str, Path]] = []
+    base = data.get("base") or {}
+    if base.get("confusion"):
+        conf_pngs.append((f"{base.get('language')} (base)", plot_confusion(base["labels"], base["confusion"], f"{base.get('language')} base (int8)" if base.get("confusion_kind") == "int8" else f"{base.get('language')} base", out / f"confusion_base_{base.get('language')}.png")))
+    for r in data.get("languages", []):
+        if r.get("confusion"):
+            kind = r.get("confusion_kind", "float")
+            conf_pngs.append((r["lang"], plot_confusion(r["labels"], r["confusion"], f"{r['lang']} - {r.get('method')} ({kind})", out / f"confusion_{r['lang']}.png")))
+    written += [p for p in (acc_png, flash_png) if p] + [p for _, p in conf_pngs]
+
+    model = data.get("model") or {}
+    fe = model.get("frontend") or {}
+    meta_line = " · ".join(x for x in [
+        f"config <code>{html.escape(str(data.get('config_name', '?')))}</code>",
+        f"model {html.escape(str(model.get('name', '?')))} ({num(model.get('params'))} params, {num(model.get('macs'))} MACs)" if model else "",
+        f"frontend {html.escape(str(fe.get('kind', '?')))} {fe.get('num_frames', '')}×{fe.get('num_features', '')}" if fe else "",
+        f"generated {html.escape(str(data.get('generated', '')))} on {html.escape(str(data.get('host', '')))}",
+    ] if x)
+
+    lang_rows = language_rows(data)
+    fl_rows = flash_rows(data.get("flash") or {})
+    fw = data.get("firmware") or {"status": "skipped", "reason": "no firmware stage in this run"}
+    stage_rows = [[s["name"], s.get("built", "-"), f"{s['wall_s']:.1f} s" if s.get("wall_s") is not None else "-", s.get("key", "")] for s in data.get("stages", [])]
+    sweep_rows = [[r["lang"], r["method"], num(r.get("budget")), str(r.get("seed", "-")), num(r.get("updated_params")), pct(r.get("float_acc")), pct(r.get("int8_acc")), num(r.get("blob_bytes"))] for r in sorted(data.get("sweep") or [], key=lambda r: (r["lang"], r["method"], r.get("budget") or 0, r.get("seed", 0)))]
+    SWEEP_HEADER = ["language", "method", "budget", "seed", "updated params", "float acc", "int8 acc", "blob bytes"]
+
+    parts = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1><p class=meta>{meta_line}</p>",
+    ]
+    if data.get("command"):
+        parts.append(f"<p class=meta>command: <code>{html.escape(data['command'])}</code></p>")
+    for n in data.get("notes", []):
+        parts.append(f"<div class=note>{html.escape(n)}</div>")
+    parts += ["<h2>Languages</h2>",
+              "<p>Accuracy on each language's speaker-disjoint test split. int8 accuracy is the merged model's full-int8 "
+              "TFLite run through the TFLite Micro kernels on the host (the device-equivalent evaluator). "
+              "Updated params count every parameter the transfer changed, the language's head included.</p>",
+              _html_table(LANG_HEADER, lang_rows)]
+    if acc_png:
+        parts.append(f'<h2>Accuracy vs. bytes</h2><img class=wide src="{acc_png.name}" alt="accuracy vs bytes per method">')
+    if sweep_rows:
+        parts.append("<details><summary>all adaptation jobs</summary>" + _html_table(SWEEP_HEADER, sweep_rows) + "</details>")
+    parts.append("<h2>Flash budget</h2>")
+    if fl_rows:
+        parts.append(_html_table(["item", "bytes", ""], fl_rows))
+    else:
+        parts.append("<p class=skip>No packed artifacts in this run.</p>")
+    if flash_png:
+        parts.append(f'<img class=wide src="{flash_png.name}" alt="flash budget">')
+    parts.append("<h2>Firmware</h2>")
+    if fw.get("status") == "measured" and fw.get("rows"):
+        parts.append(_html_table(FW_HEADER, firmware_rows(fw)))
+        if fw.get("note"):
+            parts.append(f"<p>{html.escape(fw['note'])}</p>")
+    else:
+        parts.append(f"<p class=skip>Firmware stage skipped: {html.escape(str(fw.get('reason', 'no reason recorded')))}</p>")
+    if conf_pngs:
+        parts.append("<h2>Confusion matrices</h2><div class=figs>")
+        parts += [f'<figure><img src="{p.name}" alt="confusion {html.escape(lbl)}"><figcaption>{html.escape(lbl)}</figcaption></figure>' for lbl, p in conf_pngs]
+        parts.append("</div>")
+    if stage_rows:
+        parts.append("<h2>Stages</h2>" + _html_table(["stage", "built (UTC)", "build time", "key"], stage_rows, "stages"))
+    parts.append("</body></html>\n")
+    written.append(atomic_write_text(out / "index.html", "\n".join(parts)))
+
+    md = [f"# {title}", "", f"config `{data.get('config_name', '?')}`; generated {data.get('generated', '')} on {data.get('host', '')}"]
+    if model:
+        md.append(f"; model {model.get('name')} ({num(model.get('params'))} params, {num(model.get('macs'))} MACs)"
+                  + (f", frontend {fe.get('kind')} {fe.get('num_frames', '')}x{fe.get('num_features', '')}" if fe else ""))
+    md[-1] = md[-1] + "."
+    if data.get("command"):
+        md += ["", f"Command: `{data['command']}`"]
+    md += [""] + [f"> {n}" for n in data.get("notes", [])]
+    md += ["", "## Languages", "", _md_table(LANG_HEADER, lang_rows), ""]
+    if acc_png:
+        md += [f"![accuracy vs bytes]({acc_png.name})", ""]
+    if fl_rows:
+        md += ["## Flash budget", "", _md_table(["item", "bytes", ""], fl_rows), ""]
+    md += ["## Firmware", ""]
+    if fw.get("status") == "measured" and fw.get("rows"):
+        md += [_md_table(FW_HEADER, firmware_rows(fw)), ""]
+    else:
+        md += [f"Skipped: {fw.get('reason', 'no reason recorded')}", ""]
+    if conf_pngs:
+        md += ["## Confusion matrices", ""] + [f"![{lbl}]({p.name})" for lbl, p in conf_pngs] + [""]
+    if stage_rows:
+        md += ["## Stages", "", _md_table(["stage", "built (UTC)", "build time", "key"], stage_rows), ""]
+    written.append(atomic_write_text(out / "summary.md", "\n".join(md)))
+    return written
