@@ -113,3 +113,37 @@ def load_model(path: str | Path) -> LoadedModel:
         sha256=digest,
         meta=payload.get("meta", {}),
     )
+
+
+# --- Resumable training state -------------------------------------------------------------
+# Separate from the deployable model file: it also holds optimizer/scheduler state and the
+# metric history, and is only meaningful to fit() with the same config (checked by hash).
+
+TRAIN_STATE_FORMAT_VERSION = 1
+
+
+def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Write a resumable training state atomically (a killed run keeps the previous epoch's)."""
+    payload = {"format": "polykws-train-state", "format_version": TRAIN_STATE_FORMAT_VERSION, **state}
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        # weights_only=False: optimizer state holds plain Python containers; the file is our own
+        # run folder's, written by save_training_state.
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise PolykwsError(f"{path}: no training checkpoint to resume from") from None
+    except Exception as exc:
+        raise PolykwsError(f"{path}: unreadable training checkpoint ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != "polykws-train-state":
+        raise PolykwsError(f"{path}: not a polykws training checkpoint")
+    if payload.get("format_version") != TRAIN_STATE_FORMAT_VERSION:
+        raise PolykwsError(
+            f"{path}: training checkpoint version {payload.get('format_version')} is not supported (want {TRAIN_STATE_FORMAT_VERSION})"
+        )
+    return payload

@@ -1,0 +1,294 @@
+"""Training configuration: validated dataclasses loaded from YAML with `yaml.safe_load`.
+
+Every dataclass checks its own values in `__post_init__` and raises `ConfigError` naming the
+field. `from_dict` rejects unknown keys (a typo must not silently fall back to a default) and
+prefixes errors with the dotted path, and `load_train_config` adds the file name, so a bad
+config reads e.g. `configs/base.yaml: fit.optim.lr: must be > 0, got -1`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from polykws.utils import ConfigError, PolykwsError, stable_hash
+
+SCHEDULES = ("cosine", "step", "constant")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with a per-step learning-rate schedule (linear warmup, then cosine/step/constant)."""
+
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    # cosine: the LR decays to lr * min_lr_ratio at the last step.
+    min_lr_ratio: float = 0.01
+    # step: multiply the LR by step_gamma every step_epochs epochs.
+    step_epochs: int = 10
+    step_gamma: float = 0.3
+    # Clip the global gradient norm (0 disables); guards the first epochs on raw MFCC scales.
+    grad_clip_norm: float = 5.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "lr")
+        _non_negative(self, "weight_decay", "warmup_epochs", "grad_clip_norm")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if self.step_epochs < 1:
+            raise ConfigError(f"step_epochs must be >= 1, got {self.step_epochs!r}")
+        if not 0.0 < self.step_gamma <= 1.0:
+            raise ConfigError(f"step_gamma must be in (0, 1], got {self.step_gamma!r}")
+
+
+@dataclass(frozen=True)
+class SpecAugmentSettings:
+    """Online SpecAugment (Park et al. 2019) applied to each training batch.
+
+    Mirrors polykws.datasets.SpecAugmentConfig; fit() converts it at run time so this module
+    stays importable (and validatable) on its own.
+    """
+
+    enabled: bool = True
+    time_masks: int = 2
+    time_mask_frames: int = 6
+    freq_masks: int = 1
+    freq_mask_bins: int = 2
+
+    def __post_init__(self) -> None:
+        _non_negative(self, "time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    epochs: int = 30
+    batch_size: int = 128
+    seed: int = 0
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    label_smoothing: float = 0.0
+    spec_augment: SpecAugmentSettings = field(default_factory=SpecAugmentSettings)
+    # The checkpoint with the best value of this validation metric becomes best.pt.
+    select_metric: str = "val_acc"
+    progress: bool = True
+    # Torch intra-op threads (0 = leave torch's default). Pinning it keeps runs bit-identical
+    # across machines with different core counts.
+    num_threads: int = 0
+
+    def __post_init__(self) -> None:
+        _positive(self, "epochs", "batch_size")
+        _non_negative(self, "num_threads")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if self.select_metric not in ("val_acc", "val_loss"):
+            raise ConfigError(f"select_metric must be val_acc or val_loss, got {self.select_metric!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "ds_cnn_s"
+    frontend: str = "mfcc"
+
+    def __post_init__(self) -> None:
+        from polykws.datasets.frontend import FRONTENDS
+        from polykws.training.models import list_models
+
+        if self.name not in list_models():
+            raise ConfigError(f"unknown model {self.name!r}; registered: {', '.join(list_models())}")
+        if self.frontend not in FRONTENDS:
+            raise ConfigError(f"unknown frontend {self.frontend!r}; known: {', '.join(sorted(FRONTENDS))}")
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """One pretraining corpus: a folder laid out `<lang>/<source>/<keyword>/<clip>`.
+
+    `root` may start with `shared:` (resolved against polykws.utils.shared_dir()) or be a path
+    relative to the repository. `sources` restricts to some source folders (empty = all).
+    `split` picks which speaker-disjoint splits of this corpus feed training: a corpus whose
+    language is a transfer target must use only its `train` split, so the base never hears a
+    test (or validation) speaker of a target language.
+    """
+
+    root: str
+    language: str
+    sources: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    split: str = "all"
+    # Prefix class names with the language ("uk:one") so homographs in different languages
+    # stay distinct classes.
+    prefix_language: bool = False
+    # Keep at most this many clips per keyword from this corpus (0 = all), chosen by a seeded hash.
+    max_per_keyword: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.root:
+            raise ConfigError("corpus root must be set")
+        if not self.language:
+            raise ConfigError("corpus language must be set")
+        if self.split not in ("all", "train"):
+            raise ConfigError(f"corpus split must be 'all' or 'train', got {self.split!r}")
+        _non_negative(self, "max_per_keyword")
+
+    def resolved_root(self) -> Path:
+        from polykws.utils import repo_root, shared_dir
+
+        if self.root.startswith("shared:"):
+            return shared_dir() / self.root[len("shared:") :]
+        p = Path(self.root)
+        return p if p.is_absolute() else repo_root() / p
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    corpora: tuple[CorpusConfig, ...] = ()
+    # Folder of background-noise wavs for the _silence_ class and noise mixing ("" = none).
+    noise_dir: str = "shared:noise"
+    silence: bool = True
+    unknown: bool = True
+    # Speaker-disjoint split fractions (by speaker hash) for the pooled base data.
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    # Offline augmented copies of each training clip (time shift, gain, noise) from datasets/.
+    augment_copies: int = 0
+    cache_dir: str = ".cache/features"
+
+    def __post_init__(self) -> None:
+        _non_negative(self, "augment_copies")
+        for name in ("val_fraction", "test_fraction"):
+            v = getattr(self, name)
+            if not 0.0 < v < 0.5:
+                raise ConfigError(f"{name} must be in (0, 0.5), got {v!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    run_dir: str = "runs/base"
+
+    def __post_init__(self) -> None:
+        if not self.run_dir:
+            raise ConfigError("run_dir must be set")
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def config_hash(self) -> str:
+        return stable_hash(self.to_dict())
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples become lists) suitable for YAML/JSON."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(asdict(cfg))
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass `cls` from a nested dict, strictly (unknown keys are errors)."""
+    where = f"{path}: " if path else ""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}unknown key(s) {unknown}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        sub = f"{path}.{name}" if path else name
+        kwargs[name] = _coerce(hints[name], value, sub)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{exc}") from None
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+        (item_tp, *_rest) = typing.get_args(tp)
+        return tuple(_coerce(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise PolykwsError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if overrides:
+        raw = _deep_merge(raw or {}, overrides)
+    try:
+        return from_dict(TrainConfig, raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def dump_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg, sort_keys=False)
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for name in names:
+        v = getattr(obj, name)
+        if isinstance(v, bool) or not v > 0:
+            raise ConfigError(f"{name} must be > 0, got {v!r}")
+
+
+def _non_negative(obj: Any, *names: str) -> None:
+    for name in names:
+        v = getattr(obj, name)
+        if isinstance(v, bool) or not v >= 0:
+            raise ConfigError(f"{name} must be >= 0, got {v!r}")
