@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from polykws.training.deltas.base import DeltaLayer
+from polykws.utils import ConfigError
+
+
+class DiffPruneLayer(DeltaLayer):
+    """Two phases.
+
+    - search: parameters `w` (dense diff) and `log_alpha` (gate logits); ΔW = w ⊙ z with a
+      sampled hard-concrete z in training and its deterministic median in eval.
+    - fixed (after `finalize`): buffer `indices` (flat, sorted) and parameter `values`;
+      ΔW is `values` scattered at `indices`. Only these k values are stored and trained.
+    """
+
+    needs_finalize = True
+
+    def __init__(self, base_layer, cfg, *, site, context):
+        super().__init__(base_layer, cfg, site=site, context=context)
+        w = base_layer.weight
+        self.w = nn.Parameter(torch.zeros_like(w))
+        self.log_alpha = nn.Parameter(torch.full_like(w, cfg.init_log_alpha))
+        self.fixed = False
+
+    @classmethod
+    def cost(cls, module, cfg) -> int:
+        # As the only target of its config, a site stores min(k, numel) values.
+        return int(min(cfg.k, module.weight.numel()))
+
+    def cost_params(self) -> int:
+        return int(self.values.numel()) if self.fixed else type(self).cost(self.base_layer, self.cfg)
+
+    @classmethod
+    def group_cost(cls, layers: list["DiffPruneLayer"], cfg) -> int:
+        if all(layer.fixed for layer in layers):
+            return sum(int(layer.values.numel()) for layer in layers)
+        return int(min(cfg.k, sum(layer.base_layer.weight.numel() for layer in layers)))
+
+    # ---- gates -------------------------------------------------------------------------------
+    def _stretch(self, s: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        return (s * (cfg.stretch_right - cfg.stretch_left) + cfg.stretch_left).clamp(0.0, 1.0)
+
+    def gates(self) -> torch.Tensor:
+        if self.training:
+            u = torch.rand_like(self.log_alpha).clamp(1e-6, 1.0 - 1e-6)
+            s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + self.log_alpha) / self.cfg.temperature)
+        else:
+            s = torch.sigmoid(self.log_alpha)
+        return self._stretch(s)
+
+    def expected_l0(self) -> torch.Tensor:
+        cfg = self.cfg
+        shift = cfg.temperature * math.log(-cfg.stretch_left / cfg.stretch_right)
+        return torch.sigmoid(self.log_alpha - shift).sum()
+
+    def regularization(self) -> torch.Tensor:
+        if self.fixed:
+            return super().regularization()
+        return self.cfg.l0_weight * self.expected_l0()
+
+    def delta_weight(self) -> torch.Tensor:
+        if self.fixed:
+            flat = self.base_layer.weight.new_zeros(self.base_layer.weight.numel())
+            return flat.scatter(0, self.indices, self.values).view_as(self.base_layer.weight)
+        return self.w * self.gates()
+
+    # ---- projection to exactly k nonzeros ----------------------------------------------------------
+    @torch.no_grad()
+    def _deterministic_delta(self) -> torch.Tensor:
+        return self.w * self._stretch(torch.sigmoid(self.log_alpha))
+
+    def _to_fixed(self, indices: torch.Tensor, values: torch.Tensor) -> None:
+        for name in ("w", "log_alpha", "values", "indices"):
+            if hasattr(self, name):
+                delattr(self, name)
+        self.register_buffer("indices", indices.to(torch.long).clone())
+        self.values = nn.Parameter(values.detach().clone().to(self.base_layer.weight.dtype))
+        self.fixed = True
+
+    @classmethod
+    @torch.no_grad()
+    def finalize_group(cls, layers: list["DiffPruneLayer"], cfg) -> None:
+        """Global magnitude projection: keep the k largest |w ⊙ E[z]| over all sites of the config."""
+        if all(layer.fixed for layer in layers):
+            return
+        if any(layer.fixed for layer in layers):
+            raise RuntimeError("diff_prune: some sites of one config are finalized and some are not")
+        if any(layer.merged for layer in layers):
+            raise RuntimeError("diff_prune: unmerge before finalize()")
+        deltas = [layer._deterministic_delta().flatten() for layer in layers]
+        scores = torch.cat([d.abs() for d in deltas])
+        k = min(cfg.k, scores.numel())
+        # Stable tie-break (lowest flat index first) so the projection is deterministic.
+        order = torch.sort(-scores, stable=True).indices[:k]
+        offset = 0
+        for layer, delta in zip(layers, deltas):
+            n = delta.numel()
+            mine = order[(order >= offset) & (order < offset + n)] - offset
+            mine = torch.sort(mine).values
+            layer._to_fixed(mine, delta[mine])
+            offset += n
+
+    def finalize(self) -> None:
+        type(self).finalize_group([self], self.cfg)
+
+    # ---- delta files -------------------------------------------------------------------------
+    def set_delta_state(self, state):
+        if "indices" in state and (not self.fixed or self.indices.numel() != state["indices"].numel()):
+            n = int(state["indices"].numel())
+            w = self.base_layer.weight
+            self._to_fixed(torch.zeros(n, dtype=torch.long), w.new_zeros(n))
+        if "indices" in state:
+            idx = state["indices"]
+            numel = self.base_layer.weight.numel()
+            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= numel or not bool((idx[1:] > idx[:-1]).all())):
+                raise ConfigError(f"site {self.site!r} (diff_prune): indices must be sorted, unique and within 0..{numel - 1}")
+        super().set_delta_state(state)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", fixed" if self.fixed else ", search")
