@@ -1,0 +1,127 @@
+/* Language blobs (PKWB) and the flash image (PKWF): parser, validator and patcher.
+ *
+ * Implements docs/BLOB_FORMAT.md, format version 1, exactly as polykws.export.blob does in Python:
+ * anything the Python parser refuses is refused here with the same error name
+ * (pkwb_error_name() returns Python's BlobError.code). Portable C99, no allocation, no libc
+ * beyond memcpy/memcmp/memmove; every offset and length is checked before it is used.
+ */
+#ifndef PKW_BLOB_H
+#define PKW_BLOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PKWB_FORMAT_VERSION 1u
+#define PKWB_HEADER_SIZE 96u
+#define PKWB_MIN_SIZE 100u /* header + CRC */
+#define PKWB_LANG_BYTES 8u
+
+#define PKWF_FORMAT_VERSION 1u
+#define PKWF_HEADER_SIZE 48u
+#define PKWF_ENTRY_SIZE 16u
+#define PKWF_ALIGN 16u
+
+/* Error names follow docs/BLOB_FORMAT.md; PKWB_ERR_X <-> Python BlobError.code "x". */
+typedef enum {
+    PKWB_OK = 0,
+    PKWB_ERR_TRUNCATED,
+    PKWB_ERR_BAD_MAGIC,
+    PKWB_ERR_UNSUPPORTED_VERSION,
+    PKWB_ERR_BAD_SIZE,
+    PKWB_ERR_BAD_CRC,
+    PKWB_ERR_BAD_LANG,
+    PKWB_ERR_BAD_LABELS,
+    PKWB_ERR_OVERLAPPING_PATCHES,
+    PKWB_ERR_OUT_OF_RANGE,
+    PKWB_ERR_SIZE_MISMATCH,
+    PKWB_ERR_BASE_MISMATCH,
+    PKWB_ERR_TARGET_MISMATCH,
+    /* C-only: a caller error (NULL pointer, output buffer smaller than model_size, label index
+     * past num_labels), never a property of the blob bytes themselves. */
+    PKWB_ERR_BAD_ARGUMENT,
+    PKWB_ERR_COUNT_
+} pkwb_status;
+
+/* "truncated", "bad_magic", ... ; "ok" for PKWB_OK; "unknown" for anything else. */
+const char *pkwb_error_name(pkwb_status status);
+
+/* A validated blob: pointers into the caller's bytes, which must outlive this struct. */
+typedef struct {
+    const uint8_t *data;
+    uint32_t total_size;
+    char lang[PKWB_LANG_BYTES + 1]; /* NUL-terminated copy */
+    const uint8_t *base_sha256;     /* 32 bytes */
+    const uint8_t *target_sha256;   /* 32 bytes */
+    uint32_t model_size;
+    uint16_t num_labels;
+    uint16_t num_patches;
+    uint32_t labels_offset;  /* byte offset of the label table (== PKWB_HEADER_SIZE) */
+    uint32_t meta_offset;    /* UTF-8 JSON metadata; firmware skips it */
+    uint32_t meta_size;
+    uint32_t patches_offset; /* first patch record */
+} pkwb_blob;
+
+/* Rules 1-7 of BLOB_FORMAT.md, in the document's order. On success fills *out. */
+pkwb_status pkwb_parse(const uint8_t *data, size_t size, pkwb_blob *out);
+
+/* The i-th label (not NUL-terminated): *text points into the blob, *len is 1..255. */
+pkwb_status pkwb_label(const pkwb_blob *blob, uint32_t index, const uint8_t **text, uint8_t *len);
+
+/* Rule 8: checks the base's length and SHA-256, copies it into `out` (which may alias `base`),
+ * applies the patches and checks the result's SHA-256. On error `out` must not be used. */
+pkwb_status pkwb_apply(const pkwb_blob *blob, const uint8_t *base, size_t base_size, uint8_t *out,
+                       size_t out_capacity);
+
+/* As pkwb_apply, but trusts `base_sha256` (32 bytes) as the base's digest instead of hashing the
+ * base again: for a base whose hash was verified once at boot (pkwf_verify_base). */
+pkwb_status pkwb_apply_prehashed(const pkwb_blob *blob, const uint8_t *base, size_t base_size,
+                                 const uint8_t *base_sha256, uint8_t *out, size_t out_capacity);
+
+/* IEEE 802.3 CRC-32 (zlib.crc32), reflected, poly 0xEDB88320. */
+uint32_t pkw_crc32(const uint8_t *data, size_t len);
+
+/* ---- Flash image (PKWF): the base once, then N blobs, found through the table at the start. */
+typedef struct {
+    uint32_t offset; /* from the image start, 16-byte aligned */
+    uint32_t size;
+    char lang[PKWB_LANG_BYTES + 1];
+} pkwf_entry;
+
+typedef struct {
+    const uint8_t *data;
+    uint32_t size;
+    uint16_t num_blobs;
+    uint32_t base_offset;
+    uint32_t base_size;
+    const uint8_t *base_sha256; /* 32 bytes, as claimed by the image header */
+} pkwf_image;
+
+/* Validates the table and the image CRC; every item must lie inside the image, start on a
+ * 16-byte boundary and not overlap the table or another item. Does not hash the base
+ * (see pkwf_verify_base) nor parse the blobs (see pkwf_blob). */
+pkwb_status pkwf_parse(const uint8_t *data, size_t size, pkwf_image *out);
+
+pkwb_status pkwf_entry_at(const pkwf_image *image, uint32_t index, pkwf_entry *entry);
+
+/* The base model's bytes inside the image. */
+const uint8_t *pkwf_base(const pkwf_image *image);
+
+/* SHA-256 of the base must equal the header's base_sha256, else PKWB_ERR_BASE_MISMATCH. */
+pkwb_status pkwf_verify_base(const pkwf_image *image);
+
+/* Parses blob `index`; its lang must equal the table's and its base_sha256 the image's
+ * (else PKWB_ERR_BAD_LANG / PKWB_ERR_BASE_MISMATCH). */
+pkwb_status pkwf_blob(const pkwf_image *image, uint32_t index, pkwb_blob *blob);
+
+/* Index of the blob whose language is `lang`, or -1. */
+int32_t pkwf_find(const pkwf_image *image, const char *lang);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PKW_BLOB_H */

@@ -1,0 +1,209 @@
+"""Build wrappers around firmware/Makefile: the blob runner (host and Cortex-M) and the TFLM app.
+
+Third-party sources are never part of the repo: the TFLM application takes them from
+TFLM_DIR, CMSIS_NN_DIR, FLATBUFFERS_DIR and GEMMLOWP_DIR (see firmware/README.md for the pinned
+commits and how to check them out).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from polykws.firmware.boards import FIRMWARE_DIR, check_kernels, get_board
+from polykws.utils import PolykwsError, repo_root
+
+APT_HINT = {
+    "arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib",
+    "arm-none-eabi-size": "gcc-arm-none-eabi (binutils-arm-none-eabi)",
+    "qemu-system-arm": "qemu-system-arm",
+    "make": "make",
+    "gcc": "gcc",
+}
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise PolykwsError(f"{name} not found on PATH; install it (Debian: apt-get install {APT_HINT.get(name, name)})")
+    return path
+
+
+def default_build_root() -> Path:
+    """firmware/build/ in the checkout (gitignored); POLYKWS_FIRMWARE_BUILD overrides it."""
+    env = os.environ.get("POLYKWS_FIRMWARE_BUILD")
+    return Path(env) if env else repo_root() / "firmware" / "build"
+
+
+@dataclass(frozen=True)
+class ThirdParty:
+    """Checkouts the TFLM application compiles from (never committed to this repo)."""
+
+    tflm_dir: Path
+    cmsis_nn_dir: Path | None
+    flatbuffers_dir: Path
+    gemmlowp_dir: Path
+
+    @classmethod
+    def from_env(cls, kernels: str, env: dict[str, str] | None = None) -> "ThirdParty":
+        env = dict(os.environ if env is None else env)
+        missing = []
+
+        def path_of(var: str, probe: str, needed: bool = True) -> Path | None:
+            value = env.get(var)
+            if not value:
+                if needed:
+                    missing.append(f"{var} (unset)")
+                return None
+            p = Path(value).expanduser().resolve()
+            if not (p / probe).exists():
+                missing.append(f"{var}={p} (no {probe} there)")
+            return p
+
+        tflm = path_of("TFLM_DIR", "tensorflow/lite/micro/micro_interpreter.h")
+        cmsis = path_of("CMSIS_NN_DIR", "Include/arm_nnfunctions.h", needed=kernels == "cmsis-nn")
+        fb = path_of("FLATBUFFERS_DIR", "include/flatbuffers/flatbuffers.h")
+        gl = path_of("GEMMLOWP_DIR", "fixedpoint/fixedpoint.h")
+        if missing:
+            raise PolykwsError(
+                "the TFLM build needs third-party checkouts outside the repo: "
+                + "; ".join(missing)
+                + " (firmware/README.md lists the pinned commits and how to get them)"
+            )
+        return cls(tflm, cmsis, fb, gl)  # type: ignore[arg-type]
+
+    def make_vars(self) -> list[str]:
+        out = [f"TFLM_DIR={self.tflm_dir}", f"FLATBUFFERS_DIR={self.flatbuffers_dir}", f"GEMMLOWP_DIR={self.gemmlowp_dir}"]
+        if self.cmsis_nn_dir is not None:
+            out.append(f"CMSIS_NN_DIR={self.cmsis_nn_dir}")
+        return out
+
+
+def run_make(
+    target: str,
+    board: str,
+    kernels: str = "cmsis-nn",
+    build_root: Path | None = None,
+    extra_vars: list[str] | None = None,
+    jobs: int = 2,
+    nice: bool = True,
+    capture: bool = True,
+) -> subprocess.CompletedProcess:
+    """Run one target of firmware/Makefile; PolykwsError with the compiler's tail on failure."""
+    require_tool("make")
+    get_board(board)
+    check_kernels(kernels)
+    root = Path(build_root) if build_root else default_build_root()
+    cmd = ["make", "-C", str(FIRMWARE_DIR), f"-j{jobs}", target, f"BOARD={board}", f"KERNELS={kernels}", f"BUILD_ROOT={root}"]
+    cmd += extra_vars or []
+    if nice and shutil.which("nice"):
+        # The build machine is shared; TFLM takes minutes of CPU.
+        cmd = ["nice", "-n", "10"] + cmd
+    proc = subprocess.run(cmd, capture_output=capture, text=True)
+    if proc.returncode != 0:
+        tail = ((proc.stdout or "") + (proc.stderr or ""))[-4000:] if capture else ""
+        raise PolykwsError(f"firmware build failed: make {target} BOARD={board} KERNELS={kernels} (exit {proc.returncode})\n{tail}")
+    return proc
+
+
+def build_host_blob_runner(build_root: Path | None = None, sanitize: bool = True) -> Path:
+    """blob.c + the vector runner for the host (gcc), with ASan/UBSan when the compiler has them."""
+    require_tool(os.environ.get("HOST_CC", "gcc"))
+    root = Path(build_root) if build_root else default_build_root()
+    extra = [] if sanitize else ["HOST_SANITIZE="]
+    run_make("host-blob-test", "mps2-an386", build_root=root, extra_vars=extra, nice=False)
+    return root / "host" / "blob_runner"
+
+
+def host_sanitizers_available() -> bool:
+    """Whether gcc here can link -fsanitize=address,undefined (not every CI image ships libasan)."""
+    cc = shutil.which(os.environ.get("HOST_CC", "gcc"))
+    if cc is None:
+        return False
+    proc = subprocess.run(
+        [cc, "-x", "c", "-", "-fsanitize=address,undefined", "-o", os.devnull],
+        input="int main(void){return 0;}\n",
+        capture_output=True,
+        text=True,
+    )
+    return proc.returncode == 0
+
+
+def build_blob_runner(board: str, build_root: Path | None = None) -> Path:
+    """blob.c + the vector runner for a Cortex-M board (semihosting I/O)."""
+    require_tool("arm-none-eabi-gcc")
+    root = Path(build_root) if build_root else default_build_root()
+    run_make("blob-test", board, build_root=root, nice=False)
+    return root / board / "blob_runner.elf"
+
+
+def build_app(
+    board: str,
+    kernels: str,
+    gen_dir: Path,
+    third_party: ThirdParty,
+    build_root: Path | None = None,
+    jobs: int = 2,
+) -> Path:
+    """The TFLM application for `board` with `kernels`, embedding the generated sources in gen_dir."""
+    require_tool("arm-none-eabi-gcc")
+    root = Path(build_root) if build_root else default_build_root()
+    gen_dir = Path(gen_dir).resolve()
+    if not (gen_dir / "pkw_model.h").is_file():
+        raise PolykwsError(f"{gen_dir}: no pkw_model.h; generate the model sources first (polykws firmware build --pack ...)")
+    run_make("app", board, kernels, root, [f"GEN_DIR={gen_dir}"] + third_party.make_vars(), jobs=jobs)
+    return root / f"{board}-{kernels}" / "pkw_app.elf"
+
+
+@dataclass(frozen=True)
+class ElfSize:
+    """Section totals from `arm-none-eabi-size -A`: what goes to flash and what occupies RAM."""
+
+    text: int  # code + read-only data + the model image, in flash
+    data: int  # initialised data: stored in flash, copied to RAM
+    bss: int  # zeroed RAM, including the tensor arena and the patched-model buffer
+    heap_stack: int  # RAM reserved for heap and stack
+    models: int  # the .pkw_models section (base + blobs), part of `text`
+
+    @property
+    def flash_bytes(self) -> int:
+        return self.text + self.data
+
+    @property
+    def ram_bytes(self) -> int:
+        return self.data + self.bss + self.heap_stack
+
+
+def elf_size(elf: Path) -> ElfSize:
+    require_tool("arm-none-eabi-size")
+    out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
+    sections = {}
+    for line in out.splitlines():
+        m = re.match(r"^(\.\S+)\s+(\d+)\s+(\d+)", line)
+        if m:
+            sections[m.group(1)] = int(m.group(2))
+    flash_ro = (".text", ".ARM.extab", ".ARM.exidx", ".preinit_array", ".init_array", ".fini_array", ".pkw_models")
+    return ElfSize(
+        text=sum(sections.get(s, 0) for s in flash_ro),
+        data=sections.get(".data", 0),
+        bss=sections.get(".bss", 0),
+        heap_stack=sections.get(".heap", 0) + sections.get(".stack", 0),
+        models=sections.get(".pkw_models", 0),
+    )
+
+
+def elf_symbol(elf: Path, name: str) -> tuple[int, int] | None:
+    """(address, size) of a symbol, via arm-none-eabi-nm; None when absent."""
+    require_tool("arm-none-eabi-gcc")
+    out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3] == name:
+            return int(parts[0], 16), int(parts[1], 16)
+        if len(parts) == 3 and parts[2] == name:
+            return int(parts[0], 16), 0
+    return None
