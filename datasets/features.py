@@ -1,0 +1,490 @@
+"""Tasks and feature splits: from manifest rows to (x, y) arrays, cached on disk.
+
+A :class:`TaskSpec` names a language and its keywords; ``_silence_`` and ``_unknown_`` are added
+when enabled. :func:`load_task_features` builds train/val/test :class:`FeatureSplit` arrays:
+
+- keyword clips come from rows whose label is a keyword, in the row's (speaker-disjoint) split;
+- ``_unknown_`` is a seeded sample of the language's non-target words, as many as an average
+  keyword class unless ``unknown_fraction`` says otherwise (GSC: 10 % with 10 keywords, the same);
+- ``_silence_`` is built from background noise: random 1 s crops of the split's noise files at a
+  random volume in [0, 1] (as TF's speech_commands does), plus ``true_silence_fraction`` of all-zero
+  clips. Noise files are split by file (never shared between splits);
+- ``augment_copies`` extra training rows per training clip come from ``augment_waveform``.
+
+Caching: every example's features live in ``<cache_dir>/<frontend hash>/<key[:2]>/<key>.npy`` where
+key hashes the frontend hash, the audio file's SHA-256 and the loader version (plus the augment
+config, seed and copy index for augmented rows, or the noise file, offset and gain for silence).
+A second call finds every key and computes nothing. Misses are computed by a process pool (all
+cores, one thread each).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from polykws.utils import ConfigError, PolykwsError, sha256_file, stable_hash
+
+from ._parallel import parallel_map
+from .audio import LOADER_VERSION, BadAudioError, load_audio, load_waveform
+from .augment import AugmentConfig, augment_waveform, random_crop
+from .frontend import FrontendConfig, compute_features_batch
+from .manifest import ANY_LANGUAGE, NOISE_LABEL, SILENCE_LABEL, SPLITS, UNKNOWN_LABEL, ClipRecord
+from .scan import SkippedFile
+from .splits import SplitConfig, speaker_splits
+
+RESERVED_LABELS = (SILENCE_LABEL, UNKNOWN_LABEL, NOISE_LABEL)
+FEATURE_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A keyword-spotting task: language, keywords (in class order), and the two extra classes.
+
+    A keyword ``"uk:one"`` matches label ``one`` of language ``uk`` (for multi-language tasks with
+    language ``"*"``); a plain keyword matches the label in ``language``.
+    """
+
+    language: str
+    keywords: tuple[str, ...]
+    silence: bool = True
+    unknown: bool = True
+    # None: as many as an average keyword class; else this fraction of the split's keyword clips.
+    silence_fraction: float | None = None
+    unknown_fraction: float | None = None
+    # Share of _silence_ examples that are digital zeros (the rest are noise crops).
+    true_silence_fraction: float = 0.1
+    # Restrict the non-target words used for _unknown_ (empty: all of them).
+    unknown_words: tuple[str, ...] = ()
+    # Only rows from these sources (empty: all).
+    sources: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keywords", tuple(self.keywords))
+        object.__setattr__(self, "unknown_words", tuple(self.unknown_words))
+        object.__setattr__(self, "sources", tuple(self.sources))
+        if not self.language:
+            raise ConfigError("task language must be set")
+        if not self.keywords:
+            raise ConfigError("task needs at least one keyword")
+        if len(set(self.keywords)) != len(self.keywords):
+            raise ConfigError(f"task keywords repeat: {self.keywords}")
+        bad = [k for k in self.keywords if k in RESERVED_LABELS or not k]
+        if bad:
+            raise ConfigError(f"task keywords may not be empty or reserved labels: {bad}")
+        for name in ("silence_fraction", "unknown_fraction"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 < v <= 1.0:
+                raise ConfigError(f"task {name} must be in (0, 1], got {v!r}")
+        if not 0.0 <= self.true_silence_fraction <= 1.0:
+            raise ConfigError(f"task true_silence_fraction must be in [0, 1], got {self.true_silence_fraction!r}")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        extra = ((SILENCE_LABEL,) if self.silence else ()) + ((UNKNOWN_LABEL,) if self.unknown else ())
+        return self.keywords + extra
+
+    def matches_language(self, record: ClipRecord) -> bool:
+        return self.language == ANY_LANGUAGE or record.language == self.language
+
+    def keyword_of(self, record: ClipRecord) -> str | None:
+        qualified = f"{record.language}:{record.label}"
+        if qualified in self._keyword_set:
+            return qualified
+        if self.language == ANY_LANGUAGE or record.language == self.language:
+            if record.label in self._keyword_set:
+                return record.label
+        return None
+
+    @property
+    def _keyword_set(self) -> frozenset:
+        return frozenset(self.keywords)
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class FeatureSplit:
+    """Features of one split: x (N, frames, features) float32, y (N,) int64 indexes into labels.
+
+    speakers and paths are per example ("" speaker for _silence_; silence paths describe the
+    noise crop). origin is "clip", "augmented" or "silence". skipped lists files that could not
+    be used (bad audio) - never silently dropped.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    labels: tuple[str, ...]
+    speakers: tuple[str, ...]
+    paths: tuple[str, ...]
+    origin: tuple[str, ...] = ()
+    skipped: tuple[SkippedFile, ...] = ()
+    notes: tuple[str, ...] = ()
+    frontend: FrontendConfig | None = None
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(int(v) for v in self.y)
+        return {label: counts.get(i, 0) for i, label in enumerate(self.labels)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Examples ("recipes") and their cache keys
+
+
+@dataclass(frozen=True)
+class _Example:
+    kind: str  # clip | augmented | silence
+    label_idx: int
+    speaker: str
+    path: str  # audio path (clip/augmented) or noise path ("" = digital silence)
+    key: str  # cache key
+    copy: int = 0
+    aug_seed: int = 0
+    noise_offset: int = 0
+    noise_gain: float = 0.0
+
+
+def _feature_path(cache_dir: Path, frontend: FrontendConfig, key: str) -> Path:
+    return cache_dir / frontend.config_hash() / key[:2] / f"{key}.npy"
+
+
+def _write_cache_file(path: Path, arr: np.ndarray) -> None:
+    """Write-then-rename (never a torn file under the final name), without fsync.
+
+    Cache entries are recomputable: a crash can at worst lose an entry (np.load then fails and
+    the example is recomputed), so paying an fsync per example would only slow the build.
+    """
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+
+
+# Worker-side state: the noise pool for augmentation, loaded once per process.
+_NOISE_CACHE: dict[str, np.ndarray] = {}
+
+
+def _noise_wave(path: str, sample_rate_hz: int) -> np.ndarray:
+    wave = _NOISE_CACHE.get(path)
+    if wave is None:
+        wave = load_waveform(path, sample_rate_hz, allow_silent=True)
+        _NOISE_CACHE[path] = wave
+    return wave
+
+
+def _compute_chunk(job: tuple) -> list:
+    """Worker: compute + cache features for a chunk of examples. Returns arrays or ('bad', ...)."""
+    frontend_dict, cache_dir, examples, aug_dict, noise_paths = job
+    frontend = FrontendConfig.from_dict(frontend_dict)
+    aug = AugmentConfig(**aug_dict) if aug_dict else None
+    results: list = [None] * len(examples)
+    waves, where = [], []
+    for i, ex in enumerate(examples):
+        try:
+            if ex.kind == "silence":
+                if ex.path:
+                    noise = _noise_wave(ex.path, frontend.sample_rate_hz)
+                    seg = np.resize(noise, frontend.clip_samples) if noise.shape[0] < frontend.clip_samples else noise[ex.noise_offset : ex.noise_offset + frontend.clip_samples]
+                    wave = (seg * np.float32(ex.noise_gain)).astype(np.float32)
+                else:
+                    wave = np.zeros(frontend.clip_samples, np.float32)
+            else:
+                wave = load_audio(ex.path, frontend.sample_rate_hz, frontend.clip_samples)
+                if ex.kind == "augmented":
+                    pool = [_noise_wave(p, frontend.sample_rate_hz) for p in noise_paths]
+                    wave = augment_waveform(wave, aug, np.random.default_rng(ex.aug_seed), pool, frontend.sample_rate_hz)
+        except BadAudioError as exc:
+            results[i] = ("bad", exc.path, exc.reason, exc.detail)
+            continue
+        waves.append(wave)
+        where.append(i)
+    if waves:
+        feats = compute_features_batch(np.stack(waves), frontend)
+        for j, i in enumerate(where):
+            _write_cache_file(_feature_path(Path(cache_dir), frontend, examples[i].key), feats[j])
+            results[i] = feats[j]
+    return results
+
+
+def _compute_all(
+    examples: list[_Example],
+    frontend: FrontendConfig,
+    cache_dir: Path,
+    *,
+    augment: AugmentConfig | None,
+    noise_paths: Sequence[str],
+    workers: int | None,
+    progress: bool,
+    description: str,
+) -> tuple[list, dict]:
+    """Features for every example (cache first). Returns (arrays or bad tuples, stats)."""
+    out: list = [None] * len(examples)
+    todo: list[int] = []
+    for i, ex in enumerate(examples):
+        p = _feature_path(cache_dir, frontend, ex.key)
+        if p.is_file():
+            try:
+                out[i] = np.load(p, allow_pickle=False)
+                continue
+            except (OSError, ValueError):  # a torn or foreign file: recompute it
+                pass
+        todo.append(i)
+    stats = {"cached": len(examples) - len(todo), "computed": 0}
+    if todo:
+        import torch  # noqa: F401 - loaded before parallel_map so inline runs get one thread too
+
+        chunk = 48
+        jobs = [
+            (frontend.to_dict(), str(cache_dir), [examples[i] for i in todo[s : s + chunk]], augment.to_dict() if augment else None, tuple(noise_paths))
+            for s in range(0, len(todo), chunk)
+        ]
+        results = []
+        for res in parallel_map(_compute_chunk, jobs, workers=workers, min_items_per_worker=2, description=description, progress=progress):
+            results.extend(res)
+        for i, res in zip(todo, results):
+            out[i] = res
+        stats["computed"] = sum(1 for r in results if not isinstance(r, tuple))
+    return out, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Building a task
+
+
+def _seed_for(*parts) -> int:
+    return int(stable_hash(list(parts), 16), 16) & ((1 << 63) - 1)
+
+
+def _audio_hashes(paths: Iterable[str]) -> dict[str, str]:
+    hashes = {}
+    for p in sorted(set(paths)):
+        try:
+            hashes[p] = sha256_file(p)
+        except OSError:
+            hashes[p] = ""  # unreadable: the worker reports it with a reason
+    return hashes
+
+
+def _noise_files(noise_dir: str | os.PathLike | None) -> list[str]:
+    if not noise_dir:
+        return []
+    root = Path(noise_dir)
+    if not root.is_dir():
+        raise PolykwsError(f"noise_dir {root} is not a folder")
+    return [str(p) for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in {".wav", ".flac", ".ogg", ".mp3", ".opus"}]
+
+
+def split_noise_files(paths: Sequence[str], split_cfg: SplitConfig = SplitConfig()) -> dict[str, list[str]]:
+    """Noise files per split, by file (quota rule over file names): no recording spans two splits."""
+    if not paths:
+        return {s: [] for s in SPLITS}
+    assignment, _ = speaker_splits([f"noise:{p}" for p in paths], SplitConfig(val_pct=split_cfg.val_pct, test_pct=split_cfg.test_pct, mode="quota"))
+    out: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for p in sorted(paths):
+        out[assignment[f"noise:{p}"]].append(p)
+    return out
+
+
+def load_task_features(
+    records: Sequence[ClipRecord],
+    task: TaskSpec,
+    frontend: FrontendConfig,
+    *,
+    cache_dir: str | os.PathLike,
+    noise_dir: str | os.PathLike | None = None,
+    augment: AugmentConfig | None = None,
+    augment_copies: int = 0,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+    strict: bool = False,
+    max_per_keyword: int = 0,
+) -> dict[str, FeatureSplit]:
+    """Build {"train", "val", "test"} FeatureSplits for task from manifest rows (see module doc)."""
+    if augment_copies < 0:
+        raise ConfigError(f"augment_copies must be >= 0, got {augment_copies}")
+    if augment_copies and augment is None:
+        augment = AugmentConfig()
+    cache_dir = Path(cache_dir)
+    labels = task.labels
+    index = {label: i for i, label in enumerate(labels)}
+
+    # 1. Partition rows: keyword clips, non-target words, noise.
+    keyword_rows: dict[str, list[ClipRecord]] = defaultdict(list)
+    other_rows: dict[str, list[ClipRecord]] = defaultdict(list)
+    noise_paths: list[str] = list(_noise_files(noise_dir))
+    for r in records:
+        if task.sources and r.source not in task.sources:
+            continue
+        if r.is_noise:
+            noise_paths.append(r.path)
+            continue
+        kw = task.keyword_of(r)
+        if kw is not None:
+            keyword_rows[r.split].append(r)
+        elif task.matches_language(r) and (not task.unknown_words or r.label in task.unknown_words):
+            other_rows[r.split].append(r)
+    found = {task.keyword_of(r) for rows in keyword_rows.values() for r in rows}
+    missing = [k for k in task.keywords if k not in found]
+    if missing:
+        have = sorted({r.label for r in records if task.matches_language(r) and not r.is_noise})
+        raise PolykwsError(f"task {task.language}: keywords {missing} have no clips; labels present: {have}")
+    if task.unknown and not any(other_rows.values()):
+        raise PolykwsError(
+            f"task {task.language} has an _unknown_ class but no non-target words: every {task.language} word is a keyword. "
+            "Pass unknown=False, fewer keywords, or add recordings of other words."
+        )
+    noise_by_split = split_noise_files(sorted(set(noise_paths)))
+    if task.silence and not any(noise_by_split.values()) and task.true_silence_fraction < 1.0:
+        raise PolykwsError(
+            f"task {task.language} has a _silence_ class but no background noise: pass noise_dir, include "
+            "_background_noise_ rows, or set true_silence_fraction=1.0 for digital silence only"
+        )
+
+    # 2. Decide every example of every split (seeded, independent of scheduling).
+    audio_paths = [r.path for rows in keyword_rows.values() for r in rows] + [r.path for rows in other_rows.values() for r in rows]
+    hashes = _audio_hashes(audio_paths + list(noise_paths))
+    fe_hash = frontend.config_hash()
+    noise_waves: dict[str, np.ndarray] = {}
+    skipped: dict[str, list[SkippedFile]] = defaultdict(list)
+    notes: dict[str, list[str]] = defaultdict(list)
+    for split in SPLITS:
+        for p in noise_by_split[split]:
+            try:
+                noise_waves[p] = load_waveform(p, frontend.sample_rate_hz, allow_silent=True)
+            except BadAudioError as exc:
+                skipped[split].append(SkippedFile(p, exc.reason, exc.detail, ANY_LANGUAGE, "noise"))
+        noise_by_split[split] = [p for p in noise_by_split[split] if p in noise_waves]
+    train_noise = noise_by_split["train"]
+    noise_pool_key = stable_hash(sorted(hashes.get(p, p) for p in train_noise))
+
+    def clip_key(path: str) -> str:
+        return stable_hash({"v": FEATURE_CACHE_VERSION, "fe": fe_hash, "audio": hashes[path], "loader": LOADER_VERSION}, 32)
+
+    plan: dict[str, list[_Example]] = {}
+    for split in SPLITS:
+        rows = sorted(keyword_rows.get(split, []), key=lambda r: r.path)
+        if max_per_keyword:
+            by_kw: dict[str, list[ClipRecord]] = defaultdict(list)
+            for r in sorted(rows, key=lambda r: stable_hash([seed, r.path])):
+                by_kw[task.keyword_of(r)].append(r)
+            rows = sorted((r for kw_rows in by_kw.values() for r in kw_rows[:max_per_keyword]), key=lambda r: r.path)
+        examples = [_Example("clip", index[task.keyword_of(r)], r.speaker_id, r.path, clip_key(r.path)) for r in rows]
+        n_kw = len(examples)
+        per_class = n_kw / len(task.keywords) if task.keywords else 0
+        if task.unknown:
+            candidates = sorted(other_rows.get(split, []), key=lambda r: r.path)
+            want = math.ceil(task.unknown_fraction * n_kw) if task.unknown_fraction else math.ceil(per_class)
+            rng = np.random.default_rng(_seed_for(seed, split, "unknown"))
+            pick = sorted(rng.choice(len(candidates), size=min(want, len(candidates)), replace=False).tolist()) if candidates else []
+            if len(pick) < want:
+                notes[split].append(f"_unknown_: {len(pick)} of {want} wanted (only {len(candidates)} non-target clips in {split})")
+            examples += [_Example("clip", index[UNKNOWN_LABEL], candidates[i].speaker_id, candidates[i].path, clip_key(candidates[i].path)) for i in pick]
+        if task.silence:
+            want = math.ceil(task.silence_fraction * n_kw) if task.silence_fraction else math.ceil(per_class)
+            pool = noise_by_split[split]
+            if not pool and task.true_silence_fraction < 1.0:
+                notes[split].append(f"_silence_: no noise files in {split}; digital silence only")
+            for i in range(want):
+                rng = np.random.default_rng(_seed_for(seed, split, "silence", i))
+                if not pool or rng.random() < task.true_silence_fraction:
+                    key = stable_hash({"v": FEATURE_CACHE_VERSION, "fe": fe_hash, "silence": "zeros"}, 32)
+                    examples.append(_Example("silence", index[SILENCE_LABEL], "", "", key))
+                    continue
+                path = pool[int(rng.integers(0, len(pool)))]
+                wave = noise_waves[path]
+                offset = int(rng.integers(0, max(1, wave.shape[0] - frontend.clip_samples + 1)))
+                gain = float(rng.uniform(0.0, 1.0))
+                key = stable_hash({"v": FEATURE_CACHE_VERSION, "fe": fe_hash, "noise": hashes[path], "offset": offset, "gain": gain, "loader": LOADER_VERSION}, 32)
+                examples.append(_Example("silence", index[SILENCE_LABEL], "", path, key, noise_offset=offset, noise_gain=gain))
+        if split == "train" and augment_copies:
+            base = [e for e in examples if e.kind == "clip"]
+            aug_id = stable_hash(augment.to_dict())
+            for copy in range(1, augment_copies + 1):
+                for e in base:
+                    aug_seed = _seed_for(seed, "augment", hashes[e.path], copy)
+                    key = stable_hash(
+                        {"v": FEATURE_CACHE_VERSION, "fe": fe_hash, "audio": hashes[e.path], "loader": LOADER_VERSION, "aug": aug_id, "seed": aug_seed, "noise": noise_pool_key}, 32
+                    )
+                    examples.append(_Example("augmented", e.label_idx, e.speaker, e.path, key, copy=copy, aug_seed=aug_seed))
+        plan[split] = examples
+
+    # 3. Compute (or load) features for all splits in one pool.
+    flat = [(split, ex) for split in SPLITS for ex in plan[split]]
+    arrays, _ = _compute_all(
+        [ex for _, ex in flat], frontend, cache_dir,
+        augment=augment, noise_paths=train_noise, workers=workers, progress=progress,
+        description=f"{frontend.kind} features {task.language}",
+    )
+    per_split: dict[str, list[tuple[_Example, np.ndarray]]] = defaultdict(list)
+    source_of = {r.path: (r.language, r.source) for r in records}
+    for (split, ex), arr in zip(flat, arrays):
+        if isinstance(arr, tuple):
+            _, path, reason, detail = arr
+            if not any(s.path == path for s in skipped[split]):
+                lang, src = source_of.get(path, (task.language, "noise"))
+                skipped[split].append(SkippedFile(path, reason, detail, lang, src))
+            continue
+        per_split[split].append((ex, arr))
+    if strict and any(skipped.values()):
+        bad = [s for split in SPLITS for s in skipped[split]]
+        raise PolykwsError("strict: unusable files:\n" + "\n".join(f"  {s.path}: {s.reason} ({s.detail})" for s in bad[:20]))
+
+    out: dict[str, FeatureSplit] = {}
+    for split in SPLITS:
+        items = per_split.get(split, [])
+        x = np.stack([a for _, a in items]).astype(np.float32) if items else np.zeros((0, *frontend.input_shape), np.float32)
+        out[split] = FeatureSplit(
+            x=x,
+            y=np.array([e.label_idx for e, _ in items], dtype=np.int64),
+            labels=labels,
+            speakers=tuple(e.speaker for e, _ in items),
+            paths=tuple(
+                e.path if e.kind != "silence" else (f"silence:{e.path}@{e.noise_offset}x{e.noise_gain:.3f}" if e.path else "silence:zeros")
+                for e, _ in items
+            ),
+            origin=tuple(e.kind for e, _ in items),
+            skipped=tuple(skipped[split]),
+            notes=tuple(notes[split]),
+            frontend=frontend,
+        )
+    return out
+
+
+def warm_feature_cache(
+    records: Sequence[ClipRecord],
+    frontend: FrontendConfig,
+    *,
+    cache_dir: str | os.PathLike,
+    workers: int | None = None,
+    progress: bool = True,
+    languages: Iterable[str] | None = None,
+) -> dict:
+    """Compute (or find) the features of every clip row: {'clips', 'computed', 'cached', 'skipped'}."""
+    langs = set(languages) if languages else None
+    rows = [r for r in records if not r.is_noise and (langs is None or r.language in langs)]
+    hashes = _audio_hashes(r.path for r in rows)
+    fe_hash = frontend.config_hash()
+    examples = [
+        _Example("clip", 0, r.speaker_id, r.path, stable_hash({"v": FEATURE_CACHE_VERSION, "fe": fe_hash, "audio": hashes[r.path], "loader": LOADER_VERSION}, 32))
+        for r in sorted(rows, key=lambda r: r.path)
+    ]
+    arrays, stats = _compute_all(
+        examples, frontend, Path(cache_dir), augment=None, noise_paths=(), workers=workers, progress=progress, description=f"{frontend.kind} features"
+    )
+    stats["clips"] = len(examples)
+    stats["skipped"] = sum(1 for a in arrays if isinstance(a, tuple))
+    return stats

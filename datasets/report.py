@@ -1,0 +1,114 @@
+"""Rich tables for scan results and feature splits (CLI output)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from rich.console import Console
+from rich.table import Table
+
+from .scan import SKIP_REASONS, ScanResult
+
+
+def _fmt_skips(skips: dict) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(skips.items())) or "-"
+
+
+def scan_tables(result: ScanResult) -> list[Table]:
+    rows = result.summary()
+    table = Table(title=f"{result.root} ({result.layout} layout)", show_lines=False)
+    for col, justify in (
+        ("language", "left"), ("source", "left"), ("clips", "right"), ("keywords", "right"), ("speakers", "right"),
+        ("train", "right"), ("val", "right"), ("test", "right"), ("spk tr/va/te", "right"), ("split rule", "left"),
+        ("hours", "right"), ("formats", "left"), ("skipped", "left"),
+    ):
+        table.add_column(col, justify=justify)
+    by_lang: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_lang[row["language"]].append(row)
+    for lang in sorted(by_lang):
+        lang_rows = by_lang[lang]
+        for row in lang_rows:
+            speakers = f"{row['speakers']} (per-clip hash)" if row["speakers_hashed"] else str(row["speakers"])
+            if row["language"] == "*":
+                speakers = f"{row['speakers']} files"
+            table.add_row(
+                row["language"], row["source"], str(row["clips"]), str(row["keywords"]), speakers,
+                str(row["train"]), str(row["val"]), str(row["test"]),
+                f"{row['speakers_train']}/{row['speakers_val']}/{row['speakers_test']}", row["split_mode"],
+                f"{row['hours']:.2f}", " ".join(f"{k} {v}" for k, v in sorted(row["containers"].items())), _fmt_skips(row["skipped"]),
+            )
+        if len(lang_rows) > 1:
+            skips: Counter = Counter()
+            for row in lang_rows:
+                skips.update(row["skipped"])
+            table.add_row(
+                f"[bold]{lang}[/bold]", "[bold]all[/bold]", f"[bold]{sum(r['clips'] for r in lang_rows)}[/bold]",
+                str(len({r.label for r in result.records if r.language == lang})), "",
+                *(str(sum(r[s] for r in lang_rows)) for s in ("train", "val", "test")), "", "",
+                f"{sum(r['hours'] for r in lang_rows):.2f}", "", _fmt_skips(dict(skips)),
+                end_section=True,
+            )
+        else:
+            table.rows[-1].end_section = True
+    tables = [table]
+    counts = result.skip_counts()
+    if not counts:
+        return tables
+    skip_table = Table(title=f"skipped files: {len(result.skipped)}")
+    skip_table.add_column("reason")
+    skip_table.add_column("files", justify="right")
+    skip_table.add_column("meaning")
+    skip_table.add_column("example")
+    for reason in sorted(counts):
+        example = next(s for s in result.skipped if s.reason == reason)
+        skip_table.add_row(reason, str(counts[reason]), SKIP_REASONS.get(reason, ""), f"{example.path}: {example.detail}")
+    tables.append(skip_table)
+    return tables
+
+
+def _console() -> Console:
+    console = Console()
+    # Piped output (logs, CI) would be cut to 80 columns; tables need about 150.
+    return console if console.is_terminal else Console(width=160)
+
+
+def print_scan(result: ScanResult, *, elapsed_s: float | None = None, verbose: bool = False, console: Console | None = None) -> None:
+    console = console or _console()
+    for t in scan_tables(result):
+        console.print(t)
+    n_clips = len(result.clips)
+    line = f"{n_clips} clips, {len(result.noise)} noise files, {len(result.skipped)} skipped"
+    if elapsed_s is not None:
+        line += f", scanned in {elapsed_s:.1f} s"
+    console.print(line)
+    hashed = sorted(result.hashed_speakers)
+    if hashed:
+        console.print(
+            "[yellow]note:[/yellow] no speaker ids in "
+            + ", ".join(f"{lang}/{src}" for lang, src in hashed)
+            + ": each clip is its own pseudo-speaker, so those splits are by clip, not by speaker."
+        )
+    if verbose:
+        for s in result.skipped:
+            console.print(f"skipped {s.path}: {s.reason} ({s.detail})")
+
+
+def print_feature_splits(splits: dict, *, elapsed_s: float | None = None, console: Console | None = None) -> None:
+    console = console or _console()
+    any_split = next(iter(splits.values()))
+    table = Table(title=f"features {any_split.x.shape[1:]} per clip; labels: {', '.join(any_split.labels)}")
+    table.add_column("split")
+    table.add_column("examples", justify="right")
+    table.add_column("speakers", justify="right")
+    table.add_column("per class")
+    table.add_column("skipped", justify="right")
+    for name, sp in splits.items():
+        counts = Counter(int(v) for v in sp.y)
+        table.add_row(
+            name, str(len(sp.y)), str(len(set(s for s in sp.speakers if s))),
+            " ".join(f"{sp.labels[i]}:{counts.get(i, 0)}" for i in range(len(sp.labels))), str(len(sp.skipped)),
+        )
+    console.print(table)
+    if elapsed_s is not None:
+        console.print(f"built in {elapsed_s:.1f} s")

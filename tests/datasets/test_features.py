@@ -1,0 +1,147 @@
+"""Tasks, feature splits and the on-disk feature cache, on a generated corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from polykws.datasets import features as features_mod
+from polykws.datasets.augment import AugmentConfig
+from polykws.datasets.features import FeatureSplit, TaskSpec, load_task_features, split_noise_files
+from polykws.datasets.frontend import compute_features, micro_frontend, mfcc_frontend
+from polykws.datasets.audio import load_audio
+from polykws.datasets.manifest import NOISE_LABEL
+from polykws.datasets.scan import scan
+from polykws.datasets.sources.gsc import gsc_task
+from polykws.utils import ConfigError, PolykwsError
+
+WORDS = ("yes", "no", "up", "cat", "dog")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, kit):
+    root = tmp_path_factory.mktemp("corpus")
+    for w_i, word in enumerate(WORDS):
+        for spk in range(12):
+            kit.write_wav(root / "en" / "toy" / word / f"s{spk:02d}_nohash_0.wav", kit.tone(0.5, freq_hz=140 + 25 * w_i + 4 * spk, seed=spk))
+    for i in range(5):
+        kit.write_wav(root / NOISE_LABEL / f"n{i}.wav", (0.05 * np.random.default_rng(i).standard_normal(32000)).astype(np.float32))
+    return root, scan(root, workers=1).records
+
+
+def test_task_labels_and_validation():
+    t = TaskSpec("en", ("yes", "no"))
+    assert t.labels == ("yes", "no", "_silence_", "_unknown_")
+    assert TaskSpec("en", ("yes",), silence=False, unknown=False).labels == ("yes",)
+    for bad in (dict(keywords=()), dict(keywords=("yes", "yes")), dict(keywords=("_silence_",)), dict(keywords=("a",), silence_fraction=0.0)):
+        with pytest.raises(ConfigError):
+            TaskSpec("en", **{"keywords": ("a",), **bad})
+
+
+def test_splits_shapes_classes_and_disjoint_speakers(corpus, tmp_path):
+    root, records = corpus
+    task = TaskSpec("en", ("yes", "no", "up"))
+    splits = load_task_features(records, task, micro_frontend(), cache_dir=tmp_path / "c", workers=1, progress=False)
+    assert set(splits) == {"train", "val", "test"}
+    for name, sp in splits.items():
+        assert isinstance(sp, FeatureSplit)
+        assert sp.x.dtype == np.float32 and sp.x.shape[1:] == (49, 40)
+        assert sp.y.dtype == np.int64 and sp.y.shape == (len(sp),)
+        assert sp.labels == task.labels
+        counts = sp.class_counts()
+        kw_per_class = counts["yes"]
+        assert kw_per_class > 0 and counts["no"] == counts["up"] == kw_per_class
+        # _silence_ and _unknown_ match an average keyword class by default.
+        assert counts["_silence_"] == kw_per_class and counts["_unknown_"] == kw_per_class
+        unknown_paths = [p for p, y in zip(sp.paths, sp.y) if sp.labels[y] == "_unknown_"]
+        assert all(Path(p).parent.name in ("cat", "dog") for p in unknown_paths)
+    spk = {name: {s for s in sp.speakers if s} for name, sp in splits.items()}
+    assert not (spk["train"] & spk["val"]) and not (spk["train"] & spk["test"]) and not (spk["val"] & spk["test"])
+    # A cached keyword example equals computing it directly.
+    i = splits["test"].origin.index("clip")
+    direct = compute_features(load_audio(splits["test"].paths[i]), micro_frontend())
+    np.testing.assert_array_equal(splits["test"].x[i], direct)
+
+
+def test_second_call_recomputes_nothing(corpus, tmp_path, monkeypatch):
+    root, records = corpus
+    task = TaskSpec("en", ("yes", "no"))
+    kwargs = dict(cache_dir=tmp_path / "cache", workers=1, progress=False, augment_copies=1, seed=3)
+    first = load_task_features(records, task, mfcc_frontend(), **kwargs)
+    n_files = len(list((tmp_path / "cache").rglob("*.npy")))
+    assert n_files > 0
+
+    def no_compute(job):
+        raise AssertionError("cache miss: a feature was recomputed")
+
+    monkeypatch.setattr(features_mod, "_compute_chunk", no_compute)
+    second = load_task_features(records, task, mfcc_frontend(), **kwargs)
+    for name in first:
+        np.testing.assert_array_equal(first[name].x, second[name].x)
+        np.testing.assert_array_equal(first[name].y, second[name].y)
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == n_files
+    # Another seed means other augmented copies: those are misses.
+    with pytest.raises(AssertionError, match="cache miss"):
+        load_task_features(records, task, mfcc_frontend(), **{**kwargs, "seed": 4})
+
+
+def test_augmented_copies_are_seeded(corpus, tmp_path):
+    root, records = corpus
+    task = TaskSpec("en", ("yes", "no"), unknown=False)
+    aug = AugmentConfig(noise_prob=1.0, speed_prob=1.0, pitch_prob=1.0)
+
+    def build(seed, cache):
+        return load_task_features(records, task, micro_frontend(), cache_dir=tmp_path / cache, augment=aug, augment_copies=2, seed=seed, workers=1, progress=False)["train"]
+
+    a, b, c = build(0, "a"), build(0, "b"), build(1, "c")
+    n_clips = a.origin.count("clip")
+    assert a.origin.count("augmented") == 2 * n_clips
+    np.testing.assert_array_equal(a.x, b.x)  # same seed, separate caches: identical
+    aug_rows = [i for i, o in enumerate(a.origin) if o == "augmented"]
+    assert not np.array_equal(a.x[aug_rows], c.x[aug_rows])  # another seed: other copies
+    clip_rows = [i for i, o in enumerate(a.origin) if o == "clip"]
+    np.testing.assert_array_equal(a.x[clip_rows], c.x[clip_rows])  # originals do not depend on it
+
+
+def test_unknown_and_silence_need_their_material(corpus, tmp_path):
+    root, records = corpus
+    clips = [r for r in records if not r.is_noise]
+    with pytest.raises(PolykwsError, match="no non-target words"):
+        load_task_features(records, TaskSpec("en", WORDS), micro_frontend(), cache_dir=tmp_path, workers=1, progress=False)
+    with pytest.raises(PolykwsError, match="no background noise"):
+        load_task_features(clips, TaskSpec("en", ("yes",)), micro_frontend(), cache_dir=tmp_path, workers=1, progress=False)
+    with pytest.raises(PolykwsError, match=r"\['bird'\] have no clips"):
+        load_task_features(records, TaskSpec("en", ("yes", "bird")), micro_frontend(), cache_dir=tmp_path, workers=1, progress=False)
+    # noise_dir supplies the noise instead of _background_noise_ rows.
+    splits = load_task_features(clips, TaskSpec("en", ("yes",)), micro_frontend(), cache_dir=tmp_path, noise_dir=root / NOISE_LABEL, workers=1, progress=False)
+    assert splits["train"].class_counts()["_silence_"] > 0
+
+
+def test_noise_files_never_span_splits():
+    paths = [f"/noise/{i}.wav" for i in range(20)]
+    by_split = split_noise_files(paths)
+    assert sorted(p for ps in by_split.values() for p in ps) == sorted(paths)
+    assert all(len(by_split[s]) >= 2 for s in ("val", "test"))
+    assert split_noise_files(paths) == by_split
+
+
+def test_gsc_12_class_mode_builds_silence_and_unknown(tmp_path, kit):
+    root = tmp_path / "gsc"
+    words = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "cat", "marvin")
+    for w_i, word in enumerate(words):
+        for s_i, spk in enumerate(("0a1b2c3d", "1f2e3d4c", "22aa33bb", "3c3c3c3c")):
+            kit.write_wav(root / word / f"{spk}_nohash_0.wav", kit.tone(0.9, freq_hz=120 + 13 * w_i + 3 * s_i, seed=s_i))
+    (root / "validation_list.txt").write_text("".join(f"{w}/0a1b2c3d_nohash_0.wav\n" for w in words))
+    (root / "testing_list.txt").write_text("".join(f"{w}/1f2e3d4c_nohash_0.wav\n" for w in words))
+    for i in range(3):
+        kit.write_wav(root / NOISE_LABEL / f"noise{i}.wav", (0.1 * np.random.default_rng(i).standard_normal(48000)).astype(np.float32))
+    records = scan(root, workers=1).records
+    splits = load_task_features(records, gsc_task(12), mfcc_frontend(), cache_dir=tmp_path / "c", workers=1, progress=False)
+    counts = splits["train"].class_counts()
+    assert len(counts) == 12 and counts["_unknown_"] == 2 and counts["_silence_"] == 2 and counts["yes"] == 2
+    assert splits["test"].class_counts()["yes"] == 1
+    # 35-class mode: every word is a class; on this fixture the other 23 words are missing.
+    with pytest.raises(PolykwsError, match="have no clips"):
+        load_task_features(records, gsc_task(35), mfcc_frontend(), cache_dir=tmp_path / "c", workers=1, progress=False)
