@@ -63,6 +63,8 @@ class Stage:
     # same floats whether it runs alone, beside others, or on a Ray worker.
     threads: int | None = None
     seed: int = 0
+    # Settings that do not change the output (cache folders, progress display): not in the key.
+    runtime: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name or not self.kind or "/" in self.kind or self.kind.startswith("."):
@@ -85,6 +87,7 @@ class StageContext:
     inputs: dict[str, Path]
     input_manifests: dict[str, dict[str, Any]]
     in_worker: bool = False
+    runtime: Mapping[str, Any] = field(default_factory=dict)
 
     def input(self, name: str) -> Path:
         try:
@@ -181,7 +184,8 @@ def execute_stage(store: ArtifactStore, job: Job) -> dict[str, Any]:
         work = store.work_dir(stage.kind, job.key)
         inputs = {d: store.materialize(*kk) for d, kk in job.inputs.items()}
         manifests = {d: store.lookup(*kk) for d, kk in job.inputs.items()}
-        ctx = StageContext(stage.name, stage.kind, job.key, dict(stage.config), work, inputs, manifests, in_worker=job.capture_log)
+        ctx = StageContext(stage.name, stage.kind, job.key, dict(stage.config), work, inputs, manifests,
+                           in_worker=job.capture_log, runtime=dict(stage.runtime))
         started = time.time()
         t0 = time.perf_counter()
         log_buf = io.StringIO()
@@ -396,6 +400,7 @@ def run_pipeline(
     force: Iterable[str] = (),
     console=None,
     show_progress: bool = True,
+    log: bool | None = None,
 ) -> RunResult:
     """Run every stage whose key has no finished artifact; reuse the rest.
 
@@ -410,6 +415,7 @@ def run_pipeline(
     executor = executor or SerialExecutor()
     console = console or Console(stderr=True)
     force = set(force)
+    log = show_progress if log is None else log
     t_start = time.perf_counter()
     outcomes: dict[str, StageOutcome] = {}
     manifests: dict[str, dict[str, Any]] = {}
@@ -437,7 +443,7 @@ def run_pipeline(
             time.perf_counter() - t0,
         )
         progress.advance(overall)
-        if show_progress:
+        if log:
             headline = _headline(manifest.get("summary") or {})
             if status == "reused":
                 console.print(f"[dim]  reused  {stage.name}  ({manifest['key']}){headline}[/dim]")
@@ -489,7 +495,8 @@ def run_pipeline(
                     except BaseException as exc:  # noqa: BLE001
                         if failure is None:
                             failure = exc
-                        console.print(f"[red]  failed[/red]  {stage.name}")
+                        if log:
+                            console.print(f"[red]  failed[/red]  {stage.name}")
             elif failure is not None:
                 break
             elif not launched and pending:

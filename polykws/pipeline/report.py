@@ -83,13 +83,23 @@ def plot_accuracy_vs_bytes(sweep: Sequence[dict], path: Path) -> Path | None:
         rows = [r for r in sweep if r["method"] == method]
         xkey = "blob_bytes" if all(r.get("blob_bytes") for r in rows) else "updated_params"
         for i, lang in enumerate(langs):
-            pts = sorted(
-                (r[xkey], r["int8_acc"] if r.get("int8_acc") is not None else r["float_acc"]) for r in rows if r["lang"] == lang
-            )
+            # Mean over seeds per budget (x and y), so several seeds draw one line.
+            groups: dict[Any, list[tuple[float, float]]] = {}
+            for r in rows:
+                if r["lang"] == lang:
+                    acc = r["int8_acc"] if r.get("int8_acc") is not None else r["float_acc"]
+                    if acc is not None and r.get(xkey):
+                        groups.setdefault(r.get("budget"), []).append((float(r[xkey]), float(acc)))
+            pts = sorted((sum(p[0] for p in g) / len(g), sum(p[1] for p in g) / len(g)) for g in groups.values())
             if pts:
                 ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "o-", color=cmap(i % 10), label=lang, ms=4)
         ax.set_title(method)
         ax.set_xscale("log")
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("blob bytes" if xkey == "blob_bytes" else "updated params")
         ax.grid(True, which="both", alpha=0.3)
     for ax in axes[:, 0]:
@@ -109,7 +119,7 @@ def plot_confusion(labels: Sequence[str], matrix: Sequence[Sequence[int]], title
     m = np.asarray(matrix, dtype=float)
     norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
     n = len(labels)
-    size = max(3.6, 0.42 * n + 1.6)
+    size = max(3.6, 0.36 * n + 1.8)
     fig, ax = plt.subplots(figsize=(size + 0.8, size))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=8)
@@ -250,7 +260,7 @@ th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child, td:nth-child(4) { text-align: left; }
 table.stages td:nth-child(2), table.stages td:nth-child(4) { text-align: left; font-family: monospace; }
 .figs { display: flex; flex-wrap: wrap; gap: 1em; } .figs figure { margin: 0; }
-.figs img { max-width: 370px; border: 1px solid #eee; } img.wide { max-width: 100%; }
+.figs img { max-width: 540px; border: 1px solid #eee; } img.wide { max-width: 100%; }
 figcaption { font-size: .85em; color: #555; text-align: center; }
 .note { background: #fff8e1; border-left: 4px solid #f0c000; padding: .5em .8em; margin: .6em 0; }
 .skip { background: #fdecea; border-left: 4px solid #d9534f; padding: .5em .8em; }

@@ -1,0 +1,393 @@
+"""`polykws run` configuration: one YAML file, validated into frozen dataclasses before anything runs.
+
+Sections that belong to another layer (the fit recipe, a method's delta config, the TTS corpus
+settings) are kept as plain mappings here and validated by that layer's own config classes in
+`validate_with_layers()`, so a typo fails at load time with the file and field named, not
+twenty minutes into a run.
+
+Paths: `shared:<rel>` resolves against polykws.utils.shared_dir() (../shared next to the
+checkout); `@corpus` means the folder the `corpus` stage synthesized; a relative path is
+relative to the repository root; anything with `://` is an fsspec URI (artifacts only).
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from polykws.utils import ConfigError, PolykwsError, repo_root, shared_dir
+
+FIRMWARE_MODES = ("auto", "on", "off")
+EXECUTORS = ("auto", "serial", "process", "ray")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """One language's keyword task (polykws.datasets.TaskSpec fields) over `<root>/<language>/<source>/<keyword>/`."""
+
+    keywords: tuple[str, ...] = ()  # class order; empty = every label of the language (sorted) not in unknown_words
+    sources: tuple[str, ...] = ()  # empty = every source folder
+    silence: bool = True
+    unknown: bool = True
+    # Words of this language that feed `_unknown_` (empty = every non-target word).
+    unknown_words: tuple[str, ...] = ()
+    unknown_fraction: float | None = None
+    silence_fraction: float | None = None
+    true_silence_fraction: float = 0.1
+    max_per_keyword: int = 0  # 0 = all clips
+
+    def __post_init__(self) -> None:
+        if self.max_per_keyword < 0:
+            raise ConfigError(f"max_per_keyword must be >= 0, got {self.max_per_keyword}")
+        if len(set(self.keywords)) != len(self.keywords):
+            raise ConfigError(f"keywords repeat: {list(self.keywords)}")
+        if not self.keywords and self.unknown and not self.unknown_words:
+            raise ConfigError("keywords is empty (= every word) but unknown is on: name unknown_words, or set unknown: false")
+
+
+@dataclass(frozen=True)
+class DataSection:
+    root: str = "@corpus"
+    noise_dir: str = ""
+    frontend: str = "mfcc"
+    # polykws.datasets.SplitConfig fields (val_pct, test_pct, mode, ...): speaker-disjoint splits.
+    split: Mapping[str, Any] = field(default_factory=dict)
+    tasks: Mapping[str, TaskConfig] = field(default_factory=dict)
+    # Offline augmented copies of each training clip (time shift, noise) for the base language.
+    base_augment_copies: int = 0
+    adapt_augment_copies: int = 0
+    cache_dir: str = ".cache/features"
+
+    def __post_init__(self) -> None:
+        from polykws.datasets.frontend import FRONTENDS
+
+        if self.frontend not in FRONTENDS:
+            raise ConfigError(f"data.frontend: unknown frontend {self.frontend!r}; known: {', '.join(sorted(FRONTENDS))}")
+        from polykws.datasets.splits import SplitConfig
+
+        _build_dataclass(SplitConfig, self.split, "data.split")
+        if self.base_augment_copies < 0 or self.adapt_augment_copies < 0:
+            raise ConfigError("data.*_augment_copies must be >= 0")
+        if not self.tasks:
+            raise ConfigError("data.tasks must name at least the base language's task")
+
+
+@dataclass(frozen=True)
+class BaseSection:
+    language: str = "en"
+    model: str = "ds_cnn_s"
+    # Reuse a trained base (a polykws model file) instead of pretraining one.
+    checkpoint: str = ""
+    # Extra languages pooled into pretraining (their train split only, never val/test speakers).
+    pool_languages: tuple[str, ...] = ()
+    fit: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.language:
+            raise ConfigError("base.language must be set")
+
+
+@dataclass(frozen=True)
+class AdaptSection:
+    languages: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ("swr",)
+    method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    budgets: tuple[int, ...] = (1000,)
+    seeds: tuple[int, ...] = (0,)
+    # The (method, budget) whose merged model ships: exported, packed into flash.bin, in the table.
+    ship_method: str = "swr"
+    ship_budget: int = 1000
+    fit: Mapping[str, Any] = field(default_factory=dict)
+    # Torch threads per adaptation job (1 keeps jobs bit-identical however they are scheduled).
+    threads_per_job: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.languages:
+            raise ConfigError("adapt.languages must list at least one language")
+        if len(set(self.languages)) != len(self.languages):
+            raise ConfigError(f"adapt.languages repeat: {list(self.languages)}")
+        if not self.methods:
+            raise ConfigError("adapt.methods must list at least one method")
+        if any(b <= 0 for b in self.budgets) or not self.budgets:
+            raise ConfigError(f"adapt.budgets must be positive integers, got {list(self.budgets)}")
+        if not self.seeds:
+            raise ConfigError("adapt.seeds must list at least one seed")
+        if self.ship_method not in self.methods:
+            raise ConfigError(f"adapt.ship_method {self.ship_method!r} is not in adapt.methods {list(self.methods)}")
+        if self.ship_budget not in self.budgets:
+            raise ConfigError(f"adapt.ship_budget {self.ship_budget} is not in adapt.budgets {list(self.budgets)}")
+        unknown = set(self.method_options) - set(self.methods)
+        if unknown:
+            raise ConfigError(f"adapt.method_options names methods not in adapt.methods: {sorted(unknown)}")
+        if self.threads_per_job < 1:
+            raise ConfigError("adapt.threads_per_job must be >= 1")
+
+
+@dataclass(frozen=True)
+class ExportSection:
+    enabled: bool = True
+    # Representative training features for int8 calibration (per model).
+    calibration_samples: int = 300
+    # Export every adaptation job (int8 accuracy + blob bytes for the accuracy-vs-bytes plot),
+    # not only the shipped one per language.
+    all_jobs: bool = True
+
+    def __post_init__(self) -> None:
+        if self.calibration_samples < 1:
+            raise ConfigError("export.calibration_samples must be >= 1")
+
+
+@dataclass(frozen=True)
+class FirmwareSection:
+    # auto: build and bench when the arm toolchain, QEMU and TFLM_DIR are present, otherwise the
+    # stage records why it was skipped. on: missing pieces are an error. off: recorded as off.
+    enabled: str = "auto"
+    boards: tuple[str, ...] = ("mps2-an386",)
+    kernels: tuple[str, ...] = ("cmsis-nn",)
+    bench_samples: int = 50
+
+    def __post_init__(self) -> None:
+        if self.enabled not in FIRMWARE_MODES:
+            raise ConfigError(f"firmware.enabled must be one of {FIRMWARE_MODES}, got {self.enabled!r}")
+
+
+@dataclass(frozen=True)
+class ExecutorSection:
+    kind: str = "auto"
+    workers: int = 0  # 0 = CPU count
+    ray_address: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise ConfigError(f"executor.kind must be one of {EXECUTORS}, got {self.kind!r}")
+        if self.workers < 0:
+            raise ConfigError("executor.workers must be >= 0")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    name: str
+    data: DataSection
+    base: BaseSection
+    adapt: AdaptSection
+    corpus: Mapping[str, Any] | None = None  # SynthConfig fields; present = synthesize the corpus
+    export: ExportSection = field(default_factory=ExportSection)
+    firmware: FirmwareSection = field(default_factory=FirmwareSection)
+    executor: ExecutorSection = field(default_factory=ExecutorSection)
+    artifacts: str = "artifacts/store"
+    output: str = ""  # default runs/<name>
+    seed: int = 0
+    title: str = ""
+    notes: tuple[str, ...] = ()
+    source_path: str = ""  # the YAML file (filled by load_config)
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in "/\\ "):
+            raise ConfigError(f"name must be a non-empty word without slashes or spaces, got {self.name!r}")
+        langs = [self.base.language, *self.adapt.languages]
+        missing = [lang for lang in langs if lang not in self.data.tasks]
+        if missing and not self.base.checkpoint:
+            raise ConfigError(f"data.tasks has no task for {missing}")
+        if self.base.language in self.adapt.languages:
+            raise ConfigError(f"adapt.languages includes the base language {self.base.language!r}")
+        missing = [lang for lang in self.adapt.languages if lang not in self.data.tasks]
+        if missing:
+            raise ConfigError(f"data.tasks has no task for adapt languages {missing}")
+        if self.data.root == "@corpus" and self.corpus is None:
+            raise ConfigError("data.root is @corpus but there is no corpus section to synthesize it")
+        for lang in self.base.pool_languages:
+            if lang in self.adapt.languages:
+                raise ConfigError(
+                    f"base.pool_languages includes target language {lang!r}: the base must not hear a target language"
+                    " (pool only non-target languages)")
+
+    @property
+    def output_dir(self) -> Path:
+        return resolve_path(self.output or f"runs/{self.name}")
+
+    @property
+    def artifacts_uri(self) -> str:
+        return self.artifacts if "://" in self.artifacts else str(resolve_path(self.artifacts))
+
+
+def resolve_path(p: str, corpus_dir: Path | None = None) -> Path:
+    if p.startswith("shared:"):
+        return shared_dir() / p[len("shared:"):]
+    if p == "@corpus" or p.startswith("@corpus/"):
+        if corpus_dir is None:
+            raise ConfigError(f"{p}: needs the corpus stage's output")
+        return corpus_dir / p[len("@corpus"):].lstrip("/")
+    path = Path(os.path.expanduser(p))
+    return path if path.is_absolute() else repo_root() / path
+
+
+# --- strict dict -> dataclass ---------------------------------------------------------------------
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    where = f"{path}: " if path else ""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}unknown key(s) {unknown}; known: {sorted(known)}")
+    kwargs = {name: _coerce(hints[name], value, f"{path}.{name}" if path else name) for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        msg = str(exc)
+        raise ConfigError(msg if msg.startswith(path) and path else f"{where}{msg}") from None
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{where}{exc}") from None
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(args[0], value, path) if len(args) == 1 else value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        item = typing.get_args(tp)[0]
+        return tuple(_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin in (collections.abc.Mapping, dict) or tp in (Mapping, dict, collections.abc.Mapping):
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        args = typing.get_args(tp)
+        vt = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(vt, v, f"{path}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def to_plain(obj: Any) -> Any:
+    """JSON-able copy of a config (dataclasses -> dicts, tuples -> lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise PolykwsError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    raw = dict(raw or {})
+    for k, v in (overrides or {}).items():
+        _set_dotted(raw, k, v)
+    raw.setdefault("name", path.stem)
+    raw["source_path"] = str(path)
+    try:
+        cfg = from_dict(PipelineConfig, raw)
+        validate_with_layers(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return cfg
+
+
+def _set_dotted(d: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+        if not isinstance(d, dict):
+            raise ConfigError(f"override {dotted}: {p} is not a mapping")
+    d[parts[-1]] = value
+
+
+def validate_with_layers(cfg: PipelineConfig) -> None:
+    """Check the sections other layers own with their own config classes (fail before running)."""
+    from polykws.training.models import list_models
+
+    if cfg.base.model not in list_models():
+        raise ConfigError(f"base.model: unknown model {cfg.base.model!r}; registered: {', '.join(list_models())}")
+    from polykws.training.config import FitConfig
+    from polykws.training.config import from_dict as train_from_dict
+
+    train_from_dict(FitConfig, dict(cfg.base.fit), "base.fit")
+    from polykws.training.adapt import TrainConfig as AdaptTrainConfig
+    from polykws.training.adapt import get_method, method_config
+
+    for reserved in ("seed", "num_threads"):
+        if reserved in cfg.adapt.fit:
+            raise ConfigError(f"adapt.fit.{reserved}: set by the pipeline (adapt.seeds, adapt.threads_per_job)")
+    _build_dataclass(AdaptTrainConfig, dict(cfg.adapt.fit), "adapt.fit")
+    for m in cfg.adapt.methods:
+        try:
+            spec = get_method(m)
+            method_config(m, budget_params=cfg.adapt.budgets[0] if spec.budgeted else None, **dict(cfg.adapt.method_options.get(m, {})))
+        except ConfigError as exc:
+            raise ConfigError(f"adapt.methods: {exc}") from None
+    if cfg.corpus is not None:
+        try:
+            from polykws.datasets.synth import SynthConfig
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f"corpus: the TTS corpus builder is not available ({exc})") from None
+        _build_dataclass(SynthConfig, cfg.corpus, "corpus")
+    from polykws.datasets.features import TaskSpec
+
+    for lang, t in cfg.data.tasks.items():
+        if t.keywords:
+            try:
+                TaskSpec(lang, t.keywords, **task_spec_options(t))
+            except ConfigError as exc:
+                raise ConfigError(f"data.tasks.{lang}: {exc}") from None
+    if cfg.base.checkpoint and not resolve_path(cfg.base.checkpoint).is_file():
+        raise ConfigError(f"base.checkpoint: {resolve_path(cfg.base.checkpoint)} does not exist")
+
+
+def _build_dataclass(cls: type, data: Mapping[str, Any], path: str) -> Any:
+    """Build another layer's config dataclass strictly (unknown keys are errors)."""
+    try:
+        return from_dict(cls, dict(data), path)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def task_spec_options(t: TaskConfig) -> dict[str, Any]:
+    """TaskSpec keyword arguments (everything but keywords and max_per_keyword)."""
+    return {
+        "silence": t.silence, "unknown": t.unknown, "unknown_words": tuple(t.unknown_words), "sources": tuple(t.sources),
+        "unknown_fraction": t.unknown_fraction, "silence_fraction": t.silence_fraction,
+        "true_silence_fraction": t.true_silence_fraction,
+    }

@@ -1,0 +1,304 @@
+"""Build the stage graph from a PipelineConfig and run it.
+
+    corpus? -> scan -> features/<lang> -> base -> adapt/<lang>/<method>[/b<budget>]/s<seed>  (fan-out)
+                                            \\-> export_base -> export/<job>  (fan-out) -> pack -> tflm_eval
+                                                                                          \\-> firmware
+    everything -> report
+
+Stage configs hold only what changes a stage's output. Folder locations (the corpus root,
+the feature cache, progress display) travel as `runtime` and are not part of any key; the
+content of an external data folder enters the key as a fingerprint (relative path, size,
+mtime of every file), so editing the data re-scans it and moving it does not.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from polykws.pipeline import stages as S
+from polykws.pipeline.config import PipelineConfig, resolve_path, to_plain
+from polykws.pipeline.engine import RunResult, Stage, make_executor, run_pipeline
+from polykws.pipeline.store import ArtifactStore
+from polykws.utils import ConfigError, PolykwsError, atomic_write_json, stable_hash
+
+# Bump a stage's version when its glue logic here changes what it writes.
+VERSIONS = {
+    "corpus": "1", "scan": "1", "features": "1", "base": "1", "adapt": "1", "export_base": "1", "export": "1",
+    "pack": "1", "tflm_eval": "1", "firmware": "1", "report": "1",
+}
+
+
+def fingerprint_tree(root: Path, subdirs: Iterable[str] | None = None) -> str:
+    """Hash of (relative path, size, mtime_ns) of every file under root (or root/<subdir> for each)."""
+    if not root.is_dir():
+        raise PolykwsError(f"{root}: data folder not found")
+    tops = [root / d for d in subdirs] if subdirs else [root]
+    rows = []
+    for top in tops:
+        if not top.exists():
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames.sort()
+            for fn in sorted(filenames):
+                p = Path(dirpath) / fn
+                st = p.stat()
+                rows.append((p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    return stable_hash(rows, 32)
+
+
+def job_name(lang: str, method: str, budget: int | None, seed: int, kind: str = "adapt") -> str:
+    return f"{kind}/{lang}/{method}" + (f"/b{budget}" if budget is not None else "") + f"/s{seed}"
+
+
+def firmware_status(cfg: PipelineConfig) -> tuple[list[str], dict[str, Any]]:
+    """What the firmware stage lacks on this machine (empty = it can run), and a fingerprint of what it has."""
+    missing = []
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "make"):
+        if shutil.which(tool) is None:
+            missing.append(f"{tool} not found on PATH")
+    info: dict[str, Any] = {}
+    try:
+        from polykws.firmware.build import ThirdParty
+
+        for kernels in cfg.firmware.kernels:
+            tp = ThirdParty.from_env(kernels)
+            info["third_party"] = {k: _git_head(v) for k, v in vars(tp).items() if v is not None}
+    except ModuleNotFoundError as exc:
+        missing.append(f"the firmware layer is not importable ({exc.name})")
+    except PolykwsError as exc:
+        missing.append(str(exc))
+    return missing, info
+
+
+def _git_head(path: Path) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or str(path)
+    except (OSError, subprocess.SubprocessError):
+        return str(path)
+
+
+def build_stages(cfg: PipelineConfig, *, progress: bool = True) -> list[Stage]:
+    d, b, a, e = cfg.data, cfg.base, cfg.adapt, cfg.export
+    out: list[Stage] = []
+    cache_dir = str(resolve_path(d.cache_dir))
+    langs = list(dict.fromkeys([b.language, *b.pool_languages, *a.languages]))
+    task_langs = [lang for lang in langs if lang in d.tasks]
+
+    data_deps: tuple[str, ...] = ()
+    data_cfg: dict[str, Any] = {}
+    runtime: dict[str, Any] = {"progress": progress, "cache_dir": cache_dir}
+    if cfg.corpus is not None and d.root == "@corpus":
+        out.append(Stage("corpus", "corpus", S.corpus_stage, {"synth": to_plain(cfg.corpus)}, version=VERSIONS["corpus"],
+                         code=("polykws.datasets.synth",), runtime=runtime))
+        data_deps = ("corpus",)
+    else:
+        root = resolve_path(d.root)
+        data_cfg["data_fingerprint"] = fingerprint_tree(root, [lang for lang in task_langs if (root / lang).is_dir()] or None)
+        runtime = {**runtime, "root": str(root)}
+    if d.noise_dir:
+        if d.noise_dir.startswith("@corpus"):
+            data_cfg["noise"] = d.noise_dir
+            runtime = {**runtime, "noise_rel": d.noise_dir[len("@corpus"):].lstrip("/")}
+        else:
+            noise = resolve_path(d.noise_dir)
+            data_cfg["noise_fingerprint"] = fingerprint_tree(noise)
+            runtime = {**runtime, "noise_dir": str(noise)}
+
+    out.append(Stage("scan", "scan", S.scan_stage, {"languages": task_langs, "split": to_plain(d.split), **data_cfg},
+                     deps=data_deps, version=VERSIONS["scan"], code=("polykws.datasets",), runtime=runtime))
+    for lang in task_langs:
+        t = d.tasks[lang]
+        aug = d.base_augment_copies if lang == b.language else d.adapt_augment_copies
+        out.append(Stage(
+            f"features/{lang}", "features", S.features_stage,
+            {"language": lang, "keywords": list(t.keywords), "task_options": _task_options(t), "max_per_keyword": t.max_per_keyword,
+             "frontend": d.frontend,
+             "augment_copies": aug, "seed": cfg.seed, **data_cfg},
+            deps=("scan", *data_deps), version=VERSIONS["features"], code=("polykws.datasets",), runtime=runtime))
+
+    base_feats = tuple(f"features/{lang}" for lang in [b.language, *b.pool_languages] if lang in d.tasks)
+    if b.checkpoint:
+        ck = resolve_path(b.checkpoint)
+        from polykws.utils import sha256_file
+
+        out.append(Stage("base", "base", S.given_base_stage,
+                         {"checkpoint_sha256": sha256_file(ck), "language": b.language, "frontend": d.frontend},
+                         deps=base_feats[:1], version=VERSIONS["base"], code=("polykws.training",),
+                         runtime={**runtime, "checkpoint": str(ck)}))
+    else:
+        out.append(Stage("base", "base", S.base_stage,
+                         {"language": b.language, "pool_languages": list(b.pool_languages), "model": b.model, "frontend": d.frontend,
+                          "fit": dict(b.fit)},
+                         deps=base_feats, version=VERSIONS["base"], code=("polykws.training",), resumable=True, runtime=runtime))
+
+    from polykws.training.adapt import get_method
+
+    adapt_jobs: list[str] = []
+    ship_adapt: dict[str, str] = {}
+    for lang in a.languages:
+        for method in a.methods:
+            budgets = list(a.budgets) if get_method(method).budgeted else [None]
+            for budget in budgets:
+                for seed in a.seeds:
+                    name = job_name(lang, method, budget, seed)
+                    out.append(Stage(
+                        name, "adapt", S.adapt_stage,
+                        {"language": lang, "method": method, "method_options": dict(a.method_options.get(method, {})),
+                         "budget": budget, "seed": seed, "fit": dict(a.fit), "threads": a.threads_per_job},
+                        deps=("base", f"features/{lang}"), version=VERSIONS["adapt"], code=("polykws.training",),
+                        fanout=True, threads=a.threads_per_job, seed=seed, runtime=runtime))
+                    adapt_jobs.append(name)
+                    if method == a.ship_method and (budget == a.ship_budget or budget is None) and seed == a.seeds[0]:
+                        ship_adapt[lang] = name
+
+    export_jobs: dict[str, str] = {}
+    ship_export: dict[str, str] = {}
+    if e.enabled:
+        feats_all = tuple(f"features/{lang}" for lang in [b.language, *a.languages])
+        out.append(Stage("export_base", "export_base", S.export_base_stage,
+                         {"language": b.language, "calibration_samples": e.calibration_samples,
+                          "languages": list(a.languages)},
+                         deps=("base", *feats_all), version=VERSIONS["export_base"], code=("polykws.export",), runtime=runtime))
+        for job in adapt_jobs:
+            if not e.all_jobs and job not in ship_adapt.values():
+                continue
+            lang = job.split("/")[1]
+            name = "export/" + job.split("/", 1)[1]
+            out.append(Stage(name, "export", S.export_language_stage,
+                             {"language": lang, "base_language": b.language, "calibration_samples": e.calibration_samples,
+                              "adapt_stage": job},
+                             deps=("export_base", job, f"features/{lang}"), version=VERSIONS["export"], code=("polykws.export",),
+                             fanout=True, threads=1, runtime=runtime))
+            export_jobs[job] = name
+        ship_export = {lang: export_jobs[job] for lang, job in ship_adapt.items()}
+        out.append(Stage("pack", "pack", S.pack_stage,
+                         {"languages": list(a.languages), "base_language": b.language, "ship": ship_export},
+                         deps=("export_base", *ship_export.values()), version=VERSIONS["pack"], code=("polykws.export",)))
+        out.append(Stage("tflm_eval", "tflm_eval", S.tflm_eval_stage,
+                         {"base_language": b.language, "ship": ship_export},
+                         deps=("pack", *ship_export.values(), *feats_all), version=VERSIONS["tflm_eval"], code=("polykws.export",)))
+        missing, fw_info = firmware_status(cfg)
+        if cfg.firmware.enabled == "on" and missing:
+            raise ConfigError("firmware.enabled is on but: " + "; ".join(missing))
+        fw = cfg.firmware
+        out.append(Stage("firmware", "firmware", S.firmware_stage,
+                         {"mode": fw.enabled, "boards": list(fw.boards), "kernels": list(fw.kernels), "bench_samples": fw.bench_samples,
+                          "missing": missing if fw.enabled != "off" else [], "languages": [b.language, *a.languages], **fw_info},
+                         deps=("pack", *feats_all) if not missing and fw.enabled != "off" else ("pack",),
+                         version=VERSIONS["firmware"], code=("polykws.firmware",) if not missing else (),
+                         runtime={**runtime, "build_root": os.environ.get("POLYKWS_FIRMWARE_BUILD", "")}))
+
+    report_cfg = {
+        "config_name": cfg.name, "title": cfg.title or f"polykws run: {cfg.name}", "notes": list(cfg.notes),
+        "base_language": b.language, "languages": list(a.languages), "frontend": d.frontend, "model": b.model,
+        "ship_adapt": ship_adapt, "ship_export": ship_export, "export_jobs": export_jobs, "adapt_jobs": adapt_jobs,
+        "ship_method": a.ship_method, "ship_budget": a.ship_budget, "export_enabled": e.enabled,
+        "command": f"polykws run --config {cfg.source_path}" if cfg.source_path else "",
+    }
+    out.append(Stage("report", "report", S.report_stage, report_cfg, deps=tuple(s.name for s in out),
+                     version=VERSIONS["report"], code=("polykws.pipeline.report", "polykws.pipeline.reportdata")))
+    return out
+
+
+def _task_options(t) -> dict[str, Any]:
+    from polykws.pipeline.config import task_spec_options
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in task_spec_options(t).items()}
+
+
+def run(cfg: PipelineConfig, *, force: Iterable[str] = (), plan_only: bool = False, show_progress: bool = True) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    t0 = time.perf_counter()
+    stages = build_stages(cfg, progress=show_progress)
+    if plan_only:
+        table = Table(title=f"{cfg.name}: {len(stages)} stages")
+        for col in ("stage", "depends on", "fan-out"):
+            table.add_column(col)
+        for s in stages:
+            table.add_row(s.name, ", ".join(s.deps) if len(s.deps) <= 4 else f"{len(s.deps)} stages", "yes" if s.fanout else "")
+        Console().print(table)
+        return 0
+    store = ArtifactStore(cfg.artifacts_uri)
+    ex = cfg.executor
+    n_fan = sum(1 for s in stages if s.fanout)
+    workers = ex.workers or min(os.cpu_count() or 1, max(1, n_fan))
+    console.print(f"[bold]polykws run[/bold] {cfg.name}: {len(stages)} stages, artifacts in {store.uri}")
+    with make_executor(ex.kind, workers=workers, ray_address=ex.ray_address or None) as executor:
+        console.print(f"fan-out: {executor.name} executor, {executor.workers} worker(s)")
+        result = run_pipeline(stages, store, executor, force=force, console=console, show_progress=show_progress, log=True)
+    wall = time.perf_counter() - t0
+    report_path = publish(cfg, result, wall)
+    _print_summary(result, console)
+    console.print(f"{len(result.ran())} stage(s) ran, {len(result.reused())} reused, {wall:.1f} s")
+    print(f"report: {report_path}")
+    return 0
+
+
+def publish(cfg: PipelineConfig, result: RunResult, wall_s: float) -> Path:
+    """runs/<name>/run.json (what ran, what was reused, where) and a copy of the report folder."""
+    out = cfg.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "run.json", {
+        "config": cfg.source_path,
+        "name": cfg.name,
+        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "python": sys.version.split()[0],
+        "wall_s": round(wall_s, 2),
+        "stages": {n: {"kind": o.kind, "key": o.key, "status": o.status, "uri": o.uri, "build_wall_s": o.manifest.get("wall_s")}
+                   for n, o in result.outcomes.items()},
+        "resolved_config": to_plain(cfg),
+    })
+    report = result.outcomes["report"]
+    final = out / "report"
+    tmp = out / f".report-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(report.path, tmp)
+    old = out / f".report-old-{os.getpid()}"
+    if final.exists():
+        os.rename(final, old)
+    os.rename(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final / "index.html"
+
+
+def _print_summary(result: RunResult, console) -> None:
+    """A compact per-language table on the terminal (the report has the full one)."""
+    import json
+
+    from rich.table import Table
+
+    from polykws.pipeline.report import delta_pt, num, pct
+
+    rep = result.outcomes.get("report")
+    if rep is None:
+        return
+    data = json.loads((rep.path / "report.json").read_text())
+    table = Table(title="languages (speaker-disjoint test split)")
+    for h in ("lang", "method", "budget", "classes", "test clips", "float", "int8 TFLM", "int8-float", "updated params", "blob B"):
+        table.add_column(h, justify="right")
+    b = data.get("base") or {}
+    if b:
+        table.add_row(f"{b.get('language')} (base)", "pretrained", "-", str(len(b.get("labels") or [])), num(b.get("test_clips")),
+                      pct(b.get("float_acc")), pct(b.get("int8_acc")), delta_pt(b.get("float_acc"), b.get("int8_acc")),
+                      num(b.get("params")), num(b.get("tflite_bytes")))
+    for r in data.get("languages", []):
+        table.add_row(r["lang"], str(r.get("method")), num(r.get("budget")), str(len(r.get("labels") or [])), num(r.get("test_clips")),
+                      pct(r.get("float_acc")), pct(r.get("int8_acc")), delta_pt(r.get("float_acc"), r.get("int8_acc")),
+                      num(r.get("updated_params")), num(r.get("blob_bytes")))
+    console.print(table)
+    fw = data.get("firmware") or {}
+    if fw.get("status") != "measured":
+        console.print(f"[yellow]firmware stage skipped:[/yellow] {fw.get('reason')}")
