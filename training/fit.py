@@ -224,9 +224,10 @@ def fit(
             lr = 0.0
             with progress.epoch(epoch, cfg.epochs, steps_per_epoch) as tick:
                 for x, y in train_loader:
+                    x = _as_model_input(x)
                     if augment is not None:
                         x = augment(x, aug_gen)
-                    logits = model(_as_model_input(x))
+                    logits = model(x)
                     loss = loss_fn(logits, y)
                     lr = optimizer.param_groups[0]["lr"]  # logged: the LR of the epoch's last step
                     optimizer.zero_grad(set_to_none=True)
