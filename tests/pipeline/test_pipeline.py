@@ -1,0 +1,104 @@
+"""`polykws run` end to end on a generated corpus: real scan, features, fit, adapt, report.
+
+The default test disables export (TensorFlow makes it minutes); the slow one runs every stage,
+including int8 export, blobs, flash image and host TFLM evaluation, through worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from corpus_fixture import make_corpus, pipeline_config
+
+from polykws.pipeline.config import load_config
+from polykws.pipeline.engine import SerialExecutor, run_pipeline
+from polykws.pipeline.run import build_stages, publish
+from polykws.pipeline.store import ArtifactStore
+from polykws.utils import ConfigError
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def _load(tmp_path, raw: dict, name="fixture.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    return load_config(p)
+
+
+def _run(cfg):
+    result = run_pipeline(build_stages(cfg, progress=False), ArtifactStore(cfg.artifacts_uri), SerialExecutor(), show_progress=False)
+    publish(cfg, result, result.wall_s)
+    return result
+
+
+def test_run_reuse_and_dependent_reruns(tmp_path, corpus):
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run")
+    first = _run(_load(tmp_path, raw))
+    assert first.reused() == []
+    report = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
+    assert [r["lang"] for r in report["languages"]] == ["bb", "cc"]
+    for r in report["languages"]:
+        assert r["labels"][-2:] == ["_silence_", "_unknown_"] and r["test_clips"] > 0
+        assert 0.0 <= r["float_acc"] <= 1.0 and r["int8_acc"] is None  # export disabled: not measured, not invented
+    assert report["firmware"]["status"] == "skipped" and "export is disabled" in report["firmware"]["reason"]
+    assert (tmp_path / "run" / "report" / "index.html").exists()
+    run_json = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert set(run_json["stages"]) == set(first.outcomes)
+
+    second = _run(_load(tmp_path, raw))
+    assert second.ran() == [], "an unchanged config must reuse every stage"
+
+    # Adaptation recipe changed: only the adaptation jobs and the report re-run.
+    raw["adapt"]["fit"]["epochs"] = 3
+    third = _run(_load(tmp_path, raw))
+    assert sorted(third.ran()) == ["adapt/bb/head_only/s0", "adapt/cc/head_only/s0", "report"]
+
+    # One language's task changed: its features and adaptation re-run, the other language's do not.
+    raw["data"]["tasks"]["cc"]["keywords"] = ["zwei", "ein", "drei"]
+    fourth = _run(_load(tmp_path, raw))
+    assert sorted(fourth.ran()) == ["adapt/cc/head_only/s0", "features/cc", "report"]
+    assert fourth["features/cc"].summary["labels"][:3] == ["zwei", "ein", "drei"]
+
+
+def test_config_errors_name_the_file_and_field(tmp_path, corpus):
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run")
+    raw["adapt"]["fit"]["epochs"] = 0
+    with pytest.raises(ConfigError, match=r"bad\.yaml: adapt\.fit.*epochs"):
+        _load(tmp_path, raw, "bad.yaml")
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run")
+    raw["adapt"]["methods"] = ["nope"]
+    raw["adapt"]["ship_method"] = "nope"
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        _load(tmp_path, raw)
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run")
+    raw["base"]["pool_languages"] = ["bb"]
+    with pytest.raises(ConfigError, match="must not hear a target language"):
+        _load(tmp_path, raw)
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run")
+    raw["adapt"]["typo"] = 1
+    with pytest.raises(ConfigError, match=r"adapt: unknown key\(s\) \['typo'\]"):
+        _load(tmp_path, raw)
+
+
+@pytest.mark.slow
+def test_full_pipeline_with_export_through_workers(tmp_path, corpus):
+    from polykws.pipeline.engine import ProcessExecutor
+
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run", export=True, methods=("head_only", "bn_only"))
+    cfg = _load(tmp_path, raw)
+    with ProcessExecutor(2) as ex:
+        result = run_pipeline(build_stages(cfg, progress=False), ArtifactStore(cfg.artifacts_uri), ex, show_progress=False)
+    publish(cfg, result, result.wall_s)
+    report = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
+    pack = result["pack"].path
+    assert (pack / "flash.bin").exists() and (pack / "bb.blob").exists() and (pack / "manifest.json").exists()
+    for r in report["languages"]:
+        assert r["int8_acc"] is not None and r["blob_bytes"] > 0
+        assert abs(r["int8_acc"] - r["float_acc"]) <= 0.25  # tiny test set; the real bound lives in BENCHMARKS
+    assert report["flash"]["base_bytes"] == len((pack / "base.tflite").read_bytes())
+    assert len(report["sweep"]) == 4 and all(s["blob_bytes"] for s in report["sweep"])
