@@ -373,6 +373,14 @@ class FlashEntry:
 
 
 @dataclass(frozen=True)
+class FlashBlob:
+    lang: str
+    offset: int
+    size: int
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class FlashImage:
     base_offset: int
     base_size: int
@@ -384,6 +392,10 @@ class FlashImage:
     @property
     def base(self) -> bytes:
         return self.data[self.base_offset : self.base_offset + self.base_size]
+
+    @property
+    def blobs(self) -> list["FlashBlob"]:
+        return [FlashBlob(e.lang, e.offset, e.size, self.blob_bytes(i)) for i, e in enumerate(self.entries)]
 
     def blob_bytes(self, index: int) -> bytes:
         e = self.entries[index]

@@ -1,0 +1,349 @@
+"""Library API the pipeline calls: export a shared base once, then each language against it.
+
+    base = export_base(model, frontend, labels, calibration_x, out_dir, parity_x=test_x, head_slots=12)
+    uk = export_language(base, uk_model, uk_labels, uk_calibration_x, out_dir, lang="uk", parity_x=uk_test_x)
+    acc, arena, pred = evaluate_tflm(uk.tflite, uk_test_x, uk_test_y, num_labels=len(uk_labels))
+    apply_blob(base.tflite, uk.blob) == uk.tflite   # byte for byte
+
+`export_base` converts with the real converter and pins the input range; `export_language`
+never runs the int8 converter: it converts the language model to the same float graph and
+requantizes it onto the base's scales inside a copy of the base's bytes (export.requant).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from torch import nn
+
+from polykws.datasets.frontend import FrontendConfig
+from polykws.export.blob import apply_blob, encode_blob
+from polykws.export.convert import (
+    ExportError,
+    check_tflm_ops,
+    float_tflite,
+    head_of,
+    int8_tflite,
+    onnx_parity,
+    onnx_to_saved_model,
+    pad_head,
+    to_onnx,
+    torch_logits,
+)
+from polykws.export.requant import head_op_index, pad_head_rows, requantize_language, verify_requantizer
+from polykws.export.tflite_graph import TfliteGraph, assert_layout_identical
+from polykws.utils import atomic_write_bytes, atomic_write_json, sha256_bytes
+
+EXPORT_FORMAT_VERSION = 1
+# ONNX parity on real features: probabilities agree to float32 rounding, argmax everywhere.
+PARITY_MAX_ABS_DIFF = 1e-4
+PARITY_MIN_ARGMAX_AGREEMENT = 1.0
+
+
+@dataclass
+class ExportedModel:
+    """One exported int8 model (the base or a language) and everything needed to trust and ship it."""
+
+    lang: str
+    labels: tuple[str, ...]
+    frontend: FrontendConfig
+    head_slots: int
+    tflite: bytes = field(repr=False)
+    float_tflite: bytes = field(repr=False)
+    meta: dict[str, Any] = field(default_factory=dict)
+    blob: bytes | None = field(default=None, repr=False)  # languages only
+    onnx: bytes | None = field(default=None, repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return sha256_bytes(self.tflite)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def is_base(self) -> bool:
+        return self.blob is None
+
+    @property
+    def input_scale(self) -> float:
+        return float(TfliteGraph(self.tflite).input_tensor().scales[0])
+
+    @property
+    def input_zero_point(self) -> int:
+        return int(TfliteGraph(self.tflite).input_tensor().zero_points[0])
+
+    def describe(self) -> dict[str, Any]:
+        d = {
+            "format": "polykws-export",
+            "format_version": EXPORT_FORMAT_VERSION,
+            "lang": self.lang,
+            "labels": list(self.labels),
+            "num_labels": self.num_labels,
+            "head_slots": self.head_slots,
+            "frontend": self.frontend.to_dict(),
+            "frontend_hash": self.frontend.config_hash(),
+            "tflite_bytes": len(self.tflite),
+            "tflite_sha256": self.sha256,
+            "input_scale": self.input_scale,
+            "input_zero_point": self.input_zero_point,
+            "ops": TfliteGraph(self.tflite).opcodes(),
+            "meta": self.meta,
+        }
+        if self.blob is not None:
+            d["blob_bytes"] = len(self.blob)
+            d["blob_sha256"] = sha256_bytes(self.blob)
+        return d
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """`<lang>.tflite`, `<lang>.float.tflite`, `<lang>.json` (+ `<lang>.blob`, `<lang>.onnx`), atomically."""
+        out = Path(out_dir)
+        atomic_write_bytes(out / f"{self.lang}.tflite", self.tflite)
+        atomic_write_bytes(out / f"{self.lang}.float.tflite", self.float_tflite)
+        if self.blob is not None:
+            atomic_write_bytes(out / f"{self.lang}.blob", self.blob)
+        if self.onnx is not None:
+            atomic_write_bytes(out / f"{self.lang}.onnx", self.onnx)
+        atomic_write_json(out / f"{self.lang}.json", self.describe())
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike, lang: str) -> "ExportedModel":
+        out = Path(out_dir)
+        path = out / f"{lang}.json"
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ExportError(f"{path}: exported model description not found") from None
+        except json.JSONDecodeError as exc:
+            raise ExportError(f"{path}: not valid JSON ({exc})") from None
+        if d.get("format") != "polykws-export" or d.get("format_version") != EXPORT_FORMAT_VERSION:
+            raise ExportError(f"{path}: not a polykws export (format {d.get('format')!r} v{d.get('format_version')})")
+        tflite = (out / f"{lang}.tflite").read_bytes()
+        if sha256_bytes(tflite) != d["tflite_sha256"]:
+            raise ExportError(f"{out / (lang + '.tflite')}: SHA-256 does not match {path.name}")
+        blob_path = out / f"{lang}.blob"
+        onnx_path = out / f"{lang}.onnx"
+        return cls(
+            lang=d["lang"],
+            labels=tuple(d["labels"]),
+            frontend=FrontendConfig.from_dict(d["frontend"]),
+            head_slots=int(d["head_slots"]),
+            tflite=tflite,
+            float_tflite=(out / f"{lang}.float.tflite").read_bytes(),
+            meta=d.get("meta", {}),
+            blob=blob_path.read_bytes() if blob_path.exists() else None,
+            onnx=onnx_path.read_bytes() if onnx_path.exists() else None,
+        )
+
+
+def _check_features(x: np.ndarray, frontend: FrontendConfig, what: str) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 3 or tuple(x.shape[1:]) != tuple(frontend.input_shape):
+        raise ExportError(f"{what}: expected features of shape (N, {frontend.input_shape[0]}, {frontend.input_shape[1]}), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ExportError(f"{what}: non-finite feature values")
+    return x
+
+
+def _check_labels(model: nn.Module, labels: Sequence[str]) -> tuple[str, ...]:
+    labels = tuple(str(lb) for lb in labels)
+    n = head_of(model).out_features
+    if len(labels) != n:
+        raise ExportError(f"{len(labels)} labels for a model with {n} outputs")
+    if len(set(labels)) != len(labels):
+        raise ExportError(f"duplicate labels: {labels}")
+    return labels
+
+
+def _float_graph(model: nn.Module, frontend: FrontendConfig, parity_x: np.ndarray, work: Path) -> tuple[bytes, bytes, dict, Path]:
+    """ONNX (+ parity) -> SavedModel -> float TFLite. Returns (onnx bytes, float tflite, parity, saved model dir)."""
+    onnx_path = to_onnx(model, frontend, work / "model.onnx")
+    parity = onnx_parity(model, onnx_path, parity_x)
+    if parity.max_abs_diff > PARITY_MAX_ABS_DIFF or parity.argmax_agreement < PARITY_MIN_ARGMAX_AGREEMENT:
+        raise ExportError(f"ONNX parity failed: {parity.to_dict()} (limits {PARITY_MAX_ABS_DIFF}, {PARITY_MIN_ARGMAX_AGREEMENT})")
+    saved_model = onnx_to_saved_model(onnx_path, work / "saved_model")
+    return onnx_path.read_bytes(), float_tflite(saved_model), parity.to_dict(), saved_model
+
+
+def export_base(
+    model: nn.Module,
+    frontend: FrontendConfig,
+    labels: Sequence[str],
+    calibration_x: np.ndarray,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    lang: str = "base",
+    parity_x: np.ndarray | None = None,
+    head_slots: int | None = None,
+    max_calibration: int = 500,
+    meta: dict[str, Any] | None = None,
+) -> ExportedModel:
+    """Quantize the shared base once: full-int8 TFLite with the input pinned to `frontend.value_range`.
+
+    `calibration_x`: real training features (N, frames, features); the first `max_calibration`
+    are used. `parity_x`: real test features for the ONNX parity check (default: calibration).
+    `head_slots`: rows of the shared head (>= every language's label count); defaults to the
+    base's own label count.
+    """
+    labels = _check_labels(model, labels)
+    head_slots = int(head_slots or len(labels))
+    cal = _check_features(calibration_x, frontend, "calibration features")[:max_calibration]
+    par = _check_features(parity_x if parity_x is not None else cal, frontend, "parity features")
+    deploy = pad_head(model, head_slots)
+    with tempfile.TemporaryDirectory(prefix="polykws-export-") as tmp:
+        onnx_bytes, fl, parity, saved_model = _float_graph(deploy, frontend, par, Path(tmp))
+        q = int8_tflite(saved_model, cal, frontend.value_range)
+    ops = check_tflm_ops(q, source=f"{lang} int8 model")
+    gq, gf = TfliteGraph(q, "base int8"), TfliteGraph(fl, "base float")
+    checked = verify_requantizer(gq, gf, skip_rows={head_op_index(gq): len(labels)})
+    q = pad_head_rows(q, len(labels))
+    assert_layout_identical(gq.data, q, "padded base")
+    logits = torch_logits(model, cal)
+    ex = ExportedModel(
+        lang=lang,
+        labels=labels,
+        frontend=frontend,
+        head_slots=head_slots,
+        tflite=q,
+        float_tflite=fl,
+        onnx=onnx_bytes,
+        meta={
+            "role": "base",
+            "onnx_parity": parity,
+            "ops": ops,
+            "calibration_samples": len(cal),
+            "input_range": list(frontend.value_range),
+            "requantizer_values_reproduced": checked,
+            "head_logit_range": [float(logits.min()), float(logits.max())],
+            **(meta or {}),
+        },
+    )
+    if out_dir is not None:
+        ex.save(out_dir)
+    return ex
+
+
+def export_language(
+    base: ExportedModel,
+    model: nn.Module,
+    labels: Sequence[str],
+    calibration_x: np.ndarray,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    lang: str,
+    scales: str = "frozen",
+    head_scales: str = "refit",
+    head_range: str = "refit",
+    parity_x: np.ndarray | None = None,
+    max_calibration: int = 500,
+    meta: dict[str, Any] | None = None,
+) -> ExportedModel:
+    """A language's int8 model, layout-identical to `base`, plus its blob against `base.tflite`.
+
+    `model` is the merged language model (same architecture as the base's, its own head).
+    `scales`: how touched body tensors are quantized - "frozen" (base scales, clamped),
+    "refit" (new per-channel scales) or "auto" (per channel, fewer changed bytes without
+    clamping). `head_scales` / `head_range`: "refit" (default) or "frozen" for the head's weight
+    scales and output range. Activation ranges of the body are always the base's.
+    """
+    if not base.is_base:
+        raise ExportError(f"{base.lang!r} is a language export, not a base")
+    if lang == base.lang:
+        raise ExportError(f"language code {lang!r} equals the base's")
+    labels = _check_labels(model, labels)
+    if len(labels) > base.head_slots:
+        raise ExportError(f"{lang}: {len(labels)} labels but the base's head has {base.head_slots} slots; re-export the base with head_slots >= {len(labels)}")
+    cal = _check_features(calibration_x, base.frontend, f"{lang} calibration features")[:max_calibration]
+    par = _check_features(parity_x if parity_x is not None else cal, base.frontend, f"{lang} parity features")
+    deploy = pad_head(model, base.head_slots)
+    with tempfile.TemporaryDirectory(prefix=f"polykws-export-{lang}-") as tmp:
+        onnx_bytes, fl, parity, _ = _float_graph(deploy, base.frontend, par, Path(tmp))
+    logits = torch_logits(model, cal)
+    rq = requantize_language(
+        base.tflite,
+        base.float_tflite,
+        fl,
+        num_labels=len(labels),
+        base_num_labels=base.num_labels,
+        head_logit_range=(float(logits.min()), float(logits.max())),
+        scales=scales,
+        head_scales=head_scales,
+        head_range=head_range,
+    )
+    assert_layout_identical(base.tflite, rq.data, f"{lang} model")
+    ops = check_tflm_ops(rq.data, source=f"{lang} int8 model")
+    info = {
+        "role": "language",
+        "base_sha256": base.sha256,
+        "base_lang": base.lang,
+        "scales": scales,
+        "head_scales": head_scales,
+        "head_range": head_range,
+        "onnx_parity": parity,
+        "ops": ops,
+        "calibration_samples": len(cal),
+        "head_logit_range": [float(logits.min()), float(logits.max())],
+        "head_output_qparams": list(rq.head_output) if rq.head_output else None,
+        "requant": rq.summary(),
+        "requant_tensors": [r.to_dict() for r in rq.reports],
+        **(meta or {}),
+    }
+    blob_meta = {
+        "format": "polykws-language",
+        "lang": lang,
+        "base_lang": base.lang,
+        "base_model": base.meta.get("model_name"),
+        "frontend": base.frontend.to_dict(),
+        "frontend_hash": base.frontend.config_hash(),
+        "head_slots": base.head_slots,
+        "scales": scales,
+        "head_scales": head_scales,
+        "head_range": head_range,
+        **{k: v for k, v in (meta or {}).items() if k in ("method", "budget_params", "delta_config", "seed", "model_sha256")},
+    }
+    blob = encode_blob(base.tflite, rq.data, lang, labels, blob_meta)
+    if apply_blob(base.tflite, blob) != rq.data:  # encode_blob/apply_blob are tested; this guards the artifact
+        raise ExportError(f"{lang}: blob does not reproduce the language model")
+    ex = ExportedModel(
+        lang=lang,
+        labels=labels,
+        frontend=base.frontend,
+        head_slots=base.head_slots,
+        tflite=rq.data,
+        float_tflite=fl,
+        meta=info,
+        blob=blob,
+        onnx=onnx_bytes,
+    )
+    if out_dir is not None:
+        ex.save(out_dir)
+    return ex
+
+
+def evaluate_export(ex: ExportedModel, model: nn.Module | None, x: np.ndarray, y: np.ndarray, *, cross_check_ref: bool = True) -> dict[str, Any]:
+    """Float (torch) vs int8 (TFLM) accuracy, arena bytes and the TFLM-vs-BUILTIN_REF bit check; stored in `ex.meta["eval"]`."""
+    from polykws.export.evaluate import cross_check, evaluate_tflm
+
+    x = _check_features(x, ex.frontend, f"{ex.lang} evaluation features")
+    y = np.asarray(y)
+    r = evaluate_tflm(ex.tflite, x, y, num_labels=ex.num_labels)
+    ev: dict[str, Any] = {"int8_acc": r.accuracy, "arena_bytes": r.arena_bytes, "test_clips": int(len(y))}
+    if model is not None:
+        logits = torch_logits(model, x)
+        ev["float_acc"] = float(np.mean(logits.argmax(1) == y))
+        ev["float_int8_agreement"] = float(np.mean(logits.argmax(1) == r.predictions))
+    if cross_check_ref:
+        cc = cross_check(ex.tflite, x, ex.num_labels, tflm_outputs=r.outputs)
+        ev["tflm_vs_ref_mismatched_samples"] = cc.mismatched_samples
+        ev["tflm_vs_ref_max_abs_diff_lsb"] = cc.max_abs_diff_lsb
+        ev["tflm_vs_ref_argmax_disagreements"] = cc.argmax_disagreements
+    ex.meta["eval"] = ev
+    return ev
