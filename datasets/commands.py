@@ -123,7 +123,7 @@ def cmd_synth(args) -> int:
         kwargs["languages"] = tuple(args.languages)
     cfg = SynthConfig(**kwargs)
     t0 = time.perf_counter()
-    summary = synthesize_corpus(args.out, cfg, workers=args.workers, progress=True)
+    summary = synthesize_corpus(cfg, args.out, workers=args.workers, progress=True)
     dt = time.perf_counter() - t0
     print(
         f"synthesized {summary['clips']} clips ({len(summary['languages'])} languages: {', '.join(summary['languages'])}; "
@@ -179,7 +179,7 @@ def register(subparsers) -> None:
     p = sub.add_parser("synth", help="synthesize the embedded multilingual keyword corpus with espeak-ng")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--language", action="append", dest="languages", help="only this language (repeatable)")
-    p.add_argument("--speakers", type=int, default=32, help="voice variants per language (each is a speaker)")
+    p.add_argument("--speakers", type=int, default=40, help="voice configurations per language (each is a speaker)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=cmd_synth)
