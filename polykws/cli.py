@@ -36,7 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+        if hasattr(module, "set_model_loader"):
+            module.set_model_loader(_load_model_file)
     return parser
+
+
+def _load_model_file(path: str):
+    """The spine is the composition root: export/ never imports training/, so it is handed this loader."""
+    from polykws.training.checkpoint import load_model
+
+    return load_model(path)
 
 
 def main(argv: list[str] | None = None) -> int:

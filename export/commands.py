@@ -1,0 +1,168 @@
+"""`polykws export`, `polykws pack`, `polykws apply`.
+
+    polykws export base.pt --features en.npz -o artifacts/export --head-slots 12
+    polykws export uk.pt   --features uk.npz -o artifacts/export --lang uk [--scales auto]
+    polykws pack artifacts/export --langs uk ar -o artifacts/pack
+    polykws apply artifacts/pack/base.tflite artifacts/pack/uk.blob -o uk.tflite [--check uk.tflite]
+
+`--features` is an .npz with `calibration` (N, frames, features: real training features) and
+optionally `test_x` / `test_y` (real test features and label indices) for the ONNX parity check
+and the float / int8 TFLM accuracy in the artifact's description.
+
+Model files are read by a loader the CLI spine hands in (`set_model_loader`): export/ never
+imports training/, it only sees the loaded plain nn.Module, its labels and frontend config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from polykws.utils import PolykwsError
+
+_model_loader: Callable[[str], Any] | None = None
+
+
+def set_model_loader(loader: Callable[[str], Any]) -> None:
+    """`loader(path)` returns an object with `.model`, `.labels`, `.frontend` (and optionally `.model_name`, `.sha256`)."""
+    global _model_loader
+    _model_loader = loader
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a model to full-int8 TFLite (the shared base, or a language + its blob against the base)",
+        description="Without --lang (or with --lang equal to the base's), quantize the shared base. With --lang, build that "
+        "language's int8 model on the base's scales (layout-identical, byte-patched) and its weight-diff blob.",
+    )
+    p.add_argument("model", help="model file (as written by `polykws train` / `polykws adapt`)")
+    p.add_argument("--features", required=True, help=".npz with `calibration` and optionally `test_x`, `test_y`")
+    p.add_argument("-o", "--out", required=True, help="export folder (the base's files live here too)")
+    p.add_argument("--lang", default=None, help="language code of a language export ([a-z0-9_-], up to 8)")
+    p.add_argument("--base-name", default="base", help="name of the base's files in the export folder (default: base)")
+    p.add_argument("--head-slots", type=int, default=None, help="base only: head rows shared by every language (>= max label count)")
+    p.add_argument("--scales", choices=("frozen", "refit", "auto"), default="frozen",
+                   help="language only: how touched tensors are quantized (default: frozen base scales)")
+    p.add_argument("--head-scales", choices=("frozen", "refit"), default="refit")
+    p.add_argument("--head-range", choices=("frozen", "refit"), default="refit")
+    p.add_argument("--calibration-samples", type=int, default=500)
+    p.set_defaults(func=export_handler)
+
+    p = subparsers.add_parser(
+        "pack",
+        help="base + language blobs -> base.tflite, <lang>.blob, manifest.json, flash.bin",
+        description="Collect exported models into the shipping set. Every blob is checked to rebuild its language model byte for byte.",
+    )
+    p.add_argument("export_dir", help="folder written by `polykws export`")
+    p.add_argument("--langs", nargs="+", required=True, help="language codes to pack (in flash order)")
+    p.add_argument("--base-name", default="base")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.set_defaults(func=pack_handler)
+
+    p = subparsers.add_parser(
+        "apply",
+        help="base.tflite + <lang>.blob -> <lang>.tflite (byte-identical to the exported language model)",
+        description="Apply a language blob to the base. Any refusal (wrong base, bad CRC, truncated, ...) is reported by "
+        "name and nothing is written.",
+    )
+    p.add_argument("base", help="base .tflite")
+    p.add_argument("blob", help="language .blob")
+    p.add_argument("-o", "--out", required=True, help="output .tflite")
+    p.add_argument("--check", help="a .tflite the result must equal byte for byte (e.g. the directly exported model)")
+    p.set_defaults(func=apply_handler)
+
+
+def _read(path: str | Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise PolykwsError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise PolykwsError(f"{path}: {what} is a directory") from None
+
+
+def apply_handler(args: argparse.Namespace) -> int:
+    from polykws.export.blob import apply_blob, decode_blob
+    from polykws.utils import atomic_write_bytes, sha256_bytes
+
+    base = _read(args.base, "base model")
+    blob_bytes = _read(args.blob, "blob")
+    out = apply_blob(base, blob_bytes, source=str(args.blob))
+    if args.check is not None:
+        expected = _read(args.check, "reference model")
+        if out != expected:
+            raise PolykwsError(f"{args.blob}: base + blob differs from {args.check}; nothing written")
+    atomic_write_bytes(args.out, out)
+    blob = decode_blob(blob_bytes)
+    print(f"{args.out}: {blob.lang} ({len(blob.labels)} labels), {len(out)} bytes, sha256 {sha256_bytes(out)[:16]}..., "
+          f"{len(blob.patches)} patches / {blob.patched_bytes} bytes from a {len(blob_bytes)}-byte blob"
+          + (", identical to " + str(args.check) if args.check else ""))
+    return 0
+
+
+def _load_features(path: str) -> dict:
+    import numpy as np
+
+    try:
+        with np.load(path) as d:
+            feats = {k: d[k] for k in d.files}
+    except FileNotFoundError:
+        raise PolykwsError(f"{path}: features file not found") from None
+    except Exception as exc:
+        raise PolykwsError(f"{path}: not a readable .npz ({exc.__class__.__name__}: {exc})") from None
+    if "calibration" not in feats:
+        raise PolykwsError(f"{path}: needs an array `calibration` (N, frames, features); has {sorted(feats)}")
+    if ("test_x" in feats) != ("test_y" in feats):
+        raise PolykwsError(f"{path}: `test_x` and `test_y` go together")
+    return feats
+
+
+def export_handler(args: argparse.Namespace) -> int:
+    if _model_loader is None:
+        raise PolykwsError("no model loader is registered (the polykws CLI spine provides one; see polykws/cli.py)")
+    from polykws.export.api import ExportedModel, evaluate_export, export_base, export_language
+
+    loaded = _model_loader(args.model)
+    feats = _load_features(args.features)
+    test_x = feats.get("test_x")
+    meta = {k: v for k, v in {"model_name": getattr(loaded, "model_name", None), "model_sha256": getattr(loaded, "sha256", None),
+                              "model_file": str(args.model)}.items() if v is not None}
+    out = Path(args.out)
+    if args.lang is None or args.lang == args.base_name:
+        ex = export_base(loaded.model, loaded.frontend, loaded.labels, feats["calibration"], None, lang=args.base_name,
+                         parity_x=test_x, head_slots=args.head_slots, max_calibration=args.calibration_samples, meta=meta)
+    else:
+        base = ExportedModel.load(out, args.base_name)
+        if loaded.frontend.config_hash() != base.frontend.config_hash():
+            raise PolykwsError(f"{args.model}: frontend {loaded.frontend.config_hash()} differs from the base's {base.frontend.config_hash()}")
+        ex = export_language(base, loaded.model, loaded.labels, feats["calibration"], None, lang=args.lang, scales=args.scales,
+                             head_scales=args.head_scales, head_range=args.head_range, parity_x=test_x,
+                             max_calibration=args.calibration_samples, meta=meta)
+    if test_x is not None:
+        evaluate_export(ex, loaded.model, test_x, feats["test_y"])
+    ex.save(out)
+    ev = ex.meta.get("eval", {})
+    line = f"{out / (ex.lang + '.tflite')}: {len(ex.tflite)} bytes, ops {'/'.join(ex.describe()['ops'])}"
+    if ex.blob is not None:
+        line += f"; blob {len(ex.blob)} bytes ({100 * len(ex.blob) / len(ExportedModel.load(out, args.base_name).tflite):.2f}% of base)"
+    if ev:
+        line += f"; float {100 * ev.get('float_acc', float('nan')):.2f}%, int8 TFLM {100 * ev['int8_acc']:.2f}%, arena {ev['arena_bytes']} B"
+    print(line)
+    return 0
+
+
+def pack_handler(args: argparse.Namespace) -> int:
+    from polykws.export.api import ExportedModel
+    from polykws.export.pack import pack
+
+    base = ExportedModel.load(args.export_dir, args.base_name)
+    langs = [ExportedModel.load(args.export_dir, lang) for lang in args.langs]
+    result = pack(base, langs, args.out)
+    m = result.manifest
+    print(f"{args.out}: base {m['base']['bytes']} B + " + ", ".join(f"{k} {v['blob_bytes']} B ({v['blob_pct_of_base']:.2f}%)"
+                                                                 for k, v in m["languages"].items())
+          + f"; flash.bin {m['flash_image']['bytes']} B", file=sys.stdout)
+    return 0

@@ -1,0 +1,133 @@
+"""`polykws export`, `polykws pack`, `polykws apply` end to end, and apply's refusals (nothing written)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from polykws.cli import main
+from polykws.export.api import ExportedModel
+from polykws.export.blob import decode_blob, decode_flash_image
+
+from .conftest import HEAD_SLOTS
+from .test_export import _merged_language
+
+pytestmark = pytest.mark.shared
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory, base_model, feats, frontend):
+    """export base + one language with the CLI, then pack: the user's path through the tools."""
+    from polykws.training.checkpoint import save_model
+
+    tmp = tmp_path_factory.mktemp("cli")
+    gu, ar = feats["gu"], feats["ar"]
+    save_model(tmp / "base.pt", base_model, labels=gu.labels, frontend=frontend)
+    uk_model = _merged_language(base_model, "bias", num_classes=len(ar.labels))
+    uk_model.model_name = "ds_cnn_s"
+    save_model(tmp / "uk.pt", uk_model, labels=ar.labels, frontend=frontend)
+    np.savez(tmp / "gu.npz", calibration=gu.x_train[:120], test_x=gu.x_test[:24], test_y=gu.y_test[:24])
+    np.savez(tmp / "uk.npz", calibration=ar.x_train[:120], test_x=ar.x_test[:24], test_y=ar.y_test[:24])
+    exp, pack = tmp / "export", tmp / "pack"
+    assert main(["export", str(tmp / "base.pt"), "--features", str(tmp / "gu.npz"), "-o", str(exp), "--head-slots", str(HEAD_SLOTS)]) == 0
+    assert main(["export", str(tmp / "uk.pt"), "--features", str(tmp / "uk.npz"), "-o", str(exp), "--lang", "uk", "--scales", "auto"]) == 0
+    assert main(["pack", str(exp), "--langs", "uk", "-o", str(pack)]) == 0
+    return tmp, exp, pack
+
+
+def test_export_and_pack_write_self_describing_artifacts(cli_run):
+    tmp, exp, pack = cli_run
+    base = ExportedModel.load(exp, "base")
+    uk = ExportedModel.load(exp, "uk")
+    assert base.head_slots == HEAD_SLOTS and uk.meta["scales"] == "auto"
+    assert set(base.meta["eval"]) >= {"float_acc", "int8_acc", "arena_bytes"}
+    manifest = json.loads((pack / "manifest.json").read_text())
+    assert manifest["base"]["sha256"] == base.sha256 and manifest["base"]["bytes"] == len(base.tflite)
+    entry = manifest["languages"]["uk"]
+    assert entry["blob_bytes"] == len(uk.blob) and entry["tflite_sha256"] == uk.sha256 and "int8_acc" in entry
+    assert (pack / "base.tflite").read_bytes() == base.tflite and (pack / "uk.blob").read_bytes() == uk.blob
+    image = decode_flash_image((pack / "flash.bin").read_bytes())
+    assert image.base == base.tflite and image.blob_bytes(0) == uk.blob
+    layout = json.loads((pack / "flash_layout.json").read_text())
+    assert layout["blobs"][0]["lang"] == "uk" and layout["base"]["offset"] % 16 == 0
+    assert decode_blob(uk.blob).meta["frontend_hash"] == manifest["frontend_hash"]
+
+
+def test_apply_is_byte_identical_to_the_direct_export(cli_run, tmp_path, capsys):
+    _, exp, pack = cli_run
+    out = tmp_path / "uk.tflite"
+    rc = main(["apply", str(pack / "base.tflite"), str(pack / "uk.blob"), "-o", str(out), "--check", str(exp / "uk.tflite")])
+    assert rc == 0
+    assert out.read_bytes() == (exp / "uk.tflite").read_bytes()
+    assert "identical" in capsys.readouterr().out
+
+
+def _recrc(data: bytes) -> bytes:
+    return data[:-4] + struct.pack("<I", zlib.crc32(data[:-4]))
+
+
+def _bad_blobs(blob: bytes) -> dict[str, bytes]:
+    n_patches = struct.unpack_from("<H", blob, 90)[0]
+    assert n_patches >= 2
+    parsed = decode_blob(blob)
+    # Locate the second patch record's offset field: walk from the end of the first record.
+    first = parsed.patches[0]
+    second_record = blob.index(struct.pack("<II", parsed.patches[1].offset, len(parsed.patches[1].data)))
+    overlap = bytearray(blob)
+    struct.pack_into("<I", overlap, second_record, first.offset)
+    last = parsed.patches[-1]
+    last_record = blob.rindex(struct.pack("<II", last.offset, len(last.data)))
+    out_of_range = bytearray(blob)  # the last patch reaches one byte past the model
+    struct.pack_into("<I", out_of_range, last_record, parsed.model_size - len(last.data) + 1)
+    return {
+        "truncated": blob[:-10],
+        "bad_crc": blob[:-1] + bytes([blob[-1] ^ 0xFF]),
+        "unsupported_version": _recrc(blob[:4] + struct.pack("<H", 9) + blob[6:]),
+        "overlapping_patches": _recrc(bytes(overlap)),
+        "out_of_range": _recrc(bytes(out_of_range)),
+        "bad_magic": b"XXXX" + blob[4:],
+    }
+
+
+@pytest.mark.parametrize("code", ["truncated", "bad_crc", "unsupported_version", "overlapping_patches", "out_of_range", "bad_magic", "base_mismatch"])
+def test_apply_refuses_bad_input_by_name_and_writes_nothing(code, cli_run, tmp_path, capsys):
+    _, exp, pack = cli_run
+    blob = (pack / "uk.blob").read_bytes()
+    base_path = pack / "base.tflite"
+    if code == "base_mismatch":
+        other = bytearray(base_path.read_bytes())
+        other[-8] ^= 0x55
+        base_path = tmp_path / "other_base.tflite"
+        base_path.write_bytes(bytes(other))
+    else:
+        blob = _bad_blobs(blob)[code]
+    (tmp_path / "bad.blob").write_bytes(blob)
+    out = tmp_path / "out.tflite"
+    out.write_bytes(b"previous content")
+    rc = main(["apply", str(base_path), str(tmp_path / "bad.blob"), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert code in err and "bad.blob" in err
+    assert out.read_bytes() == b"previous content", "a refused blob must not touch the output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["bad.blob", "out.tflite"] + (["other_base.tflite"] if code == "base_mismatch" else []))
+
+
+def test_apply_check_mismatch_writes_nothing(cli_run, tmp_path, capsys):
+    _, exp, pack = cli_run
+    out = tmp_path / "uk.tflite"
+    rc = main(["apply", str(pack / "base.tflite"), str(pack / "uk.blob"), "-o", str(out), "--check", str(pack / "base.tflite")])
+    assert rc == 2 and not out.exists()
+    assert "differs" in capsys.readouterr().err
+
+
+def test_cli_reports_missing_files(tmp_path, capsys):
+    rc = main(["apply", str(tmp_path / "nope.tflite"), str(tmp_path / "x.blob"), "-o", str(tmp_path / "o.tflite")])
+    assert rc == 2 and "nope.tflite" in capsys.readouterr().err
+    np.savez(tmp_path / "f.npz", wrong=np.zeros(3))
+    with pytest.raises(SystemExit):
+        main(["export"])  # argparse: the model and --features are required
+    capsys.readouterr()
