@@ -156,7 +156,7 @@ def build_app(
     if not (gen_dir / "pkw_model.h").is_file():
         raise PolykwsError(f"{gen_dir}: no pkw_model.h; generate the model sources first (polykws firmware build --pack ...)")
     run_make("app", board, kernels, root, [f"GEN_DIR={gen_dir}"] + third_party.make_vars(), jobs=jobs)
-    return root / f"{board}-{kernels}" / "pkw_app.elf"
+    return gen_dir / f"app-{board}-{kernels}" / "pkw_app.elf"
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ extern "C" {
 void board_init(void);
 /* Called from the default fault handler: report and stop (QEMU exits with status 3). */
 void board_fault(void);
-/* Name shown in the benchmark header. */
-extern const char board_name[];
+/* Board id shown in the benchmark header (the boards/ folder name). */
+extern const char board_name_id[];
 /* Instructions (QEMU -icount shift=0) or core cycles (real silicon) per SysTick tick, times 1000:
  * QEMU's SysTick runs off the board's SYSCLK while one instruction advances the virtual clock by
  * 1 ns, so 25 MHz gives 40 instructions per tick; on silicon SysTick counts core cycles (1). */

@@ -1,0 +1,255 @@
+#include "kws_runtime.h"
+
+#include <new>
+#include <string.h>
+
+#include "board.h"
+#include "pkw_model.h"  // generated: sizes, arena, ops, base language and labels
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/micro/micro_profiler_interface.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+
+namespace pkw {
+namespace {
+
+// Exactly the ops the exported model uses (PKW_OPS comes from the model's operator codes).
+#define PKW_COUNT_OP(name) +1
+constexpr int kNumOps = 0 PKW_OPS(PKW_COUNT_OP);
+#undef PKW_COUNT_OP
+using Resolver = tflite::MicroMutableOpResolver<kNumOps>;
+
+alignas(16) uint8_t g_arena[PKW_ARENA_BYTES];
+// The active language's model when it comes from a blob: the base patched in RAM.
+alignas(16) uint8_t g_patched_model[PKW_MODEL_BYTES];
+alignas(Resolver) uint8_t g_resolver_storage[sizeof(Resolver)];
+alignas(tflite::MicroInterpreter) uint8_t g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
+
+Resolver* g_resolver = nullptr;
+
+#if PKW_PROFILE
+// Per-op SysTick ticks of the most recent Invoke (build with `make ... PROFILE=1`). Off by default
+// so benchmark figures never include profiler overhead.
+class OpProfiler : public tflite::MicroProfilerInterface {
+ public:
+  uint32_t BeginEvent(const char* tag) override {
+    if (count_ >= kMaxEvents) return kMaxEvents;
+    tags_[count_] = tag;
+    start_[count_] = systick_ticks();
+    return count_++;
+  }
+  void EndEvent(uint32_t handle) override {
+    if (handle < kMaxEvents) ticks_[handle] = systick_ticks() - start_[handle];
+  }
+  void Reset() { count_ = 0; }
+  uint32_t count() const { return count_; }
+  const char* tag(uint32_t i) const { return tags_[i]; }
+  uint64_t ticks(uint32_t i) const { return ticks_[i]; }
+
+ private:
+  static constexpr uint32_t kMaxEvents = 64;
+  const char* tags_[kMaxEvents] = {};
+  uint64_t start_[kMaxEvents] = {};
+  uint64_t ticks_[kMaxEvents] = {};
+  uint32_t count_ = 0;
+};
+OpProfiler g_profiler;
+tflite::MicroProfilerInterface* profiler() { return &g_profiler; }
+#else
+tflite::MicroProfilerInterface* profiler() { return nullptr; }
+#endif
+
+tflite::MicroInterpreter* interpreter() {
+  return reinterpret_cast<tflite::MicroInterpreter*>(g_interpreter_storage);
+}
+
+bool BuildResolver() {
+  if (g_resolver != nullptr) return true;
+  g_resolver = new (g_resolver_storage) Resolver();
+#define PKW_ADD_OP(name) \
+  if (g_resolver->Add##name() != kTfLiteOk) return false;
+  PKW_OPS(PKW_ADD_OP)
+#undef PKW_ADD_OP
+  return true;
+}
+
+}  // namespace
+
+const char* StatusName(Status s) {
+  switch (s) {
+    case Status::kOk: return "ok";
+    case Status::kImageInvalid: return "image_invalid";
+    case Status::kBaseInvalid: return "base_invalid";
+    case Status::kUnknownLanguage: return "unknown_language";
+    case Status::kBlobInvalid: return "blob_invalid";
+    case Status::kModelInvalid: return "model_invalid";
+    case Status::kInterpreterError: return "interpreter_error";
+  }
+  return "unknown";
+}
+
+Status KwsRuntime::Init(const uint8_t* image, size_t image_size) {
+  image_error_ = pkwf_parse(image, image_size, &image_);
+  if (image_error_ != PKWB_OK) return Status::kImageInvalid;
+  if (image_.base_size != PKW_MODEL_BYTES) {
+    image_error_ = PKWB_ERR_SIZE_MISMATCH;
+    return Status::kImageInvalid;
+  }
+  image_error_ = pkwf_verify_base(&image_);
+  if (image_error_ != PKWB_OK) return Status::kBaseInvalid;
+  if (!BuildResolver()) return Status::kInterpreterError;
+  initialised_ = true;
+  return Status::kOk;
+}
+
+uint32_t KwsRuntime::num_languages() const { return initialised_ ? 1u + image_.num_blobs : 0u; }
+
+const char* KwsRuntime::language_at(uint32_t i) {
+  if (i == 0) return PKW_BASE_LANG;
+  pkwf_entry e;
+  if (pkwf_entry_at(&image_, i - 1, &e) != PKWB_OK) return nullptr;
+  memcpy(lang_buf_, e.lang, sizeof lang_buf_);
+  return lang_buf_;
+}
+
+void KwsRuntime::DestroyInterpreter() {
+  if (have_interpreter_) {
+    interpreter()->~MicroInterpreter();
+    have_interpreter_ = false;
+  }
+}
+
+Status KwsRuntime::CreateInterpreter(const uint8_t* model_bytes) {
+  const tflite::Model* model = tflite::GetModel(model_bytes);
+  if (model->version() != TFLITE_SCHEMA_VERSION) return Status::kModelInvalid;
+  new (g_interpreter_storage) tflite::MicroInterpreter(model, *g_resolver, g_arena, sizeof g_arena, nullptr, profiler());
+  have_interpreter_ = true;
+  if (interpreter()->AllocateTensors() != kTfLiteOk) return Status::kInterpreterError;
+  TfLiteTensor* in = interpreter()->input(0);
+  TfLiteTensor* out = interpreter()->output(0);
+  if (in == nullptr || out == nullptr || in->type != kTfLiteInt8 || out->type != kTfLiteInt8 ||
+      in->bytes != PKW_INPUT_BYTES || out->bytes != PKW_NUM_CLASSES) {
+    return Status::kModelInvalid;
+  }
+  return Status::kOk;
+}
+
+Status KwsRuntime::SelectLanguage(const char* lang) {
+  if (!initialised_) return Status::kImageInvalid;
+  if (have_interpreter_ && strcmp(lang, active_lang_) == 0) return Status::kOk;
+  const uint64_t t0 = systick_ticks();
+
+  // The interpreter points into the model we may be about to overwrite: drop it first.
+  DestroyInterpreter();
+  active_lang_[0] = 0;
+  blob_error_ = PKWB_OK;
+
+  const uint8_t* model = nullptr;
+  const int32_t index = pkwf_find(&image_, lang);
+  if (index >= 0) {
+    blob_error_ = pkwf_blob(&image_, static_cast<uint32_t>(index), &active_blob_);
+    if (blob_error_ == PKWB_OK) {
+      // The base was hashed once in Init(); trust that digest instead of hashing it again.
+      blob_error_ = pkwb_apply_prehashed(&active_blob_, pkwf_base(&image_), image_.base_size,
+                                         image_.base_sha256, g_patched_model, sizeof g_patched_model);
+    }
+    if (blob_error_ != PKWB_OK) return Status::kBlobInvalid;
+    model = g_patched_model;
+    active_is_blob_ = true;
+    num_labels_ = active_blob_.num_labels;
+  } else if (strcmp(lang, PKW_BASE_LANG) == 0) {
+    model = pkwf_base(&image_);  // runs straight from flash
+    active_is_blob_ = false;
+    num_labels_ = PKW_BASE_NUM_LABELS;
+  } else {
+    return Status::kUnknownLanguage;
+  }
+  // The exporter pads the head to PKW_NUM_CLASSES slots so every language has the same layout;
+  // a language uses the first num_labels_ of them.
+  if (num_labels_ == 0 || num_labels_ > PKW_NUM_CLASSES) return Status::kModelInvalid;
+
+  const Status st = CreateInterpreter(model);
+  if (st != Status::kOk) {
+    DestroyInterpreter();
+    return st;
+  }
+  strncpy(active_lang_, lang, PKWB_LANG_BYTES);
+  active_lang_[PKWB_LANG_BYTES] = 0;
+  last_select_ticks_ = systick_ticks() - t0;
+  return Status::kOk;
+}
+
+int KwsRuntime::Classify(const int8_t* features, int8_t* scores) {
+  if (!have_interpreter_) return -1;
+  TfLiteTensor* in = interpreter()->input(0);
+  memcpy(in->data.int8, features, PKW_INPUT_BYTES);
+#if PKW_PROFILE
+  g_profiler.Reset();
+#endif
+  const uint64_t t0 = systick_ticks();
+  const TfLiteStatus st = interpreter()->Invoke();
+  last_invoke_ticks_ = systick_ticks() - t0;
+  if (st != kTfLiteOk) return -1;
+  const int8_t* out = interpreter()->output(0)->data.int8;
+  memcpy(scores, out, PKW_NUM_CLASSES);
+  // Arg-max over the language's own labels only (padding slots are never read); the first
+  // maximum wins, as numpy's argmax does in polykws.export.evaluate.argmax_first.
+  uint32_t best = 0;
+  for (uint32_t i = 1; i < num_labels_; ++i) {
+    if (out[i] > out[best]) best = i;
+  }
+  return static_cast<int>(best);
+}
+
+void KwsRuntime::Label(uint32_t index, char* out, size_t cap) const {
+  if (cap == 0) return;
+  out[0] = 0;
+  if (index >= num_labels_) return;
+  const char* text = nullptr;
+  size_t len = 0;
+  if (active_is_blob_) {
+    const uint8_t* t;
+    uint8_t n;
+    if (pkwb_label(&active_blob_, index, &t, &n) != PKWB_OK) return;
+    text = reinterpret_cast<const char*>(t);
+    len = n;
+  } else {
+    text = pkw_base_labels[index];
+    len = strlen(text);
+  }
+  if (len > cap - 1) len = cap - 1;
+  memcpy(out, text, len);
+  out[len] = 0;
+}
+
+uint32_t KwsRuntime::profile_events() const {
+#if PKW_PROFILE
+  return g_profiler.count();
+#else
+  return 0;
+#endif
+}
+
+const char* KwsRuntime::profile_tag(uint32_t i) const {
+#if PKW_PROFILE
+  return g_profiler.tag(i);
+#else
+  (void)i;
+  return "";
+#endif
+}
+
+uint64_t KwsRuntime::profile_ticks(uint32_t i) const {
+#if PKW_PROFILE
+  return g_profiler.ticks(i);
+#else
+  (void)i;
+  return 0;
+#endif
+}
+
+size_t KwsRuntime::arena_used_bytes() const {
+  return have_interpreter_ ? interpreter()->arena_used_bytes() : 0;
+}
+
+}  // namespace pkw

@@ -1,0 +1,88 @@
+/* Multilingual KWS runtime: one int8 base model and N language blobs in flash (a PKWF image),
+ * one language active at a time.
+ *
+ * select_language() rebuilds the active model: for a blob language it patches a RAM copy of the
+ * base (firmware/blob.c verifies CRC, base SHA-256 and target SHA-256 first), then it (re)creates
+ * the TFLM MicroInterpreter on that model and allocates its tensors in the static arena. No heap
+ * is used: the interpreter lives in static storage and is destroyed before the model it points at
+ * is overwritten.
+ */
+#ifndef PKW_KWS_RUNTIME_H_
+#define PKW_KWS_RUNTIME_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blob.h"
+
+#ifndef PKW_PROFILE
+#define PKW_PROFILE 0
+#endif
+
+namespace pkw {
+
+enum class Status {
+  kOk = 0,
+  kImageInvalid,      // PKWF table or CRC refused (see image_error())
+  kBaseInvalid,       // base SHA-256 does not match the image header
+  kUnknownLanguage,   // neither the base language nor a blob in the image
+  kBlobInvalid,       // blob refused while parsing/applying (see blob_error())
+  kModelInvalid,      // flatbuffer schema version or tensor shapes not what the header says
+  kInterpreterError,  // AllocateTensors / Invoke failed (TFLM logged why)
+};
+
+const char* StatusName(Status s);
+
+class KwsRuntime {
+ public:
+  // Validates the flash image's table and CRC and verifies the base's SHA-256 once.
+  Status Init(const uint8_t* image, size_t image_size);
+
+  // Makes `lang` the active language. Cheap if it already is.
+  Status SelectLanguage(const char* lang);
+
+  // Runs one inference on int8 features (PKW_INPUT_BYTES) and copies all int8 output slots
+  // (PKW_NUM_CLASSES) to `scores`. Returns the arg-max over the active language's labels
+  // (the first num_labels() slots), or -1 on error.
+  int Classify(const int8_t* features, int8_t* scores);
+
+  const char* active_language() const { return active_lang_; }
+  // Label `index` of the active language (NUL-terminated copy, truncated to cap-1 bytes).
+  void Label(uint32_t index, char* out, size_t cap) const;
+  uint32_t num_labels() const { return num_labels_; }
+  uint32_t num_languages() const;       // base + blobs
+  const char* language_at(uint32_t i);  // 0 = the base language
+  size_t arena_used_bytes() const;
+  // SysTick ticks spent in the last SelectLanguage that actually switched (patch + verify + allocate).
+  uint64_t last_select_ticks() const { return last_select_ticks_; }
+  // SysTick ticks spent in the last Invoke().
+  uint64_t last_invoke_ticks() const { return last_invoke_ticks_; }
+  // Per-op timing of the last Invoke(); empty unless built with PKW_PROFILE=1.
+  uint32_t profile_events() const;
+  const char* profile_tag(uint32_t i) const;
+  uint64_t profile_ticks(uint32_t i) const;
+  pkwb_status image_error() const { return image_error_; }
+  pkwb_status blob_error() const { return blob_error_; }
+  bool active_is_patched() const { return active_is_blob_; }
+
+ private:
+  Status CreateInterpreter(const uint8_t* model);
+  void DestroyInterpreter();
+
+  pkwf_image image_{};
+  bool initialised_ = false;
+  bool have_interpreter_ = false;
+  bool active_is_blob_ = false;
+  char active_lang_[PKWB_LANG_BYTES + 1] = {0};
+  pkwb_blob active_blob_{};
+  uint32_t num_labels_ = 0;
+  uint64_t last_select_ticks_ = 0;
+  uint64_t last_invoke_ticks_ = 0;
+  pkwb_status image_error_ = PKWB_OK;
+  pkwb_status blob_error_ = PKWB_OK;
+  char lang_buf_[PKWB_LANG_BYTES + 1] = {0};
+};
+
+}  // namespace pkw
+
+#endif  // PKW_KWS_RUNTIME_H_

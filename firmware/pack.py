@@ -1,0 +1,134 @@
+"""What the firmware takes from an export pack, and the benchmark's test vectors.
+
+A pack (`polykws pack`, export/) holds the base `.tflite`, one `.blob` per language, a
+`manifest.json` and `flash.bin` (the PKWF image). The firmware needs the flash image, the base
+language's code and labels (a blob carries its own labels; the base model does not) and the
+frontend configuration. Test vectors for the benchmark come from an `.npz` with `<lang>_x`
+(float features (N, frames, features), or int8 already quantized) and `<lang>_y` (class indices).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polykws.export.blob import BlobError, decode_blob, decode_flash_image, encode_flash_image
+from polykws.firmware.gen import BenchSet
+from polykws.utils import PolykwsError
+
+
+@dataclass(frozen=True)
+class FirmwarePack:
+    source: Path
+    flash_image: bytes
+    base_lang: str
+    base_labels: tuple[str, ...]
+    frontend: dict[str, Any]
+    languages: tuple[str, ...]  # blob languages in image order
+
+    @property
+    def base(self) -> bytes:
+        return decode_flash_image(self.flash_image).base
+
+    def labels_of(self, lang: str) -> tuple[str, ...]:
+        img = decode_flash_image(self.flash_image)
+        for i, e in enumerate(img.entries):
+            if e.lang == lang:
+                return decode_blob(img.blob_bytes(i)).labels
+        if lang == self.base_lang:
+            return self.base_labels
+        raise PolykwsError(f"{self.source}: no language {lang!r} (have {self.base_lang}, {', '.join(self.languages)})")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PolykwsError(f"{path}: not found") from None
+    except json.JSONDecodeError as exc:
+        raise PolykwsError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _base_description(pack: Path, manifest: dict) -> dict:
+    """The base model's description: manifest['base'], else the export's `<lang>.json` without a blob."""
+    base = manifest.get("base")
+    if isinstance(base, dict) and "labels" in base and "lang" in base:
+        return base
+    candidates = []
+    for p in sorted(pack.glob("*.json")):
+        if p.name == "manifest.json":
+            continue
+        d = _read_json(p)
+        if d.get("format") == "polykws-export" and "blob_bytes" not in d:
+            candidates.append(d)
+    if len(candidates) != 1:
+        raise PolykwsError(
+            f"{pack}: cannot tell the base language: manifest.json has no base.lang/base.labels and "
+            f"{len(candidates)} blob-less export descriptions were found"
+        )
+    return candidates[0]
+
+
+def load_pack(path: str | Path) -> FirmwarePack:
+    """Read a pack directory; every blob must patch the pack's base (checked by the PKWF parser)."""
+    pack = Path(path)
+    if not pack.is_dir():
+        raise PolykwsError(f"{pack}: pack directory not found")
+    manifest = _read_json(pack / "manifest.json") if (pack / "manifest.json").exists() else {}
+    base_d = _base_description(pack, manifest)
+    flash = pack / "flash.bin"
+    if flash.exists():
+        image = flash.read_bytes()
+    else:
+        base_path = pack / "base.tflite" if (pack / "base.tflite").exists() else pack / f"{base_d['lang']}.tflite"
+        blobs = [p.read_bytes() for p in sorted(pack.glob("*.blob"))]
+        if not base_path.exists():
+            raise PolykwsError(f"{pack}: neither flash.bin nor {base_path.name} found")
+        image = encode_flash_image(base_path.read_bytes(), blobs)
+    try:
+        img = decode_flash_image(image, source=str(flash))
+    except BlobError as exc:
+        raise PolykwsError(str(exc)) from None
+    frontend = base_d.get("frontend") or manifest.get("frontend") or {}
+    return FirmwarePack(
+        source=pack,
+        flash_image=image,
+        base_lang=str(base_d["lang"]),
+        base_labels=tuple(base_d["labels"]),
+        frontend=dict(frontend),
+        languages=tuple(e.lang for e in img.entries),
+    )
+
+
+def load_bench_sets(path: str | Path, pack: FirmwarePack, per_lang: int, langs: list[str] | None = None) -> list[BenchSet]:
+    """The first `per_lang` vectors of each language in `path` (.npz), quantized with the base's input scale."""
+    from polykws.export.evaluate import quantize_features
+
+    path = Path(path)
+    try:
+        z = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise PolykwsError(f"{path}: cannot read test vectors ({exc})") from None
+    available = sorted({k[: -len("_x")] for k in z.files if k.endswith("_x")})
+    wanted = langs or [lang for lang in (pack.base_lang, *pack.languages) if lang in available]
+    if not wanted:
+        raise PolykwsError(f"{path}: no <lang>_x arrays for any pack language ({pack.base_lang}, {', '.join(pack.languages)})")
+    sets = []
+    base = pack.base
+    for lang in wanted:
+        if f"{lang}_x" not in z.files or f"{lang}_y" not in z.files:
+            raise PolykwsError(f"{path}: missing {lang}_x or {lang}_y")
+        x, y = z[f"{lang}_x"][:per_lang], z[f"{lang}_y"][:per_lang].astype(np.int64)
+        if x.dtype == np.int8:
+            q = x.reshape(len(x), -1)
+        else:
+            q = quantize_features(base, x.astype(np.float32)).reshape(len(x), -1)
+        n_labels = len(pack.labels_of(lang))
+        if len(y) and (y.min() < 0 or y.max() >= n_labels):
+            raise PolykwsError(f"{path}: {lang}_y has class {int(y.max())} but {lang} has {n_labels} labels")
+        sets.append(BenchSet(lang, np.ascontiguousarray(q, dtype=np.int8), y))
+    return sets

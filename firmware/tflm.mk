@@ -1,0 +1,125 @@
+# TFLM library + polykws application. Included by firmware/Makefile for `make app` / `make tflm`.
+#
+# Sources come from checkouts outside this repo (never committed):
+#   TFLM_DIR         tflite-micro checkout (firmware/README.md pins the commit)
+#   CMSIS_NN_DIR     CMSIS-NN checkout (KERNELS=cmsis-nn only)
+#   FLATBUFFERS_DIR  flatbuffers v25.9.23 (TFLM's schema_generated.h asserts that version)
+#   GEMMLOWP_DIR     gemmlowp (fixedpoint/ headers)
+# The source lists are TFLM's own (tensorflow/lite/micro/tools/make/sources.inc), so a TFLM
+# update brings its file list with it; CMSIS-NN kernels replace the reference kernels of the same
+# file name, exactly as TFLM's specialize_files.py does for OPTIMIZED_KERNEL_DIR=cmsis_nn.
+
+define require_dir
+ifeq ($$(strip $$($(1))),)
+  $$(error $(1) is not set; the TFLM build needs $(2) (see firmware/README.md))
+endif
+ifeq ($$(wildcard $$($(1))/$(3)),)
+  $$(error $(1)=$$($(1)) does not contain $(3))
+endif
+endef
+$(eval $(call require_dir,TFLM_DIR,a tflite-micro checkout,tensorflow/lite/micro/micro_interpreter.h))
+$(eval $(call require_dir,FLATBUFFERS_DIR,flatbuffers v25.9.23,include/flatbuffers/flatbuffers.h))
+$(eval $(call require_dir,GEMMLOWP_DIR,gemmlowp,fixedpoint/fixedpoint.h))
+ifeq ($(KERNELS),cmsis-nn)
+$(eval $(call require_dir,CMSIS_NN_DIR,a CMSIS-NN checkout,Include/arm_nnfunctions.h))
+endif
+
+TFLM_DIR := $(abspath $(TFLM_DIR))
+FLATBUFFERS_DIR := $(abspath $(FLATBUFFERS_DIR))
+GEMMLOWP_DIR := $(abspath $(GEMMLOWP_DIR))
+
+# ---- TFLM's source lists
+TENSORFLOW_ROOT := $(TFLM_DIR)/
+DOWNLOADS_DIR := $(TFLM_BUILD_DIR)/no-downloads
+include $(TFLM_DIR)/tensorflow/lite/micro/tools/make/sources.inc
+
+TFLM_CORE_SRCS := $(filter-out $(MICROLITE_TEST_SRCS) $(MICROLITE_BENCHMARK_SRCS) \
+  $(TFLM_DIR)/tensorflow/lite/array.cc,$(MICROLITE_CC_BASE_SRCS))
+TFLM_KERNEL_SRCS := $(MICROLITE_CC_KERNEL_SRCS)
+ifeq ($(KERNELS),cmsis-nn)
+  CMSIS_NN_DIR := $(abspath $(CMSIS_NN_DIR))
+  TFLM_CMSIS_DIR := $(TFLM_DIR)/tensorflow/lite/micro/kernels/cmsis_nn
+  TFLM_CMSIS_SRCS := $(wildcard $(TFLM_CMSIS_DIR)/*.cc)
+  TFLM_KERNEL_SRCS := $(filter-out $(addprefix %/,$(notdir $(TFLM_CMSIS_SRCS))),$(TFLM_KERNEL_SRCS)) $(TFLM_CMSIS_SRCS)
+  CMSIS_NN_SRCS := $(filter-out %_f16.c %_f32.c %/arm_nntables_flt.c,$(shell find $(CMSIS_NN_DIR)/Source -name "*.c"))
+  KERNEL_DEFS := -DCMSIS_NN -DARM_NN_ENABLE_F16=0 -DARM_NN_ENABLE_F32=0
+  KERNEL_INCLUDES := -I$(CMSIS_NN_DIR) -I$(CMSIS_NN_DIR)/Include
+else
+  CMSIS_NN_SRCS :=
+  KERNEL_DEFS :=
+  KERNEL_INCLUDES :=
+endif
+TFLM_SRCS := $(TFLM_CORE_SRCS) $(TFLM_KERNEL_SRCS)
+ifneq ($(filter %.c,$(TFLM_SRCS)),)
+  $(error unexpected C sources in TFLM's lists: $(filter %.c,$(TFLM_SRCS)))
+endif
+
+# ---- flags (TFLM's own defaults for a release_with_logs build)
+TFLM_INCLUDES := -I$(TFLM_DIR) -I$(FLATBUFFERS_DIR)/include -I$(GEMMLOWP_DIR) -I$(FW_DIR)/compat $(KERNEL_INCLUDES)
+TFLM_COMMON := $(BOARD_CPU_FLAGS) -fno-unwind-tables -fno-asynchronous-unwind-tables -ffunction-sections \
+  -fdata-sections -fmessage-length=0 -fomit-frame-pointer -DTF_LITE_STATIC_MEMORY -DTF_LITE_DISABLE_X86_NEON \
+  -DTF_LITE_MCU_DEBUG_LOG -DNDEBUG $(KERNEL_DEFS) -MMD -MP
+TFLM_CXXFLAGS := $(TFLM_COMMON) -std=c++17 -fno-rtti -fno-exceptions -fno-threadsafe-statics $(TFLM_INCLUDES)
+TFLM_CFLAGS := $(TFLM_COMMON) -std=c11 $(TFLM_INCLUDES)
+
+TFLM_OBJ_DIR := $(TFLM_BUILD_DIR)/obj
+CMSIS_OBJ_DIR := $(TFLM_BUILD_DIR)/cmsis_nn
+TFLM_OBJS := $(patsubst $(TFLM_DIR)/%.cc,$(TFLM_OBJ_DIR)/%.o,$(TFLM_SRCS))
+CMSIS_NN_OBJS := $(patsubst $(CMSIS_NN_DIR)/%.c,$(CMSIS_OBJ_DIR)/%.o,$(CMSIS_NN_SRCS))
+TFLM_LIB := $(TFLM_BUILD_DIR)/libtflm.a
+
+# Kernels at -O2, the interpreter at -Os, as TFLM's Makefile does.
+$(TFLM_OBJ_DIR)/%.o: $(TFLM_DIR)/%.cc
+	@mkdir -p $(@D)
+	@echo "CXX $(patsubst $(TFLM_DIR)/%,%,$<)"
+	@$(CXX) $(TFLM_CXXFLAGS) $(if $(findstring /kernels/,$<),-O2,-Os) -c $< -o $@
+
+$(CMSIS_OBJ_DIR)/%.o: $(CMSIS_NN_DIR)/%.c
+	@mkdir -p $(@D)
+	@echo "CC  CMSIS-NN $(notdir $<)"
+	@$(CC) $(TFLM_CFLAGS) -O2 -c $< -o $@
+
+$(TFLM_LIB): $(TFLM_OBJS) $(CMSIS_NN_OBJS)
+	@rm -f $@
+	@echo "AR  $@"
+	@$(AR) rcs $@ $^
+
+tflm: $(TFLM_LIB)
+
+# ---- application
+ifeq ($(strip $(GEN_DIR)),)
+  ifneq ($(filter app,$(MAKECMDGOALS)),)
+    $(error GEN_DIR is not set: point it at the generated model sources (polykws firmware build writes them))
+  endif
+endif
+GEN_DIR := $(abspath $(GEN_DIR))
+
+APP_CXX_SRCS := $(wildcard $(FW_DIR)/app/*.cc)
+APP_C_SRCS := $(BLOB_SRCS) $(STARTUP_SRCS) $(wildcard $(GEN_DIR)/*.c)
+APP_OBJ_DIR := $(APP_DIR)/obj
+APP_OBJS := $(patsubst /%,$(APP_OBJ_DIR)/%.o,$(APP_CXX_SRCS) $(APP_C_SRCS))
+# PROFILE=1 (see Makefile): per-op SysTick timing of the first inference per language.
+APP_CXXFLAGS := $(TFLM_CXXFLAGS) -DPKW_PROFILE=$(PROFILE) -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -I$(GEN_DIR) -I$(FW_DIR) \
+  -I$(FW_DIR)/boards/common -I$(FW_DIR)/app
+APP_CFLAGS := $(FW_CFLAGS) $(WARN_C) -MMD -MP -I$(GEN_DIR)
+APP_ELF := $(APP_DIR)/pkw_app.elf
+
+$(APP_OBJ_DIR)/%.cc.o: /%.cc
+	@mkdir -p $(@D)
+	$(CXX) $(APP_CXXFLAGS) -c $< -o $@
+
+$(APP_OBJ_DIR)/%.c.o: /%.c
+	@mkdir -p $(@D)
+	$(CC) $(APP_CFLAGS) -c $< -o $@
+
+# The generated sources change with every pack; rebuild their objects whenever they do.
+$(APP_OBJS): $(wildcard $(GEN_DIR)/*.h)
+
+$(APP_ELF): $(APP_OBJS) $(TFLM_LIB) $(BOARD_LD) $(FW_DIR)/boards/common/sections.ld
+	$(CXX) $(BOARD_CPU_FLAGS) $(BOARD_LIBC_SPECS) -nostartfiles -Wl,--gc-sections -L$(FW_DIR)/boards/common \
+	  -T$(BOARD_LD) -Wl,-Map=$(APP_DIR)/pkw_app.map $(APP_OBJS) $(TFLM_LIB) -lm -o $@
+	$(SIZE) $@
+
+app: $(APP_ELF)
+
+-include $(TFLM_OBJS:.o=.d) $(CMSIS_NN_OBJS:.o=.d) $(APP_OBJS:.o=.d)

@@ -1,0 +1,98 @@
+"""Fixtures for firmware tests: a small but real int8 TFLite model built with the LiteRT schema.
+
+The model (RESHAPE then FULLY_CONNECTED, int8 in/out, int32 bias) is a valid flatbuffer that the
+TFLM runtime executes; language variants change weight bytes in place, so they are
+layout-identical to the base exactly like the exporter's models. It keeps firmware tests free of
+TensorFlow conversions; the `tflm` test additionally uses a real exported DS-CNN pack when one
+is available.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def build_int8_fc_model(seed: int = 0, frames: int = 49, features: int = 10, slots: int = 12) -> bytes:
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    rng = np.random.default_rng(seed)
+    n_in = frames * features
+    weights = rng.integers(-127, 128, size=(slots, n_in), dtype=np.int8)
+    bias = rng.integers(-2000, 2000, size=(slots,), dtype=np.int32)
+
+    def buffer(data: bytes | None) -> "s.BufferT":
+        b = s.BufferT()
+        b.data = list(data) if data else None
+        return b
+
+    def qparams(scale: float, zp: int) -> "s.QuantizationParametersT":
+        q = s.QuantizationParametersT()
+        q.scale = [scale]
+        q.zeroPoint = [zp]
+        return q
+
+    def tensor(name: str, shape, ttype, buf: int, q=None) -> "s.TensorT":
+        t = s.TensorT()
+        t.name = name
+        t.shape = list(shape)
+        t.type = ttype
+        t.buffer = buf
+        t.quantization = q
+        return t
+
+    model = s.ModelT()
+    model.version = 3
+    model.buffers = [buffer(None), buffer(None), buffer(None), buffer(np.array([1, n_in], "<i4").tobytes()),
+                     buffer(weights.tobytes()), buffer(bias.astype("<i4").tobytes()), buffer(None)]  # fmt: skip
+    in_scale, w_scale = 0.1, 0.004
+    tensors = [
+        tensor("input", (1, frames, features, 1), s.TensorType.INT8, 1, qparams(in_scale, -4)),
+        tensor("flat", (1, n_in), s.TensorType.INT8, 2, qparams(in_scale, -4)),
+        tensor("shape", (2,), s.TensorType.INT32, 3),
+        tensor("weights", (slots, n_in), s.TensorType.INT8, 4, qparams(w_scale, 0)),
+        tensor("bias", (slots,), s.TensorType.INT32, 5, qparams(in_scale * w_scale, 0)),
+        tensor("output", (1, slots), s.TensorType.INT8, 6, qparams(4.0, 3)),
+    ]
+    codes = []
+    for code in (s.BuiltinOperator.RESHAPE, s.BuiltinOperator.FULLY_CONNECTED):
+        oc = s.OperatorCodeT()
+        oc.builtinCode = code
+        oc.deprecatedBuiltinCode = code
+        oc.version = 1
+        codes.append(oc)
+    model.operatorCodes = codes
+    reshape = s.OperatorT()
+    reshape.opcodeIndex, reshape.inputs, reshape.outputs = 0, [0, 2], [1]
+    fc = s.OperatorT()
+    fc.opcodeIndex, fc.inputs, fc.outputs = 1, [1, 3, 4], [5]
+    fc.builtinOptionsType = s.BuiltinOptions.FullyConnectedOptions
+    fc.builtinOptions = s.FullyConnectedOptionsT()
+    sg = s.SubGraphT()
+    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [5], [reshape, fc]
+    model.subgraphs = [sg]
+    b = flatbuffers.Builder(4096)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def language_variant(base: bytes, seed: int, fraction: float = 0.05) -> bytes:
+    """Same layout, different weights: rewrite a fraction of the FULLY_CONNECTED weight bytes in place."""
+    from polykws.export.tflite_graph import TfliteGraph
+
+    g = TfliteGraph(base)
+    w = next(t for t in g.tensors if t.name == "weights")
+    start, end = w.data_span
+    rng = np.random.default_rng(seed)
+    out = bytearray(base)
+    idx = rng.choice(end - start, size=max(1, int((end - start) * fraction)), replace=False)
+    for i in idx:
+        out[start + i] = int(rng.integers(0, 256))
+    return bytes(out)
+
+
+@pytest.fixture(scope="session")
+def int8_models():
+    base = build_int8_fc_model()
+    return base, {"lt": language_variant(base, 1), "uk": language_variant(base, 2)}
