@@ -65,7 +65,8 @@ def save_model(
     if len(labels) != getattr(model, "num_classes", len(labels)):
         raise PolykwsError(f"{len(labels)} labels for a model with {model.num_classes} outputs")
     kwargs = {"num_classes": int(model.num_classes), "input_shape": list(model.input_shape)}
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    # contiguous(): a model trained in channels_last keeps that layout; files stay layout-free.
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     digest = state_sha256(state)
     payload = {
         "format": "polykws-model",

@@ -83,6 +83,9 @@ class FitConfig:
     # Torch intra-op threads (0 = leave torch's default). Pinning it keeps runs bit-identical
     # across machines with different core counts.
     num_threads: int = 0
+    # Train in channels_last memory format: oneDNN's convolutions are ~35 % faster that way on
+    # this CPU (measured on DS-CNN-S, batch 128). Weights are returned in the default layout.
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         _positive(self, "epochs", "batch_size")
@@ -109,65 +112,95 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class SynthSettings:
+    """How to (re)create a synthesized corpus root that is missing (polykws data synth)."""
+
+    languages: tuple[str, ...] = ("en", "de", "fr", "es", "it", "nl", "pt", "pl")
+    speakers: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.languages:
+            raise ConfigError("synth languages must not be empty")
+        _positive(self, "speakers")
+
+
+@dataclass(frozen=True)
 class CorpusConfig:
-    """One pretraining corpus: a folder laid out `<lang>/<source>/<keyword>/<clip>`.
+    """One pretraining corpus root (folder layout `<lang>/<source>/<keyword>/<clip>`).
 
     `root` may start with `shared:` (resolved against polykws.utils.shared_dir()) or be a path
-    relative to the repository. `sources` restricts to some source folders (empty = all).
-    `split` picks which speaker-disjoint splits of this corpus feed training: a corpus whose
-    language is a transfer target must use only its `train` split, so the base never hears a
-    test (or validation) speaker of a target language.
+    relative to the repository. `languages` / `sources` restrict it (empty = all).
+    `splits` names which of the corpus' speaker-disjoint splits feed the base: a corpus in a
+    transfer target's language must use only `[train]`, so the base never hears a validation or
+    test speaker of a target language. `synth` recreates a missing synthesized root.
     """
 
     root: str
-    language: str
+    languages: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
-    keywords: tuple[str, ...] = ()
-    split: str = "all"
-    # Prefix class names with the language ("uk:one") so homographs in different languages
-    # stay distinct classes.
-    prefix_language: bool = False
-    # Keep at most this many clips per keyword from this corpus (0 = all), chosen by a seeded hash.
-    max_per_keyword: int = 0
+    splits: tuple[str, ...] = ("train", "val", "test")
+    synth: SynthSettings | None = None
 
     def __post_init__(self) -> None:
         if not self.root:
             raise ConfigError("corpus root must be set")
-        if not self.language:
-            raise ConfigError("corpus language must be set")
-        if self.split not in ("all", "train"):
-            raise ConfigError(f"corpus split must be 'all' or 'train', got {self.split!r}")
-        _non_negative(self, "max_per_keyword")
+        bad = [s for s in self.splits if s not in ("train", "val", "test")]
+        if bad or not self.splits:
+            raise ConfigError(f"corpus splits must be a non-empty subset of train/val/test, got {list(self.splits)}")
 
     def resolved_root(self) -> Path:
-        from polykws.utils import repo_root, shared_dir
+        return resolve_path(self.root)
 
-        if self.root.startswith("shared:"):
-            return shared_dir() / self.root[len("shared:") :]
-        p = Path(self.root)
-        return p if p.is_absolute() else repo_root() / p
+
+def resolve_path(path: str) -> Path:
+    """`shared:<rel>` -> shared_dir()/<rel>; relative paths are relative to the repository."""
+    from polykws.utils import repo_root, shared_dir
+
+    if path.startswith("shared:"):
+        return shared_dir() / path[len("shared:") :]
+    p = Path(path)
+    return p if p.is_absolute() else repo_root() / p
 
 
 @dataclass(frozen=True)
 class DataConfig:
+    """The base's pretraining data and label set.
+
+    Classes are language-qualified words (`en:yes`, `de:ja`), so homographs in different
+    languages stay distinct and one label list can pool languages. `keywords` lists them
+    explicitly; empty means every word found in the selected corpora except `unknown_words`
+    and words with fewer than `min_train_clips` training clips. `unknown_words` (plain labels)
+    feed `_unknown_`; `_silence_` is built from `noise_dir` plus any synthesized noise.
+    """
+
     corpora: tuple[CorpusConfig, ...] = ()
-    # Folder of background-noise wavs for the _silence_ class and noise mixing ("" = none).
-    noise_dir: str = "shared:noise"
+    keywords: tuple[str, ...] = ()
+    unknown_words: tuple[str, ...] = ()
     silence: bool = True
     unknown: bool = True
-    # Speaker-disjoint split fractions (by speaker hash) for the pooled base data.
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    # Offline augmented copies of each training clip (time shift, gain, noise) from datasets/.
+    min_train_clips: int = 1
+    max_per_keyword: int = 0
+    noise_dir: str = "shared:data/noise/lt_background_noise"
+    # Speaker-disjoint split shares (percent), as polykws.datasets.SplitConfig.
+    val_pct: float = 10.0
+    test_pct: float = 10.0
+    # Offline augmented copies of each training clip (speed, pitch, shift, gain, noise).
     augment_copies: int = 0
     cache_dir: str = ".cache/features"
+    manifest_dir: str = ".cache/manifests"
 
     def __post_init__(self) -> None:
-        _non_negative(self, "augment_copies")
-        for name in ("val_fraction", "test_fraction"):
+        _non_negative(self, "augment_copies", "max_per_keyword", "min_train_clips")
+        for name in ("val_pct", "test_pct"):
             v = getattr(self, name)
-            if not 0.0 < v < 0.5:
-                raise ConfigError(f"{name} must be in (0, 0.5), got {v!r}")
+            if not 0.0 < v < 50.0:
+                raise ConfigError(f"{name} must be in (0, 50), got {v!r}")
+        bad = [k for k in self.keywords if ":" not in k]
+        if bad:
+            raise ConfigError(f"keywords must be language-qualified like 'en:yes', got {bad}")
+        if self.unknown and not self.unknown_words and self.corpora and not self.keywords:
+            raise ConfigError("unknown=true needs unknown_words (or explicit keywords leaving other words over)")
 
 
 @dataclass(frozen=True)
@@ -233,7 +266,10 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         (item_tp, *_rest) = typing.get_args(tp)
         return tuple(_coerce(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value))
     if origin in (typing.Union, types.UnionType):
-        return value
+        if value is None:
+            return None
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _coerce(inner[0], value, path) if len(inner) == 1 else value
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: expected true/false, got {value!r}")

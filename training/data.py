@@ -112,3 +112,136 @@ def loaders_from_splits(splits: dict[str, Any], *, batch_size: int, seed: int = 
     val = make_loader(splits["val"].x, splits["val"].y, batch_size=eval_batch_size, shuffle=False)
     test = make_loader(splits["test"].x, splits["test"].y, batch_size=eval_batch_size, shuffle=False) if "test" in splits else None
     return TaskLoaders(train=train, val=val, test=test, labels=labels)
+
+
+# --- The base's pretraining data (scan -> records -> one pooled task -> feature splits) -------
+
+
+def _listing_signature(root: Path) -> str:
+    """Hash of every file's relative path, size and mtime: a changed corpus invalidates its manifest."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not p.name.startswith("."):
+            st = p.stat()
+            h.update(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def scan_corpus_cached(root: Path, *, val_pct: float, test_pct: float, manifest_dir: Path, progress: bool = False):
+    """Manifest rows of a whole corpus root, scanned once and cached by (root, listing, split rule).
+
+    The whole root is scanned (not one language) so every caller sees the same speaker splits a
+    transfer run on the same root sees: splits are assigned per speaker namespace, never per query.
+    """
+    from polykws.datasets import SplitConfig, read_manifest, write_manifest
+    from polykws.datasets.scan import scan  # the package attribute `scan` is shadowed by its submodule
+    from polykws.utils import stable_hash
+
+    if not root.is_dir():
+        raise FileNotFoundError(f"corpus root {root} is not a folder")
+    split = SplitConfig(val_pct=val_pct, test_pct=test_pct)
+    key = stable_hash({"root": str(root.resolve()), "listing": _listing_signature(root), "split": split.to_dict()})
+    path = manifest_dir / f"{root.name}-{key}.jsonl"
+    if path.is_file():
+        return read_manifest(path)
+    result = scan(root, split=split, progress=progress)
+    if result.skipped:
+        # Skips are counted and reported, never silent: keep the list beside the manifest.
+        from polykws.utils import atomic_write_json
+
+        atomic_write_json(path.with_suffix(".skipped.json"), [s.to_dict() for s in result.skipped])
+        print(f"note: {len(result.skipped)} file(s) under {root} skipped (listed in {path.with_suffix('.skipped.json')})")
+    write_manifest(path, result.records)
+    return result.records
+
+
+def ensure_synth_corpus(corpus, *, progress: bool = False) -> None:
+    """Create a corpus root from its `synth` settings when it is missing (deterministic TTS)."""
+    root = corpus.resolved_root()
+    if corpus.synth is None:
+        return
+    from polykws.datasets import SynthConfig, synthesize_corpus
+
+    cfg = SynthConfig(languages=tuple(corpus.synth.languages), speakers=corpus.synth.speakers, seed=corpus.synth.seed)
+    # Resumable and marker-checked: a complete corpus with the same config costs nothing.
+    synthesize_corpus(cfg, root, progress=progress)
+
+
+def base_records(data_cfg, *, progress: bool = False) -> list:
+    """All manifest rows the base may train on, with each corpus' split filter applied.
+
+    Noise rows (synthesized background noise) are kept for `_silence_`; clip rows outside a
+    corpus' `splits` are dropped entirely, so they can reach no split of the base.
+    """
+    from polykws.training.config import resolve_path
+
+    rows = []
+    for corpus in data_cfg.corpora:
+        ensure_synth_corpus(corpus, progress=progress)
+        root = corpus.resolved_root()
+        records = scan_corpus_cached(
+            root, val_pct=data_cfg.val_pct, test_pct=data_cfg.test_pct, manifest_dir=resolve_path(data_cfg.manifest_dir), progress=progress
+        )
+        for r in records:
+            if r.is_noise:
+                rows.append(r)
+                continue
+            if corpus.languages and r.language not in corpus.languages:
+                continue
+            if corpus.sources and r.source not in corpus.sources:
+                continue
+            if r.split not in corpus.splits:
+                continue
+            rows.append(r)
+    return rows
+
+
+def base_task(data_cfg, records):
+    """The pooled TaskSpec: language '*' with language-qualified keywords in a stable order."""
+    from collections import Counter
+
+    from polykws.datasets import TaskSpec
+
+    if data_cfg.keywords:
+        keywords = tuple(data_cfg.keywords)
+    else:
+        unknown = set(data_cfg.unknown_words)
+        train_counts = Counter(f"{r.language}:{r.label}" for r in records if not r.is_noise and r.split == "train")
+        seen = sorted({(r.language, r.label) for r in records if not r.is_noise})
+        keywords = tuple(
+            f"{lang}:{label}"
+            for lang, label in seen
+            if label not in unknown and train_counts[f"{lang}:{label}"] >= max(data_cfg.min_train_clips, 1)
+        )
+    return TaskSpec(
+        "*",
+        keywords,
+        silence=data_cfg.silence,
+        unknown=data_cfg.unknown,
+        unknown_words=tuple(data_cfg.unknown_words),
+    )
+
+
+def build_base_splits(data_cfg, frontend, *, seed: int = 0, progress: bool = False) -> dict:
+    """{"train","val","test"} FeatureSplits of the base task (features cached on disk)."""
+    from polykws.datasets import load_task_features
+    from polykws.training.config import resolve_path
+
+    if not data_cfg.corpora:
+        raise ValueError("data.corpora is empty: the base needs at least one corpus")
+    records = base_records(data_cfg, progress=progress)
+    task = base_task(data_cfg, records)
+    noise_dir = resolve_path(data_cfg.noise_dir) if data_cfg.noise_dir else None
+    return load_task_features(
+        records,
+        task,
+        frontend,
+        cache_dir=resolve_path(data_cfg.cache_dir),
+        noise_dir=noise_dir,
+        augment_copies=data_cfg.augment_copies,
+        seed=seed,
+        progress=progress,
+        max_per_keyword=data_cfg.max_per_keyword,
+    )

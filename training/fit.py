@@ -114,20 +114,21 @@ def make_spec_augment(settings: SpecAugmentSettings) -> Callable[[torch.Tensor, 
     return lambda batch, generator: spec_augment(batch, sa_cfg, generator)
 
 
-def _as_model_input(x: torch.Tensor) -> torch.Tensor:
+def _as_model_input(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     # Feature arrays are (N, frames, features); DS-CNN takes (N, 1, frames, features).
-    return x.unsqueeze(1) if x.dim() == 3 else x
+    x = x.unsqueeze(1) if x.dim() == 3 else x
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 @torch.no_grad()
-def evaluate_loss_acc(model: nn.Module, loader: Iterable, loss_fn: nn.Module | None = None) -> tuple[float, float]:
+def evaluate_loss_acc(model: nn.Module, loader: Iterable, loss_fn: nn.Module | None = None, *, channels_last: bool = False) -> tuple[float, float]:
     """Mean loss and top-1 accuracy over a loader, in eval mode."""
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     was_training = model.training
     model.eval()
     total, correct, loss_sum = 0, 0, 0.0
     for x, y in loader:
-        logits = model(_as_model_input(x))
+        logits = model(_as_model_input(x, channels_last))
         loss_sum += float(loss_fn(logits, y)) * len(y)
         correct += int((logits.argmax(1) == y).sum())
         total += len(y)
@@ -186,6 +187,8 @@ def fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     augment = make_spec_augment(cfg.spec_augment)
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
 
     history: list[EpochMetrics] = []
     start_epoch, best_epoch, best_value, best_sha, wall_before = 1, 0, None, "", 0.0
@@ -227,6 +230,7 @@ def fit(
                     x = _as_model_input(x)
                     if augment is not None:
                         x = augment(x, aug_gen)
+                    x = x.contiguous(memory_format=layout)
                     logits = model(x)
                     loss = loss_fn(logits, y)
                     lr = optimizer.param_groups[0]["lr"]  # logged: the LR of the epoch's last step
@@ -243,7 +247,7 @@ def fit(
                     tick(loss_sum / seen, correct / seen)
             if seen == 0:
                 raise ValueError("training loader yielded no samples")
-            val_loss, val_acc = evaluate_loss_acc(model, val_loader)
+            val_loss, val_acc = evaluate_loss_acc(model, val_loader, channels_last=cfg.channels_last)
             m = EpochMetrics(
                 epoch=epoch,
                 lr=lr,
@@ -286,6 +290,7 @@ def fit(
                 cb(m)
     finally:
         progress.close()
+        model.to(memory_format=torch.contiguous_format)
     if not history:
         raise PolykwsError(f"{run_dir}: nothing to train (epochs={cfg.epochs}, checkpoint at epoch {start_epoch - 1})")
     best = next(h for h in history if h.epoch == best_epoch)

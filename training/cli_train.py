@@ -1,0 +1,78 @@
+"""`polykws train base --config ... [--resume]` and `polykws eval --model ... --config ...`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser("train", help="train a model (the shared base)")
+    tsub = train.add_subparsers(dest="train_command", required=True, metavar="WHAT")
+    base = tsub.add_parser("base", help="pretrain the shared DS-CNN base from a YAML config (configs/base.yaml)")
+    base.add_argument("--config", type=Path, required=True, help="training config YAML")
+    base.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint")
+    base.add_argument("--run-dir", type=Path, default=None, help="run folder (default: the config's run_dir)")
+    base.add_argument("--epochs", type=int, default=None, help="override fit.epochs")
+    base.add_argument("--out", type=Path, default=None, help="also copy the best model file here (e.g. artifacts/base/ds_cnn_s_mfcc.pt)")
+    base.add_argument("--no-progress", action="store_true", help="no progress bar (epoch summary lines only)")
+    base.set_defaults(func=cmd_train_base)
+
+    ev = subparsers.add_parser("eval", help="score a model file on a config's speaker-disjoint test split")
+    ev.add_argument("--model", type=Path, required=True, help="model file (best.pt or a base under artifacts/)")
+    ev.add_argument("--config", type=Path, required=True, help="training config whose data defines the task")
+    ev.add_argument("--split", choices=("test", "val", "train"), default="test")
+    ev.add_argument("--out", type=Path, default=None, help="report folder (default: <model dir>/eval-<split>)")
+    ev.set_defaults(func=cmd_eval)
+
+
+def _load(args: argparse.Namespace):
+    from polykws.training.config import load_train_config
+
+    overrides = {"fit": {"epochs": args.epochs}} if getattr(args, "epochs", None) else None
+    return load_train_config(args.config, overrides)
+
+
+def cmd_train_base(args: argparse.Namespace) -> int:
+    import shutil
+
+    from polykws.training.base import train_base
+    from polykws.utils import atomic_path, sha256_file
+
+    cfg = _load(args)
+    if args.no_progress:
+        from dataclasses import replace
+
+        cfg = replace(cfg, fit=replace(cfg.fit, progress=False))
+    run = train_base(cfg, resume=args.resume, run_dir=args.run_dir, progress=not args.no_progress)
+    print(run.report.summary())
+    print(f"best epoch {run.fit.best_epoch} (val acc {run.fit.best_val_acc:.4f}); training {run.fit.wall_time_s:.0f} s; run folder {run.run_dir}")
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            shutil.copyfile(run.fit.best_path, tmp)
+        print(f"base model: {args.out} (file sha256 {sha256_file(args.out)}, weights sha256 {run.fit.best_sha256})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from polykws.datasets.frontend import frontend_by_name
+    from polykws.training.checkpoint import load_model
+    from polykws.training.data import build_base_splits
+    from polykws.training.evaluate import evaluate
+    from polykws.utils import PolykwsError
+
+    cfg = _load(args)
+    loaded = load_model(args.model)
+    frontend = frontend_by_name(cfg.model.frontend)
+    if loaded.frontend != frontend:
+        raise PolykwsError(f"{args.model}: trained on the {loaded.frontend.kind} frontend, but {args.config} uses {frontend.kind}")
+    splits = build_base_splits(cfg.data, frontend, seed=cfg.fit.seed, progress=True)
+    split = splits[args.split]
+    if tuple(split.labels) != loaded.labels:
+        raise PolykwsError(f"{args.model}: its {len(loaded.labels)} labels differ from the {len(split.labels)} of {args.config}'s task")
+    report = evaluate(loaded.model, split)
+    out = args.out or args.model.parent / f"eval-{args.split}"
+    report.save(out, title=f"{args.model.name} on {args.config.name} ({args.split} split)")
+    print(report.summary())
+    print(f"report: {out}")
+    return 0
