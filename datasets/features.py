@@ -327,10 +327,10 @@ def load_task_features(
     other_rows: dict[str, list[ClipRecord]] = defaultdict(list)
     noise_paths: list[str] = list(_noise_files(noise_dir))
     for r in records:
-        if task.sources and r.source not in task.sources:
-            continue
-        if r.is_noise:
+        if r.is_noise:  # noise serves every task, whatever its source filter
             noise_paths.append(r.path)
+            continue
+        if task.sources and r.source not in task.sources:
             continue
         kw = task.keyword_of(r)
         if kw is not None:

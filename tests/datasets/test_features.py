@@ -127,21 +127,34 @@ def test_noise_files_never_span_splits():
     assert split_noise_files(paths) == by_split
 
 
-def test_gsc_12_class_mode_builds_silence_and_unknown(tmp_path, kit):
+def test_gsc_12_and_35_class_modes(tmp_path, kit):
+    from polykws.datasets.sources.gsc import GSC_V2_WORDS
+
     root = tmp_path / "gsc"
-    words = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "cat", "marvin")
-    for w_i, word in enumerate(words):
-        for s_i, spk in enumerate(("0a1b2c3d", "1f2e3d4c", "22aa33bb", "3c3c3c3c")):
-            kit.write_wav(root / word / f"{spk}_nohash_0.wav", kit.tone(0.9, freq_hz=120 + 13 * w_i + 3 * s_i, seed=s_i))
-    (root / "validation_list.txt").write_text("".join(f"{w}/0a1b2c3d_nohash_0.wav\n" for w in words))
-    (root / "testing_list.txt").write_text("".join(f"{w}/1f2e3d4c_nohash_0.wav\n" for w in words))
+    speakers = ("0a1b2c3d", "1f2e3d4c", "22aa33bb", "3c3c3c3c")
+    for w_i, word in enumerate(GSC_V2_WORDS):
+        for s_i, spk in enumerate(speakers):
+            kit.write_wav(root / word / f"{spk}_nohash_0.wav", kit.tone(0.3, freq_hz=100 + 9 * w_i + 3 * s_i, seed=s_i))
+    (root / "validation_list.txt").write_text("".join(f"{w}/0a1b2c3d_nohash_0.wav\n" for w in GSC_V2_WORDS))
+    (root / "testing_list.txt").write_text("".join(f"{w}/1f2e3d4c_nohash_0.wav\n" for w in GSC_V2_WORDS))
     for i in range(3):
         kit.write_wav(root / NOISE_LABEL / f"noise{i}.wav", (0.1 * np.random.default_rng(i).standard_normal(48000)).astype(np.float32))
     records = scan(root, workers=1).records
-    splits = load_task_features(records, gsc_task(12), mfcc_frontend(), cache_dir=tmp_path / "c", workers=1, progress=False)
-    counts = splits["train"].class_counts()
-    assert len(counts) == 12 and counts["_unknown_"] == 2 and counts["_silence_"] == 2 and counts["yes"] == 2
-    assert splits["test"].class_counts()["yes"] == 1
-    # 35-class mode: every word is a class; on this fixture the other 23 words are missing.
-    with pytest.raises(PolykwsError, match="have no clips"):
-        load_task_features(records, gsc_task(35), mfcc_frontend(), cache_dir=tmp_path / "c", workers=1, progress=False)
+    assert len(records) == 35 * 4 + 3
+
+    twelve = load_task_features(records, gsc_task(12), mfcc_frontend(), cache_dir=tmp_path / "c", workers=1, progress=False)
+    counts = twelve["train"].class_counts()
+    assert list(counts) == ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "_silence_", "_unknown_"]
+    # 2 training speakers: 2 clips per keyword, and _silence_/_unknown_ the size of one keyword class.
+    assert all(counts[k] == 2 for k in counts)
+    assert twelve["test"].class_counts()["yes"] == 1 and twelve["test"].class_counts()["_unknown_"] == 1
+    unknown = {Path(p).parent.name for p, y in zip(twelve["train"].paths, twelve["train"].y) if y == 11}
+    assert unknown and not unknown & set(gsc_task(12).keywords)
+
+    thirty_five = load_task_features(records, gsc_task(35), mfcc_frontend(), cache_dir=tmp_path / "c", workers=1, progress=False)
+    assert thirty_five["train"].labels == GSC_V2_WORDS and len(thirty_five["train"]) == 35 * 2
+    assert len(thirty_five["val"]) == len(thirty_five["test"]) == 35
+    # Same clips, same cache: the 35-class build reuses the 12-class build's features.
+    i12 = twelve["train"].paths.index(str(root / "yes" / "22aa33bb_nohash_0.wav"))
+    i35 = thirty_five["train"].paths.index(str(root / "yes" / "22aa33bb_nohash_0.wav"))
+    np.testing.assert_array_equal(twelve["train"].x[i12], thirty_five["train"].x[i35])
