@@ -84,8 +84,10 @@ def iter_gsc(root: Path, *, languages=None, sources=None, gsc_language: str = "e
             if spk is None:
                 yield LayoutSkip(f, "no_speaker", "not a <speaker>_nohash_<n> file name", gsc_language, source_name)
                 continue
-            # Official lists are authoritative; files outside both lists are training files.
-            yield Candidate(f, gsc_language, word_dir.name, f"gsc:{spk}", source_name, official.get(rel, "train"))
+            # Official lists are authoritative (files outside both are training files); without
+            # lists, the split planner applies GSC's which_set to the "gsc" namespace.
+            split = official.get(rel, "train") if official else None
+            yield Candidate(f, gsc_language, word_dir.name, f"gsc:{spk}", source_name, split)
 
 
 register_source("gsc_v2", detect_gsc, iter_gsc, "Google Speech Commands v2: <root>/<word>/<spk>_nohash_<n>.wav + lists")

@@ -122,6 +122,17 @@ def test_gsc_v2_layout_uses_official_lists(tmp_path, kit):
     assert len(result.noise) == 3 and all(r.label == NOISE_LABEL for r in result.noise)
 
 
+def test_gsc_without_lists_uses_which_set(tmp_path, kit):
+    _gsc_tree(tmp_path, kit)
+    (tmp_path / "validation_list.txt").unlink()
+    (tmp_path / "testing_list.txt").unlink()
+    result = scan(tmp_path, workers=1)
+    assert result.layout == "gsc_v2"  # still detected (noise folder + <spk>_nohash_ names)
+    for r in result.clips:
+        assert r.split == which_set(Path(r.path).name)
+    assert {r.split for r in result.clips} == {"train", "val"}  # speaker 5a5a5a5a hashes to val
+
+
 def test_gsc_12_and_35_class_tasks():
     t12 = gsc_task(12)
     assert t12.labels == GSC_12_KEYWORDS + ("_silence_", "_unknown_") and len(t12.labels) == 12
