@@ -9,8 +9,11 @@ from SysTick under `qemu -icount shift=0` (instructions, not cycles).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import statistics
+import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +137,32 @@ class HostLang:
         return zlib.crc32(np.ascontiguousarray(self.outputs, dtype=np.int8).tobytes()) & 0xFFFFFFFF
 
 
+@contextlib.contextmanager
+def _native_output_silenced():
+    """The host TFLM runtime prints every failed allocation of the arena search from C++ straight to
+    fds 1/2; hide that expected noise (the search's own result or exception is what counts)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+def _arena(model: bytes) -> int:
+    from polykws.export.evaluate import find_arena_bytes
+
+    with _native_output_silenced():
+        return find_arena_bytes(model)
+
+
 def language_models(flash_image: bytes, base_lang: str) -> dict[str, tuple[bytes, int]]:
     """lang -> (model bytes, number of labels) exactly as the firmware builds them."""
     img = decode_flash_image(flash_image)
@@ -147,7 +176,7 @@ def language_models(flash_image: bytes, base_lang: str) -> dict[str, tuple[bytes
 def host_reference(
     flash_image: bytes, base_lang: str, base_labels: Sequence[str], sets: Sequence[BenchSet]
 ) -> dict[str, HostLang]:
-    from polykws.export.evaluate import argmax_first, find_arena_bytes, run_tflm
+    from polykws.export.evaluate import argmax_first, run_tflm
 
     models = language_models(flash_image, base_lang)
     img = decode_flash_image(flash_image)
@@ -156,7 +185,7 @@ def host_reference(
         # The firmware prefers a blob of the same name over the base (kws_runtime.cc); so do we.
         model, n_labels = models.get(s.lang) or (img.base, len(base_labels))
         x = s.features.reshape((s.count, *_input_shape(model)[1:]))
-        outputs = run_tflm(model, x, find_arena_bytes(model))
+        outputs = run_tflm(model, x, _arena(model))
         out[s.lang] = HostLang(s.lang, outputs.astype(np.int8), argmax_first(outputs, n_labels), s.labels.astype(np.int64), n_labels)
     return out
 
@@ -194,9 +223,7 @@ def suggested_arena_bytes(models: Sequence[bytes]) -> int:
     A 32-bit core needs less bookkeeping; the margin covers CMSIS-NN's scratch buffers, which the
     reference kernels on the host do not request. The firmware prints what it really used.
     """
-    from polykws.export.evaluate import find_arena_bytes
-
-    need = max(find_arena_bytes(m) for m in models)
+    need = max(_arena(m) for m in models)
     return int(-(-int(need * 1.1) // 1024) * 1024)
 
 

@@ -155,8 +155,9 @@ def build_app(
     gen_dir = Path(gen_dir).resolve()
     if not (gen_dir / "pkw_model.h").is_file():
         raise PolykwsError(f"{gen_dir}: no pkw_model.h; generate the model sources first (polykws firmware build --pack ...)")
-    run_make("app", board, kernels, root, [f"GEN_DIR={gen_dir}"] + third_party.make_vars(), jobs=jobs)
-    return gen_dir / f"app-{board}-{kernels}" / "pkw_app.elf"
+    app_dir = gen_dir / f"app-{board}-{kernels}"
+    run_make("app", board, kernels, root, [f"GEN_DIR={gen_dir}", f"APP_DIR={app_dir}"] + third_party.make_vars(), jobs=jobs)
+    return app_dir / "pkw_app.elf"
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ def cmd_bench(args) -> int:
 
     app = _build(args)
     result = bench_firmware(app)
-    print(f"{result.board} / {result.kernels}: {result.unit} per inference (QEMU -icount shift=0), accuracy vs host TFLM")
+    mean = " (MEAN: bit-exact fast path)" if result.mean_kernel == "fast" and "MEAN" in app.sources.ops else ""
+    print(f"{result.board} / {result.kernels}{mean}: {result.unit} per inference (QEMU -icount shift=0), accuracy vs host TFLM")
     print(result.table())
     print(
         f"flash {result.flash_bytes} B (text {result.text_bytes}, model image {result.model_image_bytes}), "

@@ -99,7 +99,7 @@ APP_C_SRCS := $(BLOB_SRCS) $(STARTUP_SRCS) $(wildcard $(GEN_DIR)/*.c)
 APP_OBJ_DIR := $(APP_DIR)/obj
 APP_OBJS := $(patsubst /%,$(APP_OBJ_DIR)/%.o,$(APP_CXX_SRCS) $(APP_C_SRCS))
 # PROFILE=1 (see Makefile): per-op SysTick timing of the first inference per language.
-APP_CXXFLAGS := $(TFLM_CXXFLAGS) -DPKW_PROFILE=$(PROFILE) -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -I$(GEN_DIR) -I$(FW_DIR) \
+APP_CXXFLAGS := $(TFLM_CXXFLAGS) -DPKW_PROFILE=$(PROFILE) -DPKW_FAST_MEAN=$(FAST_MEAN) -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -I$(GEN_DIR) -I$(FW_DIR) \
   -I$(FW_DIR)/boards/common -I$(FW_DIR)/app
 APP_CFLAGS := $(FW_CFLAGS) $(WARN_C) -MMD -MP -I$(GEN_DIR)
 APP_ELF := $(APP_DIR)/pkw_app.elf

@@ -113,6 +113,7 @@ class BenchResult:
     kernels: str
     unit: str
     rows: list[LangRow]
+    mean_kernel: str  # "fast" (app/fast_mean.cc, bit-exact) or "reference" (TFLM's); matters only for MEAN models
     arena_bytes: int
     flash_bytes: int
     ram_bytes: int
@@ -192,6 +193,7 @@ def bench_firmware(app: BuiltApp, timeout_s: float = 600.0) -> BenchResult:
         board=app.config.board,
         kernels=app.config.kernels,
         unit=report.unit,
+        mean_kernel=report.header.get("mean", "reference"),
         rows=_rows(report, host),
         arena_bytes=app.arena_bytes,
         flash_bytes=s.flash_bytes,

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "board.h"
+#include "fast_mean.h"
 #include "pkw_model.h"  // generated: sizes, arena, ops, base language and labels
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
@@ -63,11 +64,35 @@ tflite::MicroInterpreter* interpreter() {
   return reinterpret_cast<tflite::MicroInterpreter*>(g_interpreter_storage);
 }
 
+// One adder per op the generator may list; only those PKW_OPS names are called (and linked).
+#define PKW_DEFAULT_ADDER(name) \
+  [[maybe_unused]] inline TfLiteStatus Add_##name() { return g_resolver->Add##name(); }
+PKW_DEFAULT_ADDER(Add)
+PKW_DEFAULT_ADDER(AveragePool2D)
+PKW_DEFAULT_ADDER(Conv2D)
+PKW_DEFAULT_ADDER(DepthwiseConv2D)
+PKW_DEFAULT_ADDER(Dequantize)
+PKW_DEFAULT_ADDER(FullyConnected)
+PKW_DEFAULT_ADDER(MaxPool2D)
+PKW_DEFAULT_ADDER(Pad)
+PKW_DEFAULT_ADDER(Quantize)
+PKW_DEFAULT_ADDER(Relu)
+PKW_DEFAULT_ADDER(Relu6)
+PKW_DEFAULT_ADDER(Reshape)
+PKW_DEFAULT_ADDER(Softmax)
+PKW_DEFAULT_ADDER(Squeeze)
+#undef PKW_DEFAULT_ADDER
+#if PKW_FAST_MEAN
+[[maybe_unused]] inline TfLiteStatus Add_Mean() { return g_resolver->AddMean(RegisterFastMean()); }
+#else
+[[maybe_unused]] inline TfLiteStatus Add_Mean() { return g_resolver->AddMean(); }
+#endif
+
 bool BuildResolver() {
   if (g_resolver != nullptr) return true;
   g_resolver = new (g_resolver_storage) Resolver();
 #define PKW_ADD_OP(name) \
-  if (g_resolver->Add##name() != kTfLiteOk) return false;
+  if (Add_##name() != kTfLiteOk) return false;
   PKW_OPS(PKW_ADD_OP)
 #undef PKW_ADD_OP
   return true;

@@ -18,6 +18,10 @@
 #ifndef PKW_PROFILE
 #define PKW_PROFILE 0
 #endif
+// 1: MEAN uses the bit-exact global-pooling fast path (fast_mean.h); 0: TFLM's reference MEAN.
+#ifndef PKW_FAST_MEAN
+#define PKW_FAST_MEAN 0
+#endif
 
 namespace pkw {
 

@@ -95,9 +95,9 @@ int RunBenchSet(const pkw_bench_set& set) {
 
 int main(void) {
   systick_start();
-  printf("PKW_BEGIN board=%s kernels=%s unit=%s units_per_tick_milli=%lu model_bytes=%lu arena_bytes=%lu "
+  printf("PKW_BEGIN board=%s kernels=%s mean=%s unit=%s units_per_tick_milli=%lu model_bytes=%lu arena_bytes=%lu "
          "image_bytes=%lu classes=%d input_bytes=%d\n",
-         board_name_id, PKW_KERNELS, board_count_unit, (unsigned long)board_units_per_tick_milli,
+         board_name_id, PKW_KERNELS, PKW_FAST_MEAN ? "fast" : "reference", board_count_unit, (unsigned long)board_units_per_tick_milli,
          (unsigned long)PKW_MODEL_BYTES, (unsigned long)PKW_ARENA_BYTES, (unsigned long)pkw_flash_image_len,
          PKW_NUM_CLASSES, PKW_INPUT_BYTES);
 

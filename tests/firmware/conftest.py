@@ -1,6 +1,6 @@
 """Fixtures for firmware tests: a small but real int8 TFLite model built with the LiteRT schema.
 
-The model (RESHAPE then FULLY_CONNECTED, int8 in/out, int32 bias) is a valid flatbuffer that the
+The model (RESHAPE, MEAN, FULLY_CONNECTED; int8 in/out, int32 bias) is a valid flatbuffer that the
 TFLM runtime executes; language variants change weight bytes in place, so they are
 layout-identical to the base exactly like the exporter's models. It keeps firmware tests free of
 TensorFlow conversions; the `tflm` test additionally uses a real exported DS-CNN pack when one
@@ -13,13 +13,20 @@ import numpy as np
 import pytest
 
 
-def build_int8_fc_model(seed: int = 0, frames: int = 49, features: int = 10, slots: int = 12) -> bytes:
+def build_int8_fc_model(seed: int = 0, frames: int = 49, features: int = 10, slots: int = 12,
+                        mean_axes: tuple[int, ...] = (1, 2)) -> bytes:
+    """input (1,49,10,1) -> RESHAPE (1,7,7,10) -> MEAN over `mean_axes` -> RESHAPE (1,10) -> FULLY_CONNECTED -> (1,slots).
+
+    MEAN is the DS-CNN export's pooling op (and the firmware's fast path); its input and output
+    scales and zero points differ so the requantization is exercised.
+    """
     import flatbuffers
     from ai_edge_litert import schema_py_generated as s
 
     rng = np.random.default_rng(seed)
     n_in = frames * features
-    weights = rng.integers(-127, 128, size=(slots, n_in), dtype=np.int8)
+    side, ch = 7, n_in // 49
+    weights = rng.integers(-127, 128, size=(slots, ch), dtype=np.int8)
     bias = rng.integers(-2000, 2000, size=(slots,), dtype=np.int32)
 
     def buffer(data: bytes | None) -> "s.BufferT":
@@ -42,35 +49,51 @@ def build_int8_fc_model(seed: int = 0, frames: int = 49, features: int = 10, slo
         t.quantization = q
         return t
 
+    i32 = lambda v: np.array(v, "<i4").tobytes()  # noqa: E731
     model = s.ModelT()
     model.version = 3
-    model.buffers = [buffer(None), buffer(None), buffer(None), buffer(np.array([1, n_in], "<i4").tobytes()),
-                     buffer(weights.tobytes()), buffer(bias.astype("<i4").tobytes()), buffer(None)]  # fmt: skip
-    in_scale, w_scale = 0.1, 0.004
+    model.buffers = [buffer(None), buffer(None), buffer(None), buffer(i32([1, side, side, ch])), buffer(i32(list(mean_axes))),
+                     buffer(None), buffer(i32([1, ch])), buffer(None), buffer(weights.tobytes()), buffer(bias.astype("<i4").tobytes()),
+                     buffer(None)]  # fmt: skip
+    in_scale, pooled_scale, w_scale = 0.1, 0.037, 0.02
     tensors = [
         tensor("input", (1, frames, features, 1), s.TensorType.INT8, 1, qparams(in_scale, -4)),
-        tensor("flat", (1, n_in), s.TensorType.INT8, 2, qparams(in_scale, -4)),
-        tensor("shape", (2,), s.TensorType.INT32, 3),
-        tensor("weights", (slots, n_in), s.TensorType.INT8, 4, qparams(w_scale, 0)),
-        tensor("bias", (slots,), s.TensorType.INT32, 5, qparams(in_scale * w_scale, 0)),
-        tensor("output", (1, slots), s.TensorType.INT8, 6, qparams(4.0, 3)),
+        tensor("grid", (1, side, side, ch), s.TensorType.INT8, 2, qparams(in_scale, -4)),
+        tensor("grid_shape", (4,), s.TensorType.INT32, 3),
+        tensor("mean_axes", (len(mean_axes),), s.TensorType.INT32, 4),
+        tensor("pooled", (1, 1, 1, ch), s.TensorType.INT8, 5, qparams(pooled_scale, 7)),
+        tensor("flat_shape", (2,), s.TensorType.INT32, 6),
+        tensor("flat", (1, ch), s.TensorType.INT8, 7, qparams(pooled_scale, 7)),
+        tensor("weights", (slots, ch), s.TensorType.INT8, 8, qparams(w_scale, 0)),
+        tensor("bias", (slots,), s.TensorType.INT32, 9, qparams(pooled_scale * w_scale, 0)),
+        tensor("output", (1, slots), s.TensorType.INT8, 10, qparams(0.05, 3)),
     ]
     codes = []
-    for code in (s.BuiltinOperator.RESHAPE, s.BuiltinOperator.FULLY_CONNECTED):
+    for code in (s.BuiltinOperator.RESHAPE, s.BuiltinOperator.MEAN, s.BuiltinOperator.FULLY_CONNECTED):
         oc = s.OperatorCodeT()
         oc.builtinCode = code
         oc.deprecatedBuiltinCode = code
         oc.version = 1
         codes.append(oc)
     model.operatorCodes = codes
-    reshape = s.OperatorT()
-    reshape.opcodeIndex, reshape.inputs, reshape.outputs = 0, [0, 2], [1]
-    fc = s.OperatorT()
-    fc.opcodeIndex, fc.inputs, fc.outputs = 1, [1, 3, 4], [5]
-    fc.builtinOptionsType = s.BuiltinOptions.FullyConnectedOptions
-    fc.builtinOptions = s.FullyConnectedOptionsT()
+
+    def op(index, inputs, outputs, opt_type=None, opt=None):
+        o = s.OperatorT()
+        o.opcodeIndex, o.inputs, o.outputs = index, inputs, outputs
+        if opt_type is not None:
+            o.builtinOptionsType, o.builtinOptions = opt_type, opt
+        return o
+
+    keep = s.ReducerOptionsT()
+    keep.keepDims = True
+    ops = [
+        op(0, [0, 2], [1]),
+        op(1, [1, 3], [4], s.BuiltinOptions.ReducerOptions, keep),
+        op(0, [4, 5], [6]),
+        op(2, [6, 7, 8], [9], s.BuiltinOptions.FullyConnectedOptions, s.FullyConnectedOptionsT()),
+    ]
     sg = s.SubGraphT()
-    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [5], [reshape, fc]
+    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [9], ops
     model.subgraphs = [sg]
     b = flatbuffers.Builder(4096)
     b.Finish(model.Pack(b), file_identifier=b"TFL3")
@@ -86,7 +109,7 @@ def language_variant(base: bytes, seed: int, fraction: float = 0.05) -> bytes:
     start, end = w.data_span
     rng = np.random.default_rng(seed)
     out = bytearray(base)
-    idx = rng.choice(end - start, size=max(1, int((end - start) * fraction)), replace=False)
+    idx = rng.choice(end - start, size=max(1, int((end - start) * max(fraction, 0.2))), replace=False)
     for i in idx:
         out[start + i] = int(rng.integers(0, 256))
     return bytes(out)
@@ -96,3 +119,8 @@ def language_variant(base: bytes, seed: int, fraction: float = 0.05) -> bytes:
 def int8_models():
     base = build_int8_fc_model()
     return base, {"lt": language_variant(base, 1), "uk": language_variant(base, 2)}
+
+
+@pytest.fixture(scope="session")
+def int8_model_factory():
+    return build_int8_fc_model

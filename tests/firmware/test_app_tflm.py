@@ -65,9 +65,11 @@ def test_app_matches_host_tflm(board, kernels, tflm_dir, int8_models, tmp_path):
     pack, vectors = _write_pack(tmp_path, int8_models)
     cfg = FirmwareConfig(board, kernels, per_lang=40, build_root=None)
     app = build_firmware(cfg, pack, vectors)
-    assert app.sources.ops == ("RESHAPE", "FULLY_CONNECTED")
+    assert app.sources.ops == ("RESHAPE", "MEAN", "FULLY_CONNECTED")
     assert app.memory.ok
     result = bench_firmware(app)
+    # CMSIS-NN builds run MEAN through the firmware's fast path; outputs must still be bit-identical.
+    assert result.mean_kernel == ("fast" if kernels == "cmsis-nn" else "reference")
     assert result.mismatches == []
     rows = {r.lang: r for r in result.rows}
     assert set(rows) == {"en", "lt", "uk"}
@@ -79,6 +81,24 @@ def test_app_matches_host_tflm(board, kernels, tflm_dir, int8_models, tmp_path):
         assert abs(r.per_inference - rows["en"].per_inference) <= 0.01 * rows["en"].per_inference
     assert rows["lt"].select_cost > rows["en"].select_cost  # patch + SHA-256 verify on top of setup
     assert result.flash_bytes > result.model_image_bytes > 0
+
+
+@pytest.mark.parametrize("axes", [(2, 1), (-3, 2)])
+def test_fast_mean_axis_spellings_match_reference(axes, tflm_dir, int8_model_factory, tmp_path):
+    """The MEAN fast path resolves negative and permuted axes like TFLM's reference does."""
+    from polykws.firmware.workflow import FirmwareConfig, bench_firmware, build_firmware
+
+    _third_party("cmsis-nn", tflm_dir)
+    base = int8_model_factory(seed=5, mean_axes=axes)
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    (pack / "flash.bin").write_bytes(encode_flash_image(base, []))
+    (pack / "manifest.json").write_text(json.dumps({"base": {"lang": "en", "labels": [f"c{i}" for i in range(12)]}}))
+    rng = np.random.default_rng(11)
+    np.savez(tmp_path / "v.npz", en_x=rng.integers(-128, 128, size=(30, 490)).astype(np.int8), en_y=rng.integers(0, 12, 30))
+    app = build_firmware(FirmwareConfig("mps2-an386", "cmsis-nn", per_lang=30), pack, tmp_path / "v.npz")
+    result = bench_firmware(app)
+    assert result.mean_kernel == "fast" and result.mismatches == []
 
 
 def test_refused_blob_is_never_run(tflm_dir, int8_models, tmp_path):

@@ -106,9 +106,9 @@ def test_app_sources_round_trip_through_gcc(tmp_path, int8_models):
     labels = [f"en_{i}" for i in range(11)]
     g = generate_app_sources(tmp_path, image, base_lang="en", base_labels=labels, bench_sets=sets, arena_bytes=4096,
                              frontend=mfcc_frontend(), source="test pack")  # fmt: skip
-    assert g.languages == ("en", "lt", "uk") and g.ops == ("RESHAPE", "FULLY_CONNECTED")
+    assert g.languages == ("en", "lt", "uk") and g.ops == ("RESHAPE", "MEAN", "FULLY_CONNECTED")
     header = g.header.read_text()
-    assert "#define PKW_OPS(X) X(Reshape) X(FullyConnected)" in header
+    assert "#define PKW_OPS(X) X(Reshape) X(Mean) X(FullyConnected)" in header
     assert "#define PKW_NUM_CLASSES 12" in header and "#define PKW_INPUT_BYTES 490" in header
     assert "#define PKW_INPUT_SCALE 0.100000001f" in header and "#define PKW_INPUT_ZERO_POINT -4" in header
     out = _compile_run(tmp_path, [g.source], r"""
@@ -133,7 +133,7 @@ int main(void) {
 }
 """)
     lines = out.splitlines()
-    assert lines[0] == f"{len(image)} {len(base)} 3 2 en 0"
+    assert lines[0] == f"{len(image)} {len(base)} 3 3 en 0"
     assert lines[1] == image.hex()
     for line, bs in zip(lines[2:], sets):
         lang, n, *rest = line.split(" ")
