@@ -39,6 +39,12 @@ def default_build_root() -> Path:
     return Path(env) if env else repo_root() / "firmware" / "build"
 
 
+# Where TFLM's own Makefile downloads its dependencies (`make -f tensorflow/lite/micro/tools/make/Makefile
+# third_party_downloads`); used when CMSIS_NN_DIR / FLATBUFFERS_DIR / GEMMLOWP_DIR are unset.
+TFLM_DOWNLOADS = "tensorflow/lite/micro/tools/make/downloads"
+DOWNLOAD_NAMES = {"CMSIS_NN_DIR": "cmsis_nn", "FLATBUFFERS_DIR": "flatbuffers", "GEMMLOWP_DIR": "gemmlowp"}
+
+
 @dataclass(frozen=True)
 class ThirdParty:
     """Checkouts the TFLM application compiles from (never committed to this repo)."""
@@ -52,12 +58,18 @@ class ThirdParty:
     def from_env(cls, kernels: str, env: dict[str, str] | None = None) -> "ThirdParty":
         env = dict(os.environ if env is None else env)
         missing = []
+        if env.get("TFLM_DIR"):
+            for var, name in DOWNLOAD_NAMES.items():
+                fallback = Path(env["TFLM_DIR"]).expanduser() / TFLM_DOWNLOADS / name
+                if not env.get(var) and fallback.is_dir():
+                    env[var] = str(fallback)
 
         def path_of(var: str, probe: str, needed: bool = True) -> Path | None:
+            if not needed:
+                return None
             value = env.get(var)
             if not value:
-                if needed:
-                    missing.append(f"{var} (unset)")
+                missing.append(f"{var} (unset)")
                 return None
             p = Path(value).expanduser().resolve()
             if not (p / probe).exists():
@@ -169,9 +181,11 @@ class ElfSize:
     bss: int  # zeroed RAM, including the tensor arena and the patched-model buffer
     heap_stack: int  # RAM reserved for heap and stack
     models: int  # the .pkw_models section (base + blobs), part of `text`
+    bench: int  # the .pkw_bench test vectors: flashed with the benchmark build, not part of `text`
 
     @property
     def flash_bytes(self) -> int:
+        """What the product needs in flash: code, read-only data, model image, .data's load image."""
         return self.text + self.data
 
     @property
@@ -194,6 +208,7 @@ def elf_size(elf: Path) -> ElfSize:
         bss=sections.get(".bss", 0),
         heap_stack=sections.get(".heap", 0) + sections.get(".stack", 0),
         models=sections.get(".pkw_models", 0),
+        bench=sections.get(".pkw_bench", 0),
     )
 
 

@@ -42,7 +42,8 @@ def cmd_build(args) -> int:
     app = _build(args)
     print(f"built {app.elf}")
     print(f"  {app.memory.summary()}")
-    print(f"  text {app.size.text} B (model image {app.size.models} B), data {app.size.data} B, bss {app.size.bss} B, arena {app.arena_bytes} B")
+    print(f"  text {app.size.text} B (model image {app.size.models} B), data {app.size.data} B, bss {app.size.bss} B, "
+          f"arena {app.arena_bytes} B, test vectors {app.size.bench} B")
     print(f"  languages: {', '.join(app.sources.languages)}; ops: {', '.join(app.sources.ops)}")
     return 0
 
@@ -66,7 +67,8 @@ def cmd_bench(args) -> int:
     print(f"{result.board} / {result.kernels}{mean}: {result.unit} per inference (QEMU -icount shift=0), accuracy vs host TFLM")
     print(result.table())
     print(
-        f"flash {result.flash_bytes} B (text {result.text_bytes}, model image {result.model_image_bytes}), "
+        f"flash {result.flash_bytes} B (text {result.text_bytes}, model image {result.model_image_bytes}; "
+        f"+{result.bench_vector_bytes} B of test vectors), "
         f"RAM {result.ram_bytes} B (arena {result.arena_bytes}, bss {result.bss_bytes}); image check at boot "
         f"{result.image_verify_cost:,.0f} {result.unit}"
     )

@@ -9,6 +9,12 @@
 # update brings its file list with it; CMSIS-NN kernels replace the reference kernels of the same
 # file name, exactly as TFLM's specialize_files.py does for OPTIMIZED_KERNEL_DIR=cmsis_nn.
 
+# Unset dependency paths fall back to where TFLM's own Makefile downloads them.
+TFLM_DOWNLOADS := $(TFLM_DIR)/tensorflow/lite/micro/tools/make/downloads
+CMSIS_NN_DIR ?= $(if $(TFLM_DIR),$(wildcard $(TFLM_DOWNLOADS)/cmsis_nn),)
+FLATBUFFERS_DIR ?= $(if $(TFLM_DIR),$(wildcard $(TFLM_DOWNLOADS)/flatbuffers),)
+GEMMLOWP_DIR ?= $(if $(TFLM_DIR),$(wildcard $(TFLM_DOWNLOADS)/gemmlowp),)
+
 define require_dir
 ifeq ($$(strip $$($(1))),)
   $$(error $(1) is not set; the TFLM build needs $(2) (see firmware/README.md))

@@ -121,6 +121,7 @@ class BenchResult:
     data_bytes: int
     bss_bytes: int
     model_image_bytes: int
+    bench_vector_bytes: int
     image_verify_cost: float
     mismatches: list[str] = field(default_factory=list)
 
@@ -202,6 +203,7 @@ def bench_firmware(app: BuiltApp, timeout_s: float = 600.0) -> BenchResult:
         data_bytes=s.data,
         bss_bytes=s.bss,
         model_image_bytes=s.models,
+        bench_vector_bytes=s.bench,
         image_verify_cost=int(report.image.get("verify_ticks", 0)) * report.units_per_tick,
         mismatches=mismatches,
     )
