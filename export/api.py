@@ -153,6 +153,17 @@ def _check_features(x: np.ndarray, frontend: FrontendConfig, what: str) -> np.nd
     return x
 
 
+def calibration_subset(x: np.ndarray, max_samples: int, seed: int = 0) -> np.ndarray:
+    """At most `max_samples` rows, drawn with a fixed seed (feature splits are ordered by class,
+    so a prefix would calibrate on a few classes only); deterministic for identical inputs."""
+    if max_samples < 2:
+        raise ExportError(f"max_calibration must be >= 2, got {max_samples}")
+    if len(x) <= max_samples:
+        return x
+    idx = np.sort(np.random.default_rng(seed).choice(len(x), size=max_samples, replace=False))
+    return x[idx]
+
+
 def _check_labels(model: nn.Module, labels: Sequence[str]) -> tuple[str, ...]:
     labels = tuple(str(lb) for lb in labels)
     n = head_of(model).out_features
@@ -188,14 +199,14 @@ def export_base(
 ) -> ExportedModel:
     """Quantize the shared base once: full-int8 TFLite with the input pinned to `frontend.value_range`.
 
-    `calibration_x`: real training features (N, frames, features); the first `max_calibration`
-    are used. `parity_x`: real test features for the ONNX parity check (default: calibration).
+    `calibration_x`: real training features (N, frames, features); a seeded sample of
+    `max_calibration` of them is used. `parity_x`: real test features for the ONNX parity check (default: calibration).
     `head_slots`: rows of the shared head (>= every language's label count); defaults to the
     base's own label count.
     """
     labels = _check_labels(model, labels)
     head_slots = int(head_slots or len(labels))
-    cal = _check_features(calibration_x, frontend, "calibration features")[:max_calibration]
+    cal = calibration_subset(_check_features(calibration_x, frontend, "calibration features"), max_calibration)
     par = _check_features(parity_x if parity_x is not None else cal, frontend, "parity features")
     deploy = pad_head(model, head_slots)
     with tempfile.TemporaryDirectory(prefix="polykws-export-") as tmp:
@@ -261,7 +272,7 @@ def export_language(
     labels = _check_labels(model, labels)
     if len(labels) > base.head_slots:
         raise ExportError(f"{lang}: {len(labels)} labels but the base's head has {base.head_slots} slots; re-export the base with head_slots >= {len(labels)}")
-    cal = _check_features(calibration_x, base.frontend, f"{lang} calibration features")[:max_calibration]
+    cal = calibration_subset(_check_features(calibration_x, base.frontend, f"{lang} calibration features"), max_calibration)
     par = _check_features(parity_x if parity_x is not None else cal, base.frontend, f"{lang} parity features")
     deploy = pad_head(model, base.head_slots)
     with tempfile.TemporaryDirectory(prefix=f"polykws-export-{lang}-") as tmp:

@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from polykws.export.blob import RECORD_HEADER_BYTES
 from polykws.export.convert import ExportError
 from polykws.export.quantize import (
     INT8_MIN,
+    INT32_MIN,
     WEIGHT_QMAX,
     activation_qparams,
     bias_scales,
@@ -180,13 +182,21 @@ def _choose_scales(
         return s_base.copy(), np.zeros(len(s_base), bool)
     if policy == "refit":
         return s_refit, ~np.isclose(s_refit, s_base, rtol=0, atol=0)
-    # auto: frozen unless it clamps, or re-fitting changes fewer bytes (a re-fit costs its
-    # 4-byte weight scale, 4-byte bias scale and a re-quantized bias value).
+    # auto: per channel, frozen unless it clamps or re-fitting costs fewer blob bytes. Changed
+    # weight bytes cost themselves plus a patch record header (8 B) per run of changed bytes; a
+    # re-fit additionally rewrites the channel's 4-byte weight scale, bias and bias scale, which
+    # sit in contiguous vectors (no extra record per channel).
     q_frozen, clamped = quantize_weights(w_new, s_base, axis)
     q_refit, _ = quantize_weights(w_new, s_refit, axis)
     qb = _per_channel(q_base, axis)
-    cost_frozen = np.sum(_per_channel(q_frozen, axis) != qb, axis=1)
-    cost_refit = np.sum(_per_channel(q_refit, axis) != qb, axis=1) + 12
+
+    def blob_cost(q: np.ndarray) -> np.ndarray:
+        changed = _per_channel(q, axis) != qb
+        runs = np.sum(changed[:, 1:] & ~changed[:, :-1], axis=1) + changed[:, 0]
+        return changed.sum(axis=1) + RECORD_HEADER_BYTES * runs
+
+    cost_frozen = blob_cost(q_frozen)
+    cost_refit = blob_cost(q_refit) + 12
     use_refit = (clamped > 0) | (cost_refit < cost_frozen)
     return np.where(use_refit, s_refit, s_base), use_refit & (s_refit != s_base)
 
@@ -234,14 +244,18 @@ def requantize_language(
             continue
 
         if is_head:
+            if oq.opcode != "FULLY_CONNECTED" or axis != 0:
+                raise ExportError(f"op {oq.index}: the head must be a per-row quantized FULLY_CONNECTED, got {oq.opcode} (axis {axis})")
             s, refit = _choose_scales(w_new, q_base_w, s_base, axis, "refit")
             if head_scales == "frozen":
                 # Base scales where the base has a real row; rows it padded have no scale to keep.
                 keep = np.arange(len(s)) < base_num_labels
                 s = np.where(keep, s_base, s)
                 refit = refit & ~keep
+            # Padding rows keep the base's bytes (weights and scales): only their bias changes.
             real = np.arange(len(s)) < num_labels
-            s = np.where(real, s, np.max(s[real]))  # padding rows: any sane scale, weights are 0
+            s = np.where(real, s, s_base)
+            refit = refit & real
         else:
             s, refit = _choose_scales(w_new, q_base_w, s_base, axis, scales)
 
@@ -260,9 +274,8 @@ def requantize_language(
             else:
                 out_scale, out_zp = out_t.scales[0], int(out_t.zero_points[0])
             pad = np.arange(len(s)) >= num_labels
-            _per_channel(q_w, axis)[pad] = 0
-            pad_logit = (INT8_MIN - PAD_MARGIN_STEPS - out_zp) * float(out_scale)
-            q_b[pad] = quantize_bias(np.full(int(pad.sum()), pad_logit, np.float32), s_in, s[pad])
+            _per_channel(q_w, axis)[pad] = _per_channel(q_base_w, axis)[pad]
+            q_b[pad] = _pad_bias(_per_channel(q_w, axis)[pad], s_in, s[pad], float(out_scale), out_zp)
             patch.scales(out_t, np.array([out_scale], np.float32))
             patch.zero_points(out_t, np.array([out_zp], np.int64))
             result.head_output = (float(out_scale), int(out_zp))
@@ -281,6 +294,20 @@ def requantize_language(
 
     result.data = bytes(patch.out)
     return result
+
+
+def _pad_bias(q_rows: np.ndarray, s_in: float, s_rows: np.ndarray, out_scale: float, out_zp: int) -> np.ndarray:
+    """int32 bias that pins a padding row's output to -128 whatever the input.
+
+    The accumulator is bias + sum((q_in - zp_in) * q_w), and |q_in - zp_in| <= 255, so the bias
+    sits PAD_MARGIN_STEPS output steps below the minimum plus the row's worst-case sum.
+    """
+    if len(s_rows) == 0:
+        return np.zeros(0, np.int64)
+    pad_logit = (INT8_MIN - PAD_MARGIN_STEPS - out_zp) * out_scale
+    base = quantize_bias(np.full(len(s_rows), pad_logit, np.float32), s_in, s_rows).astype(np.int64)
+    worst = 255 * np.abs(q_rows.astype(np.int64)).reshape(len(s_rows), -1).sum(axis=1)
+    return np.clip(base - worst, INT32_MIN + 1, 0)
 
 
 def pad_head_rows(base_q: bytes, num_labels: int) -> bytes:
@@ -303,8 +330,7 @@ def pad_head_rows(base_q: bytes, num_labels: int) -> bytes:
     rmin, rmax = (INT8_MIN - out_zp) * out_scale, (127 - out_zp) * out_scale
     if rmin > rmax - PAD_LOGIT_GAP:
         out_scale, out_zp = activation_qparams(rmax - PAD_LOGIT_GAP, rmax)
-    pad_logit = (INT8_MIN - PAD_MARGIN_STEPS - out_zp) * float(out_scale)
-    q_b[num_labels:] = quantize_bias(np.full(rows - num_labels, pad_logit, np.float32), s_in, np.full(rows - num_labels, s_pad))
+    q_b[num_labels:] = _pad_bias(_per_channel(q_w, wq_t.quantized_dimension)[num_labels:], s_in, np.full(rows - num_labels, s_pad), float(out_scale), out_zp)
     patch = _Patcher(base_q)
     patch.scales(out_t, np.array([out_scale], np.float32))
     patch.zero_points(out_t, np.array([out_zp], np.int64))

@@ -376,3 +376,32 @@ def test_fuzz_round_trip(base, edits, lang, labels):
     assert apply_blob(base, blob) == bytes(target)
     # Only changed bytes (plus merged gaps) are carried.
     assert parsed.patched_bytes <= max(len(base), 0) and all(p.end <= len(base) for p in parsed.patches)
+
+
+_IMAGE = encode_flash_image(BASE, [_GOOD, encode_blob(BASE, BASE, "ar", ["x"], {})])
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, len(_IMAGE) - 1), st.integers(0, 255)), min_size=1, max_size=4), st.booleans())
+def test_fuzz_mutated_flash_image(edits, fix_crc):
+    data = bytearray(_IMAGE)
+    for pos, val in edits:
+        data[pos] = val
+    data = recrc(bytes(data)) if fix_crc else bytes(data)
+    try:
+        image = decode_flash_image(data)
+    except BlobError as exc:
+        assert exc.code in ERROR_CODES
+    else:
+        # Accepted images are self-consistent: every blob applies to the base it carries.
+        for i in range(len(image.entries)):
+            apply_blob(image.base, image.blob_bytes(i))
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_fuzz_random_flash_bytes(data):
+    try:
+        decode_flash_image(data)
+    except BlobError as exc:
+        assert exc.code in ERROR_CODES
