@@ -188,6 +188,7 @@ def execute_stage(store: ArtifactStore, job: Job) -> dict[str, Any]:
                            in_worker=job.capture_log, runtime=dict(stage.runtime))
         started = time.time()
         t0 = time.perf_counter()
+        cpu0 = _cpu_seconds()
         log_buf = io.StringIO()
         with _threads(stage.threads), _captured(job.capture_log, work / "log.txt", log_buf):
             seed_everything(stage.seed)
@@ -199,6 +200,7 @@ def execute_stage(store: ArtifactStore, job: Job) -> dict[str, Any]:
                 tb = traceback.format_exc()
                 raise StageFailed(stage.name, f"{type(exc).__name__}: {exc}\n{tb}", _tail(work / "log.txt")) from exc
         wall_s = time.perf_counter() - t0
+        cpu_s = _cpu_seconds() - cpu0
         content_hash, files = hash_folder(work)
         manifest = {
             "format": "polykws-stage",
@@ -215,11 +217,22 @@ def execute_stage(store: ArtifactStore, job: Job) -> dict[str, Any]:
             "summary": summary,
             "started_unix": round(started, 3),
             "wall_s": round(wall_s, 3),
+            # CPU seconds of this process and the workers it reaped while the stage ran: on a
+            # shared machine this says more about cost than the wall time does.
+            "cpu_s": round(cpu_s, 3),
             "host": socket.gethostname(),
             "pid": os.getpid(),
         }
         stable_json(manifest)  # fail here, not in the writer, when a summary is not JSON-able
         return store.commit(stage.kind, job.key, work, manifest)
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _tail(path: Path, n: int = 4000) -> str:

@@ -14,7 +14,7 @@ data = {
   "flash": {"base_bytes", "blob_bytes": {lang: n}, "full_model_bytes": {lang: n}, "flash_image_bytes"},
   "firmware": {"status": "measured" | "skipped", "reason", "rows": [{"board", "kernels", "lang", "accuracy",
                "host_accuracy", "instructions", "flash_bytes", "ram_bytes"}]},
-  "stages": [{"name", "built", "wall_s", "key"}],
+  "stages": [{"name", "built", "wall_s", "cpu_s", "key"}],
   "notes": [str],
 }
 """
@@ -94,12 +94,18 @@ def plot_accuracy_vs_bytes(sweep: Sequence[dict], path: Path) -> Path | None:
             if pts:
                 ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "o-", color=cmap(i % 10), label=lang, ms=4)
         ax.set_title(method)
-        ax.set_xscale("log")
-        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+        xs = [float(r[xkey]) for r in rows if r.get(xkey)]
+        if xs and max(xs) / max(min(xs), 1.0) > 4:
+            # Log axis only when the bytes span a wide range (several budgets); plain ticks otherwise.
+            from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        else:
+            ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+            ax.margins(x=0.15)
         ax.set_xlabel("blob bytes" if xkey == "blob_bytes" else "updated params")
         ax.grid(True, which="both", alpha=0.3)
     for ax in axes[:, 0]:
@@ -186,8 +192,34 @@ def language_rows(data: dict) -> list[list[str]]:
             num(r.get("test_clips")), pct(r.get("float_acc")), pct(r.get("int8_acc")),
             delta_pt(r.get("float_acc"), r.get("int8_acc")), num(r.get("updated_params")), num(r.get("blob_bytes")),
         ])
+    langs = data.get("languages", [])
+    if len(langs) > 1:
+        f, q = _mean([r.get("float_acc") for r in langs]), _mean([r.get("int8_acc") for r in langs])
+        rows.append([f"**mean of {len(langs)}**", "", "", "", num(sum(r.get("test_clips") or 0 for r in langs)), f"**{pct(f)}**",
+                     f"**{pct(q)}**", delta_pt(f, q), num(_mean([r.get("updated_params") for r in langs])),
+                     num(_mean([r.get("blob_bytes") for r in langs]))])
     return rows
 
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def method_rows(sweep: Sequence[dict]) -> list[list[str]]:
+    """Mean over languages (and seeds) per (method, budget): the comparison the sweep is for."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in sweep:
+        groups.setdefault((r["method"], r.get("budget") or 0), []).append(r)
+    rows = []
+    for (method, budget), rs in sorted(groups.items()):
+        rows.append([method, num(budget) if budget else "-", str(len({r["lang"] for r in rs})), str(len({r.get("seed") for r in rs})),
+                     num(_mean([r.get("updated_params") for r in rs])), pct(_mean([r.get("float_acc") for r in rs])),
+                     pct(_mean([r.get("int8_acc") for r in rs])), num(_mean([r.get("blob_bytes") for r in rs]))])
+    return rows
+
+
+METHOD_HEADER = ["method", "budget", "languages", "seeds", "mean updated params", "mean float acc", "mean int8 acc", "mean blob bytes"]
 
 LANG_HEADER = ["language", "method", "budget", "keywords", "test clips", "float acc", "int8 acc (TFLM)", "int8 − float",
                "updated params", "blob bytes"]
@@ -227,6 +259,7 @@ def firmware_rows(fw: dict) -> list[list[str]]:
     ] for r in fw.get("rows", [])]
 
 
+STAGE_HEADER = ["stage", "built (UTC)", "wall time", "CPU time", "key"]
 FW_HEADER = ["board", "kernels", "language", "on-QEMU acc", "host TFLM acc", "instructions / inference", "flash bytes", "RAM bytes"]
 
 
@@ -258,7 +291,7 @@ h1 { margin-bottom: .2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 
 table { border-collapse: collapse; margin: .8em 0; font-size: 0.92em; }
 th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child, td:nth-child(4) { text-align: left; }
-table.stages td:nth-child(2), table.stages td:nth-child(4) { text-align: left; font-family: monospace; }
+table.stages td:nth-child(2), table.stages td:nth-child(5) { text-align: left; font-family: monospace; }
 .figs { display: flex; flex-wrap: wrap; gap: 1em; } .figs figure { margin: 0; }
 .figs img { max-width: 540px; border: 1px solid #eee; } img.wide { max-width: 100%; }
 figcaption { font-size: .85em; color: #555; text-align: center; }
@@ -298,7 +331,8 @@ def render_report(data: dict[str, Any], out_dir: str | Path) -> list[Path]:
     lang_rows = language_rows(data)
     fl_rows = flash_rows(data.get("flash") or {})
     fw = data.get("firmware") or {"status": "skipped", "reason": "no firmware stage in this run"}
-    stage_rows = [[s["name"], s.get("built", "-"), f"{s['wall_s']:.1f} s" if s.get("wall_s") is not None else "-", s.get("key", "")] for s in data.get("stages", [])]
+    stage_rows = [[s["name"], s.get("built", "-"), f"{s['wall_s']:.1f} s" if s.get("wall_s") is not None else "-",
+                   f"{s['cpu_s']:.1f} s" if s.get("cpu_s") is not None else "-", s.get("key", "")] for s in data.get("stages", [])]
     sweep_rows = [[r["lang"], r["method"], num(r.get("budget")), str(r.get("seed", "-")), num(r.get("updated_params")), pct(r.get("float_acc")), pct(r.get("int8_acc")), num(r.get("blob_bytes"))] for r in sorted(data.get("sweep") or [], key=lambda r: (r["lang"], r["method"], r.get("budget") or 0, r.get("seed", 0)))]
     SWEEP_HEADER = ["language", "method", "budget", "seed", "updated params", "float acc", "int8 acc", "blob bytes"]
 
@@ -319,6 +353,7 @@ def render_report(data: dict[str, Any], out_dir: str | Path) -> list[Path]:
     if acc_png:
         parts.append(f'<h2>Accuracy vs. bytes</h2><img class=wide src="{acc_png.name}" alt="accuracy vs bytes per method">')
     if sweep_rows:
+        parts.append("<h3>Methods (mean over languages)</h3>" + _html_table(METHOD_HEADER, method_rows(data.get("sweep") or [])))
         parts.append("<details><summary>all adaptation jobs</summary>" + _html_table(SWEEP_HEADER, sweep_rows) + "</details>")
     parts.append("<h2>Flash budget</h2>")
     if fl_rows:
@@ -339,7 +374,7 @@ def render_report(data: dict[str, Any], out_dir: str | Path) -> list[Path]:
         parts += [f'<figure><img src="{p.name}" alt="confusion {html.escape(lbl)}"><figcaption>{html.escape(lbl)}</figcaption></figure>' for lbl, p in conf_pngs]
         parts.append("</div>")
     if stage_rows:
-        parts.append("<h2>Stages</h2>" + _html_table(["stage", "built (UTC)", "build time", "key"], stage_rows, "stages"))
+        parts.append("<h2>Stages</h2>" + _html_table(STAGE_HEADER, stage_rows, "stages"))
     parts.append("</body></html>\n")
     written.append(atomic_write_text(out / "index.html", "\n".join(parts)))
 
@@ -352,6 +387,8 @@ def render_report(data: dict[str, Any], out_dir: str | Path) -> list[Path]:
         md += ["", f"Command: `{data['command']}`"]
     md += [""] + [f"> {n}" for n in data.get("notes", [])]
     md += ["", "## Languages", "", _md_table(LANG_HEADER, lang_rows), ""]
+    if data.get("sweep"):
+        md += ["## Methods (mean over languages)", "", _md_table(METHOD_HEADER, method_rows(data["sweep"])), ""]
     if acc_png:
         md += [f"![accuracy vs bytes]({acc_png.name})", ""]
     if fl_rows:
@@ -364,6 +401,6 @@ def render_report(data: dict[str, Any], out_dir: str | Path) -> list[Path]:
     if conf_pngs:
         md += ["## Confusion matrices", ""] + [f"![{lbl}]({p.name})" for lbl, p in conf_pngs] + [""]
     if stage_rows:
-        md += ["## Stages", "", _md_table(["stage", "built (UTC)", "build time", "key"], stage_rows), ""]
+        md += ["## Stages", "", _md_table(STAGE_HEADER, stage_rows), ""]
     written.append(atomic_write_text(out / "summary.md", "\n".join(md)))
     return written

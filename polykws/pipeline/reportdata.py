@@ -127,7 +127,8 @@ def collect_report_data(ctx: StageContext) -> dict[str, Any]:
         notes.append("Export is disabled in this config: int8 accuracy, blobs and the flash budget were not measured.")
     stages = []
     for name, m in ctx.input_manifests.items():
-        stages.append({"name": name, "built": _utc(m.get("started_unix")), "wall_s": m.get("wall_s"), "key": m.get("key")})
+        stages.append({"name": name, "built": _utc(m.get("started_unix")), "wall_s": m.get("wall_s"), "cpu_s": m.get("cpu_s"),
+                       "key": m.get("key")})
     stages.append({"name": "report", "built": _utc(_dt.datetime.now(_dt.timezone.utc).timestamp()), "wall_s": None, "key": ctx.key})
     return {
         "title": c["title"],

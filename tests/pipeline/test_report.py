@@ -68,6 +68,9 @@ def test_report_files_and_tables(tmp_path):
     md = (tmp_path / "summary.md").read_text()
     assert "| de | swr | 1,000 | null, eins, zwei, drei (+2 filler) | 40 | 90.0% | 89.5% | -0.5 pt | 1,234 | 2,100 |" in md
     assert "![accuracy vs bytes](accuracy_vs_bytes.png)" in md and "Skipped: TFLM_DIR is not set" in md
+    # Method comparison: means over the three languages.
+    assert "| swr | 1,000 | 3 | 1 | 1,100 | 82.0% | 81.6% | 2,317 |" in md
+    assert "| **mean of 3** |  |  |  | 123 | **85.0%** | **84.5%** | -0.5 pt | 1,235 | 2,110 |" in md
 
 
 def test_report_firmware_rows_and_missing_values(tmp_path):
