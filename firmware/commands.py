@@ -23,6 +23,8 @@ def _add_build_args(p: argparse.ArgumentParser, need_pack: bool = True) -> None:
     p.add_argument("--langs", help="comma-separated languages to benchmark (default: every pack language with vectors)")
     p.add_argument("--arena-bytes", type=int, help="tensor arena size (default: host-measured + 10%%)")
     p.add_argument("--build-dir", type=Path, help="build output root (default firmware/build, or $POLYKWS_FIRMWARE_BUILD)")
+    p.add_argument("--timeout-s", type=float, default=3600.0,
+                   help="QEMU run limit (reference kernels run ~200M instructions per inference)")
 
 
 def _config(args):
@@ -52,7 +54,7 @@ def cmd_run(args) -> int:
     from polykws.firmware.workflow import run_firmware
 
     app = _build(args)
-    text, _ = run_firmware(app)
+    text, _ = run_firmware(app, args.timeout_s)
     print(text, end="")
     return 0
 
@@ -62,7 +64,7 @@ def cmd_bench(args) -> int:
     from polykws.utils import atomic_write_json
 
     app = _build(args)
-    result = bench_firmware(app)
+    result = bench_firmware(app, args.timeout_s)
     mean = " (MEAN: bit-exact fast path)" if result.mean_kernel == "fast" and "MEAN" in app.sources.ops else ""
     print(f"{result.board} / {result.kernels}{mean}: {result.unit} per inference (QEMU -icount shift=0), accuracy vs host TFLM")
     print(result.table())

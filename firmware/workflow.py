@@ -177,12 +177,12 @@ def _rows(report: AppReport, host: dict[str, HostLang]) -> list[LangRow]:
     return rows
 
 
-def run_firmware(app: BuiltApp, timeout_s: float = 600.0) -> tuple[str, AppReport]:
+def run_firmware(app: BuiltApp, timeout_s: float = 3600.0) -> tuple[str, AppReport]:
     run = run_elf(app.elf, app.config.board, timeout_s=timeout_s)
     return run.stdout, parse_app_output(run.stdout, f"{app.elf.name} on {app.config.board}")
 
 
-def bench_firmware(app: BuiltApp, timeout_s: float = 600.0) -> BenchResult:
+def bench_firmware(app: BuiltApp, timeout_s: float = 3600.0) -> BenchResult:
     """Run the built app under QEMU and compare every prediction and output with the host TFLM runtime."""
     if not app.bench_sets:
         raise PolykwsError("bench needs test vectors: pass --features <file.npz> with <lang>_x / <lang>_y arrays")
