@@ -169,6 +169,9 @@ def main(argv=None) -> int:
     }]
     print(f"base: {len(base.tflite)} B, float {ev['float_acc']:.4f}, int8 {ev['int8_acc']:.4f}, arena {ev['arena_bytes']}", flush=True)
 
+    from polykws.export.breakdown import blob_breakdown
+
+    breakdowns: dict[str, dict] = {}
     variants = [(s, "refit", "refit") for s in args.scales]
     if args.head_variants:
         variants += [("auto", "frozen", "refit"), ("auto", "refit", "frozen")]
@@ -201,9 +204,11 @@ def main(argv=None) -> int:
             })
             if (scales, head_scales, head_range) == ("auto", "refit", "refit"):
                 ex.save(out / "export")
+                breakdowns[code] = blob_breakdown(base.tflite, ex.blob)
             r = rows[-1]
             print(f"{code} {tag}: float {r['float_acc']:.4f} int8 {r['int8_acc']:.4f} blob {r['blob_bytes']} B ({r['blob_pct']:.2f}%)", flush=True)
 
+    atomic_write_json(out / "blob_breakdown.json", breakdowns)
     _write(out, rows, args, time.time() - t0)
     return 0
 

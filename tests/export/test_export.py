@@ -305,6 +305,14 @@ def test_trained_language_int8_matches_float(base_export, base_model, feats):
     lang = dm.merge_and_unload().eval()
     ex = export_language(base_export, lang, f.labels, f.x_train, lang="ar", parity_x=f.x_test, scales="auto")
     ev = evaluate_export(ex, lang, f.x_test, f.y_test)
+    # Where the blob's bytes go: every byte is accounted for, and only the trained sites appear.
+    from polykws.export.breakdown import blob_breakdown
+
+    bd = blob_breakdown(base_export.tflite, ex.blob)
+    assert bd["patched_bytes"] + bd["record_overhead_bytes"] + bd["fixed_bytes"] == len(ex.blob)
+    fields = set(bd["changed_bytes_by_field"])
+    assert "head weights data" in fields
+    assert not [f for f in fields if "depthwise" in f and "bias" not in f], "dw sites only had bias deltas"
     assert ev["float_acc"] > 0.3
     assert ev["int8_acc"] >= ev["float_acc"] - INT8_MAX_ACC_DROP
     assert ev["tflm_vs_ref_argmax_disagreements"] == 0 and ev["tflm_vs_ref_max_abs_diff_lsb"] <= REF_MAX_LSB
