@@ -54,8 +54,25 @@ class TaskConfig:
 
 
 @dataclass(frozen=True)
+class RootConfig:
+    """One corpus folder and its layout (polykws.datasets sources: folder, gsc_v2, mswc, or auto-detect)."""
+
+    path: str
+    layout: str = "auto"
+    languages: tuple[str, ...] = ()  # empty = every task language found there
+    # GSC has no language level in its layout: the language its words are filed under.
+    gsc_language: str = "en"
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("data.roots[].path must be set")
+
+
+@dataclass(frozen=True)
 class DataSection:
     root: str = "@corpus"
+    # Several corpora (e.g. GSC v2 for the English base plus MSWC for the targets); overrides `root`.
+    roots: tuple[RootConfig, ...] = ()
     noise_dir: str = ""
     frontend: str = "mfcc"
     # polykws.datasets.SplitConfig fields (val_pct, test_pct, mode, ...): speaker-disjoint splits.
@@ -201,7 +218,11 @@ class PipelineConfig:
         missing = [lang for lang in self.adapt.languages if lang not in self.data.tasks]
         if missing:
             raise ConfigError(f"data.tasks has no task for adapt languages {missing}")
-        if self.data.root == "@corpus" and self.corpus is None:
+        if self.data.roots and self.data.root != "@corpus":
+            raise ConfigError("give data.root or data.roots, not both")
+        if any(r.path == "@corpus" for r in self.data.roots) and self.corpus is None:
+            raise ConfigError("data.roots uses @corpus but there is no corpus section to synthesize it")
+        if not self.data.roots and self.data.root == "@corpus" and self.corpus is None:
             raise ConfigError("data.root is @corpus but there is no corpus section to synthesize it")
         for lang in self.base.pool_languages:
             if lang in self.adapt.languages:
@@ -364,6 +385,11 @@ def validate_with_layers(cfg: PipelineConfig) -> None:
         _build_dataclass(SynthConfig, cfg.corpus, "corpus")
     from polykws.datasets.features import TaskSpec
 
+    from polykws.datasets.sources import SOURCES
+
+    for r in cfg.data.roots:
+        if r.layout != "auto" and r.layout not in SOURCES:
+            raise ConfigError(f"data.roots: unknown layout {r.layout!r}; known: {', '.join(SOURCES)}")
     for lang, t in cfg.data.tasks.items():
         if t.keywords:
             try:
@@ -391,3 +417,8 @@ def task_spec_options(t: TaskConfig) -> dict[str, Any]:
         "unknown_fraction": t.unknown_fraction, "silence_fraction": t.silence_fraction,
         "true_silence_fraction": t.true_silence_fraction,
     }
+
+
+def data_roots(d: DataSection) -> list[RootConfig]:
+    """The corpora to scan, in order (`root` is shorthand for one auto-detected folder)."""
+    return list(d.roots) if d.roots else [RootConfig(d.root)]

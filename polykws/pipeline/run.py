@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from polykws.pipeline import stages as S
-from polykws.pipeline.config import PipelineConfig, resolve_path, to_plain
+from polykws.pipeline.config import PipelineConfig, data_roots, resolve_path, to_plain
 from polykws.pipeline.engine import RunResult, Stage, make_executor, run_pipeline
 from polykws.pipeline.store import ArtifactStore
 from polykws.utils import ConfigError, PolykwsError, atomic_write_json, stable_hash
@@ -96,14 +96,28 @@ def build_stages(cfg: PipelineConfig, *, progress: bool = True) -> list[Stage]:
     data_deps: tuple[str, ...] = ()
     data_cfg: dict[str, Any] = {}
     runtime: dict[str, Any] = {"progress": progress, "cache_dir": cache_dir}
-    if cfg.corpus is not None and d.root == "@corpus":
-        out.append(Stage("corpus", "corpus", S.corpus_stage, {"synth": to_plain(cfg.corpus)}, version=VERSIONS["corpus"],
+    roots = data_roots(d)
+    if any(r.path == "@corpus" for r in roots):
+        # resumable: the synthesizer keeps finished languages of a killed run (per-language markers).
+        out.append(Stage("corpus", "corpus", S.corpus_stage, {"synth": to_plain(cfg.corpus)}, version=VERSIONS["corpus"], resumable=True,
                          code=("polykws.datasets.synth",), runtime=runtime))
         data_deps = ("corpus",)
-    else:
-        root = resolve_path(d.root)
-        data_cfg["data_fingerprint"] = fingerprint_tree(root, [lang for lang in task_langs if (root / lang).is_dir()] or None)
-        runtime = {**runtime, "root": str(root)}
+    scan_roots, root_paths = [], []
+    for r in roots:
+        entry = {"layout": r.layout, "languages": list(r.languages) or task_langs}
+        if r.layout in ("gsc_v2", "auto"):
+            entry["gsc_language"] = r.gsc_language
+        if r.path == "@corpus":
+            entry["corpus"] = True
+            root_paths.append("@corpus")
+        else:
+            path = resolve_path(r.path)
+            langs_here = [lang for lang in entry["languages"] if (path / lang).is_dir()]
+            entry["fingerprint"] = fingerprint_tree(path, langs_here or None)
+            root_paths.append(str(path))
+        scan_roots.append(entry)
+    data_cfg["roots"] = scan_roots
+    runtime = {**runtime, "roots": root_paths}
     if d.noise_dir:
         if d.noise_dir.startswith("@corpus"):
             data_cfg["noise"] = d.noise_dir
@@ -113,7 +127,7 @@ def build_stages(cfg: PipelineConfig, *, progress: bool = True) -> list[Stage]:
             data_cfg["noise_fingerprint"] = fingerprint_tree(noise)
             runtime = {**runtime, "noise_dir": str(noise)}
 
-    out.append(Stage("scan", "scan", S.scan_stage, {"languages": task_langs, "split": to_plain(d.split), **data_cfg},
+    out.append(Stage("scan", "scan", S.scan_stage, {"split": to_plain(d.split), **data_cfg},
                      deps=data_deps, version=VERSIONS["scan"], code=("polykws.datasets",), runtime=runtime))
     for lang in task_langs:
         t = d.tasks[lang]
@@ -221,6 +235,9 @@ def run(cfg: PipelineConfig, *, force: Iterable[str] = (), plan_only: bool = Fal
 
     console = Console(stderr=True)
     t0 = time.perf_counter()
+    # TensorFlow's C++ INFO lines (oneDNN notices) would interleave with the progress display;
+    # warnings and errors still show. Set before any worker starts so workers inherit it.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     stages = build_stages(cfg, progress=show_progress)
     if plan_only:
         table = Table(title=f"{cfg.name}: {len(stages)} stages")

@@ -45,11 +45,12 @@ def corpus_stage(ctx: StageContext) -> dict[str, Any]:
     return summary
 
 
-def data_root(ctx: StageContext) -> Path:
-    """The corpus folder: the synthesized corpus (an upstream artifact) or a configured folder."""
-    if "corpus" in ctx.inputs:
-        return ctx.input("corpus") / "corpus"
-    return Path(ctx.runtime["root"])
+def data_roots(ctx: StageContext) -> list[Path]:
+    """The corpus folders, in config order: the synthesized corpus (an upstream artifact) or configured folders."""
+    out = []
+    for p in ctx.runtime["roots"]:
+        out.append(ctx.input("corpus") / "corpus" if p == "@corpus" else Path(p))
+    return out
 
 
 def noise_dir(ctx: StageContext) -> Path | None:
@@ -62,31 +63,44 @@ def noise_dir(ctx: StageContext) -> Path | None:
 
 
 def scan_stage(ctx: StageContext) -> dict[str, Any]:
-    """Scan + decode every clip, assign speaker-disjoint splits; manifest paths relative to the root."""
+    """Scan + decode every clip of every root, assign speaker-disjoint splits.
+
+    Manifest paths are written as `<root index>/<path relative to that root>`, so the artifact
+    does not depend on where the data or the store live.
+    """
     from polykws.datasets.manifest import write_manifest
     from polykws.datasets.scan import scan
     from polykws.datasets.splits import SplitConfig
 
-    root = data_root(ctx)
     split = SplitConfig(**ctx.config["split"])
-    res = scan(root, languages=ctx.config["languages"], split=split, progress=_progress(ctx))
-    records = [replace(r, path=_rel(r.path, root)) for r in res.records]
+    records, skipped, summary = [], [], []
+    counts: dict[str, int] = {}
+    n_noise = 0
+    for i, (root, entry) in enumerate(zip(data_roots(ctx), ctx.config["roots"])):
+        opts = {"gsc_language": entry["gsc_language"]} if "gsc_language" in entry else {}
+        res = scan(root, layout=entry["layout"], languages=entry["languages"], split=split, progress=_progress(ctx), **opts)
+        records += [replace(r, path=f"{i}/{_rel(r.path, root)}") for r in res.records]
+        skipped += [dict(s.to_dict(), path=f"{i}/{_rel(s.path, root)}") for s in res.skipped]
+        summary += [dict(row, root=i, layout=res.layout) for row in res.summary()]
+        for reason, n in res.skip_counts().items():
+            counts[reason] = counts.get(reason, 0) + n
+        n_noise += len(res.noise)
     write_manifest(ctx.out / "manifest.jsonl", records)
-    atomic_write_json(ctx.out / "skipped.json", [dict(s.to_dict(), path=_rel(s.path, root)) for s in res.skipped])
-    atomic_write_json(ctx.out / "scan_summary.json", res.summary())
+    atomic_write_json(ctx.out / "skipped.json", skipped)
+    atomic_write_json(ctx.out / "scan_summary.json", summary)
     noise_root = noise_dir(ctx)
     if noise_root is not None:
         noise = sorted(p.relative_to(noise_root).as_posix() for p in noise_root.rglob("*.wav"))
         if not noise:
             raise PolykwsError(f"{noise_root}: no .wav background-noise files")
         atomic_write_json(ctx.out / "noise.json", noise)
-    skipped = res.skip_counts()
+    clips = sum(1 for r in records if not r.is_noise)
     return {
-        "clips": len(res.clips),
-        "noise_files": len(res.noise),
-        "skipped": dict(skipped),
-        "languages": sorted({r.language for r in res.clips}),
-        "headline": f"{len(res.clips)} clips" + (f", {sum(skipped.values())} skipped" if skipped else ""),
+        "clips": clips,
+        "noise_files": n_noise,
+        "skipped": counts,
+        "languages": sorted({r.language for r in records if not r.is_noise}),
+        "headline": f"{clips} clips" + (f", {sum(counts.values())} skipped (see skipped.json)" if counts else ""),
     }
 
 
@@ -98,10 +112,15 @@ def _rel(path: str, root: Path) -> str:
         return str(p)
 
 
-def load_manifest(scan_dir: Path, root: Path):
+def load_manifest(scan_dir: Path, roots: list[Path]):
+    """Manifest rows with absolute paths again (`<root index>/<rel>` -> roots[index]/rel)."""
     from polykws.datasets.manifest import read_manifest
 
-    return [replace(r, path=str(root / r.path)) if not os.path.isabs(r.path) else r for r in read_manifest(scan_dir / "manifest.jsonl")]
+    out = []
+    for r in read_manifest(scan_dir / "manifest.jsonl"):
+        idx, _, rel = r.path.partition("/")
+        out.append(replace(r, path=str(roots[int(idx)] / rel)))
+    return out
 
 
 def features_stage(ctx: StageContext) -> dict[str, Any]:
@@ -110,8 +129,8 @@ def features_stage(ctx: StageContext) -> dict[str, Any]:
     from polykws.datasets.frontend import frontend_by_name
 
     c = ctx.config
-    root = data_root(ctx)
-    records = load_manifest(ctx.input("scan"), root)
+    roots = data_roots(ctx)
+    records = load_manifest(ctx.input("scan"), roots)
     opts = {k: tuple(v) if isinstance(v, list) else v for k, v in c["task_options"].items()}
     keywords = tuple(c["keywords"])
     if not keywords:  # every word of the language that is not reserved for _unknown_
@@ -131,8 +150,9 @@ def features_stage(ctx: StageContext) -> dict[str, Any]:
         max_per_keyword=int(c.get("max_per_keyword") or 0),
         progress=_progress(ctx),
     )
-    # Paths in the artifact are relative to the corpus root (the store may move).
-    splits = {k: _relativize_split(v, root) for k, v in splits.items()}
+    # Paths in the artifact are relative to their corpus root (the data and the store may move).
+    rel_roots = list(roots) + ([("noise", noise)] if noise is not None else [])
+    splits = {k: _relativize_split(v, rel_roots) for k, v in splits.items()}
     counts = save_splits(ctx.out, splits, {"language": c["language"], "frontend": frontend.to_dict()})
     labels = list(splits["train"].labels)
     return {
@@ -143,14 +163,31 @@ def features_stage(ctx: StageContext) -> dict[str, Any]:
     }
 
 
-def _relativize_split(split, root: Path):
-    paths = tuple(_rel(p, root) for p in (getattr(split, "paths", ()) or ()))
+def _rel_any(path: str, roots: list[Path | tuple[str, Path]]) -> str:
+    for i, root in enumerate(roots):
+        name, root = root if isinstance(root, tuple) else (str(i), root)
+        rel = _rel(path, root)
+        if rel != str(Path(path)):
+            return f"{name}/{rel}"
+    return path
+
+
+def _relativize_split(split, roots: list[Path]):
+    paths = tuple(_rel_any(p, roots) if not p.startswith("silence:") else _silence_rel(p, roots)
+                  for p in (getattr(split, "paths", ()) or ()))
     try:
         return replace(split, paths=paths)
     except TypeError:  # not a dataclass: keep a light copy
         from polykws.pipeline.splitio import StoredSplit
 
         return StoredSplit(split.x, split.y, tuple(split.labels), tuple(getattr(split, "speakers", ()) or ()), paths)
+
+
+def _silence_rel(p: str, roots: list[Path]) -> str:
+    """`silence:<noise path>@offset x gain` with the noise path made relative too."""
+    body = p[len("silence:"):]
+    path, at, rest = body.partition("@")
+    return "silence:" + (_rel_any(path, roots) if path and path != "zeros" else path) + at + rest
 
 
 # --- base -----------------------------------------------------------------------------------------

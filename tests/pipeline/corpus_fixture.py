@@ -68,3 +68,42 @@ def pipeline_config(corpus: Path, artifacts: Path, output: Path, *, export: bool
         "firmware": {"enabled": "off"},
         "executor": {"kind": "serial"},
     }
+
+
+def make_gsc_mswc(root: Path, seed: int = 0) -> tuple[Path, Path]:
+    """A GSC-v2-shaped English root and an MSWC-shaped root (de) with official split lists/CSVs."""
+    import csv
+    import io
+
+    rng = np.random.default_rng(seed)
+    gsc = root / "gsc"
+    words = ["yes", "no", "up", "cat"]
+    val, test = [], []
+    for wi, word in enumerate(words):
+        for s in range(6):
+            for k in range(2):
+                rel = f"{word}/{s:08x}_nohash_{k}.wav"
+                (gsc / word).mkdir(parents=True, exist_ok=True)
+                sf.write(gsc / rel, _word_wave(0, wi, s, k, rng), SR, subtype="PCM_16")
+                (val if s == 0 else test if s == 1 else []).append(rel)
+    (gsc / "validation_list.txt").write_text("\n".join(val) + "\n")
+    (gsc / "testing_list.txt").write_text("\n".join(test) + "\n")
+    (gsc / "_background_noise_").mkdir()
+    for i in range(3):
+        sf.write(gsc / "_background_noise_" / f"n{i}.wav", (0.1 * rng.standard_normal(2 * SR)).astype(np.float32), SR)
+    mswc = root / "mswc"
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["SET", "LINK", "WORD", "VALID", "SPEAKER", "GENDER"])
+    n = 0
+    for wi, word in enumerate(["eins", "zwei", "drei", "katze"]):
+        for s in range(6):
+            for k in range(2):
+                n += 1
+                link = f"{word}/common_voice_de_{n}.opus"
+                path = mswc / "de" / "clips" / link
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(path, _word_wave(1, wi, s, k, rng), SR, format="OGG", subtype="OPUS")
+                w.writerow(["DEV" if s == 0 else "TEST" if s == 1 else "TRAIN", link, word, "True", f"spk{s}", "NA"])
+    (mswc / "de" / "de_splits.csv").write_text(buf.getvalue())
+    return gsc, mswc
