@@ -246,9 +246,14 @@ def base_stage(ctx: StageContext) -> dict[str, Any]:
     best = load_model(result.best_path)
     sha = save_model(ctx.out / "base.pt", best.model, labels=labels, frontend=frontend,
                      meta={"language": c["language"], "best_epoch": result.best_epoch, "role": "base"})
-    # The resumable optimizer state is not part of the artifact.
+    # The resumable optimizer state is not part of the artifact; per-epoch metrics carry wall
+    # times, so they go to volatile/ (kept, not hashed).
     (run_dir / "checkpoint.pt").unlink(missing_ok=True)
     (run_dir / "best.pt").unlink(missing_ok=True)
+    (ctx.out / "volatile").mkdir(exist_ok=True)
+    for name in ("metrics.jsonl", "metrics.csv"):
+        if (run_dir / name).exists():
+            os.replace(run_dir / name, ctx.out / "volatile" / name)
     rep = evaluate(best.model, splits["test"])
     rep.save(ctx.out / "eval", title=f"{c['language']} base, test split")
     prof = profile_model(best.model)
@@ -266,6 +271,7 @@ def base_stage(ctx: StageContext) -> dict[str, Any]:
         "params": _prof(prof, "params"),
         "macs": _prof(prof, "macs"),
         "train_wall_s": result.wall_time_s,
+        "resumed_from_epoch": result.resumed_from_epoch,
         "headline": f"test {100 * rep.top1:.1f}% ({rep.num_samples} clips)",
     }
 
@@ -332,7 +338,9 @@ def adapt_stage(ctx: StageContext) -> dict[str, Any]:
     new_shapes = {k: tuple(v.shape) for k, v in res.model.state_dict().items() if not k.startswith("head.")}
     if base_shapes != new_shapes:
         raise PolykwsError(f"{c['language']}/{c['method']}: merged model's body shapes differ from the base's")
-    atomic_write_json(ctx.out / "history.json", [h.__dict__ if hasattr(h, "__dict__") else h for h in res.history])
+    history = [dict(h.__dict__) if hasattr(h, "__dict__") else dict(h) for h in res.history]
+    atomic_write_json(ctx.out / "volatile" / "history.json", history)  # per-epoch wall times: not hashed
+    atomic_write_json(ctx.out / "history.json", [{k: v for k, v in h.items() if k != "seconds"} for h in history])
     del torch
     return {
         "language": c["language"],

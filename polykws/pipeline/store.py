@@ -24,9 +24,10 @@ from typing import Any, Iterator
 from polykws.utils import PolykwsError, atomic_write_json
 
 MANIFEST = "stage.json"
-# Files a stage may write that describe the run rather than its result; they are not hashed,
-# so a re-run that produces the same result has the same content hash.
+# Files a stage may write that describe the run rather than its result (logs, wall times); they
+# are not hashed, so a re-run that produces the same result has the same content hash.
 VOLATILE_FILES = frozenset({MANIFEST, "log.txt"})
+VOLATILE_DIR = "volatile"
 
 
 def _is_local(fs) -> bool:
@@ -193,6 +194,8 @@ def hash_folder(folder: Path) -> tuple[str, dict[str, dict[str, Any]]]:
     for f in sorted(folder.rglob("*")):
         if f.is_file() and not (f.parent == folder and f.name in VOLATILE_FILES):
             rel = f.relative_to(folder).as_posix()
+            if rel.startswith(VOLATILE_DIR + "/"):
+                continue
             if rel.split("/")[-1].startswith(".") and rel.endswith(".tmp"):
                 continue  # a torn atomic write from a killed stage
             files[rel] = {"sha256": sha256_file(f), "bytes": f.stat().st_size}

@@ -53,6 +53,18 @@ def test_run_reuse_and_dependent_reruns(tmp_path, corpus):
     second = _run(_load(tmp_path, raw))
     assert second.ran() == [], "an unchanged config must reuse every stage"
 
+    # Determinism: the same config in a fresh store, adaptation jobs in 2 worker processes,
+    # gives byte-identical artifacts (the report differs only by its build time stamps).
+    from polykws.pipeline.engine import ProcessExecutor
+
+    cfg_b = _load(tmp_path, {**raw, "artifacts": str(tmp_path / "store_b"), "output": str(tmp_path / "run_b")})
+    with ProcessExecutor(2) as ex:
+        par = run_pipeline(build_stages(cfg_b, progress=False), ArtifactStore(cfg_b.artifacts_uri), ex, show_progress=False)
+    assert {n for n, o in par.outcomes.items() if o.manifest["pid"] != first[n].manifest["pid"]} >= {"adapt/bb/head_only/s0"}
+    for name, o in par.outcomes.items():
+        if name != "report":
+            assert o.key == first[name].key and o.manifest["content_hash"] == first[name].manifest["content_hash"], name
+
     # Adaptation recipe changed: only the adaptation jobs and the report re-run.
     raw["adapt"]["fit"]["epochs"] = 3
     third = _run(_load(tmp_path, raw))
