@@ -156,10 +156,17 @@ class ExportSection:
     # Export every adaptation job (int8 accuracy + blob bytes for the accuracy-vs-bytes plot),
     # not only the shipped one per language.
     all_jobs: bool = True
+    # How tensors a delta touched are quantized (export.api.export_language): "frozen" base
+    # scales (clamped), "refit" new per-channel scales, or "auto" per channel, whichever changes
+    # fewer bytes without clamping. docs/BENCHMARKS.md (Export) measured auto/refit blobs at a
+    # third of frozen ones for per-channel deltas.
+    scales: str = "auto"
 
     def __post_init__(self) -> None:
         if self.calibration_samples < 1:
             raise ConfigError("export.calibration_samples must be >= 1")
+        if self.scales not in ("frozen", "refit", "auto"):
+            raise ConfigError(f"export.scales must be frozen, refit or auto, got {self.scales!r}")
 
 
 @dataclass(frozen=True)

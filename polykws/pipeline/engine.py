@@ -524,6 +524,23 @@ def run_pipeline(
     return RunResult(outcomes, time.perf_counter() - t_start)
 
 
+def plan(stages: Iterable[Stage], store: ArtifactStore) -> list[tuple[Stage, str, str | None]]:
+    """(stage, status, key) without running anything: "reuse" (finished artifact found), "run"
+    (inputs known, no artifact) or "after upstream" (its key depends on a stage that will run)."""
+    manifests: dict[str, dict[str, Any]] = {}
+    out = []
+    for stage in toposort(stages):
+        if not all(d in manifests for d in stage.deps):
+            out.append((stage, "after upstream", None))
+            continue
+        key = stage_key(stage, manifests)
+        existing = store.lookup(stage.kind, key)
+        if existing is not None:
+            manifests[stage.name] = existing
+        out.append((stage, "reuse" if existing is not None else "run", key))
+    return out
+
+
 def _unpublish(store: ArtifactStore, kind: str, key: str) -> None:
     import shutil
 

@@ -189,7 +189,7 @@ def build_stages(cfg: PipelineConfig, *, progress: bool = True) -> list[Stage]:
             name = "export/" + job.split("/", 1)[1]
             out.append(Stage(name, "export", S.export_language_stage,
                              {"language": lang, "base_language": b.language, "calibration_samples": e.calibration_samples,
-                              "adapt_stage": job},
+                              "adapt_stage": job, "scales": e.scales},
                              deps=("export_base", job, f"features/{lang}"), version=VERSIONS["export"], code=("polykws.export",),
                              fanout=True, threads=1, runtime=runtime))
             export_jobs[job] = name
@@ -239,15 +239,21 @@ def run(cfg: PipelineConfig, *, force: Iterable[str] = (), plan_only: bool = Fal
     # warnings and errors still show. Set before any worker starts so workers inherit it.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     stages = build_stages(cfg, progress=show_progress)
-    if plan_only:
-        table = Table(title=f"{cfg.name}: {len(stages)} stages")
-        for col in ("stage", "depends on", "fan-out"):
-            table.add_column(col)
-        for s in stages:
-            table.add_row(s.name, ", ".join(s.deps) if len(s.deps) <= 4 else f"{len(s.deps)} stages", "yes" if s.fanout else "")
-        Console().print(table)
-        return 0
     store = ArtifactStore(cfg.artifacts_uri)
+    if plan_only:
+        from polykws.pipeline.engine import plan
+
+        rows = plan(stages, store)
+        table = Table(title=f"{cfg.name}: {len(stages)} stages, artifacts in {store.uri}")
+        for col in ("stage", "depends on", "fan-out", "status", "key"):
+            table.add_column(col)
+        for s, status, key in rows:
+            table.add_row(s.name, ", ".join(s.deps) if len(s.deps) <= 3 else f"{len(s.deps)} stages", "yes" if s.fanout else "",
+                          status, key or "")
+        Console().print(table)
+        counts = {st: sum(1 for _, x, _ in rows if x == st) for st in ("reuse", "run", "after upstream")}
+        Console().print(f"reuse {counts['reuse']}, run {counts['run']}, then {counts['after upstream']} downstream")
+        return 0
     ex = cfg.executor
     n_fan = sum(1 for s in stages if s.fanout)
     workers = ex.workers or min(os.cpu_count() or 1, max(1, n_fan))
