@@ -198,3 +198,15 @@ def test_graph_errors():
         toposort([Stage("a", "a", fx.numbers), Stage("a", "a", fx.numbers)])
     with pytest.raises(PolykwsError, match="JSON"):
         Stage("a", "a", fx.numbers, {"x": object()})
+
+
+def test_plan_reports_reuse_run_and_downstream(tmp_path, calls):
+    from polykws.pipeline.engine import plan
+
+    store = ArtifactStore(tmp_path / "a")
+    assert [s for _, s, _ in plan(diamond(), store)] == ["run", "after upstream", "after upstream", "after upstream"]
+    run(diamond(), tmp_path / "a")
+    assert [s for _, s, _ in plan(diamond(), store)] == ["reuse"] * 4
+    status = {st.name: s for st, s, _ in plan(diamond(p_b=5), store)}
+    assert status == {"numbers": "reuse", "pow_a": "reuse", "pow_b": "run", "total": "after upstream"}
+    assert calls.read().count("total") == 1  # planning runs nothing

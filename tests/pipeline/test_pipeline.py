@@ -170,3 +170,24 @@ def test_features_do_not_depend_on_where_the_data_lives(gsc_mswc_runs):
     res, moved = gsc_mswc_runs
     for name in ("features/en", "features/de"):
         assert moved[name].manifest["content_hash"] == res[name].manifest["content_hash"], name
+
+
+def test_firmware_stage_records_why_it_was_skipped(tmp_path, corpus, monkeypatch):
+    """Without TFLM the firmware stage is still in the graph and writes its reason (never silent)."""
+    from polykws.pipeline import stages as S
+    from polykws.pipeline.engine import StageContext
+
+    for var in ("TFLM_DIR", "CMSIS_NN_DIR", "FLATBUFFERS_DIR", "GEMMLOWP_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run", export=True)
+    raw["firmware"] = {"enabled": "auto"}
+    fw = next(s for s in build_stages(_load(tmp_path, raw), progress=False) if s.name == "firmware")
+    assert any("TFLM_DIR (unset)" in m for m in fw.config["missing"])
+    out = tmp_path / "fw"
+    out.mkdir()
+    summary = S.firmware_stage(StageContext("firmware", "firmware", "k", fw.config, out, {}, {}))
+    assert summary["status"] == "skipped" and "TFLM_DIR (unset)" in summary["reason"]
+    assert json.loads((out / "firmware.json").read_text())["status"] == "skipped"
+    raw["firmware"] = {"enabled": "on"}
+    with pytest.raises(ConfigError, match="firmware.enabled is on but"):
+        build_stages(_load(tmp_path, raw), progress=False)
