@@ -342,12 +342,16 @@ class RayExecutor(Executor):
         self._ray = ray
         self._owns = not ray.is_initialized()
         if self._owns:
-            env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False)
             if address:
+                # A remote cluster: its nodes must have polykws installed (same version) and reach
+                # the artifact store; the driver's paths mean nothing there.
                 kwargs["address"] = address
-            elif workers:
-                kwargs["num_cpus"] = int(workers)
+            else:
+                # Local cluster: workers import polykws (and test fixtures) exactly as the driver does.
+                kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
+                if workers:
+                    kwargs["num_cpus"] = int(workers)
             ray.init(**kwargs)
         self.workers = int(ray.cluster_resources().get("CPU", 1) // cpus_per_job) or 1
         self._remote = ray.remote(num_cpus=cpus_per_job, max_retries=0)(execute_stage)

@@ -258,6 +258,9 @@ def run(cfg: PipelineConfig, *, force: Iterable[str] = (), plan_only: bool = Fal
     n_fan = sum(1 for s in stages if s.fanout)
     workers = ex.workers or min(os.cpu_count() or 1, max(1, n_fan))
     console.print(f"[bold]polykws run[/bold] {cfg.name}: {len(stages)} stages, artifacts in {store.uri}")
+    if ex.ray_address and store.local:
+        console.print(f"[yellow]note:[/yellow] with --ray-address the artifact store {store.uri} must be the same path on every "
+                      "node (a shared filesystem), or use an object-store URI (e.g. s3://bucket/polykws)")
     with make_executor(ex.kind, workers=workers, ray_address=ex.ray_address or None) as executor:
         console.print(f"fan-out: {executor.name} executor, {executor.workers} worker(s)")
         result = run_pipeline(stages, store, executor, force=force, console=console, show_progress=show_progress, log=True)
