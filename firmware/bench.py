@@ -218,13 +218,14 @@ def compare_with_host(report: AppReport, host: dict[str, HostLang]) -> list[str]
 
 
 def suggested_arena_bytes(models: Sequence[bytes]) -> int:
-    """Host-measured TFLM arena (64-bit bookkeeping, reference kernels) + 10 %, rounded up to 1 KiB.
+    """Host-measured TFLM arena (64-bit bookkeeping, reference kernels) + 25 %, rounded up to 1 KiB.
 
-    A 32-bit core needs less bookkeeping; the margin covers CMSIS-NN's scratch buffers, which the
-    reference kernels on the host do not request. The firmware prints what it really used.
+    A 32-bit core needs less bookkeeping, but CMSIS-NN asks for scratch buffers that the reference
+    kernels on the host do not (measured: DS-CNN-S used 22.9 KB on the M4 and 27.3 KB with Helium
+    on the M55 against 24.3 KB on the host). The firmware prints what it really used.
     """
     need = max(_arena(m) for m in models)
-    return int(-(-int(need * 1.1) // 1024) * 1024)
+    return int(-(-int(need * 1.25) // 1024) * 1024)
 
 
 def median_per_inference(report: AppReport) -> float:

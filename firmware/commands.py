@@ -21,7 +21,7 @@ def _add_build_args(p: argparse.ArgumentParser, need_pack: bool = True) -> None:
     p.add_argument("--features", type=Path, help="test vectors: .npz with <lang>_x (features) and <lang>_y (class indices)")
     p.add_argument("--per-lang", type=int, default=100, help="benchmark vectors embedded per language (default 100)")
     p.add_argument("--langs", help="comma-separated languages to benchmark (default: every pack language with vectors)")
-    p.add_argument("--arena-bytes", type=int, help="tensor arena size (default: host-measured + 10%%)")
+    p.add_argument("--arena-bytes", type=int, help="tensor arena size (default: host-measured + 25%%)")
     p.add_argument("--build-dir", type=Path, help="build output root (default firmware/build, or $POLYKWS_FIRMWARE_BUILD)")
     p.add_argument("--timeout-s", type=float, default=3600.0,
                    help="QEMU run limit (reference kernels run ~200M instructions per inference)")

@@ -104,8 +104,19 @@ def load_pack(path: str | Path) -> FirmwarePack:
     )
 
 
+def subset_indices(n: int, per_lang: int, seed: int = 0) -> np.ndarray:
+    """All of 0..n-1 when they fit, else a seeded random subset in ascending order.
+
+    Test splits are often ordered by class, so "the first N" would benchmark one or two classes.
+    """
+    if n <= per_lang:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=per_lang, replace=False))
+
+
 def load_bench_sets(path: str | Path, pack: FirmwarePack, per_lang: int, langs: list[str] | None = None) -> list[BenchSet]:
-    """The first `per_lang` vectors of each language in `path` (.npz), quantized with the base's input scale."""
+    """Up to `per_lang` vectors of each language in `path` (.npz; a seeded subset when there are more),
+    quantized with the base's input scale."""
     from polykws.export.evaluate import quantize_features
 
     path = Path(path)
@@ -122,7 +133,11 @@ def load_bench_sets(path: str | Path, pack: FirmwarePack, per_lang: int, langs: 
     for lang in wanted:
         if f"{lang}_x" not in z.files or f"{lang}_y" not in z.files:
             raise PolykwsError(f"{path}: missing {lang}_x or {lang}_y")
-        x, y = z[f"{lang}_x"][:per_lang], z[f"{lang}_y"][:per_lang].astype(np.int64)
+        x_all, y_all = z[f"{lang}_x"], z[f"{lang}_y"]
+        if len(x_all) != len(y_all):
+            raise PolykwsError(f"{path}: {lang}_x has {len(x_all)} vectors but {lang}_y has {len(y_all)} labels")
+        keep = subset_indices(len(x_all), per_lang)
+        x, y = x_all[keep], y_all[keep].astype(np.int64)
         if x.dtype == np.int8:
             q = x.reshape(len(x), -1)
         else:
