@@ -37,3 +37,13 @@ def inputs() -> torch.Tensor:
 @pytest.fixture()
 def base_factory():
     return make_base
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny: on a shared 2-core machine one intra-op thread is ~10x faster
+    than torch's default (threads spin against each other under load)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -1,0 +1,136 @@
+"""The adaptation harness: every registered method runs through it and returns a plain model of
+the base's class with an honest cost; budget fitting never exceeds the budget; caching is exact."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from polykws.training.adapt import (
+    Stages,
+    TrainConfig,
+    adapt,
+    fit_family_to_budget,
+    get_method,
+    list_methods,
+    method_config,
+)
+from polykws.training.checkpoint import state_sha256
+from polykws.training.deltas import HEAD_SITE, attach, get_delta, list_deltas
+from polykws.training.profile import count_params_macs
+from polykws.utils import ConfigError, PolykwsError
+
+FAST = TrainConfig(epochs=2, probe_epochs=2, batch_size=32, seed=0, num_threads=1)
+
+
+def splits(num_classes: int = 10, seed: int = 0) -> dict:
+    protos = np.random.default_rng(5).normal(size=(num_classes, 49, 10)).astype(np.float32)
+    labels = tuple(f"k{i}" for i in range(num_classes))
+
+    def make(n: int, s: int) -> SimpleNamespace:
+        g = np.random.default_rng(seed * 10 + s)
+        y = g.integers(0, num_classes, n)
+        return SimpleNamespace(x=protos[y] * 2 + g.normal(size=(n, 49, 10)).astype(np.float32), y=y, labels=labels)
+
+    return {"train": make(80, 1), "val": make(40, 2), "test": make(40, 3)}
+
+
+def test_every_family_and_baseline_is_a_method():
+    methods = set(list_methods())
+    assert set(list_deltas()) <= methods
+    assert {"swr", "full_ft", "head_only", "bn_only", "bias_only", "lora", "scratch"} <= methods
+
+
+@pytest.mark.parametrize("name", [m for m in list_methods() if m != "swr"])  # swr: tests/deltas/test_swr.py
+def test_method_runs_and_reports_an_honest_cost(name, base):
+    spec = get_method(name)
+    cfg = method_config(name, budget_params=3000 if spec.budgeted else None)
+    result = adapt(base, splits(), cfg, FAST)
+    model = result.model
+    assert type(model) is type(base)
+    assert not any(p.requires_grad is False for p in model.parameters())
+    assert count_params_macs(model).total_macs == count_params_macs(type(base)(base.spec, 10)).total_macs
+    assert 0.0 <= result.test_acc <= 1.0 and result.history
+    assert result.cost.head == 64 * 10 + 10
+    if spec.budgeted:
+        assert 0 < result.cost.body <= 3000
+    if result.delta_model is not None:
+        dm = result.delta_model
+        assert dm.cost() == result.cost
+        assert dm.delta_state().num_params == result.cost.total
+        with torch.no_grad():
+            x = torch.as_tensor(splits()["test"].x[:8]).unsqueeze(1)
+            torch.testing.assert_close(model(x), dm.eval()(x), atol=1e-5, rtol=0)
+    # What changed relative to the base is exactly what the cost says may change.
+    changed = sum(
+        int((a != b).sum())
+        for (k, a), b in zip(model.state_dict().items(), base.state_dict().values())
+        if not k.startswith(HEAD_SITE + ".") and "running" not in k and "num_batches" not in k
+    )
+    if name not in ("full_ft", "scratch"):
+        assert changed <= result.cost.body * 64  # scale/recast change whole rows per parameter
+    if name == "head_only":
+        assert changed == 0
+
+
+@pytest.mark.parametrize("family", list_deltas())
+@pytest.mark.parametrize("budget", [100, 300, 1000, 3000])
+def test_family_fitted_to_budget_stays_within_it(family, budget, base):
+    cfg = fit_family_to_budget(family, base, budget)
+    if cfg is None:  # nothing of this family fits (e.g. dense below one depthwise kernel)
+        layer_cls = get_delta(family).layer_cls
+        cheapest = min(
+            layer_cls.cost(m, get_delta(family).config_cls())
+            for n, m in base.named_modules()
+            if n and n != HEAD_SITE and isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+            and layer_cls.supports(m, get_delta(family).config_cls())
+        )
+        assert cheapest > budget
+        return
+    dm = attach(base, cfg, head="new", num_classes=10)
+    assert 0 < dm.cost().body <= budget
+    if dm.needs_finalize:
+        dm.finalize()
+        assert dm.cost().body <= budget
+
+
+def test_budget_fitting_spends_most_of_a_large_budget(base):
+    for family in ("scale", "lowrank", "diff_prune", "recast"):
+        dm = attach(base, fit_family_to_budget(family, base, 1000), head="new", num_classes=10)
+        assert dm.cost().body >= 500, family
+
+
+def test_prefix_cache_is_exact(base):
+    dm = attach(base, get_delta("scale").config_cls(targets=("blocks.3.pw",)), head="new", num_classes=10).eval()
+    stages = Stages(dm.model)
+    k = stages.cacheable_prefix()
+    assert k == 4  # stem + blocks 0..2 are frozen and deterministic
+    x = torch.randn(5, 1, 49, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(stages.run(stages.run(x, 0, k), k), dm(x), atol=0, rtol=0)
+    dm.train()  # BN stays frozen in train mode, so the prefix is still cacheable
+    assert stages.cacheable_prefix() == k
+
+
+def test_adapt_is_deterministic(base):
+    a = adapt(base, splits(), method_config("recast", budget_params=300), FAST)
+    b = adapt(base, splits(), method_config("recast", budget_params=300), FAST)
+    assert state_sha256(a.model) == state_sha256(b.model) and a.test_acc == b.test_acc
+
+
+def test_bad_inputs_are_clear_errors(base):
+    s = splits()
+    with pytest.raises(PolykwsError, match="missing"):
+        adapt(base, {"train": s["train"]}, method_config("head_only"), FAST)
+    bad = dict(s, val=SimpleNamespace(x=s["val"].x[:, :, :5], y=s["val"].y, labels=s["val"].labels))
+    with pytest.raises(PolykwsError, match="base expects"):
+        adapt(base, bad, method_config("head_only"), FAST)
+    with pytest.raises(ConfigError, match="takes no budget"):
+        method_config("full_ft", budget_params=100)
+    with pytest.raises(ConfigError, match="unknown method"):
+        method_config("nope")
+    with pytest.raises(ConfigError):
+        TrainConfig(epochs=0)

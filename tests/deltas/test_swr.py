@@ -1,0 +1,158 @@
+"""SWR: the final selection never exceeds the budget, the policy never reaches the merged model,
+the search is deterministic under a seed, and its pieces (projection, features, sampling) work."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from polykws.training.adapt import AdaptContext, TrainConfig, adapt, prepare_splits
+from polykws.training.checkpoint import state_sha256
+from polykws.training.deltas import DeltaLayer, read_delta_file
+from polykws.training.swr import SWRConfig, SWROption
+from polykws.training.swr.policy import SWRPolicy, gumbel_straight_through
+from polykws.training.swr.search import project_to_budget
+from polykws.training.swr.supernet import SWRSite, build_supernet, site_features
+from polykws.utils import ConfigError
+
+# Tiny and fast: the budget guarantee and the policy's removal do not depend on accuracy.
+FAST = TrainConfig(epochs=3, probe_epochs=2, batch_size=32, seed=0, num_threads=1)
+
+
+def synthetic_splits(num_classes: int = 10, n_train: int = 96, seed: int = 0) -> dict:
+    """Class-dependent patterns plus noise, shaped like 49x10 MFCC features."""
+    protos = np.random.default_rng(123).normal(size=(num_classes, 49, 10)).astype(np.float32)
+    labels = tuple(f"w{i}" for i in range(num_classes))
+
+    def make(n: int, s: int) -> SimpleNamespace:
+        g = np.random.default_rng(seed * 10 + s)
+        y = g.integers(0, num_classes, n)
+        x = protos[y] * 2.0 + g.normal(size=(n, 49, 10)).astype(np.float32)
+        return SimpleNamespace(x=x, y=y, labels=labels)
+
+    return {"train": make(n_train, 1), "val": make(48, 2), "test": make(48, 3)}
+
+
+@pytest.mark.parametrize("budget", [100, 500, 2000])
+def test_swr_final_cost_is_within_budget(budget, base):
+    result = adapt(base, synthetic_splits(), SWRConfig(budget_params=budget), FAST)
+    assert result.cost.body <= budget
+    assert result.delta_model.cost().body == result.cost.body
+    # The cost reported is what a language stores: the deltas' trainable parameters + head.
+    assert result.delta_model.delta_state().num_params == result.cost.total
+    details = result.details
+    if details["argmax_cost"] > budget:
+        assert any(step["step"] == "remove" for step in details["projection"])
+    assert set(details["selection"]) <= {name for name, _ in base.named_modules()}
+
+
+def test_swr_budget_can_include_the_head(base):
+    result = adapt(base, synthetic_splits(), SWRConfig(budget_params=1000, budget_includes_head=True), FAST)
+    assert result.cost.head == 64 * 10 + 10
+    assert result.cost.total <= 1000
+
+
+def test_policy_is_discarded(base, tmp_path):
+    result = adapt(base, synthetic_splits(), SWRConfig(budget_params=2000), FAST)
+    merged, dm = result.model, result.delta_model
+    assert type(merged) is type(base)
+    assert set(merged.state_dict()) == set(base.state_dict())
+    for module in (*merged.modules(), *dm.modules()):
+        assert not isinstance(module, (SWRPolicy, SWRSite))
+    assert not any(isinstance(m, DeltaLayer) for m in merged.modules())
+    assert not any("policy" in name or "option_layers" in name for name in dm.state_dict())
+    payload = read_delta_file(dm.save(tmp_path / "uk.delta.pt"))
+    flat = repr(payload["configs"]) + repr(list(payload["sites"]))
+    assert "policy" not in flat and "option_layers" not in flat
+    # Every site in the delta file is one of the selection's, with that option's family.
+    assert {n: r["family"] for n, r in payload["sites"].items()} == {
+        n: key.split("(")[0] for n, key in result.details["selection"].items()
+    }
+
+
+def test_swr_is_deterministic_under_a_seed(base):
+    a = adapt(base, synthetic_splits(), SWRConfig(budget_params=500), FAST)
+    b = adapt(base, synthetic_splits(), SWRConfig(budget_params=500), FAST)
+    assert a.details["selection"] == b.details["selection"]
+    assert state_sha256(a.model) == state_sha256(b.model)
+
+
+def _context(base) -> AdaptContext:
+    data, labels = prepare_splits(synthetic_splits(), base)
+    return AdaptContext(base, data, labels, FAST, [])
+
+
+def test_projection_removes_until_within_budget(base):
+    ctx = _context(base)
+    dm = ctx.attach(())
+    net = build_supernet(dm, base, SWRConfig().options, SWRConfig().targets, budget=5000)
+    # Force the most expensive allowed option everywhere: far over a 300-parameter budget.
+    costly = {}
+    for i, name in enumerate(net.site_names):
+        allowed = [c for c in range(1, net.mask.shape[1]) if net.mask[i, c]]
+        costly[name] = max(allowed, key=lambda c: float(net.costs[i, c]))
+    assert net.cost_of(costly) > 300
+    x, y = ctx.data["train"].x[:64], ctx.data["train"].y[:64]
+    chosen, log = project_to_budget(net, costly, 300, x, y, 64, refill=False)
+    assert net.cost_of(chosen) <= 300
+    assert [s["step"] for s in log] == ["remove"] * len(log) and log
+    # Refill only adds what fits.
+    refilled, log2 = project_to_budget(net, costly, 300, x, y, 64, refill=True)
+    assert net.cost_of(refilled) <= 300
+
+
+def test_options_over_the_budget_are_masked(base):
+    dm = _context(base).attach(())
+    net = build_supernet(dm, base, SWRConfig().options, SWRConfig().targets, budget=100)
+    assert bool(net.mask[:, 0].all())  # "none" is always allowed
+    assert bool((net.costs[net.mask] <= 100).all())
+
+
+def test_site_features_are_finite_and_per_site(base):
+    ctx = _context(base)
+    dm = ctx.attach(())
+    net = build_supernet(dm, base, SWRConfig().options, SWRConfig().targets, budget=1000)
+    feats = site_features(net, ctx.data["train"].x, ctx.data["train"].y, 32, 2)
+    assert feats.shape[0] == len(net.site_names) == 9
+    assert torch.isfinite(feats).all()
+    # The base is unchanged by the gradient statistics pass (weights re-frozen, gates cleared).
+    assert all(site.gate is None for site in net.sites.values())
+    assert not any(p.requires_grad for site in net.sites.values() for p in site.base_layer.parameters())
+
+
+def test_gumbel_straight_through_is_one_hot_forward_and_differentiable():
+    logits = torch.tensor([[0.0, 1.0, -1.0], [2.0, 0.0, float("-inf")]], requires_grad=True)
+    z, soft = gumbel_straight_through(logits, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(z.detach().sum(dim=1), torch.ones(2))
+    assert set(z.detach().flatten().tolist()) <= {0.0, 1.0}
+    assert float(z[1, 2].detach()) == 0.0  # a masked option is never drawn
+    (z * torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])).sum().backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad[:, :2]).all()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SWRConfig(budget_params=0),
+        lambda: SWRConfig(options=()),
+        lambda: SWRConfig(options=("scale", "scale")),
+        lambda: SWRConfig(options=("nope",)),
+        lambda: SWRConfig(tau_start=0.1, tau_end=0.5),
+        lambda: SWRConfig(warmup_fraction=0.0),
+        lambda: SWROption.parse("lowrank:rank"),
+        lambda: SWROption.parse("lowrank:rank=0"),
+        lambda: SWROption("scale", (("targets", ("conv0",)),)),
+    ],
+)
+def test_bad_swr_config_raises(make):
+    with pytest.raises(ConfigError):
+        make()
+
+
+def test_swr_option_parsing():
+    assert SWROption.parse("lowrank:rank=4") == SWROption("lowrank", (("rank", 4),))
+    assert SWROption.parse({"family": "recast", "groups": 4}).key == "recast(groups=4)"
+    assert SWRConfig(options=("scale", "diff_prune:k=32")).options[1].config("conv0").k == 32
