@@ -211,8 +211,9 @@ def _subset(split, mask: np.ndarray):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipes", default="en,en_tts,pooled_loo", help=f"comma list of {', '.join(RECIPES)}")
-    ap.add_argument("--seeds", default="0", help="comma list of base training seeds")
+    ap.add_argument("--recipes", default="en,en_tts,pooled_loo,en_tts_pooled_loo", help=f"comma list of {', '.join(RECIPES)}")
+    ap.add_argument("--seeds", default="0,1", help="comma list of base training seeds for single-base recipes")
+    ap.add_argument("--loo-seeds", default="0", help="seeds for leave-one-out recipes (each seed trains 5 bases)")
     ap.add_argument("--epochs", type=int, default=None, help="override fit.epochs (quick looks only)")
     ap.add_argument("--runs", type=Path, default=Path("runs/bench_base"))
     ap.add_argument("--ship", default="auto", help="recipe to ship, 'auto' (best mean val transfer among single-base recipes) or 'none'")
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown recipes {unknown}; known: {list(RECIPES)}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    loo_seeds = [int(s) for s in args.loo_seeds.split(",")]
     runs = resolve_path(str(args.runs))
     t_bench = time.perf_counter()
 
@@ -253,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in recipes:
         loo = RECIPES[name][1]
         per_seed = []
-        for seed in seeds:
+        for seed in (loo_seeds if loo else seeds):
             if loo:
                 parts = {}
                 for lang in TARGETS:
@@ -333,6 +335,14 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {name}{' (leave-one-out)' if r['loo'] else ''} | " + " | ".join(f"{100 * r['test'][l]:.1f}" for l in langs)
             + f" | **{100 * r['mean_test']:.1f}** | {100 * r['mean_val']:.1f} | {100 * r['en_test_top1']:.1f} | {r['train_wall_s_median'] / 60:.1f} min |"
+        )
+    for name, r in results["recipes"].items():
+        first = r["per_seed"][0]
+        first = first if "params" in first else next(iter(first["loo"].values()))
+        lines.append(
+            f"\n{name}: ds_cnn_s with {first['num_classes']} base classes: {first['params']:,} params, {first['macs']:,} MACs "
+            f"(MFCC 49x10); seeds {r['seeds']}; per-seed mean test "
+            + ", ".join(f"{100 * statistics.mean(s['probe'][l]['test'] for l in langs):.1f}" for s in r["per_seed"])
         )
     return "\n".join(lines) + "\n"
 
