@@ -1,0 +1,74 @@
+"""`polykws adapt`: argument errors are one clear line; an end-to-end run on ../shared writes a
+model with the base's shapes, a delta file that reloads against the base, and a report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from polykws.cli import main
+from polykws.datasets.frontend import mfcc_frontend
+from polykws.training.checkpoint import load_model, save_model
+from polykws.training.deltas import load_delta
+from polykws.training.models import create_model
+
+
+@pytest.fixture()
+def base_file(tmp_path, base_factory):
+    base = create_model("ds_cnn_s", num_classes=12)
+    base.load_state_dict(base_factory().state_dict())
+    path = tmp_path / "base.pt"
+    save_model(path, base, labels=[f"w{i}" for i in range(12)], frontend=mfcc_frontend())
+    return path
+
+
+def test_list_methods(capsys):
+    assert main(["adapt", "--list-methods"]) == 0
+    out = capsys.readouterr().out
+    assert "swr" in out and "full_ft" in out and "recast" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["adapt", "--lang", "uk"], "needs --base and --lang"),
+        (["adapt", "--base", "B", "--lang", "uk", "--method", "swr"], "needs --budget"),
+        (["adapt", "--base", "B", "--lang", "uk", "--method", "full_ft", "--budget", "100"], "takes no budget"),
+        (["adapt", "--base", "B", "--lang", "uk", "--method", "nope"], "unknown method"),
+        (["adapt", "--base", "B", "--lang", "uk", "--method", "scale", "--budget", "9", "--families", "scale"], "swr only"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(argv, message, capsys, base_file):
+    argv = [str(base_file) if a == "B" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_unknown_language_names_the_config(base_file, capsys):
+    assert main(["adapt", "--base", str(base_file), "--lang", "xx", "--method", "head_only"]) == 2
+    assert "no language 'xx'" in capsys.readouterr().err
+
+
+@pytest.mark.shared
+def test_adapt_uk_swr_end_to_end(shared_data, base_file, tmp_path, capsys):
+    out = tmp_path / "uk"
+    rc = main(
+        ["adapt", "--base", str(base_file), "--lang", "uk", "--method", "swr", "--budget", "500",
+         "--epochs", "2", "--threads", "1", "--out", str(out)]
+    )
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["body_params"] <= 500 and report["language"] == "uk"
+    assert report["examples"]["test"] > 0 and 0.0 <= report["test_acc"] <= 1.0
+    base = load_model(base_file)
+    merged = load_model(out / "model.pt")
+    assert merged.meta["base_sha256"] == base.sha256
+    body = {k: v.shape for k, v in base.model.state_dict().items() if not k.startswith("head.")}
+    assert {k: v.shape for k, v in merged.model.state_dict().items() if not k.startswith("head.")} == body
+    dm = load_delta(out / "delta.pt", base.model).eval()
+    x = torch.zeros(2, 1, 49, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(dm.merge_and_unload()(x), merged.model(x), atol=1e-5, rtol=0)
