@@ -1,7 +1,7 @@
 """Export benchmark: per language, float accuracy vs int8 TFLM accuracy, .tflite bytes, blob bytes
 (and % of the base), tensor arena - for each way of quantizing touched tensors.
 
-    # models trained by the pipeline / training helpers:
+    # models trained by the pipeline / training helpers (languages without --lang get the stand-in):
     python bench/export.py --base artifacts/base/base.pt --lang uk=path/uk.pt --lang ar=path/ar.pt ... --out runs/bench-export
     # or a self-contained run: quick base + stand-in adapted languages trained here
     python bench/export.py --quick --out runs/bench-export
@@ -103,12 +103,26 @@ def _stand_in_adapt(base_model, splits, epochs: int, seed: int = 0):
     return merged, f"{cost.body} body + {cost.head} head"
 
 
+def _fidelity(tflite: bytes, model, splits, num_labels: int) -> dict:
+    """int8 vs float on every clip of the task (train + val + test): a label-free fidelity figure
+    with 8-10x the samples of the small test splits, where one clip is 1-4 points."""
+    from polykws.export.convert import torch_logits
+    from polykws.export.evaluate import argmax_first, quantize_features, run_tflm
+
+    x = np.concatenate([splits[k].x for k in ("train", "val", "test")])
+    y = np.concatenate([splits[k].y for k in ("train", "val", "test")])
+    fp = torch_logits(model, x).argmax(1)
+    ip = argmax_first(run_tflm(tflite, quantize_features(tflite, x)), num_labels)
+    return {"all_clips": int(len(y)), "agreement_all": float(np.mean(fp == ip)),
+            "int8_loss_all_pt": 100 * float(np.mean(fp == y) - np.mean(ip == y))}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", help="base model file (training.checkpoint format)")
     ap.add_argument("--lang", action="append", default=[], metavar="CODE=MODEL", help="merged language model file; repeatable")
     ap.add_argument("--quick", action="store_true", help="train a base and stand-in adapted languages here")
-    ap.add_argument("--langs", nargs="*", default=["uk", "ar", "bn", "gu", "lt"], help="--quick: languages to adapt")
+    ap.add_argument("--langs", nargs="*", default=["uk", "ar", "bn", "gu", "lt"], help="languages; those without --lang get the stand-in transfer")
     ap.add_argument("--config", default=str(REPO / "configs" / "shared-real.yaml"), help="tasks (data.tasks) and the base language")
     ap.add_argument("--data", default=str(shared_dir() / "data" / "kws"))
     ap.add_argument("--noise", default=str(shared_dir() / "data" / "noise" / "lt_background_noise"))
@@ -120,8 +134,8 @@ def main(argv=None) -> int:
     ap.add_argument("--adapt-epochs", type=int, default=30)
     ap.add_argument("--calibration", type=int, default=300)
     args = ap.parse_args(argv)
-    if not args.quick and (not args.base or not args.lang):
-        ap.error("give --base and at least one --lang, or --quick")
+    if not args.quick and not args.base:
+        ap.error("give --base (and --lang CODE=MODEL for real language models), or --quick")
 
     from polykws.datasets.frontend import mfcc_frontend
     from polykws.export.api import evaluate_export, export_base, export_language
@@ -137,11 +151,20 @@ def main(argv=None) -> int:
     records = scan_corpus_cached(Path(args.data), val_pct=10.0, test_pct=10.0, manifest_dir=cache / "manifests")
     noise = Path(args.noise) if Path(args.noise).is_dir() else None
 
-    if args.quick:
-        langs = {code: None for code in args.langs}
+    # Languages given as --lang CODE=MODEL use that model; the rest of --langs get the stand-in transfer.
+    given = dict(item.split("=", 1) for item in args.lang)
+    langs = {code: given.get(code) for code in dict.fromkeys([*args.langs, *given])}
+    splits = {code: _features(records, code, tasks[code], mfcc_frontend(), cache, noise) for code in langs}
+    base_loaded = None if args.quick else load_model(args.base)
+    train_cfg = (base_loaded.meta.get("train_config") or {}) if base_loaded else {}
+    if train_cfg.get("data"):
+        # The base's own task and speaker-disjoint splits, rebuilt from the config it was trained with.
+        from polykws.training.config import DataConfig, from_dict
+        from polykws.training.data import build_base_splits
+
+        splits[base_lang] = build_base_splits(from_dict(DataConfig, train_cfg["data"]), base_loaded.frontend, seed=int(train_cfg.get("fit", {}).get("seed", 0)))
     else:
-        langs = dict(item.split("=", 1) for item in args.lang)
-    splits = {code: _features(records, code, tasks[code], mfcc_frontend(), cache, noise) for code in [base_lang, *langs]}
+        splits[base_lang] = _features(records, base_lang, tasks[base_lang], mfcc_frontend(), cache, noise)
     print(f"features ready in {time.time() - t0:.0f} s", flush=True)
 
     if args.quick:
@@ -150,9 +173,12 @@ def main(argv=None) -> int:
         base_labels = tuple(splits[base_lang]["train"].labels)
         base_note = f"quick base (training.fit, {args.base_epochs} epochs)"
     else:
-        lb = load_model(args.base)
+        lb = base_loaded
         base_model, frontend, base_labels = lb.model, lb.frontend, lb.labels
         base_note = args.base
+        if tuple(splits[base_lang]["train"].labels) != tuple(base_labels):
+            print(f"error: {args.base} labels differ from its task's labels {splits[base_lang]['train'].labels}", file=sys.stderr)
+            return 2
     head_slots = max([len(base_labels)] + [len(splits[c]["train"].labels) for c in langs])
     bs = splits[base_lang]
     t = time.time()
@@ -160,12 +186,13 @@ def main(argv=None) -> int:
                        parity_x=bs["test"].x, head_slots=head_slots, max_calibration=args.calibration, meta={"model_name": "ds_cnn_s"})
     base_export_s = time.time() - t
     ev = evaluate_export(base, base_model, bs["test"].x, bs["test"].y)
+    base_fid = _fidelity(base.tflite, base_model, bs, len(base_labels))
     base.save(out / "export")
     rows = [{
         "lang": f"{base_lang} (base)", "model": base_note, "scales": "converter", "float_acc": ev["float_acc"], "int8_acc": ev["int8_acc"],
         "int8_loss_pt": 100 * (ev["float_acc"] - ev["int8_acc"]), "tflite_bytes": len(base.tflite), "blob_bytes": None, "blob_pct": None,
         "arena_bytes": ev["arena_bytes"], "test_clips": ev["test_clips"], "ref_mismatch": ev["tflm_vs_ref_mismatched_samples"],
-        "ref_max_lsb": ev["tflm_vs_ref_max_abs_diff_lsb"], "export_s": base_export_s,
+        "ref_max_lsb": ev["tflm_vs_ref_max_abs_diff_lsb"], "export_s": base_export_s, **base_fid,
     }]
     print(f"base: {len(base.tflite)} B, float {ev['float_acc']:.4f}, int8 {ev['int8_acc']:.4f}, arena {ev['arena_bytes']}", flush=True)
 
@@ -193,6 +220,7 @@ def main(argv=None) -> int:
                                  head_scales=head_scales, head_range=head_range, parity_x=sp["test"].x, max_calibration=args.calibration)
             dt = time.time() - t
             ev = evaluate_export(ex, model, sp["test"].x, sp["test"].y)
+            fid = _fidelity(ex.tflite, model, sp, len(labels))
             tag = scales + ("" if (head_scales, head_range) == ("refit", "refit") else f" (head scales {head_scales}, head range {head_range})")
             rq = ex.meta["requant"]
             rows.append({
@@ -200,7 +228,7 @@ def main(argv=None) -> int:
                 "int8_loss_pt": 100 * (ev["float_acc"] - ev["int8_acc"]), "tflite_bytes": len(ex.tflite), "blob_bytes": len(ex.blob),
                 "blob_pct": 100 * len(ex.blob) / len(base.tflite), "arena_bytes": ev["arena_bytes"], "test_clips": ev["test_clips"],
                 "ref_mismatch": ev["tflm_vs_ref_mismatched_samples"], "ref_max_lsb": ev["tflm_vs_ref_max_abs_diff_lsb"], "export_s": dt,
-                "clamped_weights": rq["clamped_weights"], "changed_weight_bytes": rq["changed_weight_bytes"], "channels_refit": rq["channels_refit"],
+                **fid, "clamped_weights": rq["clamped_weights"], "changed_weight_bytes": rq["changed_weight_bytes"], "channels_refit": rq["channels_refit"],
             })
             if (scales, head_scales, head_range) == ("auto", "refit", "refit"):
                 ex.save(out / "export")
@@ -225,12 +253,13 @@ def _write(out: Path, rows: list[dict], args, total_s: float) -> None:
         w.writeheader()
         w.writerows(rows)
     lines = [
-        "| lang | scales | float acc | int8 TFLM acc | int8 loss (pt) | .tflite B | blob B | blob % of base | arena B | TFLM vs REF mismatched (max LSB) | test clips |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| lang | scales | float acc | int8 TFLM acc | int8 loss (pt) | all clips: int8 loss (pt) / float-int8 agreement | .tflite B | blob B | blob % of base | arena B | TFLM vs REF mismatched (max LSB) | test clips |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['lang']} | {r['scales']} | {100 * r['float_acc']:.2f} | {100 * r['int8_acc']:.2f} | {r['int8_loss_pt']:+.2f} | "
+            f"{r['int8_loss_all_pt']:+.2f} / {100 * r['agreement_all']:.2f} ({r['all_clips']}) | "
             f"{r['tflite_bytes']} | {_fmt(r['blob_bytes'], 'd')} | {_fmt(r['blob_pct'], '.2f')} | {r['arena_bytes']} | "
             f"{r['ref_mismatch']} ({r['ref_max_lsb']}) | {r['test_clips']} |"
         )

@@ -17,8 +17,7 @@ _EXPORTS = {
     "export_base": "api",
     "export_language": "api",
     "evaluate_export": "api",
-    "pack": "pack",
-    "Pack": "pack",
+    "Pack": "pack",  # the function: polykws.export.pack.pack (the submodule shadows the name)
     # conversion
     "to_onnx": "convert",
     "onnx_parity": "convert",
