@@ -58,6 +58,7 @@ class AppReport:
     switches: list[LangSwitch] = field(default_factory=list)
     bench: dict[str, LangBench] = field(default_factory=dict)
     demo: list[dict[str, str]] = field(default_factory=list)
+    profile: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # lang -> [(op, ticks)]
 
     @property
     def units_per_tick(self) -> float:
@@ -99,6 +100,8 @@ def parse_app_output(text: str, source: str = "firmware") -> AppReport:
             )
         elif tag == "PKW_DEMO":
             report.demo.append(kv)
+        elif tag == "PKW_PROFILE":
+            report.profile.setdefault(kv["lang"], []).append((kv["tag"], int(kv["ticks"])))
         elif tag == "PKW_BENCH":
             preds_hex = kv["preds"]
             preds = tuple(int(preds_hex[i : i + 2], 16) for i in range(0, len(preds_hex), 2))

@@ -23,6 +23,7 @@ def _add_build_args(p: argparse.ArgumentParser, need_pack: bool = True) -> None:
     p.add_argument("--langs", help="comma-separated languages to benchmark (default: every pack language with vectors)")
     p.add_argument("--arena-bytes", type=int, help="tensor arena size (default: host-measured + 25%%)")
     p.add_argument("--build-dir", type=Path, help="build output root (default firmware/build, or $POLYKWS_FIRMWARE_BUILD)")
+    p.add_argument("--profile", action="store_true", help="also report per-op counts of each language's first inference")
     p.add_argument("--timeout-s", type=float, default=3600.0,
                    help="QEMU run limit (reference kernels run ~200M instructions per inference)")
 
@@ -30,7 +31,7 @@ def _add_build_args(p: argparse.ArgumentParser, need_pack: bool = True) -> None:
 def _config(args):
     from polykws.firmware.workflow import FirmwareConfig
 
-    return FirmwareConfig(args.board, args.kernels, args.per_lang, args.arena_bytes, args.build_dir)
+    return FirmwareConfig(args.board, args.kernels, args.per_lang, args.arena_bytes, args.build_dir, args.profile)
 
 
 def _build(args):
@@ -74,6 +75,9 @@ def cmd_bench(args) -> int:
         f"RAM {result.ram_bytes} B (arena {result.arena_bytes}, bss {result.bss_bytes}); image check at boot "
         f"{result.image_verify_cost:,.0f} {result.unit}"
     )
+    for lang, ops in result.profile.items():
+        total = sum(u for _, u in ops) or 1.0
+        print(f"per-op {result.unit}, {lang}, first inference: " + ", ".join(f"{op} {u:,.0f} ({100 * u / total:.1f}%)" for op, u in ops))
     if args.json:
         atomic_write_json(args.json, result.to_dict())
     if result.mismatches:

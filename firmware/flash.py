@@ -64,13 +64,18 @@ def elf_segments(elf: Path) -> list[Segment]:
                 continue
             if seg["p_filesz"]:
                 segments.append(Segment("flash", seg["p_paddr"], seg["p_filesz"], f"LOAD @ {seg['p_paddr']:#x}"))
+        loads = [seg for seg in e.iter_segments() if seg["p_type"] == "PT_LOAD"]
         for sec in e.iter_sections():
-            flags = sec["sh_flags"]
-            if not flags & 0x2 or sec["sh_size"] == 0:  # SHF_ALLOC
+            if not sec["sh_flags"] & 0x2 or sec["sh_size"] == 0:  # SHF_ALLOC
                 continue
-            writable = bool(flags & 0x1)  # SHF_WRITE: lives in RAM at run time
-            if writable:
-                segments.append(Segment("ram", sec["sh_addr"], sec["sh_size"], sec.name))
+            # RAM at run time: zero-initialised (NOBITS: bss, heap, stack) or copied there at boot
+            # (its segment runs somewhere other than where it is stored: .data). Everything else
+            # executes or is read in place from flash, even if flagged writable (.init_array).
+            addr = sec["sh_addr"]
+            seg = next((g for g in loads if g["p_vaddr"] <= addr < g["p_vaddr"] + max(g["p_memsz"], 1)), None)
+            copied = seg is not None and seg["p_vaddr"] != seg["p_paddr"]
+            if sec["sh_type"] == "SHT_NOBITS" or copied:
+                segments.append(Segment("ram", addr, sec["sh_size"], sec.name))
     return segments
 
 

@@ -32,6 +32,7 @@ class FirmwareConfig:
     per_lang: int = 100  # benchmark vectors embedded per language
     arena_bytes: int | None = None  # None: host-measured + margin (bench.suggested_arena_bytes)
     build_root: Path | None = None
+    profile: bool = False  # per-op counts of each language's first inference (a separate ELF)
 
     def __post_init__(self) -> None:
         get_board(self.board)
@@ -78,7 +79,7 @@ def build_firmware(cfg: FirmwareConfig, pack_dir: Path, features: Path | None = 
         frontend=pack.frontend,
         source=str(pack.source),
     )
-    elf = build_app(cfg.board, cfg.kernels, sources.out_dir, ThirdParty.from_env(cfg.kernels), cfg.root)
+    elf = build_app(cfg.board, cfg.kernels, sources.out_dir, ThirdParty.from_env(cfg.kernels), cfg.root, profile=cfg.profile)
     memory = check_memory(elf, cfg.board)
     if not memory.ok:
         raise PolykwsError(f"{elf} does not fit {cfg.board}:\n  " + "\n  ".join(memory.problems))
@@ -124,6 +125,8 @@ class BenchResult:
     bench_vector_bytes: int
     image_verify_cost: float
     mismatches: list[str] = field(default_factory=list)
+    # lang -> [(op, units)] for the first inference, when built with profile=True
+    profile: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
 
     @property
     def identical_to_host(self) -> bool:
@@ -206,4 +209,5 @@ def bench_firmware(app: BuiltApp, timeout_s: float = 3600.0) -> BenchResult:
         bench_vector_bytes=s.bench,
         image_verify_cost=int(report.image.get("verify_ticks", 0)) * report.units_per_tick,
         mismatches=mismatches,
+        profile={lang: [(op, t * report.units_per_tick) for op, t in ops] for lang, ops in report.profile.items()},
     )
