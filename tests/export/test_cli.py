@@ -20,23 +20,40 @@ pytestmark = pytest.mark.shared
 
 
 @pytest.fixture(scope="module")
-def cli_run(tmp_path_factory, base_model, feats, frontend):
-    """export base + one language with the CLI, then pack: the user's path through the tools."""
-    from polykws.training.checkpoint import save_model
+def cli_run(tmp_path_factory, base_export, base_model, feats):
+    """The session base + one language exported by the library, saved, then packed by the CLI."""
+    from polykws.export.api import export_language
 
     tmp = tmp_path_factory.mktemp("cli")
+    ar = feats["ar"]
+    uk_model = _merged_language(base_model, "bias", num_classes=len(ar.labels))
+    exp, pack = tmp / "export", tmp / "pack"
+    base_export.save(exp)
+    export_language(base_export, uk_model, ar.labels, ar.x_train, exp, lang="uk", scales="auto", parity_x=ar.x_test[:16])
+    assert main(["pack", str(exp), "--langs", "uk", "--base-name", base_export.lang, "-o", str(pack)]) == 0
+    return tmp, exp, pack
+
+
+@pytest.mark.slow
+def test_export_command_end_to_end(tmp_path, base_model, feats, frontend):
+    """`polykws export` (model files through the spine's loader) for a base and a language, then pack + apply."""
+    from polykws.training.checkpoint import save_model
+
     gu, ar = feats["gu"], feats["ar"]
-    save_model(tmp / "base.pt", base_model, labels=gu.labels, frontend=frontend)
+    save_model(tmp_path / "base.pt", base_model, labels=gu.labels, frontend=frontend)
     uk_model = _merged_language(base_model, "bias", num_classes=len(ar.labels))
     uk_model.model_name = "ds_cnn_s"
-    save_model(tmp / "uk.pt", uk_model, labels=ar.labels, frontend=frontend)
-    np.savez(tmp / "gu.npz", calibration=gu.x_train[:120], test_x=gu.x_test[:24], test_y=gu.y_test[:24])
-    np.savez(tmp / "uk.npz", calibration=ar.x_train[:120], test_x=ar.x_test[:24], test_y=ar.y_test[:24])
-    exp, pack = tmp / "export", tmp / "pack"
-    assert main(["export", str(tmp / "base.pt"), "--features", str(tmp / "gu.npz"), "-o", str(exp), "--head-slots", str(HEAD_SLOTS)]) == 0
-    assert main(["export", str(tmp / "uk.pt"), "--features", str(tmp / "uk.npz"), "-o", str(exp), "--lang", "uk", "--scales", "auto"]) == 0
+    save_model(tmp_path / "uk.pt", uk_model, labels=ar.labels, frontend=frontend)
+    np.savez(tmp_path / "gu.npz", calibration=gu.x_train[:120], test_x=gu.x_test[:24], test_y=gu.y_test[:24])
+    np.savez(tmp_path / "uk.npz", calibration=ar.x_train[:120], test_x=ar.x_test[:24], test_y=ar.y_test[:24])
+    exp, pack = tmp_path / "export", tmp_path / "pack"
+    assert main(["export", str(tmp_path / "base.pt"), "--features", str(tmp_path / "gu.npz"), "-o", str(exp), "--head-slots", str(HEAD_SLOTS)]) == 0
+    assert main(["export", str(tmp_path / "uk.pt"), "--features", str(tmp_path / "uk.npz"), "-o", str(exp), "--lang", "uk", "--scales", "auto"]) == 0
+    base, uk = ExportedModel.load(exp, "base"), ExportedModel.load(exp, "uk")
+    assert base.head_slots == HEAD_SLOTS and uk.meta["scales"] == "auto"
+    assert set(base.meta["eval"]) >= {"float_acc", "int8_acc", "arena_bytes"} and "int8_acc" in uk.meta["eval"]
     assert main(["pack", str(exp), "--langs", "uk", "-o", str(pack)]) == 0
-    return tmp, exp, pack
+    assert main(["apply", str(pack / "base.tflite"), str(pack / "uk.blob"), "-o", str(tmp_path / "uk.tflite"), "--check", str(exp / "uk.tflite")]) == 0
 
 
 def test_export_and_pack_write_self_describing_artifacts(cli_run):
@@ -44,11 +61,11 @@ def test_export_and_pack_write_self_describing_artifacts(cli_run):
     base = ExportedModel.load(exp, "base")
     uk = ExportedModel.load(exp, "uk")
     assert base.head_slots == HEAD_SLOTS and uk.meta["scales"] == "auto"
-    assert set(base.meta["eval"]) >= {"float_acc", "int8_acc", "arena_bytes"}
     manifest = json.loads((pack / "manifest.json").read_text())
     assert manifest["base"]["sha256"] == base.sha256 and manifest["base"]["bytes"] == len(base.tflite)
     entry = manifest["languages"]["uk"]
-    assert entry["blob_bytes"] == len(uk.blob) and entry["tflite_sha256"] == uk.sha256 and "int8_acc" in entry
+    assert entry["blob_bytes"] == len(uk.blob) and entry["tflite_sha256"] == uk.sha256
+    assert manifest["base"]["lang"] == "base" and manifest["input_zero_point"] == base.input_zero_point
     assert (pack / "base.tflite").read_bytes() == base.tflite and (pack / "uk.blob").read_bytes() == uk.blob
     image = decode_flash_image((pack / "flash.bin").read_bytes())
     assert image.base == base.tflite and image.blob_bytes(0) == uk.blob

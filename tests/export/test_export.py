@@ -277,6 +277,7 @@ def test_diff_prune_frozen_changes_only_its_k_weight_bytes(base_export, base_mod
     assert 0 < int(np.sum((a != b) & mask)) <= k
 
 
+@pytest.mark.slow  # three language exports; the same comparison is measured by bench/export.py
 def test_scale_delta_with_refit_moves_scales_not_weights(base_export, base_model, feats):
     f = feats["ar"]
     lang = _merged_language(base_model, "scale", num_classes=10)
@@ -342,8 +343,13 @@ def test_language_refusals(base_export, base_model, feats):
         export_language(base_export, ok, f.labels[:9], f.x_train, lang="xx")
     with pytest.raises(ExportError, match="shape"):
         export_language(base_export, ok, f.labels, f.x_train[:, :, :5], lang="xx")
+
+
+@pytest.mark.slow  # one onnx2tf conversion of a DS-CNN-M
+def test_language_of_another_architecture_is_refused(base_export, feats):
     from polykws.training.models import ds_cnn_m
 
+    f = feats["ar"]
     other = ds_cnn_m(num_classes=10).eval()
     with pytest.raises(ExportError, match="structure"):
         export_language(base_export, other, f.labels, f.x_train, lang="xx", parity_x=f.x_test[:4])
