@@ -10,7 +10,7 @@ frontend configuration. Test vectors for the benchmark come from an `.npz` with 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class FirmwarePack:
     base_labels: tuple[str, ...]
     frontend: dict[str, Any]
     languages: tuple[str, ...]  # blob languages in image order
+    # The exporter's host TFLM accuracy per language on its test split (manifest), when recorded.
+    export_accuracy: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def base(self) -> bytes:
@@ -94,6 +96,10 @@ def load_pack(path: str | Path) -> FirmwarePack:
     except BlobError as exc:
         raise PolykwsError(str(exc)) from None
     frontend = base_d.get("frontend") or manifest.get("frontend") or {}
+    export_acc = {}
+    for lang, entry in [(base_d.get("lang"), base_d), *(manifest.get("languages") or {}).items()]:
+        if isinstance(entry, dict) and entry.get("int8_acc") is not None:
+            export_acc[str(lang)] = {"int8_acc": float(entry["int8_acc"]), "test_clips": entry.get("test_clips")}
     return FirmwarePack(
         source=pack,
         flash_image=image,
@@ -101,6 +107,7 @@ def load_pack(path: str | Path) -> FirmwarePack:
         base_labels=tuple(base_d["labels"]),
         frontend=dict(frontend),
         languages=tuple(e.lang for e in img.entries),
+        export_accuracy=export_acc,
     )
 
 

@@ -98,6 +98,7 @@ class LangRow:
     per_inference_max: float
     select_cost: float
     arena_used: int
+    export_accuracy: float | None = None  # the pack manifest's host TFLM figure, when n covers its test split
 
     @property
     def accuracy(self) -> float:
@@ -146,20 +147,22 @@ class BenchResult:
     def table(self) -> str:
         u = self.unit
         lines = [
-            f"| lang | model | n | QEMU acc | host TFLM acc | equal | {u}/inference | switch {u} | arena used |",
-            "|---|---|---|---|---|---|---|---|---|",
+            f"| lang | model | n | QEMU acc | host TFLM acc | pack's TFLM acc | equal | {u}/inference | switch {u} | arena used |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.rows:
+            packed = f"{r.export_accuracy:.4f}" if r.export_accuracy is not None else "-"
             lines.append(
-                f"| {r.lang} | {r.source} | {r.n} | {r.accuracy:.4f} | {r.host_accuracy:.4f} | "
+                f"| {r.lang} | {r.source} | {r.n} | {r.accuracy:.4f} | {r.host_accuracy:.4f} | {packed} | "
                 f"{'yes' if r.device_correct == r.host_correct and not self.mismatches else 'NO'} | "
                 f"{r.per_inference:,.0f} | {r.select_cost:,.0f} | {r.arena_used} |"
             )
         return "\n".join(lines)
 
 
-def _rows(report: AppReport, host: dict[str, HostLang]) -> list[LangRow]:
+def _rows(report: AppReport, host: dict[str, HostLang], pack: FirmwarePack | None = None) -> list[LangRow]:
     rows = []
+    exported = pack.export_accuracy if pack else {}
     for lang, b in report.bench.items():
         sw = [s for s in report.switches if s.lang == lang][-1]
         upt = report.units_per_tick
@@ -175,6 +178,8 @@ def _rows(report: AppReport, host: dict[str, HostLang]) -> list[LangRow]:
                 per_inference_max=b.ticks_max * upt,
                 select_cost=sw.select_ticks * upt,
                 arena_used=sw.arena_used,
+                export_accuracy=(exported[lang]["int8_acc"]
+                                 if lang in exported and exported[lang].get("test_clips") == b.n else None),
             )
         )
     return rows
@@ -198,7 +203,7 @@ def bench_firmware(app: BuiltApp, timeout_s: float = 3600.0) -> BenchResult:
         kernels=app.config.kernels,
         unit=report.unit,
         mean_kernel=report.header.get("mean", "reference"),
-        rows=_rows(report, host),
+        rows=_rows(report, host, app.pack),
         arena_bytes=app.arena_bytes,
         flash_bytes=s.flash_bytes,
         ram_bytes=s.ram_bytes,
