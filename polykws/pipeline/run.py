@@ -235,9 +235,6 @@ def run(cfg: PipelineConfig, *, force: Iterable[str] = (), plan_only: bool = Fal
 
     console = Console(stderr=True)
     t0 = time.perf_counter()
-    # TensorFlow's C++ INFO lines (oneDNN notices) would interleave with the progress display;
-    # warnings and errors still show. Set before any worker starts so workers inherit it.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     stages = build_stages(cfg, progress=show_progress)
     store = ArtifactStore(cfg.artifacts_uri)
     if plan_only:
