@@ -35,10 +35,12 @@ static uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
-uint32_t pkw_crc32(const uint8_t *data, size_t len) {
+uint32_t pkw_crc32(const uint8_t *data, size_t len) { return pkw_crc32_update(0u, data, len); }
+
+uint32_t pkw_crc32_update(uint32_t crc, const uint8_t *data, size_t len) {
     /* Bitwise on purpose: no 1 KB table in flash, and a blob is checked once per language switch. */
-    uint32_t crc = 0xFFFFFFFFu;
     size_t i;
+    crc ^= 0xFFFFFFFFu;
     for (i = 0; i < len; ++i) {
         unsigned bit;
         crc ^= data[i];

@@ -83,6 +83,8 @@ pkwb_status pkwb_apply_prehashed(const pkwb_blob *blob, const uint8_t *base, siz
 
 /* IEEE 802.3 CRC-32 (zlib.crc32), reflected, poly 0xEDB88320. */
 uint32_t pkw_crc32(const uint8_t *data, size_t len);
+/* Running form, as zlib.crc32(data, crc): pkw_crc32_update(pkw_crc32(a), b) == pkw_crc32(a + b). */
+uint32_t pkw_crc32_update(uint32_t crc, const uint8_t *data, size_t len);
 
 /* ---- Flash image (PKWF): the base once, then N blobs, found through the table at the start. */
 typedef struct {

@@ -140,6 +140,11 @@ class _Writer:
         n = len(self.expect) + 1
         self._add(f"crc {f}", Expectation(n, "crc", name, value=f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"))
 
+    def crc_split(self, data: bytes, k: int, name: str) -> None:
+        f = self.file(data, "crc")
+        n = len(self.expect) + 1
+        self._add(f"crcsplit {f} {k}", Expectation(n, "crc", name, value=f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"))
+
     def apply(self, blob: bytes, base: bytes, name: str) -> Expectation:
         n = len(self.expect) + 1
         fb, fm = self.file(blob, "blob"), self.file(base, "base")
@@ -488,6 +493,9 @@ def write_vectors(out_dir: Path, seed: int = 1234, mutations: int = 240) -> list
         w.sha(data, f"sha_len_{n}")
         if n % 7 == 0 or n > 1000:
             w.crc(data, f"crc_len_{n}")
+        if n in (0, 1, 63, 129, 4096):
+            for k in sorted({0, n // 3, n}):
+                w.crc_split(data, k, f"crc_split_{n}_{k}")
 
     goods = []
     for name, base, target, lang, labels, meta in _good_cases(rng):

@@ -8,6 +8,7 @@
  * Commands (one per line):
  *   sha   <file>                 -> "R <n> sha <hex>"
  *   crc   <file>                 -> "R <n> crc <hex8>"
+ *   crcsplit <file> <k>          -> "R <n> crc <hex8>", chained: pkw_crc32_update(pkw_crc32(first k), rest)
  *   apply <blob> <base> <out>    -> "R <n> <error name> [lang=<l> labels=<hex,..> patches=<k> meta=<bytes>]"
  *                                   and, on success, the patched model written to <out>
  *   image <image> <outprefix>    -> "R <n> <error name> [blobs=<k>]" then per blob
@@ -101,6 +102,12 @@ int main(int argc, char **argv) {
             long len = read_file(p1, g_a, sizeof g_a);
             if (len < 0) { printf("R %u io %s\n", n, p1); ++io_failures; continue; }
             printf("R %u crc %08lx\n", n, (unsigned long)pkw_crc32(g_a, (size_t)len));
+        } else if (fields >= 3 && strcmp(cmd, "crcsplit") == 0) {
+            long len = read_file(p1, g_a, sizeof g_a);
+            unsigned long k = strtoul(p2, NULL, 10);
+            if (len < 0 || k > (unsigned long)len) { printf("R %u io %s\n", n, p1); ++io_failures; continue; }
+            printf("R %u crc %08lx\n", n,
+                   (unsigned long)pkw_crc32_update(pkw_crc32(g_a, (size_t)k), g_a + k, (size_t)len - (size_t)k));
         } else if (fields >= 4 && strcmp(cmd, "apply") == 0) {
             pkwb_blob blob;
             pkwb_status st;
