@@ -2,7 +2,7 @@
 
     nice -n 10 .venv/bin/python bench/transfer.py --base artifacts/base/ds_cnn_s_mfcc.pt
     .venv/bin/python bench/transfer.py --base B --langs uk --methods swr,head_only --seeds 0 --budgets 1000
-    .venv/bin/python bench/transfer.py --base B --time-swr          # SWR wall time per language (2 threads)
+    .venv/bin/python bench/transfer.py --base B --time-swr          # SWR wall time per language (--threads, default 1)
     .venv/bin/python bench/transfer.py --base B --report-only       # re-aggregate finished rows
 
 Languages and tasks come from configs/shared-real.yaml (uk/ar/bn/gu digits + _silence_, lt 10
@@ -311,7 +311,12 @@ def report(out: Path, langs: list[str], meta: dict) -> dict:
 
 
 def time_swr(args) -> None:
-    """Wall time of one SWR adaptation per language (features already cached), 2 torch threads."""
+    """Wall time of one SWR adaptation per language (features already cached).
+
+    `--threads` torch threads (default 1): on this shared 2-core machine two intra-op threads
+    spin against the other helpers' jobs and run several times slower than one; on an idle
+    2-core machine use 2.
+    """
     import torch
 
     from polykws.training.adapt import TrainConfig, adapt, method_config
@@ -319,7 +324,7 @@ def time_swr(args) -> None:
     from polykws.training.cli_adapt import load_language_splits
     from polykws.utils import atomic_write_json
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     base = load_model(args.base)
     results = {}
     for lang in args.langs:
@@ -329,14 +334,14 @@ def time_swr(args) -> None:
             loads.append(os.getloadavg()[0])
             cpu0 = time.process_time()
             res = adapt(base.model, splits, method_config("swr", budget_params=TARGET_BUDGET),
-                        TrainConfig(seed=rep, num_threads=2, **({"epochs": args.epochs} if args.epochs else {})))
+                        TrainConfig(seed=rep, num_threads=args.threads, **({"epochs": args.epochs} if args.epochs else {})))
             walls.append(res.wall_s)
             cpu = time.process_time() - cpu0
         results[lang] = {"wall_median_s": statistics.median(walls), "walls_s": walls, "cpu_s_last": cpu,
                          "load_avg_1min": loads, "train_clips": len(splits["train"])}
         print(f"{lang}: SWR@{TARGET_BUDGET} median {statistics.median(walls):.1f} s wall over {len(walls)} runs "
               f"(load avg {statistics.fmean(loads):.1f}; {len(splits['train'])} train clips)", flush=True)
-    atomic_write_json(args.out / "swr_timing.json", {"threads": 2, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    atomic_write_json(args.out / "swr_timing.json", {"threads": args.threads, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                                       "machine": f"{platform.machine()}, {os.cpu_count()} cores", "results": results})
 
 
@@ -354,8 +359,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("runs/bench_transfer"))
     ap.add_argument("--report-only", action="store_true")
-    ap.add_argument("--time-swr", action="store_true", help="only time SWR (budget 1000) per language with 2 threads")
+    ap.add_argument("--time-swr", action="store_true", help="only time SWR (budget 1000) per language")
     ap.add_argument("--repeats", type=int, default=3, help="--time-swr repetitions per language")
+    ap.add_argument("--threads", type=int, default=1, help="--time-swr torch threads")
     args = ap.parse_args()
     args.langs = [s for s in args.langs.split(",") if s]
     args.budgets = [int(b) for b in args.budgets.split(",") if b]
