@@ -103,6 +103,8 @@ class BaseSection:
     model: str = "ds_cnn_s"
     # Reuse a trained base (a polykws model file) instead of pretraining one.
     checkpoint: str = ""
+    # The command that produces `checkpoint` (shown when the file is missing).
+    build_command: str = ""
     # Extra languages pooled into pretraining (their train split only, never val/test speakers).
     pool_languages: tuple[str, ...] = ()
     fit: Mapping[str, Any] = field(default_factory=dict)
@@ -404,7 +406,9 @@ def validate_with_layers(cfg: PipelineConfig) -> None:
             except ConfigError as exc:
                 raise ConfigError(f"data.tasks.{lang}: {exc}") from None
     if cfg.base.checkpoint and not resolve_path(cfg.base.checkpoint).is_file():
-        raise ConfigError(f"base.checkpoint: {resolve_path(cfg.base.checkpoint)} does not exist")
+        # Say how to get one: a base is a `polykws train base` output, never downloaded.
+        hint = f"; build it with: {cfg.base.build_command}" if cfg.base.build_command else ""
+        raise ConfigError(f"base.checkpoint: {resolve_path(cfg.base.checkpoint)} does not exist{hint}")
 
 
 def _build_dataclass(cls: type, data: Mapping[str, Any], path: str) -> Any:

@@ -290,8 +290,13 @@ def given_base_stage(ctx: StageContext) -> dict[str, Any]:
     from polykws.training.evaluate import evaluate
     from polykws.training.profile import count_params_macs as profile_model
 
+    from polykws.utils import sha256_file
+
     c = ctx.config
-    src = Path(c["checkpoint"])
+    # The path is runtime (moving the file must not invalidate the stage); its hash is the key.
+    src = Path(ctx.runtime["checkpoint"])
+    if sha256_file(src) != c["checkpoint_sha256"]:
+        raise PolykwsError(f"{src}: changed since the run was planned (SHA-256 differs from the config's)")
     loaded = load_model(src)
     if loaded.frontend.kind != c["frontend"]:
         raise PolykwsError(f"{src}: base uses frontend {loaded.frontend.kind!r}, the config says {c['frontend']!r}")

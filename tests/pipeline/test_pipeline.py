@@ -77,6 +77,35 @@ def test_run_reuse_and_dependent_reruns(tmp_path, corpus):
     assert fourth["features/cc"].summary["labels"][:3] == ["zwei", "ein", "drei"]
 
 
+def test_given_base_checkpoint_is_reused_verified_and_explained(tmp_path, corpus):
+    """base.checkpoint: the file is copied in (keyed by its hash, not its path) and adapted from;
+    a missing file names the command that builds it."""
+    import shutil
+
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run")
+    trained = _run(_load(tmp_path, raw))
+    given = tmp_path / "elsewhere" / "base.pt"
+    given.parent.mkdir()
+    shutil.copyfile(trained["base"].path / "base.pt", given)
+
+    raw_g = {**raw, "artifacts": str(tmp_path / "store_g"), "output": str(tmp_path / "run_g"),
+             "base": {**raw["base"], "checkpoint": str(given), "build_command": "polykws train base --config x.yaml"}}
+    res = _run(_load(tmp_path, raw_g))
+    base = res["base"].summary
+    assert base["given"] is True and base["state_sha256"] == trained["base"].summary["state_sha256"]
+    assert res["adapt/bb/head_only/s0"].summary["test_clips"] > 0
+
+    moved = tmp_path / "moved" / "base.pt"  # same file elsewhere: same key, stage reused
+    moved.parent.mkdir()
+    shutil.copyfile(given, moved)
+    raw_m = {**raw_g, "base": {**raw_g["base"], "checkpoint": str(moved)}}
+    assert "base" not in _run(_load(tmp_path, raw_m)).ran()
+
+    raw_missing = {**raw_g, "base": {**raw_g["base"], "checkpoint": str(tmp_path / "nope.pt")}}
+    with pytest.raises(ConfigError, match=r"nope\.pt does not exist; build it with: polykws train base --config x\.yaml"):
+        _load(tmp_path, raw_missing)
+
+
 def test_config_errors_name_the_file_and_field(tmp_path, corpus):
     raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run")
     raw["adapt"]["fit"]["epochs"] = 0
