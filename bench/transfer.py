@@ -251,18 +251,23 @@ def markdown(agg: dict, langs: list[str], target: dict, meta: dict) -> str:
     def cell(e: dict | None) -> str:
         if not e:
             return "-"
-        return f"{100 * e['test_mean']:.1f} ± {100 * e['test_sd']:.1f}"
+        # A single seed has no spread: print no "± 0.0" that would read as a measured one.
+        return f"{100 * e['test_mean']:.1f} ± {100 * e['test_sd']:.1f}" if e["seeds"] > 1 else f"{100 * e['test_mean']:.1f}"
+
+    def seeds(e: dict) -> str:
+        n = sorted({v["seeds"] for k, v in e.items() if k != "mean"})
+        return str(n[0]) if len(n) == 1 else f"{n[0]}-{n[-1]}"
 
     keys = sorted(agg, key=lambda k: (k[0] != "swr", k[0], k[1] or 0))
     lines = [
-        f"| method | budget (body) | updated params (mean, body + head) | {' | '.join(langs)} | mean over languages |",
-        "|---|---|---|" + "---|" * len(langs) + "---|",
+        f"| method | budget (body) | updated params (mean, body + head) | seeds | {' | '.join(langs)} | mean over languages |",
+        "|---|---|---|---|" + "---|" * len(langs) + "---|",
     ]
     for method, budget in keys:
         e = agg[(method, budget)]
         params = e.get("mean", {}).get("params_mean") or statistics.fmean(v["params_mean"] for k, v in e.items() if k != "mean")
         lines.append(
-            f"| {method} | {budget if budget is not None else '-'} | {params:,.0f} | "
+            f"| {method} | {budget if budget is not None else '-'} | {params:,.0f} | {seeds(e)} | "
             + " | ".join(cell(e.get(lang)) for lang in langs)
             + f" | {cell(e.get('mean'))} |"
         )
