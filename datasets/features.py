@@ -288,13 +288,18 @@ def _noise_files(noise_dir: str | os.PathLike | None) -> list[str]:
 
 
 def split_noise_files(paths: Sequence[str], split_cfg: SplitConfig = SplitConfig()) -> dict[str, list[str]]:
-    """Noise files per split, by file (quota rule over file names): no recording spans two splits."""
+    """Noise files per split, by file (quota rule over file names): no recording spans two splits.
+
+    Keyed by the file *name*, never its directory: the same noise folder mounted elsewhere (another
+    checkout, a CI machine) must give the same `_silence_` splits. Two files with one name share a split.
+    """
     if not paths:
         return {s: [] for s in SPLITS}
-    assignment, _ = speaker_splits([f"noise:{p}" for p in paths], SplitConfig(val_pct=split_cfg.val_pct, test_pct=split_cfg.test_pct, mode="quota"))
+    keys = {p: f"noise:{os.path.basename(p)}" for p in paths}
+    assignment, _ = speaker_splits(sorted(set(keys.values())), SplitConfig(val_pct=split_cfg.val_pct, test_pct=split_cfg.test_pct, mode="quota"))
     out: dict[str, list[str]] = {s: [] for s in SPLITS}
     for p in sorted(paths):
-        out[assignment[f"noise:{p}"]].append(p)
+        out[assignment[keys[p]]].append(p)
     return out
 
 

@@ -125,6 +125,9 @@ def test_noise_files_never_span_splits():
     assert sorted(p for ps in by_split.values() for p in ps) == sorted(paths)
     assert all(len(by_split[s]) >= 2 for s in ("val", "test"))
     assert split_noise_files(paths) == by_split
+    # The same files under another directory land in the same splits (location independence).
+    moved = split_noise_files([p.replace("/noise/", "/mnt/elsewhere/noise/") for p in paths])
+    assert {s: [p.rsplit("/", 1)[1] for p in ps] for s, ps in moved.items()} == {s: [p.rsplit("/", 1)[1] for p in ps] for s, ps in by_split.items()}
 
 
 def test_gsc_12_and_35_class_modes(tmp_path, kit):

@@ -193,8 +193,6 @@ def test_gsc_and_mswc_roots_scan_into_one_manifest(gsc_mswc_runs):
     assert moved["scan"].manifest["content_hash"] == res["scan"].manifest["content_hash"]
 
 
-@pytest.mark.xfail(strict=True, reason="datasets.features.split_noise_files splits noise files by a hash of their absolute "
-                   "path, so moving the data moves _silence_ crops between splits (reported to the datasets owner)")
 def test_features_do_not_depend_on_where_the_data_lives(gsc_mswc_runs):
     res, moved = gsc_mswc_runs
     for name in ("features/en", "features/de"):
