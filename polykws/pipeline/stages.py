@@ -475,9 +475,16 @@ def tflm_eval_stage(ctx: StageContext) -> dict[str, Any]:
         _save_int8_eval(ctx.out / lang, r, test.y, test.labels)
         results[lang] = {"int8_acc": r.accuracy, "arena_bytes": r.arena_bytes, "test_clips": len(test.y), "tflite_sha256": sha256_bytes(model)}
     test = load_splits(ctx.input(f"features/{c['base_language']}"))["test"]
-    r = evaluate_tflm(base, test.x, test.y, num_labels=len(test.labels))
-    _save_int8_eval(ctx.out / c["base_language"], r, test.y, test.labels)
-    results[c["base_language"]] = {"int8_acc": r.accuracy, "arena_bytes": r.arena_bytes, "test_clips": len(test.y), "base": True}
+    base_labels = read_json(ctx.input("pack") / "manifest.json")["base"]["labels"]
+    if tuple(base_labels) == tuple(test.labels):
+        r = evaluate_tflm(base, test.x, test.y, num_labels=len(test.labels))
+        _save_int8_eval(ctx.out / c["base_language"], r, test.y, test.labels)
+        results[c["base_language"]] = {"int8_acc": r.accuracy, "arena_bytes": r.arena_bytes, "test_clips": len(test.y), "base": True}
+    else:
+        # A given base pretrained on other classes (e.g. the shipped 168-class base) has no test split
+        # of this config's base task to be scored on; say so instead of scoring the wrong classes.
+        results[c["base_language"]] = {"base": True, "int8_acc": None,
+                                       "skipped": f"base has {len(base_labels)} classes, the {c['base_language']} task has {len(test.labels)}"}
     atomic_write_json(ctx.out / "tflm.json", results)
     langs = [v["int8_acc"] for v in results.values() if not v.get("base")]
     mean = float(np.mean(langs)) if langs else float("nan")
@@ -498,10 +505,17 @@ def firmware_stage(ctx: StageContext) -> dict[str, Any]:
         return {"status": "skipped", "reason": reason, "headline": f"skipped: {reason}"}
     from polykws.firmware.workflow import FirmwareConfig, bench_firmware, build_firmware
 
-    vectors = {}
+    vectors, langs, not_benched = {}, [], {}
+    base_info = read_json(ctx.input("pack") / "manifest.json")["base"]
     for lang in c["languages"]:
         test = load_splits(ctx.input(f"features/{lang}"))["test"]
+        if lang == base_info["lang"] and base_info["labels"] != len(test.labels):
+            # A given base pretrained on other classes has no matching test split here: its accuracy
+            # would be meaningless, so it is not benchmarked (the languages are).
+            not_benched[lang] = f"base has {base_info['labels']} classes, the {lang} task has {len(test.labels)}"
+            continue
         vectors[f"{lang}_x"], vectors[f"{lang}_y"] = test.x, test.y
+        langs.append(lang)
     npz = Path(ctx.runtime.get("build_root") or ctx.out) / "vectors.npz"
     npz.parent.mkdir(parents=True, exist_ok=True)
     np.savez(npz, **vectors)
@@ -510,7 +524,7 @@ def firmware_stage(ctx: StageContext) -> dict[str, Any]:
         for kernels in c["kernels"]:
             fcfg = FirmwareConfig(board, kernels, per_lang=int(c["bench_samples"]),
                                   build_root=Path(ctx.runtime["build_root"]) if ctx.runtime.get("build_root") else None)
-            app = build_firmware(fcfg, ctx.input("pack"), npz, list(c["languages"]))
+            app = build_firmware(fcfg, ctx.input("pack"), npz, langs)
             res = bench_firmware(app)
             if res.mismatches:
                 raise PolykwsError(f"{board}/{kernels}: firmware output differs from the host TFLM runtime: " + "; ".join(res.mismatches[:5]))
@@ -521,8 +535,8 @@ def firmware_stage(ctx: StageContext) -> dict[str, Any]:
                              "n": r["n"], "instructions": r["per_inference"], "unit": res.unit,
                              "flash_bytes": res.flash_bytes, "ram_bytes": res.ram_bytes})
     npz.unlink(missing_ok=True)
-    atomic_write_json(ctx.out / "firmware.json", {"status": "measured", "rows": rows, "bench": results})
-    return {"status": "measured", "rows": rows, "headline": f"{len(rows)} language x board rows measured under QEMU"}
+    atomic_write_json(ctx.out / "firmware.json", {"status": "measured", "rows": rows, "bench": results, "not_benched": not_benched})
+    return {"status": "measured", "rows": rows, "not_benched": not_benched, "headline": f"{len(rows)} language x board rows measured under QEMU"}
 
 
 # --- report ---------------------------------------------------------------------------------------
