@@ -228,9 +228,11 @@ LANG_HEADER = ["language", "method", "budget", "keywords", "test clips", "float 
 def _kw(labels: Iterable[str] | None) -> str:
     if not labels:
         return "-"
+    labels = list(labels)
     kws = [k for k in labels if not (k.startswith("_") and k.endswith("_"))]
-    extra = len(list(labels)) - len(kws)
-    s = ", ".join(kws)
+    extra = len(labels) - len(kws)
+    # A pretraining head (e.g. 166 words in 8 languages) would swamp the table: show its size instead.
+    s = ", ".join(kws) if len(kws) <= 24 else f"{len(kws)} words ({', '.join(kws[:6])}, …)"
     return s + (f" (+{extra} filler)" if extra else "")
 
 
@@ -395,7 +397,7 @@ def render_report(data: dict[str, Any], out_dir: str | Path) -> list[Path]:
         md += ["## Flash budget", "", _md_table(["item", "bytes", ""], fl_rows), ""]
     md += ["## Firmware", ""]
     if fw.get("status") == "measured" and fw.get("rows"):
-        md += [_md_table(FW_HEADER, firmware_rows(fw)), ""]
+        md += [_md_table(FW_HEADER, firmware_rows(fw)), ""] + ([fw["note"], ""] if fw.get("note") else [])
     else:
         md += [f"Skipped: {fw.get('reason', 'no reason recorded')}", ""]
     if conf_pngs:

@@ -117,6 +117,8 @@ def collect_report_data(ctx: StageContext) -> dict[str, Any]:
     if has("firmware"):
         fw = ctx.summary("firmware")
         firmware = {"status": fw.get("status"), "reason": fw.get("reason"), "rows": fw.get("rows") or []}
+        if fw.get("not_benched"):
+            firmware["note"] = "Not benchmarked: " + "; ".join(f"{lang} ({why})" for lang, why in fw["not_benched"].items())
     elif not c.get("export_enabled", True):
         firmware = {"status": "skipped", "reason": "export is disabled in this config (export.enabled: false), so there is no image to flash"}
     else:

@@ -509,10 +509,10 @@ def firmware_stage(ctx: StageContext) -> dict[str, Any]:
     base_info = read_json(ctx.input("pack") / "manifest.json")["base"]
     for lang in c["languages"]:
         test = load_splits(ctx.input(f"features/{lang}"))["test"]
-        if lang == base_info["lang"] and base_info["labels"] != len(test.labels):
+        if lang == base_info["lang"] and list(base_info["labels"]) != list(test.labels):
             # A given base pretrained on other classes has no matching test split here: its accuracy
             # would be meaningless, so it is not benchmarked (the languages are).
-            not_benched[lang] = f"base has {base_info['labels']} classes, the {lang} task has {len(test.labels)}"
+            not_benched[lang] = f"base has {len(base_info['labels'])} classes, the {lang} task has {len(test.labels)}"
             continue
         vectors[f"{lang}_x"], vectors[f"{lang}_y"] = test.x, test.y
         langs.append(lang)
