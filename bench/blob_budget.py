@@ -3,6 +3,7 @@
     nice -n 10 .venv/bin/python bench/blob_budget.py --base artifacts/base/ds_cnn_s_mfcc.pt --seeds 0,1,2 --stop-after-min 48
     .venv/bin/python bench/blob_budget.py --base B --langs lt --only head_only,swr@1000     # a few rows
     .venv/bin/python bench/blob_budget.py --base B --seeds 0,1,2 --report-only               # re-aggregate finished rows
+    nice -n 10 .venv/bin/python bench/blob_budget.py --base B --swr-budget-bytes 1000,3000    # validate SWR's byte estimate
 
 Issue 5's size target is "each language blob <= 5 % of the base .tflite at the SWR budget that
 meets the transfer accuracy target". Parameter budgets and blob bytes are different currencies: a
@@ -81,6 +82,13 @@ def method_cfg_of(job: dict):
     BYTE_FRIENDLY_FAMILIES through SWRConfig.with_families (the CLI's --families path)."""
     from polykws.training.adapt import get_method, method_config
 
+    if job["variant"].startswith("swr_blob"):  # --swr-budget-bytes: SWR under SWRConfig.budget_bytes
+        _, _, fams = job["variant"].partition("-")  # swr_blob-scale+bias: --swr-families
+        if fams:
+            from polykws.training.swr import SWRConfig
+
+            return method_config("swr", budget_bytes=job["budget"], options=SWRConfig.with_families(fams.split("+")).options)
+        return method_config("swr", budget_bytes=job["budget"])
     if job["variant"] == "swr_bytes":
         from polykws.training.swr import SWRConfig
 
@@ -165,7 +173,8 @@ def run_row(job: dict, base_loaded, base_ex, splits: dict, args) -> dict:
     # hash): its size is part of every blob, so the bytes measured here are the shipped ones.
     ex = export_language(base_ex, res.model, res.labels, splits["train"].x, lang=job["lang"], scales="auto", parity_x=test.x,
                          max_calibration=args.calibration,
-                         meta={"method": res.method, "budget_params": job["budget"], "seed": job["seed"], "model_sha256": state_sha256(res.model)})
+                         meta={"method": res.method, "seed": job["seed"], "model_sha256": state_sha256(res.model),
+                               **({"budget_params": None, "budget_bytes": job["budget"]} if job["variant"].startswith("swr_blob") else {"budget_params": job["budget"]})})
     export_s = time.perf_counter() - t
     if apply_blob(base_ex.tflite, ex.blob) != ex.tflite:
         raise PolykwsError(f"{job_key(job)}: base + blob is not byte-identical to the exported model")
@@ -193,6 +202,7 @@ def run_row(job: dict, base_loaded, base_ex, splits: dict, args) -> dict:
         export_s=export_s,
         selection=json.dumps(res.details.get("selection")) if "selection" in res.details else "",
         delta_config=res.details.get("config", ""),
+        estimated_body_blob_bytes=res.details.get("estimated_body_blob_bytes"),
         breakdown=bd,
         **_roles(bd),
     )
@@ -403,6 +413,40 @@ def report(out: Path, jobs: list[dict], langs: list[str], base_ex, meta: dict) -
     print(md)
 
 
+def swr_budget_bytes_report(out: Path, langs: list[str], seeds: list[int], budgets: list[int], meta: dict, variant: str = "swr_blob") -> None:
+    """--swr-budget-bytes: SWR's estimated body blob bytes against the exporter's, per row.
+
+    Actual body bytes = blob - the same language's and seed's head-only blob, with the difference
+    in metadata size taken out (the two blobs' JSON metadata differ in length)."""
+    from polykws.utils import atomic_write_json, atomic_write_text
+
+    rows = []
+    for lg in langs:
+        for seed in seeds:
+            ho = json.loads((out / "rows" / f"{lg}__head_only__none__s{seed}.json").read_text())
+            for b in budgets:
+                r = json.loads((out / "rows" / f"{lg}__{variant}__{b}__s{seed}.json").read_text())
+                diff = r["blob_bytes"] - ho["blob_bytes"]
+                actual = diff - (r["metadata_bytes"] - ho["metadata_bytes"])
+                est = r["estimated_body_blob_bytes"]
+                rows.append({"lang": lg, "seed": seed, "budget_bytes": b, "estimated_body_bytes": est, "blob_bytes": r["blob_bytes"],
+                             "head_only_blob_bytes": ho["blob_bytes"], "blob_minus_head_only": diff, "actual_body_bytes": actual,
+                             "estimate_over_actual": est / actual if actual > 0 else None, "body_params": r["body_params"],
+                             "int8_acc": r["int8_acc"], "float_acc": r["float_acc"], "head_only_int8_acc": ho["int8_acc"],
+                             "selection": r["selection"]})
+    lines = ["| lang | seed | budget B | selection | body params | estimated body B | blob B | blob - head-only B | actual body B (meta-corrected) "
+             "| estimate / actual | int8 % (float) | head-only int8 % |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = "-" if r["estimate_over_actual"] is None else f"{r['estimate_over_actual']:.2f}"
+        lines.append(f"| {r['lang']} | {r['seed']} | {r['budget_bytes']:,} | {r['selection']} | {r['body_params']:,} | {r['estimated_body_bytes']:,} | "
+                     f"{r['blob_bytes']:,} | {r['blob_minus_head_only']:,} | {r['actual_body_bytes']:,} | {ratio} | "
+                     f"{100 * r['int8_acc']:.1f} ({100 * r['float_acc']:.1f}) | {100 * r['head_only_int8_acc']:.1f} |")
+    md = "\n".join(lines)
+    atomic_write_json(out / f"{variant}.json", {**meta, "rows": rows})
+    atomic_write_text(out / f"{variant}.md", md + "\n")
+    print(md)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", type=Path, required=True, help="the shipped base model file")
@@ -416,6 +460,11 @@ def main() -> None:
     ap.add_argument("--stop-after-min", type=float, default=None, help="start no new row after this many minutes")
     ap.add_argument("--out", type=Path, default=Path("runs/bench_blob"))
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--swr-budget-bytes", default=None,
+                    help="comma-separated byte budgets: run only head-only and SWR with SWRConfig.budget_bytes, and write "
+                         "swr_blob.md/json (estimated vs exported body bytes) instead of the main report")
+    ap.add_argument("--swr-families", default=None, help="with --swr-budget-bytes: restrict SWR's options to these families "
+                    "(SWRConfig.with_families); rows and report are named swr_blob-<fam>+<fam>")
     args = ap.parse_args()
     langs = [s for s in args.langs.split(",") if s]
     budgets = [int(b) for b in args.budgets.split(",") if b]
@@ -428,6 +477,11 @@ def main() -> None:
 
     seeds = [int(s) for s in args.seeds.split(",") if s]
     jobs = make_jobs(langs, seeds, budgets)
+    byte_budgets = [int(b) for b in args.swr_budget_bytes.split(",") if b] if args.swr_budget_bytes else []
+    blob_variant = "swr_blob" + ("-" + "+".join(f for f in args.swr_families.split(",") if f) if args.swr_families else "")
+    if byte_budgets:
+        jobs = [{"lang": lg, "variant": v, "budget": b, "seed": s} for s in seeds
+                for v, b in [("head_only", None)] + [(blob_variant, b) for b in byte_budgets] for lg in langs]
     if args.only:
         want = {c.strip() for c in args.only.split(",") if c.strip()}
         jobs = [j for j in jobs if (j["variant"] if j["budget"] is None else f"{j['variant']}@{j['budget']}") in want]
@@ -456,6 +510,9 @@ def main() -> None:
     rows_dir.mkdir(exist_ok=True)
     if not args.report_only:
         run_jobs(args, jobs, rows_dir, base_loaded, base_ex, splits)
+    if byte_budgets:
+        swr_budget_bytes_report(args.out, langs, seeds, byte_budgets, meta, blob_variant)
+        return
     report(args.out, jobs, langs, base_ex, meta)
 
 

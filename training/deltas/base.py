@@ -201,6 +201,12 @@ class DeltaLayer(nn.Module):
         """Exact number of parameters a language stores for this site."""
         raise NotImplementedError
 
+    @classmethod
+    def blob_bytes(cls, module: nn.Module, cfg: DeltaConfig) -> int:
+        """Estimated int8 blob bytes this delta adds for this site (training/deltas/blob_bytes.py),
+        from shapes only: what SWR budgets when `SWRConfig.budget_bytes` is set."""
+        raise NotImplementedError
+
     def delta_weight(self) -> torch.Tensor:
         """ΔW with the base weight's shape (computed against the unmerged W0)."""
         raise NotImplementedError

@@ -91,10 +91,20 @@ class SWRConfig:
     Epochs: `warmup_fraction` and `search_fraction` of TrainConfig.epochs go to the supernet
     warm-up and the policy search; the rest fine-tunes the selected deltas, so SWR trains for
     the same number of epochs as every other method.
+
+    `budget_bytes` (optional, >= 1) switches the search's currency to *estimated blob bytes*: the
+    cost matrix, the dual ascent and the projection then use each family's `blob_bytes()`
+    estimate (training/deltas/blob_bytes.py: int8 weights, int32 biases, float32 scales and
+    patch-record overhead of the weight-diff blob) and the selection's estimate is <= budget_bytes.
+    There is one constraint, not two: with `budget_bytes` set, `budget_params` is ignored for
+    selection (the run still reports the body's parameter count). The byte budget covers the
+    body only (not the head, the blob header or metadata), so it cannot be combined with
+    `budget_includes_head`.
     """
 
     budget_params: int = 1000
     budget_includes_head: bool = False
+    budget_bytes: int | None = None
     options: tuple[SWROption, ...] = DEFAULT_OPTIONS
     targets: tuple[str, ...] = BODY_TARGETS
     warmup_fraction: float = 0.2
@@ -119,6 +129,11 @@ class SWRConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.budget_params, int) or self.budget_params < 1:
             raise ConfigError(f"SWRConfig.budget_params must be an integer >= 1, got {self.budget_params!r}")
+        if self.budget_bytes is not None:
+            if isinstance(self.budget_bytes, bool) or not isinstance(self.budget_bytes, int) or self.budget_bytes < 1:
+                raise ConfigError(f"SWRConfig.budget_bytes must be an integer >= 1 or None, got {self.budget_bytes!r}")
+            if self.budget_includes_head:
+                raise ConfigError("SWRConfig.budget_bytes bounds the body's blob bytes only; it cannot be combined with budget_includes_head")
         opts = tuple(SWROption.parse(o) for o in self.options)
         if not opts:
             raise ConfigError("SWRConfig.options must name at least one delta family")

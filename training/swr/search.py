@@ -52,7 +52,10 @@ def project_to_budget(
     refill: bool,
     preference: torch.Tensor | None = None,
 ) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Greedy removal by lowest utility per parameter until cost ≤ budget, then optional refill.
+    """Greedy removal by lowest utility per unit of cost until cost ≤ budget, then optional refill.
+
+    The unit is the supernet's `cost_unit` (parameters, or estimated blob bytes with
+    `SWRConfig.budget_bytes`); the log's `*_per_param` keys are in that unit.
 
     Utility of a selected option = loss increase on (x, y) when its site is switched to "none".
     `preference` (sites, choices), e.g. the policy's probabilities, picks refill candidates.
@@ -97,6 +100,11 @@ def project_to_budget(
     return choices, log
 
 
+def estimated_blob_bytes(dm: DeltaModel) -> int:
+    """Estimated body blob bytes of a DeltaModel's delta layers (each family's `blob_bytes`)."""
+    return int(sum(type(layer).blob_bytes(layer.base_layer, layer.cfg) for layer in dm.delta_layers().values()))
+
+
 def run_swr(ctx, cfg: SWRConfig):
     """The registered `swr` method: returns a MethodRun with the fine-tuned DeltaModel."""
     from polykws.training.adapt import MethodRun  # the harness owns the run protocol
@@ -105,10 +113,14 @@ def run_swr(ctx, cfg: SWRConfig):
     probe = ctx.attach(())
     ctx.probe_head(probe)
     head_params = sum(p.numel() for p in getattr(probe.model, HEAD_SITE).parameters())
-    budget = cfg.budget_params - (head_params if cfg.budget_includes_head else 0)
+    if cfg.budget_bytes is not None:
+        # One constraint: estimated body blob bytes; budget_params is not used for selection.
+        budget, cost_unit = cfg.budget_bytes, "blob_bytes"
+    else:
+        budget, cost_unit = cfg.budget_params - (head_params if cfg.budget_includes_head else 0), "params"
     if budget < 0:
         raise PolykwsError(f"budget of {cfg.budget_params} parameters cannot even hold the {head_params}-parameter head")
-    net = build_supernet(probe, ctx.base_model, cfg.options, cfg.targets, budget)
+    net = build_supernet(probe, ctx.base_model, cfg.options, cfg.targets, budget, cost_unit)
     train = ctx.data["train"]
     gen = torch.Generator().manual_seed(tc.seed * 7919 + 11)
     order = torch.randperm(len(train), generator=gen)
@@ -243,10 +255,18 @@ def run_swr(ctx, cfg: SWRConfig):
             seed_offset=4,
         )
     cost = final.cost()
-    if cost.body > budget:  # the projection guarantees this; a violation is a bug, never a result
+    # The selection's estimate, recomputed from the final layers (not from the supernet's matrix).
+    est_bytes = estimated_blob_bytes(final)
+    # The projection guarantees the bound in the budget's unit; a violation is a bug, never a result.
+    if cost_unit == "blob_bytes" and est_bytes > budget:
+        raise AssertionError(f"SWR selection is estimated at {est_bytes} body blob bytes, over the budget {budget}")
+    if cost_unit == "params" and cost.body > budget:
         raise AssertionError(f"SWR selection costs {cost.body} body parameters, over the budget {budget}")
     details = {
         "budget_body": budget,
+        "budget_unit": cost_unit,
+        "body_params": cost.body,
+        "estimated_body_blob_bytes": est_bytes,
         "selection": selection,
         "argmax_selection": {n: net.options[c - 1].key for n, c in argmax.items() if c},
         "argmax_cost": net.cost_of(argmax),

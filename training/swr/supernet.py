@@ -60,8 +60,9 @@ class Supernet:
     dm: DeltaModel  # the frozen base with its new head; candidate sites replaced by SWRSite
     sites: dict[str, SWRSite]
     options: tuple[SWROption, ...]
-    costs: torch.Tensor  # (sites, choices) float: parameter cost of each choice (0 for none)
+    costs: torch.Tensor  # (sites, choices) float: cost of each choice in `cost_unit` (0 for none)
     mask: torch.Tensor  # (sites, choices) bool: allowed choices (none is always allowed)
+    cost_unit: str = "params"  # "params" (family.cost) or "blob_bytes" (family.blob_bytes estimate)
 
     @property
     def site_names(self) -> list[str]:
@@ -97,9 +98,23 @@ def _set_submodule(root: nn.Module, dotted: str, new: nn.Module) -> None:
     setattr(root.get_submodule(parent_name) if parent_name else root, child, new)
 
 
-def build_supernet(dm: DeltaModel, base_model: nn.Module, options: tuple[SWROption, ...], targets: tuple[str, ...], budget: int) -> Supernet:
+COST_UNITS = ("params", "blob_bytes")
+
+
+def build_supernet(
+    dm: DeltaModel,
+    base_model: nn.Module,
+    options: tuple[SWROption, ...],
+    targets: tuple[str, ...],
+    budget: int,
+    cost_unit: str = "params",
+) -> Supernet:
     """Install an SWRSite on every site `targets` matches. An option is allowed at a site when
-    its family supports the layer and its cost fits the body budget on its own."""
+    its family supports the layer and its cost fits the body budget on its own. `cost_unit`
+    "params" costs an option by its updated parameters (`cost`), "blob_bytes" by its estimated
+    blob bytes (`blob_bytes`); `budget` is in the same unit."""
+    if cost_unit not in COST_UNITS:
+        raise ValueError(f"cost_unit must be one of {COST_UNITS}, got {cost_unit!r}")
     model = dm.model
     sites_all = {n: m for n, m in model.named_modules() if site_kind(m) is not None and n}
     names = match_sites(targets, sites_all)
@@ -117,7 +132,7 @@ def build_supernet(dm: DeltaModel, base_model: nn.Module, options: tuple[SWROpti
             layer_cls = get_delta(option.family).layer_cls
             if not layer_cls.supports(module, cfg):
                 continue
-            cost = layer_cls.cost(module, cfg)
+            cost = layer_cls.blob_bytes(module, cfg) if cost_unit == "blob_bytes" else layer_cls.cost(module, cfg)
             costs[i, j] = cost
             if cost > budget:
                 continue
@@ -126,7 +141,7 @@ def build_supernet(dm: DeltaModel, base_model: nn.Module, options: tuple[SWROpti
         site = SWRSite(module, name, layers, num_choices)
         _set_submodule(model, name, site)
         sites[name] = site
-    return Supernet(dm, sites, options, costs, mask)
+    return Supernet(dm, sites, options, costs, mask, cost_unit)
 
 
 def site_features(net: Supernet, x: torch.Tensor, y: torch.Tensor, batch_size: int, batches: int) -> torch.Tensor:

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from polykws.training.deltas.base import DeltaLayer
+from polykws.training.deltas.blob_bytes import bias_bytes
 
 
 class BiasLayer(DeltaLayer):
@@ -21,6 +22,10 @@ class BiasLayer(DeltaLayer):
     @classmethod
     def cost(cls, module, cfg) -> int:
         return int(module.bias.numel())
+
+    @classmethod
+    def blob_bytes(cls, module, cfg) -> int:
+        return bias_bytes(module)
 
     def delta_weight(self) -> torch.Tensor:
         return torch.zeros_like(self.base_layer.weight)

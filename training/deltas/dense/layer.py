@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from polykws.training.deltas.base import DeltaLayer
+from polykws.training.deltas.blob_bytes import tensor_rewrite_bytes
 
 
 class DenseLayer(DeltaLayer):
@@ -16,6 +17,10 @@ class DenseLayer(DeltaLayer):
     @classmethod
     def cost(cls, module, cfg) -> int:
         return int(module.weight.numel())
+
+    @classmethod
+    def blob_bytes(cls, module, cfg) -> int:
+        return tensor_rewrite_bytes(module)
 
     def delta_weight(self) -> torch.Tensor:
         return self.delta

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from polykws.training.deltas.base import DeltaLayer
+from polykws.training.deltas.blob_bytes import sparse_weight_bytes
 from polykws.utils import ConfigError
 
 
@@ -31,6 +32,12 @@ class DiffPruneLayer(DeltaLayer):
     def cost(cls, module, cfg) -> int:
         # As the only target of its config, a site stores min(k, numel) values.
         return int(min(cfg.k, module.weight.numel()))
+
+    @classmethod
+    def blob_bytes(cls, module, cfg) -> int:
+        # Worst case, every nonzero isolated: one padded patch record each (neighbours merge and
+        # cost less; docs/BENCHMARKS.md measures 7-22 B a nonzero).
+        return sparse_weight_bytes(int(min(cfg.k, module.weight.numel())))
 
     def cost_params(self) -> int:
         return int(self.values.numel()) if self.fixed else type(self).cost(self.base_layer, self.cfg)

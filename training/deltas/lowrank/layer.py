@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from polykws.training.deltas.base import DeltaLayer, weight_matrix_shape
+from polykws.training.deltas.blob_bytes import tensor_rewrite_bytes
 
 
 class LowRankLayer(DeltaLayer):
@@ -30,6 +31,11 @@ class LowRankLayer(DeltaLayer):
     def cost(cls, module, cfg) -> int:
         out_channels, fan_in = weight_matrix_shape(module)
         return int(cfg.rank * (out_channels + fan_in))
+
+    @classmethod
+    def blob_bytes(cls, module, cfg) -> int:
+        # up @ down is dense on the tensor: rank 1 on a 64x64 pointwise rewrites all 4,096 bytes.
+        return tensor_rewrite_bytes(module)
 
     def delta_weight(self) -> torch.Tensor:
         return (self.up @ self.down).view_as(self.base_layer.weight)

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from polykws.training.deltas.base import DeltaLayer
+from polykws.training.deltas.blob_bytes import tensor_rewrite_bytes
 from polykws.training.deltas.recast.bank import get_bank, shape_key
 from polykws.utils import ConfigError, PolykwsError
 
@@ -34,6 +35,11 @@ class RecastLayer(DeltaLayer):
     def cost(cls, module, cfg) -> int:
         block = module.weight.numel() // cfg.groups
         return int(cfg.groups * min(cfg.num_templates, block))
+
+    @classmethod
+    def blob_bytes(cls, module, cfg) -> int:
+        # Template mixtures are dense on every group of the tensor.
+        return tensor_rewrite_bytes(module)
 
     def delta_weight(self) -> torch.Tensor:
         return (self.coeff @ self.templates).view_as(self.base_layer.weight)

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from polykws.training.deltas.base import DeltaLayer
+from polykws.training.deltas.blob_bytes import channel_requant_bytes, out_channels
 
 
 class ScaleLayer(DeltaLayer):
@@ -17,6 +18,12 @@ class ScaleLayer(DeltaLayer):
     @classmethod
     def cost(cls, module, cfg) -> int:
         return int(module.weight.shape[0])
+
+    @classmethod
+    def blob_bytes(cls, module, cfg) -> int:
+        # The exporter absorbs the factor into the channel's weight scale: int8 weights stay, the
+        # weight scale, bias scale and int32 bias of every channel change.
+        return channel_requant_bytes(out_channels(module))
 
     def delta_weight(self) -> torch.Tensor:
         w0 = self.base_weight()
