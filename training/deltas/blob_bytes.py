@@ -7,7 +7,8 @@ touched body tensor as int8 weights on per-channel float32 scales with an int32 
 float32 scale follows the weight scale, so a delta's flash cost is set by which of those bytes
 it moves, not by its parameter count. The constants below mirror that layout; the per-family
 estimates (`DeltaLayer.blob_bytes`) use them and were checked against the real exporter with
-bench/swr_budget_bytes.py (docs/BENCHMARKS.md, "Blob bytes vs accuracy").
+`bench/blob_budget.py --swr-budget-bytes` (docs/BENCHMARKS.md, "Blob bytes vs accuracy": within
+8 % on uk and lt).
 
 Constant overhead every blob pays (header, labels, metadata, CRC) and the language head are not
 part of these estimates: they cover a site's *body* bytes only.
