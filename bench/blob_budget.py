@@ -36,15 +36,11 @@ for _var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREAD
 import argparse  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
 
 LANGS = ("uk", "lt")
 BUDGETS = (100, 300, 1000, 3000)
@@ -474,6 +470,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from polykws.training.checkpoint import load_model
     from polykws.training.cli_adapt import load_language_splits
+    from polykws.utils import run_context
 
     seeds = [int(s) for s in args.seeds.split(",") if s]
     jobs = make_jobs(langs, seeds, budgets)
@@ -497,9 +494,7 @@ def main() -> None:
     head_slots = max([len(base_loaded.labels)] + [len(s["train"].labels) for s in splits.values()])
     base_ex = export_shipped_base(base_loaded, args.out, head_slots, args.calibration)
     meta = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), {platform.platform()}",
-        "command": " ".join(sys.argv),
+        **run_context(),
         "base": str(args.base),
         "base_sha256": base_loaded.sha256,
         "scales": "auto",

@@ -27,7 +27,6 @@ import math
 import os
 import platform
 import statistics
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
@@ -377,12 +376,11 @@ def main() -> None:
         time_swr(args)
         return
     from polykws.training.checkpoint import load_model
+    from polykws.utils import run_context
 
     base = load_model(args.base)
     meta = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), {platform.platform()}",
-        "command": " ".join(sys.argv),
+        **run_context(),
         "base": str(args.base),
         "base_sha256": base.sha256,
         "base_meta": base.meta,

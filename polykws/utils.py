@@ -123,6 +123,19 @@ def shared_dir() -> Path:
     return Path(env) if env else repo_root().parent / "shared"
 
 
+
+def run_context() -> dict[str, str]:
+    """When, where and how a benchmark ran: recorded beside every result it writes."""
+    import platform
+    import sys
+    from datetime import datetime, timezone
+
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), {platform.platform()}",
+        "command": " ".join(sys.argv),
+    }
+
 # --- strict YAML mapping -> validated dataclass (every config in polykws) -----------------------
 # from_dict rejects unknown keys (a typo must not silently fall back to a default) and checks each
 # value against the field's type hint, naming the dotted path of the bad field.
