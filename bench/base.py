@@ -25,7 +25,6 @@ speakers of every target are checked to be absent from every split the base used
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import statistics
@@ -43,7 +42,7 @@ from polykws.datasets import TaskSpec, load_task_features
 from polykws.datasets.frontend import frontend_by_name
 from polykws.training.base import train_base
 from polykws.training.checkpoint import load_model
-from polykws.training.config import CorpusConfig, TrainConfig, load_train_config, resolve_path
+from polykws.training.config import TrainConfig, load_train_config, resolve_path
 from polykws.training.data import base_records, scan_corpus_cached
 from polykws.training.evaluate import evaluate
 from polykws.training.profile import count_params_macs

@@ -28,7 +28,6 @@ from __future__ import annotations
 import ctypes
 import io
 import json
-import math
 import os
 import shutil
 import unicodedata

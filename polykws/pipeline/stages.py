@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -289,8 +288,6 @@ def given_base_stage(ctx: StageContext) -> dict[str, Any]:
     from polykws.training.checkpoint import load_model, save_model
     from polykws.training.evaluate import evaluate
     from polykws.training.profile import count_params_macs as profile_model
-
-    from polykws.utils import sha256_file
 
     c = ctx.config
     # The path is runtime (moving the file must not invalidate the stage); its hash is the key.
