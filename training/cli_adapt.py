@@ -27,6 +27,8 @@ def register(subparsers) -> None:
     p.add_argument("--method", default="swr", help="method name (see --list-methods); default swr")
     p.add_argument("--budget", type=int, default=None, help="budget of updated body parameters (budgeted methods)")
     p.add_argument("--budget-includes-head", action="store_true", help="swr: the head is paid from the budget")
+    p.add_argument("--budget-bytes", type=int, default=None,
+                   help="swr: budget the body in estimated blob bytes instead of parameters (docs/METHOD.md, Byte budgets)")
     p.add_argument("--families", default=None, help="swr: comma-separated families for the options (default: SWR's defaults)")
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"pipeline config defining the corpus and the language's task (default {DEFAULT_CONFIG})")
     p.add_argument("--keywords", default=None, help="comma-separated keywords (overrides the config's task)")
@@ -113,9 +115,11 @@ def cmd_adapt(args: argparse.Namespace) -> int:
             options["options"] = SWRConfig.with_families([f.strip() for f in args.families.split(",") if f.strip()]).options
         if args.budget_includes_head:
             options["budget_includes_head"] = True
-    elif args.families or args.budget_includes_head:
-        raise ConfigError("--families and --budget-includes-head apply to --method swr only")
-    if spec.budgeted and args.budget is None:
+        if args.budget_bytes is not None:
+            options["budget_bytes"] = args.budget_bytes
+    elif args.families or args.budget_includes_head or args.budget_bytes is not None:
+        raise ConfigError("--families, --budget-includes-head and --budget-bytes apply to --method swr only")
+    if spec.budgeted and args.budget is None and args.budget_bytes is None:
         raise ConfigError(f"method {args.method!r} needs --budget (updated body parameters)")
     mcfg = method_config(args.method, budget_params=args.budget if spec.budgeted else None, **options)
     if args.budget is not None and not spec.budgeted:
@@ -138,9 +142,11 @@ def run_adapt(args: argparse.Namespace, mcfg) -> int:
     data_s = time.perf_counter() - t0
     tcfg = TrainConfig(seed=args.seed, num_threads=args.threads, **({"epochs": args.epochs} if args.epochs else {}))
     result = adapt(base.model, splits, mcfg, tcfg)
-    tag = f"{args.lang}-{result.method}" + (f"-{args.budget}" if args.budget is not None else "") + f"-s{args.seed}"
+    budget_tag = f"-{args.budget_bytes}B" if args.budget_bytes is not None else (f"-{args.budget}" if args.budget is not None else "")
+    tag = f"{args.lang}-{result.method}{budget_tag}-s{args.seed}"
     out = args.out or repo_root() / "runs" / "adapt" / tag
-    meta = {"language": args.lang, "method": result.method, "budget_params": args.budget, "seed": args.seed, "base_sha256": base.sha256}
+    meta = {"language": args.lang, "method": result.method, "budget_params": args.budget, "budget_bytes": args.budget_bytes,
+            "seed": args.seed, "base_sha256": base.sha256}
     model_sha = save_model(out / "model.pt", result.model, labels=result.labels, frontend=base.frontend, meta=meta)
     if result.delta_model is not None:
         result.delta_model.save(out / "delta.pt", labels=result.labels, meta=meta)
@@ -149,6 +155,8 @@ def run_adapt(args: argparse.Namespace, mcfg) -> int:
         "language": args.lang,
         "labels": list(result.labels),
         "budget_params": args.budget,
+        "budget_bytes": args.budget_bytes,
+        "estimated_body_blob_bytes": result.details.get("estimated_body_blob_bytes"),
         "seed": args.seed,
         "base": str(args.base),
         "base_sha256": base.sha256,

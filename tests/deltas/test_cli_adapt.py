@@ -38,6 +38,8 @@ def test_list_methods(capsys):
         (["adapt", "--base", "B", "--lang", "uk", "--method", "full_ft", "--budget", "100"], "takes no budget"),
         (["adapt", "--base", "B", "--lang", "uk", "--method", "nope"], "unknown method"),
         (["adapt", "--base", "B", "--lang", "uk", "--method", "scale", "--budget", "9", "--families", "scale"], "swr only"),
+        (["adapt", "--base", "B", "--lang", "uk", "--method", "diff_prune", "--budget", "9", "--budget-bytes", "800"], "swr only"),
+        (["adapt", "--base", "B", "--lang", "uk", "--method", "swr", "--budget-bytes", "0"], "budget_bytes must be an integer >= 1"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(argv, message, capsys, base_file):
@@ -72,3 +74,15 @@ def test_adapt_uk_swr_end_to_end(shared_data, base_file, tmp_path, capsys):
     x = torch.zeros(2, 1, 49, 10)
     with torch.no_grad():
         torch.testing.assert_close(dm.merge_and_unload()(x), merged.model(x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.shared
+def test_adapt_uk_swr_byte_budget(shared_data, base_file, tmp_path, capsys):
+    """--budget-bytes: the selection's estimated blob bytes stay within the byte budget."""
+    out = tmp_path / "uk-bytes"
+    rc = main(["adapt", "--base", str(base_file), "--lang", "uk", "--method", "swr", "--budget-bytes", "800",
+               "--epochs", "2", "--threads", "1", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["budget_bytes"] == 800 and report["method_config"]["budget_bytes"] == 800
+    assert 0 <= report["estimated_body_blob_bytes"] <= 800
