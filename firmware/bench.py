@@ -9,14 +9,10 @@ from SysTick under `qemu -icount shift=0` (instructions, not cycles).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import statistics
-import sys
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -140,30 +136,11 @@ class HostLang:
         return zlib.crc32(np.ascontiguousarray(self.outputs, dtype=np.int8).tobytes()) & 0xFFFFFFFF
 
 
-@contextlib.contextmanager
-def _native_output_silenced():
-    """The host TFLM runtime prints every failed allocation of the arena search from C++ straight to
-    fds 1/2; hide that expected noise (the search's own result or exception is what counts)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
-
-
 def _arena(model: bytes) -> int:
+    # find_arena_bytes already hides the runtime's C++ noise from its failing allocation attempts.
     from polykws.export.evaluate import find_arena_bytes
 
-    with _native_output_silenced():
-        return find_arena_bytes(model)
+    return find_arena_bytes(model)
 
 
 def language_models(flash_image: bytes, base_lang: str) -> dict[str, tuple[bytes, int]]:
