@@ -451,6 +451,18 @@ def pack_stage(ctx: StageContext) -> dict[str, Any]:
             "headline": f"base {len(base.tflite)} B + {len(langs)} blobs = {total} B"}
 
 
+def _base_task_mismatch(pack_dir: Path, lang: str, test_labels) -> str | None:
+    """Why the packed base cannot be scored on `lang`'s test split, or None when it can.
+
+    A given base pretrained on other classes (e.g. the shipped 168-class base) has no test split
+    of this config's base task: scoring it there would count the wrong classes.
+    """
+    base = read_json(pack_dir / "manifest.json")["base"]
+    if lang != base["lang"] or list(base["labels"]) == list(test_labels):
+        return None
+    return f"base has {len(base['labels'])} classes, the {lang} task has {len(test_labels)}"
+
+
 def tflm_eval_stage(ctx: StageContext) -> dict[str, Any]:
     """Host TFLM evaluation of what ships: every language rebuilt from flash.bin (base + blob)."""
     from polykws.export.blob import apply_blob, decode_flash_image
@@ -472,16 +484,12 @@ def tflm_eval_stage(ctx: StageContext) -> dict[str, Any]:
         _save_int8_eval(ctx.out / lang, r, test.y, test.labels)
         results[lang] = {"int8_acc": r.accuracy, "arena_bytes": r.arena_bytes, "test_clips": len(test.y), "tflite_sha256": sha256_bytes(model)}
     test = load_splits(ctx.input(f"features/{c['base_language']}"))["test"]
-    base_labels = read_json(ctx.input("pack") / "manifest.json")["base"]["labels"]
-    if tuple(base_labels) == tuple(test.labels):
+    if (why := _base_task_mismatch(ctx.input("pack"), c["base_language"], test.labels)) is None:
         r = evaluate_tflm(base, test.x, test.y, num_labels=len(test.labels))
         _save_int8_eval(ctx.out / c["base_language"], r, test.y, test.labels)
         results[c["base_language"]] = {"int8_acc": r.accuracy, "arena_bytes": r.arena_bytes, "test_clips": len(test.y), "base": True}
     else:
-        # A given base pretrained on other classes (e.g. the shipped 168-class base) has no test split
-        # of this config's base task to be scored on; say so instead of scoring the wrong classes.
-        results[c["base_language"]] = {"base": True, "int8_acc": None,
-                                       "skipped": f"base has {len(base_labels)} classes, the {c['base_language']} task has {len(test.labels)}"}
+        results[c["base_language"]] = {"base": True, "int8_acc": None, "skipped": why}
     atomic_write_json(ctx.out / "tflm.json", results)
     langs = [v["int8_acc"] for v in results.values() if not v.get("base")]
     mean = float(np.mean(langs)) if langs else float("nan")
@@ -503,13 +511,10 @@ def firmware_stage(ctx: StageContext) -> dict[str, Any]:
     from polykws.firmware.workflow import FirmwareConfig, bench_firmware, build_firmware
 
     vectors, langs, not_benched = {}, [], {}
-    base_info = read_json(ctx.input("pack") / "manifest.json")["base"]
     for lang in c["languages"]:
         test = load_splits(ctx.input(f"features/{lang}"))["test"]
-        if lang == base_info["lang"] and list(base_info["labels"]) != list(test.labels):
-            # A given base pretrained on other classes has no matching test split here: its accuracy
-            # would be meaningless, so it is not benchmarked (the languages are).
-            not_benched[lang] = f"base has {len(base_info['labels'])} classes, the {lang} task has {len(test.labels)}"
+        if why := _base_task_mismatch(ctx.input("pack"), lang, test.labels):
+            not_benched[lang] = why  # the languages are benchmarked; the base has nothing to be scored on
             continue
         vectors[f"{lang}_x"], vectors[f"{lang}_y"] = test.x, test.y
         langs.append(lang)
