@@ -46,7 +46,7 @@ from polykws.training.config import TrainConfig, load_train_config, resolve_path
 from polykws.training.data import base_records, scan_corpus_cached
 from polykws.training.evaluate import evaluate
 from polykws.training.profile import count_params_macs
-from polykws.utils import atomic_path, atomic_write_json, atomic_write_text, repo_root, sha256_file
+from polykws.core import atomic_path, atomic_write_json, atomic_write_text, repo_root, sha256_file
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 LT_COMMANDS = ("taip", "ne", "stop", "labas", "ačiū", "iki", "startas", "pauzė", "įjunk", "išjunk")

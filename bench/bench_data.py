@@ -47,7 +47,7 @@ def main() -> None:
     from polykws.datasets.frontend import frontend_by_name
     from polykws.datasets.scan import scan
     from polykws.datasets.synth import SynthConfig, synthesize_corpus
-    from polykws.utils import shared_dir
+    from polykws.core import shared_dir
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)

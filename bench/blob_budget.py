@@ -152,7 +152,7 @@ def run_row(job: dict, base_loaded, base_ex, splits: dict, args) -> dict:
     from polykws.export.breakdown import blob_breakdown
     from polykws.training.adapt import TrainConfig, adapt
     from polykws.training.checkpoint import state_sha256
-    from polykws.utils import PolykwsError
+    from polykws.core import PolykwsError
 
     row = {**job, "status": "ok", "test_clips": len(splits["test"]), "train_clips": len(splits["train"])}
     tcfg = TrainConfig(seed=job["seed"], num_threads=1, **({"epochs": args.epochs} if args.epochs else {}))
@@ -206,7 +206,7 @@ def run_row(job: dict, base_loaded, base_ex, splits: dict, args) -> dict:
 
 
 def run_jobs(args, jobs: list[dict], rows_dir: Path, base_loaded, base_ex, splits: dict) -> list[dict]:
-    from polykws.utils import atomic_write_json
+    from polykws.core import atomic_write_json
 
     todo = [j for j in jobs if not (rows_dir / f"{job_key(j)}.json").is_file()]
     print(f"{len(jobs)} rows, {len(jobs) - len(todo)} already done, {len(todo)} to run", flush=True)
@@ -243,7 +243,7 @@ CSV_COLS = ["lang", "variant", "budget", "seed", "status", "body_params", "head_
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    from polykws.utils import atomic_path
+    from polykws.core import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -337,7 +337,7 @@ def plot(rows: list[dict], langs: list[str], base_bytes: int, path: Path) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from polykws.utils import atomic_path
+    from polykws.core import atomic_path
 
     agg = aggregate(rows)
     group_of = {k: label_of(k[1], None) for k in agg}
@@ -373,7 +373,7 @@ def plot(rows: list[dict], langs: list[str], base_bytes: int, path: Path) -> Non
 
 
 def report(out: Path, jobs: list[dict], langs: list[str], base_ex, meta: dict) -> None:
-    from polykws.utils import atomic_write_json, atomic_write_text
+    from polykws.core import atomic_write_json, atomic_write_text
 
     keys = {job_key(j) for j in jobs}
     rows = [json.loads(p.read_text()) for p in sorted((out / "rows").glob("*.json")) if p.stem in keys]
@@ -414,7 +414,7 @@ def swr_budget_bytes_report(out: Path, langs: list[str], seeds: list[int], budge
 
     Actual body bytes = blob - the same language's and seed's head-only blob, with the difference
     in metadata size taken out (the two blobs' JSON metadata differ in length)."""
-    from polykws.utils import atomic_write_json, atomic_write_text
+    from polykws.core import atomic_write_json, atomic_write_text
 
     rows = []
     for lg in langs:
@@ -470,7 +470,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from polykws.training.checkpoint import load_model
     from polykws.training.cli_adapt import load_language_splits
-    from polykws.utils import run_context
+    from polykws.core import run_context
 
     seeds = [int(s) for s in args.seeds.split(",") if s]
     jobs = make_jobs(langs, seeds, budgets)

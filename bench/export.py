@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import yaml
 
-from polykws.utils import atomic_write_json, atomic_write_text, repo_root, shared_dir
+from polykws.core import atomic_write_json, atomic_write_text, repo_root, shared_dir
 
 REPO = repo_root()
 

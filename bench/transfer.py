@@ -63,7 +63,7 @@ def _splits(lang: str):
 
 def _run_job(job: dict) -> dict:
     from polykws.training.adapt import TrainConfig, adapt, get_method, method_config
-    from polykws.utils import PolykwsError
+    from polykws.core import PolykwsError
 
     splits = _splits(job["lang"])
     spec = get_method(job["method"])
@@ -90,7 +90,7 @@ def _run_job(job: dict) -> dict:
 
 
 def run_jobs(args, jobs: list[dict], rows_dir: Path) -> None:
-    from polykws.utils import atomic_write_json
+    from polykws.core import atomic_write_json
 
     todo = [j for j in jobs if not (rows_dir / f"{_job_key(j)}.json").is_file()]
     print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run with {args.workers} workers", flush=True)
@@ -193,7 +193,7 @@ def target_check(agg: dict) -> dict:
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    from polykws.utils import atomic_path
+    from polykws.core import atomic_path
 
     cols = ["lang", "method", "budget", "seed", "status", "body_params", "head_params", "total_params", "val_acc", "test_acc",
             "test_clips", "train_clips", "wall_s", "selection", "config", "reason"]
@@ -211,7 +211,7 @@ def plot(agg: dict, langs: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from polykws.utils import atomic_path
+    from polykws.core import atomic_path
 
     panels = [*langs, "mean"]
     cols = 3
@@ -285,7 +285,7 @@ def markdown(agg: dict, langs: list[str], target: dict, meta: dict) -> str:
 
 
 def report(out: Path, langs: list[str], meta: dict) -> dict:
-    from polykws.utils import atomic_write_json, atomic_write_text
+    from polykws.core import atomic_write_json, atomic_write_text
 
     rows = [json.loads(p.read_text()) for p in sorted((out / "rows").glob("*.json"))]
     rows = [r for r in rows if r["lang"] in langs]
@@ -326,7 +326,7 @@ def time_swr(args) -> None:
     from polykws.training.adapt import TrainConfig, adapt, method_config
     from polykws.training.checkpoint import load_model
     from polykws.training.cli_adapt import load_language_splits
-    from polykws.utils import atomic_write_json
+    from polykws.core import atomic_write_json
 
     torch.set_num_threads(args.threads)
     base = load_model(args.base)
@@ -376,7 +376,7 @@ def main() -> None:
         time_swr(args)
         return
     from polykws.training.checkpoint import load_model
-    from polykws.utils import run_context
+    from polykws.core import run_context
 
     base = load_model(args.base)
     meta = {

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 DEFAULT_SAMPLE_RATE_HZ = 16000
 DEFAULT_CLIP_SAMPLES = 16000

@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 from .audio import fit_clip
 

@@ -60,7 +60,7 @@ def cmd_scan(args) -> int:
 def cmd_manifest(args) -> int:
     from polykws.datasets.manifest import write_manifest
     from polykws.datasets.report import print_scan
-    from polykws.utils import atomic_write_text
+    from polykws.core import atomic_write_text
 
     import json
 
@@ -79,7 +79,7 @@ def cmd_features(args) -> int:
     from polykws.datasets.frontend import frontend_by_name
     from polykws.datasets.manifest import read_manifest
     from polykws.datasets.report import print_feature_splits
-    from polykws.utils import PolykwsError
+    from polykws.core import PolykwsError
 
     frontend = frontend_by_name(args.frontend)
     if args.manifest:

@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from polykws.utils import ConfigError, PolykwsError, sha256_file, stable_hash
+from polykws.core import ConfigError, PolykwsError, sha256_file, stable_hash
 
 from ._parallel import parallel_map
 from .audio import LOADER_VERSION, BadAudioError, load_audio, load_waveform

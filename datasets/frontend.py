@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from polykws.utils import ConfigError, stable_hash
+from polykws.core import ConfigError, stable_hash
 
 FRONTEND_KINDS = ("mfcc", "micro")
 

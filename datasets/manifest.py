@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
-from polykws.utils import ConfigError, PolykwsError, atomic_write_text
+from polykws.core import ConfigError, PolykwsError, atomic_write_text
 
 SPLITS = ("train", "val", "test")
 NOISE_LABEL = "_background_noise_"

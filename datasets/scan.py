@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 from ._parallel import parallel_map
 from .audio import BAD_AUDIO_REASONS, BadAudioError, decode_audio, sniff_container

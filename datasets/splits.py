@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Iterable
 
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 from .manifest import ClipRecord
 

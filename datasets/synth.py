@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polykws.utils import ConfigError, PolykwsError, atomic_write_json, stable_hash
+from polykws.core import ConfigError, PolykwsError, atomic_write_json, stable_hash
 
 from ._parallel import _single_thread_init, default_workers, mp_context, progress_bar
 from .manifest import NOISE_LABEL

@@ -38,7 +38,7 @@ from polykws.export.convert import (
 )
 from polykws.export.requant import head_op_index, pad_head_rows, requantize_language, verify_requantizer
 from polykws.export.tflite_graph import TfliteGraph, assert_layout_identical
-from polykws.utils import atomic_write_bytes, atomic_write_json, sha256_bytes
+from polykws.core import atomic_write_bytes, atomic_write_json, sha256_bytes
 
 EXPORT_FORMAT_VERSION = 1
 # ONNX parity on real features: probabilities agree to float32 rounding, argmax everywhere.

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from polykws.utils import PolykwsError, stable_json
+from polykws.core import PolykwsError, stable_json
 
 BLOB_MAGIC = b"PKWB"
 BLOB_FORMAT_VERSION = 1

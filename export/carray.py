@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from polykws.utils import ConfigError, atomic_write_text
+from polykws.core import ConfigError, atomic_write_text
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _C_KEYWORDS = frozenset(

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 _model_loader: Callable[[str], Any] | None = None
 
@@ -86,7 +86,7 @@ def _read(path: str | Path, what: str) -> bytes:
 
 def apply_handler(args: argparse.Namespace) -> int:
     from polykws.export.blob import apply_blob, decode_blob
-    from polykws.utils import atomic_write_bytes, sha256_bytes
+    from polykws.core import atomic_write_bytes, sha256_bytes
 
     base = _read(args.base, "base model")
     blob_bytes = _read(args.blob, "blob")

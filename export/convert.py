@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from polykws.datasets.frontend import FrontendConfig
-from polykws.utils import PolykwsError, atomic_write_bytes
+from polykws.core import PolykwsError, atomic_write_bytes
 
 ONNX_OPSET = 18
 ONNX_INPUT_NAME = "features"

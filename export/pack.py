@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from polykws.export.api import ExportedModel
 from polykws.export.blob import apply_blob, decode_blob, decode_flash_image, encode_flash_image
 from polykws.export.convert import ExportError
-from polykws.utils import atomic_write_bytes, atomic_write_json, sha256_bytes
+from polykws.core import atomic_write_bytes, atomic_write_json, sha256_bytes
 
 PACK_FORMAT_VERSION = 1
 

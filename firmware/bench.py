@@ -19,7 +19,7 @@ import numpy as np
 
 from polykws.export.blob import apply_blob, decode_blob, decode_flash_image
 from polykws.firmware.gen import BenchSet
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 _KV = re.compile(r"(\w+)=(\S*)")
 

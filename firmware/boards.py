@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from polykws.utils import ConfigError, PolykwsError
+from polykws.core import ConfigError, PolykwsError
 
 FIRMWARE_DIR = Path(__file__).resolve().parent
 KERNELS = ("reference", "cmsis-nn")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polykws.firmware.boards import FIRMWARE_DIR, check_kernels, get_board
-from polykws.utils import PolykwsError, repo_root
+from polykws.core import PolykwsError, repo_root
 
 APT_HINT = {
     "arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib",

@@ -62,7 +62,7 @@ def cmd_run(args) -> int:
 
 def cmd_bench(args) -> int:
     from polykws.firmware.workflow import bench_firmware
-    from polykws.utils import atomic_write_json
+    from polykws.core import atomic_write_json
 
     app = _build(args)
     result = bench_firmware(app, args.timeout_s)
@@ -110,7 +110,7 @@ def cmd_selftest(args) -> int:
     from polykws.firmware.boards import get_board
     from polykws.firmware.qemu import run_elf
     from polykws.firmware.vectors import COMMAND_FILE, check_runner_output, write_vectors
-    from polykws.utils import PolykwsError
+    from polykws.core import PolykwsError
 
     board = get_board(args.board)
     with tempfile.TemporaryDirectory(prefix="pkw_selftest_") as tmp:

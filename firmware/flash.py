@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polykws.firmware.boards import MemoryRegion, get_board
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 
 @dataclass(frozen=True)

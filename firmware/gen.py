@@ -30,7 +30,7 @@ from polykws.export.carray import (
 )
 from polykws.export.tflite_graph import TfliteGraph
 from polykws.firmware.ops import op_set, resolver_ops
-from polykws.utils import ConfigError, PolykwsError, atomic_write_text
+from polykws.core import ConfigError, PolykwsError, atomic_write_text
 
 HEADER_NAME = "pkw_model.h"
 SOURCE_NAME = "pkw_model_data.c"

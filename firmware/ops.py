@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 RESOLVER_METHODS = {
     "ADD": "Add",

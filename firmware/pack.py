@@ -18,7 +18,7 @@ import numpy as np
 
 from polykws.export.blob import BlobError, decode_blob, decode_flash_image, encode_flash_image
 from polykws.firmware.gen import BenchSet
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from polykws.firmware.boards import get_board
 from polykws.firmware.build import require_tool
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 
 @dataclass(frozen=True)

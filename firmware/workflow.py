@@ -22,7 +22,7 @@ from polykws.firmware.flash import MemoryCheck, check_memory
 from polykws.firmware.gen import BenchSet, GeneratedSources, generate_app_sources
 from polykws.firmware.pack import FirmwarePack, load_bench_sets, load_pack
 from polykws.firmware.qemu import run_elf
-from polykws.utils import ConfigError, PolykwsError
+from polykws.core import ConfigError, PolykwsError
 
 
 @dataclass(frozen=True)

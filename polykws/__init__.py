@@ -2,7 +2,7 @@
 
 Layering (data flows one way; nothing imports back up):
 
-    polykws.utils  ->  polykws.datasets  ->  polykws.training  ->  polykws.export  ->  polykws.firmware
+    polykws.core  ->  polykws.datasets  ->  polykws.training  ->  polykws.export  ->  polykws.firmware
                                                                                           |
     polykws.cli / polykws.pipeline sit on top and are the only modules that parse flags or wire stages.
 

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from polykws import __version__
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 COMMAND_MODULES = (
     "polykws.datasets.commands",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from polykws.utils import repo_root, shared_dir
+from polykws.core import repo_root, shared_dir
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from polykws.utils import repo_root
+from polykws.core import repo_root
 
 ALLOWED = {
-    "datasets": {"polykws.utils", "polykws.datasets"},
-    "training": {"polykws.utils", "polykws.datasets", "polykws.training"},
-    "export": {"polykws.utils", "polykws.datasets", "polykws.export"},
-    "firmware": {"polykws.utils", "polykws.datasets", "polykws.export", "polykws.firmware"},
+    "datasets": {"polykws.core", "polykws.datasets"},
+    "training": {"polykws.core", "polykws.datasets", "polykws.training"},
+    "export": {"polykws.core", "polykws.datasets", "polykws.export"},
+    "firmware": {"polykws.core", "polykws.datasets", "polykws.export", "polykws.firmware"},
 }
 
 
@@ -34,7 +34,7 @@ def _polykws_imports(path: Path) -> set[str]:
 
 def _layer_of(module: str) -> str:
     parts = module.split(".")
-    if len(parts) >= 2 and parts[1] in ALLOWED | {"utils": None}:
+    if len(parts) >= 2 and parts[1] in ALLOWED | {"core": None}:
         return ".".join(parts[:2])
     return module if len(parts) == 1 else ".".join(parts[:2])
 
@@ -52,6 +52,6 @@ def test_imports_only_flow_downward(folder):
 def test_scanner_detects_an_upward_import(tmp_path):
     # The check above must be able to fail: an export module importing training is caught.
     bad = tmp_path / "bad.py"
-    bad.write_text("from polykws.training.models import ds_cnn_s\nimport polykws.utils\n")
+    bad.write_text("from polykws.training.models import ds_cnn_s\nimport polykws.core\n")
     layers = {_layer_of(m) for m in _polykws_imports(bad)}
     assert "polykws.training" in layers and not layers <= ALLOWED["export"]

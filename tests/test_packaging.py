@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 import polykws
-from polykws.utils import repo_root
+from polykws.core import repo_root
 
 
 def _pyproject() -> dict:

@@ -43,7 +43,7 @@ from polykws.training.deltas import (
     get_delta,
     list_deltas,
 )
-from polykws.utils import ConfigError, PolykwsError, seed_everything
+from polykws.core import ConfigError, PolykwsError, seed_everything
 
 # ----------------------------------------------------------------------------------------------
 # Configuration

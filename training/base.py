@@ -20,7 +20,7 @@ from polykws.training.data import build_base_splits, loaders_from_splits
 from polykws.training.evaluate import EvalReport, evaluate
 from polykws.training.fit import FitResult, fit
 from polykws.training.models import create_model
-from polykws.utils import atomic_write_json, seed_everything
+from polykws.core import atomic_write_json, seed_everything
 
 
 @dataclass

@@ -18,7 +18,7 @@ from torch import nn
 
 from polykws.datasets.frontend import FrontendConfig
 from polykws.training.models import create_model
-from polykws.utils import PolykwsError, atomic_write_bytes
+from polykws.core import PolykwsError, atomic_write_bytes
 
 MODEL_FORMAT_VERSION = 1
 

@@ -45,7 +45,7 @@ def load_task_config(config: str | Path, lang: str) -> dict[str, Any]:
     import yaml
 
     from polykws.training.config import resolve_path
-    from polykws.utils import ConfigError, PolykwsError
+    from polykws.core import ConfigError, PolykwsError
 
     path = resolve_path(str(config))
     try:
@@ -98,7 +98,7 @@ def load_language_splits(lang: str, frontend, *, config: str | Path = DEFAULT_CO
 
 def cmd_adapt(args: argparse.Namespace) -> int:
     from polykws.training.adapt import get_method, list_methods, method_config
-    from polykws.utils import ConfigError
+    from polykws.core import ConfigError
 
     if args.list_methods:
         for name in list_methods():
@@ -133,7 +133,7 @@ def run_adapt(args: argparse.Namespace, mcfg) -> int:
 
     from polykws.training.adapt import TrainConfig, adapt
     from polykws.training.checkpoint import load_model, save_model
-    from polykws.utils import atomic_write_json, repo_root
+    from polykws.core import atomic_write_json, repo_root
 
     base = load_model(args.base)
     keywords = [k.strip() for k in args.keywords.split(",")] if args.keywords else None

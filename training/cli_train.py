@@ -37,7 +37,7 @@ def cmd_train_base(args: argparse.Namespace) -> int:
     import shutil
 
     from polykws.training.base import train_base
-    from polykws.utils import atomic_path, sha256_file
+    from polykws.core import atomic_path, sha256_file
 
     cfg = _load(args)
     if args.no_progress:
@@ -59,7 +59,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from polykws.training.checkpoint import load_model
     from polykws.training.data import build_base_splits
     from polykws.training.evaluate import evaluate
-    from polykws.utils import PolykwsError
+    from polykws.core import PolykwsError
 
     cfg = _load(args)
     loaded = load_model(args.model)

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from polykws.utils import ConfigError, PolykwsError, from_dict, stable_hash
+from polykws.core import ConfigError, PolykwsError, from_dict, stable_hash
 
 SCHEDULES = ("cosine", "step", "constant")
 
@@ -127,7 +127,7 @@ class SynthSettings:
 class CorpusConfig:
     """One pretraining corpus root (folder layout `<lang>/<source>/<keyword>/<clip>`).
 
-    `root` may start with `shared:` (resolved against polykws.utils.shared_dir()) or be a path
+    `root` may start with `shared:` (resolved against polykws.core.shared_dir()) or be a path
     relative to the repository. `languages` / `sources` restrict it (empty = all).
     `splits` names which of the corpus' speaker-disjoint splits feed the base: a corpus in a
     transfer target's language must use only `[train]`, so the base never hears a validation or
@@ -153,7 +153,7 @@ class CorpusConfig:
 
 def resolve_path(path: str) -> Path:
     """`shared:<rel>` -> shared_dir()/<rel>; relative paths are relative to the repository."""
-    from polykws.utils import repo_root, shared_dir
+    from polykws.core import repo_root, shared_dir
 
     if path.startswith("shared:"):
         return shared_dir() / path[len("shared:") :]

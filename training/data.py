@@ -138,7 +138,7 @@ def scan_corpus_cached(root: Path, *, val_pct: float, test_pct: float, manifest_
     """
     from polykws.datasets import SplitConfig, read_manifest, write_manifest
     from polykws.datasets.scan import scan  # the package attribute `scan` is shadowed by its submodule
-    from polykws.utils import stable_hash
+    from polykws.core import stable_hash
 
     if not root.is_dir():
         raise FileNotFoundError(f"corpus root {root} is not a folder")
@@ -150,7 +150,7 @@ def scan_corpus_cached(root: Path, *, val_pct: float, test_pct: float, manifest_
     result = scan(root, split=split, progress=progress)
     if result.skipped:
         # Skips are counted and reported, never silent: keep the list beside the manifest.
-        from polykws.utils import atomic_write_json
+        from polykws.core import atomic_write_json
 
         atomic_write_json(path.with_suffix(".skipped.json"), [s.to_dict() for s in result.skipped])
         print(f"note: {len(result.skipped)} file(s) under {root} skipped (listed in {path.with_suffix('.skipped.json')})")

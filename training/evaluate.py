@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from polykws.utils import atomic_path, atomic_write_json, atomic_write_text
+from polykws.core import atomic_path, atomic_write_json, atomic_write_text
 
 FILLER_LABELS = ("_silence_", "_unknown_")
 

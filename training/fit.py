@@ -29,7 +29,7 @@ from torch import nn
 from polykws.training.checkpoint import load_training_state, save_model, save_training_state, state_sha256
 from polykws.training.config import FitConfig, SpecAugmentSettings, dump_yaml, to_dict
 from polykws.training.data import _mix
-from polykws.utils import PolykwsError, atomic_write_text, stable_hash
+from polykws.core import PolykwsError, atomic_write_text, stable_hash
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"

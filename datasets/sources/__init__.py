@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 from ..manifest import ANY_LANGUAGE, NOISE_LABEL
 from . import Candidate, LayoutSkip, register_source

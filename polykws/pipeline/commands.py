@@ -33,7 +33,7 @@ def handler(args: argparse.Namespace) -> int:
 
     from polykws.pipeline.config import load_config
     from polykws.pipeline.run import run
-    from polykws.utils import ConfigError
+    from polykws.core import ConfigError
 
     overrides = {}
     for item in args.set:

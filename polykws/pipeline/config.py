@@ -5,7 +5,7 @@ settings) are kept as plain mappings here and validated by that layer's own conf
 `validate_with_layers()`, so a typo fails at load time with the file and field named, not
 twenty minutes into a run.
 
-Paths: `shared:<rel>` resolves against polykws.utils.shared_dir() (../shared next to the
+Paths: `shared:<rel>` resolves against polykws.core.shared_dir() (../shared next to the
 checkout); `@corpus` means the folder the `corpus` stage synthesized; a relative path is
 relative to the repository root; anything with `://` is an fsspec URI (artifacts only).
 """
@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from polykws.utils import ConfigError, PolykwsError, from_dict, repo_root, shared_dir, to_plain
+from polykws.core import ConfigError, PolykwsError, from_dict, repo_root, shared_dir, to_plain
 
 FIRMWARE_MODES = ("auto", "on", "off")
 EXECUTORS = ("auto", "serial", "process", "ray")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from polykws.pipeline.store import ArtifactStore, hash_folder
-from polykws.utils import PolykwsError, seed_everything, sha256_file, stable_hash, stable_json
+from polykws.core import PolykwsError, seed_everything, sha256_file, stable_hash, stable_json
 
 ENGINE_VERSION = 1
 

@@ -26,7 +26,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from polykws.utils import atomic_path, atomic_write_text
+from polykws.core import atomic_path, atomic_write_text
 
 REPORT_FILES = ("index.html", "summary.md")
 

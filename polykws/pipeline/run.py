@@ -27,7 +27,7 @@ from polykws.pipeline import stages as S
 from polykws.pipeline.config import PipelineConfig, data_roots, resolve_path, to_plain
 from polykws.pipeline.engine import RunResult, Stage, make_executor, run_pipeline
 from polykws.pipeline.store import ArtifactStore
-from polykws.utils import ConfigError, PolykwsError, atomic_write_json, stable_hash
+from polykws.core import ConfigError, PolykwsError, atomic_write_json, stable_hash
 
 # Bump a stage's version when its glue logic here changes what it writes.
 VERSIONS = {
@@ -142,7 +142,7 @@ def build_stages(cfg: PipelineConfig, *, progress: bool = True) -> list[Stage]:
     base_feats = tuple(f"features/{lang}" for lang in [b.language, *b.pool_languages] if lang in d.tasks)
     if b.checkpoint:
         ck = resolve_path(b.checkpoint)
-        from polykws.utils import sha256_file
+        from polykws.core import sha256_file
 
         out.append(Stage("base", "base", S.given_base_stage,
                          {"checkpoint_sha256": sha256_file(ck), "language": b.language, "frontend": d.frontend},

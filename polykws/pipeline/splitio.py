@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from polykws.utils import PolykwsError, atomic_write_bytes, atomic_write_json
+from polykws.core import PolykwsError, atomic_write_bytes, atomic_write_json
 
 SPLIT_NAMES = ("train", "val", "test")
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from polykws.pipeline.engine import StageContext
 from polykws.pipeline.splitio import load_meta, load_splits, save_splits
-from polykws.utils import PolykwsError, atomic_write_json, atomic_write_text, sha256_file
+from polykws.core import PolykwsError, atomic_write_json, atomic_write_text, sha256_file
 
 _QUIET = os.environ.get("POLYKWS_QUIET_STAGES") == "1"
 
@@ -467,7 +467,7 @@ def tflm_eval_stage(ctx: StageContext) -> dict[str, Any]:
     """Host TFLM evaluation of what ships: every language rebuilt from flash.bin (base + blob)."""
     from polykws.export.blob import apply_blob, decode_flash_image
     from polykws.export.evaluate import evaluate_tflm
-    from polykws.utils import sha256_bytes
+    from polykws.core import sha256_bytes
 
     c = ctx.config
     image = decode_flash_image((ctx.input("pack") / "flash.bin").read_bytes())

@@ -21,7 +21,7 @@ import socket
 from pathlib import Path
 from typing import Any, Iterator
 
-from polykws.utils import PolykwsError, atomic_write_json
+from polykws.core import PolykwsError, atomic_write_json
 
 MANIFEST = "stage.json"
 # Files a stage may write that describe the run rather than its result (logs, wall times); they
@@ -188,7 +188,7 @@ class ArtifactStore:
 
 def hash_folder(folder: Path) -> tuple[str, dict[str, dict[str, Any]]]:
     """(content hash, {relpath: {sha256, bytes}}) over every non-volatile file under `folder`."""
-    from polykws.utils import sha256_file, stable_hash
+    from polykws.core import sha256_file, stable_hash
 
     files: dict[str, dict[str, Any]] = {}
     for f in sorted(folder.rglob("*")):

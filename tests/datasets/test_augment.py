@@ -16,7 +16,7 @@ from polykws.datasets.augment import (
     spec_augment,
     speed_perturb,
 )
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 
 def _clip(kit):

@@ -15,7 +15,7 @@ from polykws.datasets.audio import load_audio
 from polykws.datasets.manifest import NOISE_LABEL
 from polykws.datasets.scan import scan
 from polykws.datasets.sources.gsc import gsc_task
-from polykws.utils import ConfigError, PolykwsError
+from polykws.core import ConfigError, PolykwsError
 
 WORDS = ("yes", "no", "up", "cat", "dog")
 

@@ -16,7 +16,7 @@ from polykws.datasets.frontend import (
     mfcc_frontend,
     micro_frontend,
 )
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 
 def _speechlike(kit, seed=0):

@@ -19,7 +19,7 @@ from polykws.datasets.scan import scan
 from polykws.datasets.sources import SPEAKER_PARSERS
 from polykws.datasets.sources.gsc import GSC_12_KEYWORDS, GSC_V2_WORDS, download_gsc_v2, gsc_task
 from polykws.datasets.splits import which_set
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 
 def _folder_tree(root: Path, kit) -> dict:

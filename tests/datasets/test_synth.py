@@ -11,7 +11,7 @@ import soundfile as sf
 
 from polykws.datasets.scan import scan
 from polykws.datasets.synth import VOCABULARY, SynthConfig, speaker_params, synthesize_corpus
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 SMALL = dict(languages=("en", "de"), groups=("commands",), speakers=3, noise_files_per_kind=1, noise_seconds=2.0)
 

@@ -21,7 +21,7 @@ from polykws.training.adapt import (
 from polykws.training.checkpoint import state_sha256
 from polykws.training.deltas import HEAD_SITE, attach, get_delta, list_deltas
 from polykws.training.profile import count_params_macs
-from polykws.utils import ConfigError, PolykwsError
+from polykws.core import ConfigError, PolykwsError
 
 FAST = TrainConfig(epochs=2, probe_epochs=2, batch_size=32, seed=0, num_threads=1)
 

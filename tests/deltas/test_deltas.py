@@ -29,7 +29,7 @@ from polykws.training.deltas import (
 from polykws.training.deltas.recast import fit_bank, get_bank, load_bank, save_bank
 from polykws.training.models import ds_cnn_s
 from polykws.training.profile import count_params_macs
-from polykws.utils import ConfigError, PolykwsError
+from polykws.core import ConfigError, PolykwsError
 
 ATOL_MERGE = 1e-5
 ATOL_UNMERGE = 1e-6

@@ -16,7 +16,7 @@ from polykws.training.swr import SWRConfig, SWROption
 from polykws.training.swr.policy import SWRPolicy, gumbel_straight_through
 from polykws.training.swr.search import project_to_budget
 from polykws.training.swr.supernet import SWRSite, build_supernet, site_features
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 # Tiny and fast: the budget guarantee and the policy's removal do not depend on accuracy.
 FAST = TrainConfig(epochs=3, probe_epochs=2, batch_size=32, seed=0, num_threads=1)

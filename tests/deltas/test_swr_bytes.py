@@ -10,7 +10,7 @@ from polykws.training.adapt import adapt
 from polykws.training.deltas import attach, get_delta, list_deltas
 from polykws.training.deltas.blob_bytes import CHANNEL_REQUANT_BYTES, INT8_WEIGHT_BYTES, INT32_BIAS_BYTES
 from polykws.training.swr import SWRConfig
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 from .test_swr import FAST, synthetic_splits
 

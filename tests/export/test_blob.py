@@ -28,7 +28,7 @@ from polykws.export.blob import (
     encode_flash_image,
     merge_runs,
 )
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 
 def _pad4(b: bytes) -> bytes:

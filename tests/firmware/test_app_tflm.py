@@ -19,7 +19,7 @@ import pytest
 from polykws.datasets.frontend import mfcc_frontend
 from polykws.export.blob import encode_blob, encode_flash_image
 from polykws.firmware.build import ThirdParty
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 pytestmark = pytest.mark.tflm
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from polykws.firmware.bench import HostLang, compare_with_host, parse_app_output
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 GOOD = """\
 PKW_BEGIN board=mps2-an386 kernels=cmsis-nn unit=instructions units_per_tick_milli=40000 model_bytes=45584 arena_bytes=27648 image_bytes=47936 classes=12 input_bytes=490

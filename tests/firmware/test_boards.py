@@ -12,7 +12,7 @@ from polykws.firmware import build as fw_build
 from polykws.firmware.boards import get_board, list_boards, parse_memory_regions
 from polykws.firmware.flash import check_memory, flash_elf
 from polykws.firmware.qemu import run_elf
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed (.ci/run installs it)")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from polykws.firmware.build import TFLM_DOWNLOADS, ThirdParty
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 
 def _touch(path):

@@ -27,7 +27,7 @@ from polykws.export.carray import (
 )
 from polykws.firmware.gen import BenchSet, generate_app_sources
 from polykws.firmware.ops import resolver_ops
-from polykws.utils import ConfigError, PolykwsError
+from polykws.core import ConfigError, PolykwsError
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="host gcc not installed")
 

@@ -16,7 +16,7 @@ import pytest
 
 from polykws.pipeline.engine import ProcessExecutor, SerialExecutor, Stage, StageFailed, run_pipeline, stage_key, toposort
 from polykws.pipeline.store import ArtifactStore
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 
 def diamond(n=5, p_a=2, p_b=3, label="x"):

@@ -16,7 +16,7 @@ from polykws.pipeline.config import load_config
 from polykws.pipeline.engine import SerialExecutor, run_pipeline
 from polykws.pipeline.run import build_stages, publish
 from polykws.pipeline.store import ArtifactStore
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import yaml
 from polykws.cli import main
 from polykws.training.checkpoint import load_model
 from polykws.training.config import load_train_config
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 WORDS = {"alpha": (300.0, 600.0), "beta": (500.0, 250.0), "gamma": (800.0, 800.0), "delta": (400.0, 400.0)}
 

@@ -22,7 +22,7 @@ from polykws.training.config import FitConfig, OptimConfig, SpecAugmentSettings
 from polykws.training.data import TaskLoaders, make_loader
 from polykws.training.fit import evaluate_loss_acc, fit
 from polykws.training.models import ds_cnn_s
-from polykws.utils import PolykwsError, seed_everything
+from polykws.core import PolykwsError, seed_everything
 
 LABELS = ("_silence_", "_unknown_", "yes", "no")
 
@@ -176,7 +176,7 @@ KILL_SCRIPT = textwrap.dedent(
     from polykws.training.fit import fit
     from polykws.training.models import ds_cnn_s
     from polykws.datasets.frontend import mfcc_frontend
-    from polykws.utils import seed_everything
+    from polykws.core import seed_everything
     import time
     cfg = small_cfg(epochs=4)
     seed_everything(0)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 SITE_KINDS = ("conv", "dw", "pw", "linear")
 # The classifier head of a DS-CNN. It is language-specific (each language has its own labels),

@@ -27,7 +27,7 @@ from torch import nn
 from polykws.training.checkpoint import state_sha256
 from polykws.training.deltas.base import HEAD_SITE, AttachContext, DeltaConfig, DeltaLayer, candidate_sites, match_sites
 from polykws.training.deltas.registry import get_delta
-from polykws.utils import ConfigError, PolykwsError, atomic_write_bytes
+from polykws.core import ConfigError, PolykwsError, atomic_write_bytes
 
 DELTA_FORMAT = "polykws-delta"
 DELTA_FORMAT_VERSION = 1

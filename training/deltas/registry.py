@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from polykws.training.deltas.base import DeltaConfig, DeltaLayer

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from polykws.training.deltas import BODY_TARGETS, DeltaConfig, get_delta
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from polykws.training.deltas import HEAD_SITE, DeltaModel
 from polykws.training.swr.config import SWRConfig
 from polykws.training.swr.policy import SWRPolicy, gumbel_straight_through
 from polykws.training.swr.supernet import Supernet, build_supernet, site_features
-from polykws.utils import PolykwsError
+from polykws.core import PolykwsError
 
 
 @torch.no_grad()

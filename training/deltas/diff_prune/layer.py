@@ -7,7 +7,7 @@ from torch import nn
 
 from polykws.training.deltas.base import DeltaLayer
 from polykws.training.deltas.blob_bytes import sparse_weight_bytes
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 
 class DiffPruneLayer(DeltaLayer):

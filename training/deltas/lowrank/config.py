@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from polykws.training.deltas.base import DeltaConfig
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 
 @dataclass(frozen=True)

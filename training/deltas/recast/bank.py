@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from polykws.training.deltas.base import candidate_sites
-from polykws.utils import PolykwsError, atomic_write_bytes
+from polykws.core import PolykwsError, atomic_write_bytes
 
 BANK_FORMAT_VERSION = 1
 _MEMORY: dict[tuple[str, int, int], "TemplateBank"] = {}

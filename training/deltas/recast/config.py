@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from polykws.training.deltas.base import DeltaConfig
-from polykws.utils import ConfigError
+from polykws.core import ConfigError
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from torch import nn
 from polykws.training.deltas.base import DeltaLayer
 from polykws.training.deltas.blob_bytes import tensor_rewrite_bytes
 from polykws.training.deltas.recast.bank import get_bank, shape_key
-from polykws.utils import ConfigError, PolykwsError
+from polykws.core import ConfigError, PolykwsError
 
 
 class RecastLayer(DeltaLayer):

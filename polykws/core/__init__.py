@@ -1,0 +1,37 @@
+"""The bottom layer every other layer may import: errors, atomic I/O and hashing, seeding,
+environment paths and the strict config converter. It imports nothing else from polykws.
+"""
+
+from polykws.core.config import from_dict, to_plain
+from polykws.core.env import repo_root, run_context, shared_dir
+from polykws.core.errors import ConfigError, PolykwsError
+from polykws.core.io import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    sha256_bytes,
+    sha256_file,
+    stable_hash,
+    stable_json,
+)
+from polykws.core.seed import seed_everything
+
+__all__ = [
+    "ConfigError",
+    "PolykwsError",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "from_dict",
+    "repo_root",
+    "run_context",
+    "seed_everything",
+    "sha256_bytes",
+    "sha256_file",
+    "shared_dir",
+    "stable_hash",
+    "stable_json",
+    "to_plain",
+]
