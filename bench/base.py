@@ -42,7 +42,8 @@ from polykws.datasets import TaskSpec, load_task_features
 from polykws.datasets.frontend import frontend_by_name
 from polykws.training.base import train_base
 from polykws.training.checkpoint import load_model
-from polykws.training.config import TrainConfig, load_train_config, resolve_path
+from polykws.core import resolve_path
+from polykws.training.config import TrainConfig, load_train_config
 from polykws.training.data import base_records, scan_corpus_cached
 from polykws.training.evaluate import evaluate
 from polykws.training.profile import count_params_macs

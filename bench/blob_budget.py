@@ -150,12 +150,12 @@ def run_row(job: dict, base_loaded, base_ex, splits: dict, args) -> dict:
     from polykws.export.api import evaluate_export, export_language
     from polykws.export.blob import apply_blob
     from polykws.export.breakdown import blob_breakdown
-    from polykws.training.adapt import TrainConfig, adapt
+    from polykws.training.adapt import TransferConfig, adapt
     from polykws.training.checkpoint import state_sha256
     from polykws.core import PolykwsError
 
     row = {**job, "status": "ok", "test_clips": len(splits["test"]), "train_clips": len(splits["train"])}
-    tcfg = TrainConfig(seed=job["seed"], num_threads=1, **({"epochs": args.epochs} if args.epochs else {}))
+    tcfg = TransferConfig(seed=job["seed"], num_threads=1, **({"epochs": args.epochs} if args.epochs else {}))
     mcfg = method_cfg_of(job)
     try:
         res = adapt(base_loaded.model, splits, mcfg, tcfg)
@@ -450,7 +450,7 @@ def main() -> None:
     ap.add_argument("--langs", default=",".join(LANGS))
     ap.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
     ap.add_argument("--seeds", default="0", help="comma-separated; the report gives the mean over seeds")
-    ap.add_argument("--epochs", type=int, default=None, help="method epochs (default: TrainConfig's)")
+    ap.add_argument("--epochs", type=int, default=None, help="method epochs (default: TransferConfig's)")
     ap.add_argument("--calibration", type=int, default=300, help="calibration samples (configs/shared-real.yaml export.calibration_samples)")
     ap.add_argument("--only", default=None, help="comma-separated cells, e.g. head_only,swr@1000,swr_bytes@300")
     ap.add_argument("--stop-after-min", type=float, default=None, help="start no new row after this many minutes")
@@ -469,7 +469,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     from polykws.training.checkpoint import load_model
-    from polykws.training.cli_adapt import load_language_splits
+    from polykws.pipeline.tasks import load_language_splits
     from polykws.core import run_context
 
     seeds = [int(s) for s in args.seeds.split(",") if s]

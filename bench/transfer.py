@@ -54,7 +54,7 @@ def _worker_init(base_path: str, config: str, epochs: int | None) -> None:
 
 
 def _splits(lang: str):
-    from polykws.training.cli_adapt import load_language_splits
+    from polykws.pipeline.tasks import load_language_splits
 
     if lang not in _WORKER["splits"]:
         _WORKER["splits"][lang] = load_language_splits(lang, _WORKER["base"].frontend, config=_WORKER["config"])
@@ -62,13 +62,13 @@ def _splits(lang: str):
 
 
 def _run_job(job: dict) -> dict:
-    from polykws.training.adapt import TrainConfig, adapt, get_method, method_config
+    from polykws.training.adapt import TransferConfig, adapt, get_method, method_config
     from polykws.core import PolykwsError
 
     splits = _splits(job["lang"])
     spec = get_method(job["method"])
     row = {**job, "status": "ok", "test_clips": len(splits["test"]), "train_clips": len(splits["train"])}
-    tcfg = TrainConfig(seed=job["seed"], num_threads=1, **({"epochs": _WORKER["epochs"]} if _WORKER["epochs"] else {}))
+    tcfg = TransferConfig(seed=job["seed"], num_threads=1, **({"epochs": _WORKER["epochs"]} if _WORKER["epochs"] else {}))
     try:
         mcfg = method_config(job["method"], budget_params=job["budget"] if spec.budgeted else None)
         res = adapt(_WORKER["base"].model, splits, mcfg, tcfg)
@@ -323,9 +323,9 @@ def time_swr(args) -> None:
     """
     import torch
 
-    from polykws.training.adapt import TrainConfig, adapt, method_config
+    from polykws.training.adapt import TransferConfig, adapt, method_config
     from polykws.training.checkpoint import load_model
-    from polykws.training.cli_adapt import load_language_splits
+    from polykws.pipeline.tasks import load_language_splits
     from polykws.core import atomic_write_json
 
     torch.set_num_threads(args.threads)
@@ -338,7 +338,7 @@ def time_swr(args) -> None:
             loads.append(os.getloadavg()[0])
             cpu0 = time.process_time()
             res = adapt(base.model, splits, method_config("swr", budget_params=TARGET_BUDGET),
-                        TrainConfig(seed=rep, num_threads=args.threads, **({"epochs": args.epochs} if args.epochs else {})))
+                        TransferConfig(seed=rep, num_threads=args.threads, **({"epochs": args.epochs} if args.epochs else {})))
             walls.append(res.wall_s)
             cpu = time.process_time() - cpu0
         results[lang] = {"wall_median_s": statistics.median(walls), "walls_s": walls, "cpu_s_last": cpu,
@@ -359,7 +359,7 @@ def main() -> None:
     ap.add_argument("--methods", default="all", help="comma-separated, or 'all' (every registered method)")
     ap.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--epochs", type=int, default=None, help="method epochs (default: TrainConfig's)")
+    ap.add_argument("--epochs", type=int, default=None, help="method epochs (default: TransferConfig's)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("runs/bench_transfer"))
     ap.add_argument("--report-only", action="store_true")

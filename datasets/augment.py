@@ -180,16 +180,29 @@ def augment_waveform(
 
 @dataclass(frozen=True)
 class SpecAugmentConfig:
+    """Online SpecAugment (Park et al. 2019) on each training batch: the one schema used by the
+    base recipe (`fit.spec_augment`), transfer (`TransferConfig.spec_augment`) and the pipeline."""
+
     time_masks: int = 2
     time_mask_frames: int = 6
     freq_masks: int = 1
     freq_mask_bins: int = 2
+    enabled: bool = True
 
     def __post_init__(self) -> None:
         for name in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 0:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"SpecAugment {name} must be an int >= 0, got {v!r}")
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"SpecAugment enabled must be true or false, got {self.enabled!r}")
+
+    @property
+    def active(self) -> bool:
+        """Whether any mask can change a batch."""
+        time = self.time_masks > 0 and self.time_mask_frames > 0
+        freq = self.freq_masks > 0 and self.freq_mask_bins > 0
+        return self.enabled and (time or freq)
 
 
 def spec_augment(batch, cfg: SpecAugmentConfig, generator):

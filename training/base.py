@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from polykws.training.config import TrainConfig, resolve_path, to_dict
+from polykws.core import resolve_path
+from polykws.training.config import TrainConfig, to_dict
 from polykws.training.data import build_base_splits, loaders_from_splits
 from polykws.training.evaluate import EvalReport, evaluate
 from polykws.training.fit import FitResult, fit

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CONFIG = "configs/shared-real.yaml"
+from polykws.pipeline.tasks import DEFAULT_CONFIG, load_language_splits
 
 
 def register(subparsers) -> None:
@@ -32,68 +32,12 @@ def register(subparsers) -> None:
     p.add_argument("--families", default=None, help="swr: comma-separated families for the options (default: SWR's defaults)")
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"pipeline config defining the corpus and the language's task (default {DEFAULT_CONFIG})")
     p.add_argument("--keywords", default=None, help="comma-separated keywords (overrides the config's task)")
-    p.add_argument("--epochs", type=int, default=None, help="method epochs (default: TrainConfig's)")
+    p.add_argument("--epochs", type=int, default=None, help="method epochs (default: TransferConfig's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's; 1-2 on a shared machine)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default runs/adapt/<lang>-<method>[-<budget>]-s<seed>)")
     p.add_argument("--list-methods", action="store_true", help="print the registered methods and exit")
     p.set_defaults(func=cmd_adapt)
-
-
-def load_task_config(config: str | Path, lang: str) -> dict[str, Any]:
-    """The corpus and the `lang` task of a pipeline config (the same split rule the pipeline uses)."""
-    import yaml
-
-    from polykws.training.config import resolve_path
-    from polykws.core import ConfigError, PolykwsError
-
-    path = resolve_path(str(config))
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PolykwsError(f"{path}: config not found") from None
-    data = (cfg or {}).get("data") or {}
-    tasks = data.get("tasks") or {}
-    if lang not in tasks:
-        raise ConfigError(f"{path}: data.tasks has no language {lang!r} (has: {', '.join(sorted(tasks)) or 'none'})")
-    if "root" not in data:
-        raise ConfigError(f"{path}: data.root is missing")
-    split = data.get("split") or {}
-    return {
-        "root": data["root"],
-        "noise_dir": data.get("noise_dir"),
-        "val_pct": float(split.get("val_pct", 10.0)),
-        "test_pct": float(split.get("test_pct", 10.0)),
-        "task": dict(tasks[lang]),
-        "config_path": str(path),
-    }
-
-
-def load_language_splits(lang: str, frontend, *, config: str | Path = DEFAULT_CONFIG, keywords: list[str] | None = None, seed: int = 0):
-    """{"train","val","test"} FeatureSplits for `lang`'s task, from cached features when present."""
-    from polykws.datasets import TaskSpec, load_task_features
-    from polykws.training.config import DataConfig, resolve_path
-    from polykws.training.data import scan_corpus_cached
-
-    tc = load_task_config(config, lang)
-    task_kw = dict(tc["task"])
-    if keywords:
-        task_kw["keywords"] = list(keywords)
-    task = TaskSpec(
-        lang,
-        tuple(task_kw.pop("keywords")),
-        silence=bool(task_kw.pop("silence", True)),
-        unknown=bool(task_kw.pop("unknown", True)),
-        unknown_words=tuple(task_kw.pop("unknown_words", ())),
-        **task_kw,
-    )
-    defaults = DataConfig.__dataclass_fields__
-    manifest_dir = resolve_path(defaults["manifest_dir"].default)
-    cache_dir = resolve_path(defaults["cache_dir"].default)
-    records = scan_corpus_cached(resolve_path(tc["root"]), val_pct=tc["val_pct"], test_pct=tc["test_pct"], manifest_dir=manifest_dir)
-    rows = [r for r in records if r.language == lang]
-    noise = resolve_path(tc["noise_dir"]) if tc["noise_dir"] else None
-    return load_task_features(rows, task, frontend, cache_dir=cache_dir, noise_dir=noise, seed=seed, progress=False)
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
@@ -131,16 +75,16 @@ def run_adapt(args: argparse.Namespace, mcfg) -> int:
     import json
     import time
 
-    from polykws.training.adapt import TrainConfig, adapt
+    from polykws.training.adapt import TransferConfig, adapt
     from polykws.training.checkpoint import load_model, save_model
-    from polykws.core import atomic_write_json, repo_root
+    from polykws.core import atomic_write_json, repo_root, to_plain
 
     base = load_model(args.base)
     keywords = [k.strip() for k in args.keywords.split(",")] if args.keywords else None
     t0 = time.perf_counter()
     splits = load_language_splits(args.lang, base.frontend, config=args.config, keywords=keywords, seed=args.seed)
     data_s = time.perf_counter() - t0
-    tcfg = TrainConfig(seed=args.seed, num_threads=args.threads, **({"epochs": args.epochs} if args.epochs else {}))
+    tcfg = TransferConfig(seed=args.seed, num_threads=args.threads, **({"epochs": args.epochs} if args.epochs else {}))
     result = adapt(base.model, splits, mcfg, tcfg)
     budget_tag = f"-{args.budget_bytes}B" if args.budget_bytes is not None else (f"-{args.budget}" if args.budget is not None else "")
     tag = f"{args.lang}-{result.method}{budget_tag}-s{args.seed}"
@@ -162,7 +106,7 @@ def run_adapt(args: argparse.Namespace, mcfg) -> int:
         "base_sha256": base.sha256,
         "model_sha256": model_sha,
         "method_config": result.method_config,
-        "train_config": tcfg.__dict__,
+        "train_config": to_plain(tcfg),
         "examples": {k: len(v) for k, v in splits.items()},
         "data_load_s": data_s,
         "selection": result.details.get("selection"),

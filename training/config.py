@@ -9,13 +9,14 @@ config reads e.g. `configs/base.yaml: fit.optim.lr: must be > 0, got -1`.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from polykws.core import ConfigError, PolykwsError, from_dict, stable_hash
+from polykws.core import ConfigError, from_yaml_file, resolve_path, stable_hash, to_plain
+from polykws.datasets.augment import SpecAugmentConfig
 
 SCHEDULES = ("cosine", "step", "constant")
 
@@ -50,31 +51,13 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class SpecAugmentSettings:
-    """Online SpecAugment (Park et al. 2019) applied to each training batch.
-
-    Mirrors polykws.datasets.SpecAugmentConfig; fit() converts it at run time so this module
-    stays importable (and validatable) on its own.
-    """
-
-    enabled: bool = True
-    time_masks: int = 2
-    time_mask_frames: int = 6
-    freq_masks: int = 1
-    freq_mask_bins: int = 2
-
-    def __post_init__(self) -> None:
-        _non_negative(self, "time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins")
-
-
-@dataclass(frozen=True)
 class FitConfig:
     epochs: int = 30
     batch_size: int = 128
     seed: int = 0
     optim: OptimConfig = field(default_factory=OptimConfig)
     label_smoothing: float = 0.0
-    spec_augment: SpecAugmentSettings = field(default_factory=SpecAugmentSettings)
+    spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     # The checkpoint with the best value of this validation metric becomes best.pt.
     select_metric: str = "val_acc"
     progress: bool = True
@@ -151,16 +134,6 @@ class CorpusConfig:
         return resolve_path(self.root)
 
 
-def resolve_path(path: str) -> Path:
-    """`shared:<rel>` -> shared_dir()/<rel>; relative paths are relative to the repository."""
-    from polykws.core import repo_root, shared_dir
-
-    if path.startswith("shared:"):
-        return shared_dir() / path[len("shared:") :]
-    p = Path(path)
-    return p if p.is_absolute() else repo_root() / p
-
-
 @dataclass(frozen=True)
 class DataConfig:
     """The base's pretraining data and label set.
@@ -221,38 +194,11 @@ class TrainConfig:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict (tuples become lists) suitable for YAML/JSON."""
-
-    def plain(v: Any) -> Any:
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-
-    return plain(asdict(cfg))
+    return to_plain(cfg)
 
 
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise PolykwsError(f"{path}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if overrides:
-        raw = _deep_merge(raw or {}, overrides)
-    try:
-        return from_dict(TrainConfig, raw)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-
-
-def _deep_merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+    return from_yaml_file(TrainConfig, path, overrides)
 
 
 def dump_yaml(cfg: Any) -> str:

@@ -176,7 +176,7 @@ def base_records(data_cfg, *, progress: bool = False) -> list:
     Noise rows (synthesized background noise) are kept for `_silence_`; clip rows outside a
     corpus' `splits` are dropped entirely, so they can reach no split of the base.
     """
-    from polykws.training.config import resolve_path
+    from polykws.core import resolve_path
 
     rows = []
     for corpus in data_cfg.corpora:
@@ -228,7 +228,7 @@ def base_task(data_cfg, records):
 def build_base_splits(data_cfg, frontend, *, seed: int = 0, progress: bool = False) -> dict:
     """{"train","val","test"} FeatureSplits of the base task (features cached on disk)."""
     from polykws.datasets import load_task_features
-    from polykws.training.config import resolve_path
+    from polykws.core import resolve_path
 
     if not data_cfg.corpora:
         raise ValueError("data.corpora is empty: the base needs at least one corpus")

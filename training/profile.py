@@ -5,7 +5,7 @@ Counting rules, stated once so every report and test agrees:
   Bias adds are not MACs.
 - Linear: MACs = in_features * out_features (per sample).
 - BatchNorm: its affine parameters are counted (they exist in the float model) but it costs
-  0 MACs, because the deployed graph folds it into the preceding conv (see training/fold.py).
+  0 MACs, because the exported graph folds it into the preceding conv (onnx2tf does the folding).
 - Pooling, ReLU, padding and dropout cost 0 MACs and hold no parameters; they are listed only
   when `include_zero` is set.
 

@@ -2,8 +2,8 @@
 environment paths and the strict config converter. It imports nothing else from polykws.
 """
 
-from polykws.core.config import from_dict, to_plain
-from polykws.core.env import repo_root, run_context, shared_dir
+from polykws.core.config import from_dict, from_yaml_file, merge_overrides, to_plain
+from polykws.core.env import repo_root, resolve_path, run_context, shared_dir
 from polykws.core.errors import ConfigError, PolykwsError
 from polykws.core.io import (
     atomic_path,
@@ -25,7 +25,10 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "from_dict",
+    "from_yaml_file",
+    "merge_overrides",
     "repo_root",
+    "resolve_path",
     "run_context",
     "seed_everything",
     "sha256_bytes",

@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any, Mapping
 
-from polykws.core.errors import ConfigError
+from polykws.core.errors import ConfigError, PolykwsError
 
 
 def from_dict(cls: type, data: Any, path: str = "") -> Any:
@@ -26,14 +26,62 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{where}unknown key(s) {unknown}; known: {sorted(known)}")
+    missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in data and _required(f)]
+    if missing:
+        keys = ", ".join(f"{path}.{m}" if path else m for m in missing)
+        raise ConfigError(f"missing required key(s): {keys}")
     kwargs = {name: _coerce(hints[name], value, f"{path}.{name}" if path else name) for name, value in data.items()}
     try:
         return cls(**kwargs)
     except ConfigError as exc:
         msg = str(exc)
         raise ConfigError(msg if msg.startswith(path) and path else f"{where}{msg}") from None
-    except TypeError as exc:  # a required field is missing
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}{exc}") from None
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def from_yaml_file(cls: type, path: Any, overrides: Mapping[str, Any] | None = None) -> Any:
+    """Read a YAML file into `cls` with from_dict; every error names the file."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PolykwsError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got a {type(raw).__name__}")
+    try:
+        return from_dict(cls, merge_overrides(raw, overrides or {}))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def merge_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`raw` with `overrides` applied: nested mappings merge, `a.b.c` keys address nested fields."""
+    out = dict(raw)
+    for key, value in overrides.items():
+        head, dot, rest = key.partition(".")
+        if dot:
+            inner = out.get(head, {}) or {}
+            if not isinstance(inner, Mapping):
+                raise ConfigError(f"override {key}: {head} is not a mapping")
+            out[head] = merge_overrides(inner, {rest: value})
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_overrides(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _coerce(tp: Any, value: Any, path: str) -> Any:
@@ -42,7 +90,17 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _coerce(args[0], value, path) if len(args) == 1 else value
+        if len(args) == 1:
+            return _coerce(args[0], value, path)
+        # `bool | str` and the like: the first alternative the value fits (YAML gives `false`
+        # for an on/off switch that also takes words such as "auto").
+        for alt in args:
+            try:
+                return _coerce(alt, value, path)
+            except ConfigError:
+                continue
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in args)
+        raise ConfigError(f"{path}: expected {names}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path)
     if origin is tuple:

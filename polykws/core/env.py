@@ -17,6 +17,16 @@ def shared_dir() -> Path:
     return Path(env) if env else repo_root().parent / "shared"
 
 
+def resolve_path(path: str | Path) -> Path:
+    """The one path rule of every config: `shared:<rel>` is shared_dir()/<rel>, `~` expands, and
+    a relative path is relative to the repository root (not the working directory)."""
+    text = str(path)
+    if text.startswith("shared:"):
+        return shared_dir() / text[len("shared:") :]
+    p = Path(os.path.expanduser(text))
+    return p if p.is_absolute() else repo_root() / p
+
+
 def run_context() -> dict[str, str]:
     """When, where and how a benchmark ran: recorded beside every result it writes."""
     import platform

@@ -1,9 +1,11 @@
 """`polykws run` configuration: one YAML file, validated into frozen dataclasses before anything runs.
 
-Sections that belong to another layer (the fit recipe, a method's delta config, the TTS corpus
-settings) are kept as plain mappings here and validated by that layer's own config classes in
-`validate_with_layers()`, so a typo fails at load time with the file and field named, not
-twenty minutes into a run.
+Sections that belong to another layer are typed with that layer's own dataclass and parsed
+once, by polykws.core.from_dict: `data.split` (datasets.SplitConfig), `base.fit`
+(training.config.FitConfig), `adapt.fit` (training.adapt.TransferConfig) and `corpus`
+(datasets.synth.SynthConfig). `validate_with_layers()` checks what needs a registry (models,
+methods, layouts), so a typo fails at load time with the file and field named, not twenty
+minutes into a run.
 
 Paths: `shared:<rel>` resolves against polykws.core.shared_dir() (../shared next to the
 checkout); `@corpus` means the folder the `corpus` stage synthesized; a relative path is
@@ -12,14 +14,20 @@ relative to the repository root; anything with `://` is an fsspec URI (artifacts
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-from polykws.core import ConfigError, PolykwsError, from_dict, repo_root, shared_dir, to_plain
+from polykws.core import ConfigError, PolykwsError, from_dict, merge_overrides, to_plain
+from polykws.core import resolve_path as core_resolve_path
+from polykws.datasets.features import TaskSpec
+from polykws.datasets.splits import SplitConfig
+from polykws.datasets.synth import SynthConfig
+from polykws.training.adapt import TransferConfig
+from polykws.training.config import FitConfig
 
 FIRMWARE_MODES = ("auto", "on", "off")
 EXECUTORS = ("auto", "serial", "process", "ray")
@@ -48,6 +56,10 @@ class TaskConfig:
         if not self.keywords and self.unknown and not self.unknown_words:
             raise ConfigError("keywords is empty (= every word) but unknown is on: name unknown_words, or set unknown: false")
 
+    def spec(self, language: str, keywords: tuple[str, ...] = ()) -> TaskSpec:
+        """The datasets layer's TaskSpec for `language` (`keywords`, when given, replace the entry's)."""
+        return TaskSpec(language, tuple(keywords or self.keywords), **task_spec_options(self))
+
 
 @dataclass(frozen=True)
 class RootConfig:
@@ -71,8 +83,8 @@ class DataSection:
     roots: tuple[RootConfig, ...] = ()
     noise_dir: str = ""
     frontend: str = "mfcc"
-    # polykws.datasets.SplitConfig fields (val_pct, test_pct, mode, ...): speaker-disjoint splits.
-    split: Mapping[str, Any] = field(default_factory=dict)
+    # Speaker-disjoint splits (val_pct, test_pct, mode, ...).
+    split: SplitConfig = field(default_factory=SplitConfig)
     tasks: Mapping[str, TaskConfig] = field(default_factory=dict)
     # Offline augmented copies of each training clip (time shift, noise) for the base language.
     base_augment_copies: int = 0
@@ -84,9 +96,6 @@ class DataSection:
 
         if self.frontend not in FRONTENDS:
             raise ConfigError(f"data.frontend: unknown frontend {self.frontend!r}; known: {', '.join(sorted(FRONTENDS))}")
-        from polykws.datasets.splits import SplitConfig
-
-        _build_dataclass(SplitConfig, self.split, "data.split")
         if self.base_augment_copies < 0 or self.adapt_augment_copies < 0:
             raise ConfigError("data.*_augment_copies must be >= 0")
         if not self.tasks:
@@ -103,7 +112,7 @@ class BaseSection:
     build_command: str = ""
     # Extra languages pooled into pretraining (their train split only, never val/test speakers).
     pool_languages: tuple[str, ...] = ()
-    fit: Mapping[str, Any] = field(default_factory=dict)
+    fit: FitConfig = field(default_factory=FitConfig)
 
     def __post_init__(self) -> None:
         if not self.language:
@@ -120,7 +129,8 @@ class AdaptSection:
     # The (method, budget) whose merged model ships: exported, packed into flash.bin, in the table.
     ship_method: str = "swr"
     ship_budget: int = 1000
-    fit: Mapping[str, Any] = field(default_factory=dict)
+    # The transfer recipe; its seed and num_threads come from `seeds` and `threads_per_job`.
+    fit: TransferConfig = field(default_factory=TransferConfig)
     # Torch threads per adaptation job (1 keeps jobs bit-identical however they are scheduled).
     threads_per_job: int = 1
 
@@ -171,12 +181,15 @@ class ExportSection:
 class FirmwareSection:
     # auto: build and bench when the arm toolchain, QEMU and TFLM_DIR are present, otherwise the
     # stage records why it was skipped. on: missing pieces are an error. off: recorded as off.
-    enabled: str = "auto"
+    # YAML's `true`/`false` (and on/off, yes/no, which YAML reads as booleans) mean on/off.
+    enabled: bool | str = "auto"
     boards: tuple[str, ...] = ("mps2-an386",)
     kernels: tuple[str, ...] = ("cmsis-nn",)
     bench_samples: int = 50
 
     def __post_init__(self) -> None:
+        if isinstance(self.enabled, bool):
+            object.__setattr__(self, "enabled", "on" if self.enabled else "off")
         if self.enabled not in FIRMWARE_MODES:
             raise ConfigError(f"firmware.enabled must be one of {FIRMWARE_MODES}, got {self.enabled!r}")
 
@@ -200,7 +213,7 @@ class PipelineConfig:
     data: DataSection
     base: BaseSection
     adapt: AdaptSection
-    corpus: Mapping[str, Any] | None = None  # SynthConfig fields; present = synthesize the corpus
+    corpus: SynthConfig | None = None  # present = synthesize the corpus
     export: ExportSection = field(default_factory=ExportSection)
     firmware: FirmwareSection = field(default_factory=FirmwareSection)
     executor: ExecutorSection = field(default_factory=ExecutorSection)
@@ -245,111 +258,90 @@ class PipelineConfig:
 
 
 def resolve_path(p: str, corpus_dir: Path | None = None) -> Path:
-    if p.startswith("shared:"):
-        return shared_dir() / p[len("shared:"):]
+    """polykws.core.resolve_path plus the pipeline's `@corpus` (the corpus stage's folder)."""
     if p == "@corpus" or p.startswith("@corpus/"):
         if corpus_dir is None:
             raise ConfigError(f"{p}: needs the corpus stage's output")
         return corpus_dir / p[len("@corpus"):].lstrip("/")
-    path = Path(os.path.expanduser(p))
-    return path if path.is_absolute() else repo_root() / path
+    return core_resolve_path(p)
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None, *, check_files: bool = True) -> PipelineConfig:
+    """The validated config of `path`. `check_files=False` skips what only a run needs to
+    exist (the given base checkpoint), for readers that want a task or the data section."""
     path = Path(path)
+    raw = merge_overrides({"name": path.stem, **_read_mapping(path), "source_path": str(path)}, overrides or {})
     try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise PolykwsError(f"{path}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    raw = dict(raw or {})
-    for k, v in (overrides or {}).items():
-        _set_dotted(raw, k, v)
-    raw.setdefault("name", path.stem)
-    raw["source_path"] = str(path)
-    try:
+        _check_reserved(raw)
         cfg = from_dict(PipelineConfig, raw)
         validate_with_layers(cfg)
+        if check_files:
+            _check_files(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return cfg
 
 
-def _set_dotted(d: dict, dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    for p in parts[:-1]:
-        d = d.setdefault(p, {})
-        if not isinstance(d, dict):
-            raise ConfigError(f"override {dotted}: {p} is not a mapping")
-    d[parts[-1]] = value
+def _check_reserved(raw: Mapping[str, Any]) -> None:
+    adapt = raw.get("adapt")
+    fit = adapt.get("fit") if isinstance(adapt, Mapping) else None
+    for reserved in ("seed", "num_threads"):
+        if isinstance(fit, Mapping) and reserved in fit:
+            raise ConfigError(f"adapt.fit.{reserved}: set by the pipeline (adapt.seeds, adapt.threads_per_job)")
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PolykwsError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (name, data, base, adapt, ...), got a {type(raw).__name__}")
+    return dict(raw)
 
 
 def validate_with_layers(cfg: PipelineConfig) -> None:
-    """Check the sections other layers own with their own config classes (fail before running)."""
+    """Check the names other layers register (models, methods, layouts) and build each task's
+    TaskSpec (fail before running)."""
+    from polykws.datasets.sources import SOURCES
+    from polykws.training.adapt import get_method, method_config
     from polykws.training.models import list_models
 
     if cfg.base.model not in list_models():
         raise ConfigError(f"base.model: unknown model {cfg.base.model!r}; registered: {', '.join(list_models())}")
-    from polykws.training.config import FitConfig
-    from polykws.training.config import from_dict as train_from_dict
-
-    train_from_dict(FitConfig, dict(cfg.base.fit), "base.fit")
-    from polykws.training.adapt import TrainConfig as AdaptTrainConfig
-    from polykws.training.adapt import get_method, method_config
-
-    for reserved in ("seed", "num_threads"):
-        if reserved in cfg.adapt.fit:
-            raise ConfigError(f"adapt.fit.{reserved}: set by the pipeline (adapt.seeds, adapt.threads_per_job)")
-    _build_dataclass(AdaptTrainConfig, dict(cfg.adapt.fit), "adapt.fit")
     for m in cfg.adapt.methods:
         try:
             spec = get_method(m)
             method_config(m, budget_params=cfg.adapt.budgets[0] if spec.budgeted else None, **dict(cfg.adapt.method_options.get(m, {})))
         except ConfigError as exc:
             raise ConfigError(f"adapt.methods: {exc}") from None
-    if cfg.corpus is not None:
-        try:
-            from polykws.datasets.synth import SynthConfig
-        except ModuleNotFoundError as exc:
-            raise ConfigError(f"corpus: the TTS corpus builder is not available ({exc})") from None
-        _build_dataclass(SynthConfig, cfg.corpus, "corpus")
-    from polykws.datasets.features import TaskSpec
-
-    from polykws.datasets.sources import SOURCES
-
     for r in cfg.data.roots:
         if r.layout != "auto" and r.layout not in SOURCES:
             raise ConfigError(f"data.roots: unknown layout {r.layout!r}; known: {', '.join(SOURCES)}")
     for lang, t in cfg.data.tasks.items():
         if t.keywords:
             try:
-                TaskSpec(lang, t.keywords, **task_spec_options(t))
+                t.spec(lang)
             except ConfigError as exc:
                 raise ConfigError(f"data.tasks.{lang}: {exc}") from None
+
+
+def _check_files(cfg: PipelineConfig) -> None:
     if cfg.base.checkpoint and not resolve_path(cfg.base.checkpoint).is_file():
         # Say how to get one: a base is a `polykws train base` output, never downloaded.
         hint = f"; build it with: {cfg.base.build_command}" if cfg.base.build_command else ""
         raise ConfigError(f"base.checkpoint: {resolve_path(cfg.base.checkpoint)} does not exist{hint}")
 
 
-def _build_dataclass(cls: type, data: Mapping[str, Any], path: str) -> Any:
-    """Build another layer's config dataclass strictly (unknown keys are errors)."""
-    try:
-        return from_dict(cls, dict(data), path)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-
-
 def task_spec_options(t: TaskConfig) -> dict[str, Any]:
-    """TaskSpec keyword arguments (everything but keywords and max_per_keyword)."""
-    return {
-        "silence": t.silence, "unknown": t.unknown, "unknown_words": tuple(t.unknown_words), "sources": tuple(t.sources),
-        "unknown_fraction": t.unknown_fraction, "silence_fraction": t.silence_fraction,
-        "true_silence_fraction": t.true_silence_fraction,
-    }
+    """TaskSpec keyword arguments from a task entry: every TaskSpec field but language and
+    keywords, read off TaskSpec itself so the two cannot drift apart."""
+    names = [f.name for f in dataclasses.fields(TaskSpec) if f.name not in ("language", "keywords")]
+    return {name: getattr(t, name) for name in names}
 
 
 def data_roots(d: DataSection) -> list[RootConfig]:

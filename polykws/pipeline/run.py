@@ -151,7 +151,7 @@ def build_stages(cfg: PipelineConfig, *, progress: bool = True) -> list[Stage]:
     else:
         out.append(Stage("base", "base", S.base_stage,
                          {"language": b.language, "pool_languages": list(b.pool_languages), "model": b.model, "frontend": d.frontend,
-                          "fit": dict(b.fit)},
+                          "fit": to_plain(b.fit)},
                          deps=base_feats, version=VERSIONS["base"], code=("polykws.training",), resumable=True, runtime=runtime))
 
     from polykws.training.adapt import get_method
@@ -167,7 +167,7 @@ def build_stages(cfg: PipelineConfig, *, progress: bool = True) -> list[Stage]:
                     out.append(Stage(
                         name, "adapt", S.adapt_stage,
                         {"language": lang, "method": method, "method_options": dict(a.method_options.get(method, {})),
-                         "budget": budget, "seed": seed, "fit": dict(a.fit), "threads": a.threads_per_job},
+                         "budget": budget, "seed": seed, "fit": to_plain(a.fit), "threads": a.threads_per_job},
                         deps=("base", f"features/{lang}"), version=VERSIONS["adapt"], code=("polykws.training",),
                         fanout=True, threads=a.threads_per_job, seed=seed, runtime=runtime))
                     adapt_jobs.append(name)

@@ -19,7 +19,7 @@ import numpy as np
 
 from polykws.pipeline.engine import StageContext
 from polykws.pipeline.splitio import load_meta, load_splits, save_splits
-from polykws.core import PolykwsError, atomic_write_json, atomic_write_text, sha256_file
+from polykws.core import PolykwsError, atomic_write_json, atomic_write_text, from_dict, sha256_file
 
 _QUIET = os.environ.get("POLYKWS_QUIET_STAGES") == "1"
 
@@ -32,7 +32,6 @@ def _progress(ctx: StageContext) -> bool:
 def corpus_stage(ctx: StageContext) -> dict[str, Any]:
     """Synthesize the embedded multilingual keyword corpus (espeak-ng) into corpus/."""
     from polykws.datasets.synth import SynthConfig, synthesize_corpus
-    from polykws.pipeline.config import from_dict
 
     cfg = from_dict(SynthConfig, dict(ctx.config["synth"]), "corpus")
     out = ctx.out / "corpus"
@@ -223,7 +222,6 @@ def base_stage(ctx: StageContext) -> dict[str, Any]:
     from polykws.datasets.frontend import frontend_by_name
     from polykws.training.checkpoint import load_model, save_model
     from polykws.training.config import FitConfig
-    from polykws.training.config import from_dict as train_from_dict
     from polykws.training.data import loaders_from_splits
     from polykws.training.evaluate import evaluate
     from polykws.training.fit import fit
@@ -231,7 +229,7 @@ def base_stage(ctx: StageContext) -> dict[str, Any]:
     from polykws.training.profile import count_params_macs as profile_model
 
     c = ctx.config
-    fit_cfg = train_from_dict(FitConfig, {**c["fit"], "progress": _progress(ctx)}, "base.fit")
+    fit_cfg = from_dict(FitConfig, {**c["fit"], "progress": _progress(ctx)}, "base.fit")
     frontend = frontend_by_name(c["frontend"])
     splits = _pooled_base_splits(ctx)
     labels = tuple(splits["train"].labels)
@@ -316,7 +314,7 @@ def adapt_stage(ctx: StageContext) -> dict[str, Any]:
     """One language x method x budget x seed: adapt the frozen base, merge, score on test."""
     import torch
 
-    from polykws.training.adapt import TrainConfig, adapt, method_config
+    from polykws.training.adapt import TransferConfig, adapt, method_config
     from polykws.training.checkpoint import load_model, save_model
     from polykws.training.evaluate import evaluate
 
@@ -325,7 +323,7 @@ def adapt_stage(ctx: StageContext) -> dict[str, Any]:
     splits = load_splits(ctx.input(f"features/{c['language']}"))
     budget = c.get("budget")
     mcfg = method_config(c["method"], budget_params=budget, **dict(c.get("method_options") or {}))
-    tcfg = TrainConfig(**{**c["fit"], "seed": int(c["seed"]), "num_threads": int(c["threads"])})
+    tcfg = from_dict(TransferConfig, {**c["fit"], "seed": int(c["seed"]), "num_threads": int(c["threads"])}, "adapt.fit")
     res = adapt(base.model, splits, mcfg, tcfg)
     labels = tuple(res.labels)
     sha = save_model(ctx.out / "model.pt", res.model, labels=labels, frontend=base.frontend,

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from polykws.training.adapt import (
-    Stages,
-    TrainConfig,
+    TransferConfig,
     adapt,
     fit_family_to_budget,
     get_method,
@@ -23,7 +22,7 @@ from polykws.training.deltas import HEAD_SITE, attach, get_delta, list_deltas
 from polykws.training.profile import count_params_macs
 from polykws.core import ConfigError, PolykwsError
 
-FAST = TrainConfig(epochs=2, probe_epochs=2, batch_size=32, seed=0, num_threads=1)
+FAST = TransferConfig(epochs=2, probe_epochs=2, batch_size=32, seed=0, num_threads=1)
 
 
 def splits(num_classes: int = 10, seed: int = 0) -> dict:
@@ -103,16 +102,43 @@ def test_budget_fitting_spends_most_of_a_large_budget(base):
         assert dm.cost().body >= 500, family
 
 
-def test_prefix_cache_is_exact(base):
-    dm = attach(base, get_delta("scale").config_cls(targets=("blocks.3.pw",)), head="new", num_classes=10).eval()
-    stages = Stages(dm.model)
-    k = stages.cacheable_prefix()
-    assert k == 4  # stem + blocks 0..2 are frozen and deterministic
+def test_embedding_cache_is_exact_and_only_for_a_frozen_body(base):
+    from polykws.training.adapt.train import _body_is_frozen
+
+    dm = attach(base, (), head="new", num_classes=10).eval()
+    net = dm.model
     x = torch.randn(5, 1, 49, 10)
     with torch.no_grad():
-        torch.testing.assert_close(stages.run(stages.run(x, 0, k), k), dm(x), atol=0, rtol=0)
-    dm.train()  # BN stays frozen in train mode, so the prefix is still cacheable
-    assert stages.cacheable_prefix() == k
+        embedding = net.forward_head(net.forward_features(x), pre_logits=True)
+        torch.testing.assert_close(net.forward_head(embedding), dm(x), atol=0, rtol=0)
+    assert _body_is_frozen(dm, net)  # BN stays frozen in train mode: the embedding is cacheable
+    late = attach(base, get_delta("scale").config_cls(targets=("blocks.3.pw",)), head="new", num_classes=10)
+    assert not _body_is_frozen(late, late.model)
+    live_bn = attach(base, (), head="new", num_classes=10, freeze_bn_stats=False)
+    assert not _body_is_frozen(live_bn, live_bn.model)
+
+
+@pytest.mark.parametrize("family", list_deltas())
+@pytest.mark.parametrize("budget_bytes", [200, 2000, 20000])
+def test_family_fitted_to_a_byte_budget_stays_within_its_estimate(family, budget_bytes, base):
+    from polykws.training.swr.search import estimated_blob_bytes
+
+    cfg = fit_family_to_budget(family, base, budget_bytes=budget_bytes)
+    if cfg is None:
+        return
+    dm = attach(base, cfg, head="new", num_classes=10)
+    if dm.needs_finalize:
+        layers = [layer for _, group in dm.groups() for layer in group]
+        assert type(layers[0]).group_blob_bytes([layer.base_layer for layer in layers], cfg) <= budget_bytes
+        return
+    assert 0 < estimated_blob_bytes(dm) <= budget_bytes
+
+
+def test_byte_budget_is_spent_by_every_family(base):
+    for family in list_deltas():
+        assert fit_family_to_budget(family, base, budget_bytes=20000) is not None, family
+    with pytest.raises(ConfigError, match="exactly one"):
+        fit_family_to_budget("scale", base, 100, budget_bytes=100)
 
 
 def test_adapt_is_deterministic(base):
@@ -133,4 +159,4 @@ def test_bad_inputs_are_clear_errors(base):
     with pytest.raises(ConfigError, match="unknown method"):
         method_config("nope")
     with pytest.raises(ConfigError):
-        TrainConfig(epochs=0)
+        TransferConfig(epochs=0)

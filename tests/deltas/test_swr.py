@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from polykws.training.adapt import AdaptContext, TrainConfig, adapt, prepare_splits
+from polykws.training.adapt import AdaptContext, TransferConfig, adapt, prepare_splits
 from polykws.training.checkpoint import state_sha256
 from polykws.training.deltas import DeltaLayer, read_delta_file
 from polykws.training.swr import SWRConfig, SWROption
@@ -19,7 +19,7 @@ from polykws.training.swr.supernet import SWRSite, build_supernet, site_features
 from polykws.core import ConfigError
 
 # Tiny and fast: the budget guarantee and the policy's removal do not depend on accuracy.
-FAST = TrainConfig(epochs=3, probe_epochs=2, batch_size=32, seed=0, num_threads=1)
+FAST = TransferConfig(epochs=3, probe_epochs=2, batch_size=32, seed=0, num_threads=1)
 
 
 def synthetic_splits(num_classes: int = 10, n_train: int = 96, seed: int = 0) -> dict:

@@ -18,7 +18,8 @@ import yaml
 
 from polykws.datasets.frontend import mfcc_frontend
 from polykws.training.checkpoint import load_model
-from polykws.training.config import FitConfig, OptimConfig, SpecAugmentSettings
+from polykws.datasets import SpecAugmentConfig
+from polykws.training.config import FitConfig, OptimConfig
 from polykws.training.data import TaskLoaders, make_loader
 from polykws.training.fit import evaluate_loss_acc, fit
 from polykws.training.models import ds_cnn_s
@@ -58,7 +59,7 @@ def small_cfg(**kw) -> FitConfig:
         batch_size=32,
         seed=0,
         optim=OptimConfig(lr=3e-3, warmup_epochs=0.5),
-        spec_augment=SpecAugmentSettings(enabled=False),
+        spec_augment=SpecAugmentConfig(enabled=False),
         progress=False,
         # One intra-op thread: on the shared 2-core machine two spinning OpenMP threads per
         # test run several times slower than one.
@@ -118,19 +119,19 @@ def test_run_folder_is_complete_and_self_describing(tmp_path, fixture):
 
 
 def test_same_seed_gives_identical_metrics_and_weights(tmp_path, fixture):
-    cfg = small_cfg(spec_augment=SpecAugmentSettings(enabled=True), label_smoothing=0.1)
+    cfg = small_cfg(spec_augment=SpecAugmentConfig(enabled=True), label_smoothing=0.1)
     _, a = run(tmp_path / "a", fixture, cfg)
     _, b = run(tmp_path / "b", fixture, cfg)
     strip = lambda h: [(m.epoch, m.lr, m.train_loss, m.train_acc, m.val_loss, m.val_acc) for m in h]
     assert strip(a.history) == strip(b.history)
     assert a.final_sha256 == b.final_sha256
     # ...and a different seed really changes the run (the check above can fail).
-    _, c = run(tmp_path / "c", fixture, small_cfg(seed=1, spec_augment=SpecAugmentSettings(enabled=True), label_smoothing=0.1))
+    _, c = run(tmp_path / "c", fixture, small_cfg(seed=1, spec_augment=SpecAugmentConfig(enabled=True), label_smoothing=0.1))
     assert c.final_sha256 != a.final_sha256
 
 
 def test_resume_after_interruption_equals_uninterrupted(tmp_path, fixture):
-    cfg = small_cfg(epochs=4, spec_augment=SpecAugmentSettings(enabled=True))
+    cfg = small_cfg(epochs=4, spec_augment=SpecAugmentConfig(enabled=True))
     _, full = run(tmp_path / "full", fixture, cfg)
 
     def interrupt_after_epoch_2(m):

@@ -1,4 +1,4 @@
-"""Model registry, per-layer params/MACs (against hand arithmetic) and BatchNorm folding."""
+"""Model registry, per-layer params/MACs (against hand arithmetic) and the model's feature/head split."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from polykws.datasets.frontend import micro_frontend, mfcc_frontend
-from polykws.training.fold import conv_bn_pairs, fold_batchnorm
 from polykws.training.models import DSCNN, create_model, ds_cnn_l, ds_cnn_m, ds_cnn_s, list_models, register_model
 from polykws.training.profile import count_params_macs
 
@@ -102,49 +101,15 @@ def test_profile_refuses_parameters_it_cannot_attribute():
         count_params_macs(Odd(), input_shape=(3,))
 
 
-def _randomise_bn(model: nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            c = m.num_features
-            m.running_mean.copy_(torch.randn(c, generator=g))
-            m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.1)
-            m.weight.data.copy_(torch.randn(c, generator=g))
-            m.bias.data.copy_(torch.randn(c, generator=g))
-
-
-@pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_fold_batchnorm_matches_to_1e5(name):
+def test_forward_is_forward_features_then_forward_head():
     torch.manual_seed(0)
-    model = create_model(name, num_classes=10, input_shape=(49, 10))
-    _randomise_bn(model, 1)
-    model.eval()
-    folded = fold_batchnorm(model)
-    x = torch.randn(16, 1, 49, 10, generator=torch.Generator().manual_seed(2)) * 10
+    model = ds_cnn_s(num_classes=5).eval()
+    x = torch.randn(3, 1, 49, 10)
     with torch.no_grad():
-        ref, out = model(x), folded(x)
-    assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5), (out - ref).abs().max()
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
-    # Same addressable layers, same MACs, fewer params (BN gone), input model untouched.
-    assert count_params_macs(folded).total_macs == count_params_macs(model).total_macs
-    n_bn = sum(m.weight.numel() * 2 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
-    assert count_params_macs(folded).total_params == count_params_macs(model).total_params - n_bn
-    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    assert folded.model_name == name
-
-
-def test_fold_pairs_come_from_the_graph_not_module_order():
-    assert conv_bn_pairs(ds_cnn_s())[:3] == [("conv0", "bn0"), ("blocks.0.dw", "blocks.0.bn_dw"), ("blocks.0.pw", "blocks.0.bn_pw")]
-
-    class BNFirst(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.bn = nn.BatchNorm2d(1)
-            self.conv = nn.Conv2d(1, 2, 3)
-
-        def forward(self, x):
-            return self.conv(self.bn(x))
-
-    # BN in front of the conv cannot be folded into it; that must be an error, not a silent skip.
-    with pytest.raises(ValueError, match="cannot be folded.*'bn'"):
-        fold_batchnorm(BNFirst())
+        fmap = model.forward_features(x)
+        assert fmap.shape == (3, 64, 25, 5)
+        pooled = model.forward_head(fmap, pre_logits=True)
+        torch.testing.assert_close(pooled, model.features(x), atol=0, rtol=0)
+        # The head takes the map or its pooled embedding: the cache transfer keeps is exact.
+        torch.testing.assert_close(model.forward_head(pooled), model(x), atol=0, rtol=0)
+        torch.testing.assert_close(model.forward_head(fmap), model(x), atol=0, rtol=0)

@@ -173,6 +173,7 @@ class DeltaLayer(nn.Module):
     """A frozen base layer plus one family's trainable delta. Subclasses implement the hooks."""
 
     family: ClassVar[str] = ""
+    config_cls: ClassVar[type[DeltaConfig]]  # set by register_delta
     # True when training must call `finalize()` between a search phase and a fine-tune phase
     # (diff_prune projects to exactly k nonzeros there). The harness reads this flag.
     needs_finalize: ClassVar[bool] = False
@@ -206,6 +207,19 @@ class DeltaLayer(nn.Module):
         """Estimated int8 blob bytes this delta adds for this site (training/deltas/blob_bytes.py),
         from shapes only: what SWR budgets when `SWRConfig.budget_bytes` is set."""
         raise NotImplementedError
+
+    @classmethod
+    def fit_to_budget(
+        cls, base_model: nn.Module, budget_params: int | None = None, budget_bytes: int | None = None, **options: Any
+    ) -> DeltaConfig | None:
+        """The family's config (with `options`) that spends as much of the body budget as it
+        can, in parameters or in estimated blob bytes (exactly one); None when nothing fits.
+
+        Default: whole sites, deepest first. Families with a size knob override it."""
+        from polykws.training.deltas.budget import body_sites_deepest_first, fit_whole_sites, make_budget
+
+        budget = make_budget(budget_params, budget_bytes)
+        return fit_whole_sites(cls, cls.config_cls(**options), body_sites_deepest_first(base_model), budget)
 
     def delta_weight(self) -> torch.Tensor:
         """ΔW with the base weight's shape (computed against the unmerged W0)."""

@@ -1,7 +1,7 @@
 """Delta-family registry (PEFT/timm style): each family registers its config and layer class.
 
 `register_delta("diff_prune", DiffPruneConfig, DiffPruneLayer)` is called once in each family's
-package `__init__`. Everything else (attach, save/load, SWR options, the adaptation harness,
+package `__init__`; the package discovers the family folders (deltas/__init__.py). Everything else (attach, save/load, SWR options, the adaptation harness,
 the tests) looks families up here, so adding a family never needs an if/elif anywhere.
 """
 
@@ -34,12 +34,21 @@ def register_delta(name: str, config_cls: type["DeltaConfig"], layer_cls: type["
     # The family name travels with configs and delta files, so both classes carry it.
     config_cls.family = name
     layer_cls.family = name
+    layer_cls.config_cls = config_cls
     family = DeltaFamily(name, config_cls, layer_cls)
     _FAMILIES[name] = family
     return family
 
 
+def _discover() -> None:
+    from polykws.training import deltas  # the package imports every family folder
+
+    deltas.discover_families()
+
+
 def get_delta(name: str) -> DeltaFamily:
+    if name not in _FAMILIES:
+        _discover()
     try:
         return _FAMILIES[name]
     except KeyError:
@@ -47,4 +56,10 @@ def get_delta(name: str) -> DeltaFamily:
 
 
 def list_deltas() -> list[str]:
+    """Every registered family, discovered from the package's folders (the public registry call)."""
+    _discover()
     return sorted(_FAMILIES)
+
+
+def families() -> list[DeltaFamily]:
+    return [_FAMILIES[name] for name in list_deltas()]

@@ -76,15 +76,26 @@ class DSCNN(nn.Module):
     def embedding_dim(self) -> int:
         return self.spec.channels
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled embedding before the head (used by head-only transfer and gradient stats)."""
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem and blocks: the (N, C, frames', features') map in front of the pooling (timm's split)."""
         x = torch.relu(self.bn0(self.conv0(self.pad0(x))))
         for block in self.blocks:
             x = block(x)
-        return x.mean(dim=(2, 3))
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pooling, dropout and the head. Takes the feature map or an already pooled (N, C)
+        embedding, so transfer can cache the pooled embedding of a frozen body."""
+        if x.dim() == 4:
+            x = x.mean(dim=(2, 3))
+        return x if pre_logits else self.head(self.dropout(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled embedding before the head (used by head-only transfer and gradient stats)."""
+        return self.forward_head(self.forward_features(x), pre_logits=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.features(x)))
+        return self.forward_head(self.forward_features(x))
 
 
 # Hello Edge / MLPerf Tiny sizes. The first conv uses stride 2x2 for every variant.

@@ -88,7 +88,7 @@ class SWRConfig:
 
     `budget_params` bounds the body's updated parameters; the language head is extra and
     reported separately, unless `budget_includes_head` (then the head is paid for first).
-    Epochs: `warmup_fraction` and `search_fraction` of TrainConfig.epochs go to the supernet
+    Epochs: `warmup_fraction` and `search_fraction` of TransferConfig.epochs go to the supernet
     warm-up and the policy search; the rest fine-tunes the selected deltas, so SWR trains for
     the same number of epochs as every other method.
 

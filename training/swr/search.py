@@ -25,6 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from polykws.training.deltas import HEAD_SITE, DeltaModel
+from polykws.training.fit import StepHooks
 from polykws.training.swr.config import SWRConfig
 from polykws.training.swr.policy import SWRPolicy, gumbel_straight_through
 from polykws.training.swr.supernet import Supernet, build_supernet, site_features
@@ -132,7 +133,6 @@ def run_swr(ctx, cfg: SWRConfig):
     finetune_epochs = max(1, round(tc.epochs * cfg.finetune_fraction))
     head = list(getattr(net.dm.model, HEAD_SITE).parameters())
     groups = [(net.delta_parameters(), tc.delta_lr, tc.weight_decay), (head, tc.head_lr, tc.head_weight_decay)]
-    trainer = ctx.trainer(net.dm, forward_model=net.dm.model)
 
     def argmax_choices() -> dict[str, int]:
         with torch.no_grad():
@@ -154,16 +154,8 @@ def run_swr(ctx, cfg: SWRConfig):
             choices[name] = opts[int(torch.randint(len(opts), (1,), generator=gen))]
         net.set_choices(choices)
 
-    trainer.fit(
-        groups,
-        warm_epochs,
-        phase="swr-warmup",
-        seed_offset=2,
-        before_step=warm_step,
-        before_eval=eval_gates,
-        extra_loss=lambda step: net.regularization(),
-        select_best=False,
-    )
+    hooks = StepHooks(before_step=warm_step, before_eval=eval_gates, extra_loss=lambda step: net.regularization())
+    ctx.train(net.dm, groups, warm_epochs, phase="swr-warmup", seed_offset=2, hooks=hooks, select_best=False)
 
     # Options that need a finalize (diff_prune) are projected to their k now: the warm-up was
     # their L0 search phase (Guo et al.), and from here on each option's delta is exactly as
@@ -214,16 +206,8 @@ def run_swr(ctx, cfg: SWRConfig):
                 p_none = float(torch.softmax(policy(feats, net.mask), dim=-1)[:, 0].mean())
             state["trace"].append((step, round(float(exp_cost.detach()), 1), round(state["lam"], 4), round(p_none, 3)))
 
-    trainer.fit(
-        groups,
-        search_epochs,
-        phase="swr-search",
-        seed_offset=3,
-        before_step=sample_for_deltas,
-        before_eval=eval_gates,
-        on_step=policy_step,
-        select_best=False,
-    )
+    hooks = StepHooks(before_step=sample_for_deltas, before_eval=eval_gates, on_step=policy_step)
+    ctx.train(net.dm, groups, search_epochs, phase="swr-search", seed_offset=3, hooks=hooks, select_best=False)
 
     # --- 4. selection: argmax, projected to the budget ------------------------------------------
     argmax = argmax_choices()
@@ -245,15 +229,8 @@ def run_swr(ctx, cfg: SWRConfig):
     getattr(final.model, HEAD_SITE).load_state_dict(getattr(net.dm.model, HEAD_SITE).state_dict())
     if final.needs_finalize:  # only when an option was not finalized in the supernet
         final.finalize()
-    if configs:
-        ctx.trainer(final, forward_model=final.model).fit(ctx.delta_groups(final), finetune_epochs, phase="swr-finetune", seed_offset=4)
-    else:  # nothing fits the budget: the head alone keeps training
-        ctx.trainer(final, forward_model=final.model).fit(
-            [(list(getattr(final.model, HEAD_SITE).parameters()), tc.head_lr, tc.head_weight_decay)],
-            finetune_epochs,
-            phase="swr-finetune",
-            seed_offset=4,
-        )
+    # With nothing fitting the budget, the delta group is empty and the head alone trains on.
+    ctx.train(final, ctx.delta_groups(final), finetune_epochs, phase="swr-finetune", seed_offset=4)
     cost = final.cost()
     # The selection's estimate, recomputed from the final layers (not from the supernet's matrix).
     est_bytes = estimated_blob_bytes(final)

@@ -5,7 +5,8 @@ import math
 import torch
 from torch import nn
 
-from polykws.training.deltas.base import DeltaLayer
+from polykws.training.deltas.base import BODY_TARGETS, DeltaLayer
+from polykws.training.deltas.budget import body_sites_deepest_first, make_budget
 from polykws.training.deltas.blob_bytes import sparse_weight_bytes
 from polykws.core import ConfigError
 
@@ -38,6 +39,35 @@ class DiffPruneLayer(DeltaLayer):
         # Worst case, every nonzero isolated: one padded patch record each (neighbours merge and
         # cost less; docs/BENCHMARKS.md measures 7-22 B a nonzero).
         return sparse_weight_bytes(int(min(cfg.k, module.weight.numel())))
+
+    @classmethod
+    def group_blob_bytes(cls, modules: list[nn.Module], cfg) -> int:
+        """Estimated bytes of one config's k nonzeros spread over `modules` (k is shared)."""
+        left, total = cfg.k, 0
+        for module in modules:
+            k = int(min(left, module.weight.numel()))
+            if k > 0:
+                total += cls.blob_bytes(module, cfg.replace(k=k))
+            left -= k
+        return total
+
+    @classmethod
+    def fit_to_budget(cls, base_model, budget_params=None, budget_bytes=None, **options):
+        """k over every body site (global magnitude projection, as in Guo et al.): k = the
+        parameter budget, or the largest k whose estimated blob bytes fit the byte budget."""
+        budget = make_budget(budget_params, budget_bytes)
+
+        def config(k: int):
+            return cls.config_cls(**{**options, "k": int(k)}, targets=BODY_TARGETS)
+
+        if budget.unit == "params":
+            return config(budget.limit) if budget.limit >= 1 else None
+        modules = [m for _, m in body_sites_deepest_first(base_model)]
+        lo, hi = 0, sum(int(m.weight.numel()) for m in modules)
+        while lo < hi:  # bytes grow with k: the largest k that fits
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if cls.group_blob_bytes(modules, config(mid)) <= budget.limit else (lo, mid - 1)
+        return config(lo) if lo >= 1 else None
 
     def cost_params(self) -> int:
         return int(self.values.numel()) if self.fixed else type(self).cost(self.base_layer, self.cfg)

@@ -3,7 +3,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from polykws.training.deltas.base import DeltaLayer
+from polykws.training.deltas.base import BODY_TARGETS, DeltaLayer
+from polykws.training.deltas.budget import body_sites_deepest_first, fit_whole_sites, make_budget
 from polykws.training.deltas.blob_bytes import tensor_rewrite_bytes
 from polykws.training.deltas.recast.bank import get_bank, shape_key
 from polykws.core import ConfigError, PolykwsError
@@ -40,6 +41,30 @@ class RecastLayer(DeltaLayer):
     def blob_bytes(cls, module, cfg) -> int:
         # Template mixtures are dense on every group of the tensor.
         return tensor_rewrite_bytes(module)
+
+    @classmethod
+    def fit_to_budget(cls, base_model, budget_params=None, budget_bytes=None, **options):
+        """Every body site with the most coefficient groups (a divisor of the channel count)
+        that fits at `num_templates` templates, else fewer templates. Groups and templates do
+        not change a site's blob bytes (the mixture is dense), so a byte budget keeps
+        `options` and chooses whole sites, deepest first."""
+        budget = make_budget(budget_params, budget_bytes)
+        sites = body_sites_deepest_first(base_model)
+        if budget.unit == "blob_bytes":
+            return fit_whole_sites(cls, cls.config_cls(**options), sites, budget)
+        k = options.get("num_templates", cls.config_cls().num_templates)
+        channels = [int(m.weight.shape[0]) for _, m in sites]
+        best = None
+        for groups in sorted({g for g in range(1, min(channels) + 1) if all(c % g == 0 for c in channels)}):
+            cfg = cls.config_cls(**{**options, "groups": groups, "num_templates": k}, targets=BODY_TARGETS)
+            if budget.of_sites(cls, sites, cfg) <= budget.limit:
+                best = cfg
+        if best is None:  # fewer templates on every site
+            for kk in range(k - 1, 0, -1):
+                cfg = cls.config_cls(**{**options, "groups": 1, "num_templates": kk}, targets=BODY_TARGETS)
+                if budget.of_sites(cls, sites, cfg) <= budget.limit:
+                    return cfg
+        return best
 
     def delta_weight(self) -> torch.Tensor:
         return (self.coeff @ self.templates).view_as(self.base_layer.weight)

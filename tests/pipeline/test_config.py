@@ -1,0 +1,110 @@
+"""Pipeline config loading: YAML habits (booleans for switches) are accepted, mistakes are named
+errors (unknown key, missing key, a list at the top), and each section is parsed into its layer's
+own dataclass."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from corpus_fixture import pipeline_config
+
+from polykws.core import ConfigError, from_dict, resolve_path, shared_dir
+from polykws.datasets import SpecAugmentConfig
+from polykws.datasets.splits import SplitConfig
+from polykws.pipeline.config import FirmwareSection, load_config
+from polykws.training.adapt import TransferConfig
+from polykws.training.config import FitConfig
+
+
+def _write(tmp_path, raw, name="p.yaml"):
+    p = tmp_path / name
+    p.write_text(raw if isinstance(raw, str) else yaml.safe_dump(raw, allow_unicode=True))
+    return p
+
+
+def _raw(tmp_path):
+    return pipeline_config(tmp_path / "corpus", tmp_path / "store", tmp_path / "run")
+
+
+@pytest.mark.parametrize("value, mode", [(False, "off"), (True, "on"), ("auto", "auto"), ("off", "off")])
+def test_firmware_switch_takes_yaml_booleans(tmp_path, value, mode):
+    raw = _raw(tmp_path)
+    raw["firmware"] = {"enabled": value}
+    assert load_config(_write(tmp_path, raw)).firmware.enabled == mode
+
+
+def test_firmware_switch_still_refuses_other_values(tmp_path):
+    with pytest.raises(ConfigError, match="firmware.enabled must be one of"):
+        FirmwareSection(enabled="maybe")
+    raw = _raw(tmp_path)
+    raw["firmware"] = {"enabled": 3}
+    with pytest.raises(ConfigError, match=r"p\.yaml: firmware\.enabled: expected bool or str, got 3"):
+        load_config(_write(tmp_path, raw))
+
+
+def test_unknown_key_fails_loudly(tmp_path):
+    raw = _raw(tmp_path)
+    raw["firmware"] = {"enabeld": False}
+    with pytest.raises(ConfigError, match=r"p\.yaml: firmware: unknown key\(s\) \['enabeld'\]"):
+        load_config(_write(tmp_path, raw))
+
+
+def test_missing_required_key_is_named(tmp_path):
+    raw = _raw(tmp_path)
+    del raw["adapt"]
+    with pytest.raises(ConfigError, match=r"p\.yaml: missing required key\(s\): adapt$"):
+        load_config(_write(tmp_path, raw))
+    raw = _raw(tmp_path)
+    raw["data"]["roots"] = [{"layout": "folder"}]
+    with pytest.raises(ConfigError, match=r"missing required key\(s\): data\.roots\[0\]\.path"):
+        load_config(_write(tmp_path, raw))
+
+
+@pytest.mark.parametrize("text, kind", [("- a\n- b\n", "list"), ("just words\n", "str")])
+def test_top_level_that_is_not_a_mapping_is_named(tmp_path, text, kind):
+    with pytest.raises(ConfigError, match=rf"p\.yaml: the top level must be a mapping.*got a {kind}"):
+        load_config(_write(tmp_path, text))
+
+
+def test_sections_are_typed_with_each_layers_dataclass(tmp_path):
+    raw = _raw(tmp_path)
+    raw["adapt"]["fit"]["spec_augment"] = {"enabled": True, "time_masks": 1}
+    cfg = load_config(_write(tmp_path, raw))
+    assert isinstance(cfg.base.fit, FitConfig) and cfg.base.fit.epochs == 2
+    assert cfg.base.fit.spec_augment == SpecAugmentConfig(enabled=False)
+    assert isinstance(cfg.adapt.fit, TransferConfig) and cfg.adapt.fit.probe_epochs == 3
+    assert cfg.adapt.fit.spec_augment == SpecAugmentConfig(time_masks=1)
+    assert isinstance(cfg.data.split, SplitConfig) and cfg.data.split.val_pct == 10.0
+    raw["adapt"]["fit"]["spec_time_masks"] = 2  # the one SpecAugment schema: no flat fields
+    with pytest.raises(ConfigError, match=r"adapt\.fit: unknown key\(s\) \['spec_time_masks'\]"):
+        load_config(_write(tmp_path, raw))
+
+
+def test_reserved_transfer_fields_are_refused(tmp_path):
+    raw = _raw(tmp_path)
+    raw["adapt"]["fit"]["seed"] = 3
+    with pytest.raises(ConfigError, match="adapt.fit.seed: set by the pipeline"):
+        load_config(_write(tmp_path, raw))
+
+
+def test_one_path_rule(monkeypatch, tmp_path):
+    monkeypatch.setenv("POLYKWS_SHARED", str(tmp_path))
+    assert resolve_path("shared:data/kws") == tmp_path / "data" / "kws" == shared_dir() / "data" / "kws"
+    assert resolve_path("/abs/x") .as_posix() == "/abs/x"
+    assert resolve_path("configs/demo.yaml").is_file()  # relative to the checkout, not the cwd
+    monkeypatch.chdir(tmp_path)
+    assert resolve_path("configs/demo.yaml").is_file()
+
+
+def test_from_dict_union_takes_the_first_fitting_alternative():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Switch:
+        mode: bool | str = "auto"
+        count: int | None = None
+
+    assert from_dict(Switch, {"mode": False}).mode is False
+    assert from_dict(Switch, {"mode": "on", "count": None}) == Switch("on", None)
+    with pytest.raises(ConfigError, match=r"count: expected an integer, got 'x'"):
+        from_dict(Switch, {"count": "x"})
