@@ -35,6 +35,7 @@ from polykws.datasets.augment import SpecAugmentConfig, spec_augment
 from polykws.training.checkpoint import load_training_state, save_model, save_training_state, state_sha256
 from polykws.training.config import FitConfig, dump_yaml, to_dict
 from polykws.training.data import _mix
+from polykws.training.progress import EpochProgress
 
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
@@ -108,7 +109,7 @@ class Loop:
     on_best: Callable[[EpochMetrics], None] | None = None
     on_epoch: Callable[[EpochMetrics], None] | None = None
     steps_per_epoch: int = 0  # for the progress bar only
-    progress: "_Progress | None" = None
+    progress: EpochProgress | None = None
 
 
 @dataclass
@@ -126,7 +127,7 @@ def run_loop(loop: Loop, epochs: int, state: LoopState | None = None) -> LoopSta
     """Train epochs state.epoch+1 .. `epochs` (1-based); returns the updated state."""
     state = state or LoopState()
     params = [p for g in loop.optimizer.param_groups for p in g["params"]]
-    progress = loop.progress or _Progress(enabled=False)
+    progress = loop.progress or EpochProgress(enabled=False)
     for epoch in range(state.epoch + 1, epochs + 1):
         t0 = time.perf_counter()
         batches, aug_gen = loop.begin_epoch(epoch)
@@ -364,7 +365,7 @@ def _pretraining_loop(model: nn.Module, train_loader, val_loader, cfg: FitConfig
         on_best=run.save_best,
         on_epoch=on_epoch,
         steps_per_epoch=steps_per_epoch,
-        progress=_Progress(enabled=cfg.progress),
+        progress=EpochProgress(enabled=cfg.progress),
     )
 
 
@@ -446,57 +447,3 @@ def _write_metrics(run_dir: Path, history: list[EpochMetrics]) -> None:
     for h in history:
         w.writerow(asdict(h))
     atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
-
-
-class _Progress:
-    """rich progress bar with running loss/accuracy; one summary line per epoch."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self._progress = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.console = Console(stderr=True)
-            self._progress = Progress(
-                TextColumn("[bold]epoch {task.fields[epoch]}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.3f}"),
-                TimeElapsedColumn(),
-                console=self.console,
-                transient=True,
-            )
-            self._progress.start()
-
-    def epoch(self, epoch: int, epochs: int, steps: int):
-        progress = self._progress
-
-        class _Ctx:
-            def __enter__(ctx):
-                if progress is None:
-                    return lambda loss, acc: None
-                ctx.task = progress.add_task("train", total=steps, epoch=f"{epoch}/{epochs}", loss=float("nan"), acc=0.0)
-                return lambda loss, acc: progress.update(ctx.task, advance=1, loss=loss, acc=acc)
-
-            def __exit__(ctx, *exc):
-                if progress is not None and hasattr(ctx, "task"):
-                    progress.remove_task(ctx.task)
-                return False
-
-        return _Ctx()
-
-    def summary(self, m: EpochMetrics, best_epoch: int) -> None:
-        if not self.enabled:
-            return
-        star = " *" if m.epoch == best_epoch else ""
-        self.console.print(
-            f"epoch {m.epoch:3d}  lr {m.lr:.2e}  train loss {m.train_loss:.4f} acc {m.train_acc:.3f}  "
-            f"val loss {m.val_loss:.4f} acc {m.val_acc:.3f}  {m.seconds:.1f}s{star}",
-            soft_wrap=True,
-        )
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()

@@ -1,6 +1,6 @@
 """SWR search: supernet warm-up, policy search under a budget, projection, fine-tune.
 
-Spec (issue 4; docs/METHOD.md has the full description):
+The method, step by step (docs/METHOD.md has the full description):
 1. Probe the new head on the frozen base; build the supernet (every allowed option at every
    candidate site) and the per-site features (incl. target-language gradient statistics).
 2. Warm-up: each step samples one option per site uniformly, so every option's delta learns
@@ -110,146 +110,173 @@ def run_swr(ctx, cfg: SWRConfig):
     """The registered `swr` method: returns a MethodRun with the fine-tuned DeltaModel."""
     from polykws.training.adapt import MethodRun  # the harness owns the run protocol
 
-    tc = ctx.cfg
-    probe = ctx.attach(())
-    ctx.probe_head(probe)
-    head_params = sum(p.numel() for p in getattr(probe.model, HEAD_SITE).parameters())
-    if cfg.budget_bytes is not None:
-        # One constraint: estimated body blob bytes; budget_params is not used for selection.
-        budget, cost_unit = cfg.budget_bytes, "blob_bytes"
-    else:
-        budget, cost_unit = cfg.budget_params - (head_params if cfg.budget_includes_head else 0), "params"
-    if budget < 0:
-        raise PolykwsError(f"budget of {cfg.budget_params} parameters cannot even hold the {head_params}-parameter head")
-    net = build_supernet(probe, ctx.base_model, cfg.options, cfg.targets, budget, cost_unit)
-    train = ctx.data["train"]
-    gen = torch.Generator().manual_seed(tc.seed * 7919 + 11)
-    order = torch.randperm(len(train), generator=gen)
-    feats = site_features(net, train.x[order], train.y[order], tc.batch_size, cfg.grad_stat_batches)
-    policy = SWRPolicy(feats.shape[1], net.mask.shape[1], cfg.policy_hidden, cfg.logit_bound)
-
-    warm_epochs = max(1, round(tc.epochs * cfg.warmup_fraction))
-    search_epochs = max(1, round(tc.epochs * cfg.search_fraction))
-    finetune_epochs = max(1, round(tc.epochs * cfg.finetune_fraction))
-    head = list(getattr(net.dm.model, HEAD_SITE).parameters())
-    groups = [(net.delta_parameters(), tc.delta_lr, tc.weight_decay), (head, tc.head_lr, tc.head_weight_decay)]
-
-    def argmax_choices() -> dict[str, int]:
-        with torch.no_grad():
-            logits = policy(feats, net.mask)
-        return {n: int(logits[i].argmax()) for i, n in enumerate(net.site_names)}
-
-    def eval_gates() -> None:
-        net.set_choices(argmax_choices())
-
-    # --- 2. warm-up: uniform option sampling ------------------------------------------------------
-    allowed = [[c for c in range(1, net.mask.shape[1]) if net.mask[i, c]] for i in range(len(net.sites))]
-
-    def warm_step(step: int) -> None:
-        # "none" is drawn as often as any option, so each delta learns to help in contexts where
-        # other sites are unadapted (as the final, budget-limited selection will be).
-        choices = {}
-        for i, name in enumerate(net.site_names):
-            opts = [0] + allowed[i]
-            choices[name] = opts[int(torch.randint(len(opts), (1,), generator=gen))]
-        net.set_choices(choices)
-
-    hooks = StepHooks(before_step=warm_step, before_eval=eval_gates, extra_loss=lambda step: net.regularization())
-    ctx.train(net.dm, groups, warm_epochs, phase="swr-warmup", seed_offset=2, hooks=hooks, select_best=False)
-
-    # Options that need a finalize (diff_prune) are projected to their k now: the warm-up was
-    # their L0 search phase (Guo et al.), and from here on each option's delta is exactly as
-    # sparse as its cost says, so the policy compares options at their true cost.
-    net.finalize_options()
-    groups = [(net.delta_parameters(), tc.delta_lr, tc.weight_decay), (head, tc.head_lr, tc.head_weight_decay)]
-
-    # --- 3. search: Gumbel straight-through + dual ascent on λ ------------------------------------
-    # First-order bilevel (DARTS, Liu et al. 2019): each step the deltas and head take a step on
-    # a training batch under an option sample from the policy, then the policy takes a step on
-    # a batch of the policy split (validation by default) through straight-through Gumbel
-    # gates, with the cost term. Judging options on held-out data keeps the policy from
-    # preferring whatever fits the training batches fastest.
-    policy_split = ctx.data[cfg.policy_data]
-    policy_opt = torch.optim.Adam(policy.parameters(), lr=cfg.policy_lr)
-    policy_params = list(policy.parameters())
-    state: dict[str, Any] = {"lam": 0.0, "trace": []}
-    steps_total = max(1, search_epochs * math.ceil(len(train) / tc.batch_size))
-
-    def tau_at(step: int) -> float:
-        return cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** min(1.0, step / steps_total)
-
-    def sample_for_deltas(step: int) -> None:
-        with torch.no_grad():
-            z, _ = gumbel_straight_through(policy(feats, net.mask), tau_at(step), gen)
-        net.set_gates(z)  # hard one-hot without gradient: only the sampled deltas compute
-
-    def policy_step(step: int) -> None:
-        idx = torch.randint(len(policy_split), (min(tc.batch_size, len(policy_split)),), generator=gen)
-        logits = policy(feats, net.mask)
-        z, _ = gumbel_straight_through(logits, tau_at(step), gen)
-        net.set_gates(z)
-        was = net.dm.training
-        net.dm.eval()  # no dropout, deterministic diff_prune gates: the policy sees the deltas as deployed
-        task = F.cross_entropy(net.dm(policy_split.x[idx]), policy_split.y[idx])
-        net.dm.train(was)
-        exp_cost = (torch.softmax(logits, dim=-1) * net.costs).sum()
-        loss = task + state["lam"] * (exp_cost - budget) / max(budget, 1)
-        grads = torch.autograd.grad(loss, policy_params)
-        for p, g in zip(policy_params, grads):
-            p.grad = g
-        policy_opt.step()
-        gap = (float(exp_cost.detach()) - budget) / max(budget, 1)
-        lam = state["lam"] + cfg.dual_lr * gap
-        state["lam"] = lam if cfg.spend_budget else max(0.0, lam)
-        if step % 10 == 0:
-            with torch.no_grad():
-                p_none = float(torch.softmax(policy(feats, net.mask), dim=-1)[:, 0].mean())
-            state["trace"].append((step, round(float(exp_cost.detach()), 1), round(state["lam"], 4), round(p_none, 3)))
-
-    hooks = StepHooks(before_step=sample_for_deltas, before_eval=eval_gates, on_step=policy_step)
-    ctx.train(net.dm, groups, search_epochs, phase="swr-search", seed_offset=3, hooks=hooks, select_best=False)
-
-    # --- 4. selection: argmax, projected to the budget ------------------------------------------
-    argmax = argmax_choices()
-    with torch.no_grad():
-        preference = torch.softmax(policy(feats, net.mask), dim=-1)
-    ux, uy = policy_split.x[: cfg.utility_samples], policy_split.y[: cfg.utility_samples]
-    chosen, projection_log = project_to_budget(
-        net, argmax, budget, ux, uy, tc.eval_batch_size, refill=cfg.refill, preference=preference
-    )
-    selection = {n: net.options[c - 1].key for n, c in chosen.items() if c}
-
-    # --- 5. fine-tune the chosen deltas in a fresh DeltaModel (no policy, no supernet) ------------
-    configs = [net.options[c - 1].config(n) for n, c in chosen.items() if c]
-    final: DeltaModel = ctx.attach(configs)
-    final_layers = final.delta_layers()
-    for name, c in chosen.items():
-        if c:
-            final_layers[name].set_delta_state(net.sites[name].option_layers[str(c)].get_delta_state())
-    getattr(final.model, HEAD_SITE).load_state_dict(getattr(net.dm.model, HEAD_SITE).state_dict())
-    if final.needs_finalize:  # only when an option was not finalized in the supernet
-        final.finalize()
-    # With nothing fitting the budget, the delta group is empty and the head alone trains on.
-    ctx.train(final, ctx.delta_groups(final), finetune_epochs, phase="swr-finetune", seed_offset=4)
+    search = _Search(ctx, cfg)
+    search.warm_up()
+    search.search()
+    chosen, projection_log = search.select()
+    final = search.finetune(chosen)
     cost = final.cost()
     # The selection's estimate, recomputed from the final layers (not from the supernet's matrix).
     est_bytes = estimated_blob_bytes(final)
+    budget, cost_unit = search.budget, search.cost_unit
     # The projection guarantees the bound in the budget's unit; a violation is a bug, never a result.
     if cost_unit == "blob_bytes" and est_bytes > budget:
         raise AssertionError(f"SWR selection is estimated at {est_bytes} body blob bytes, over the budget {budget}")
     if cost_unit == "params" and cost.body > budget:
         raise AssertionError(f"SWR selection costs {cost.body} body parameters, over the budget {budget}")
+    net, argmax = search.net, search.argmax
     details = {
         "budget_body": budget,
         "budget_unit": cost_unit,
         "body_params": cost.body,
         "estimated_body_blob_bytes": est_bytes,
-        "selection": selection,
+        "selection": {n: net.options[c - 1].key for n, c in chosen.items() if c},
         "argmax_selection": {n: net.options[c - 1].key for n, c in argmax.items() if c},
         "argmax_cost": net.cost_of(argmax),
         "projection": projection_log,
-        "lambda_final": state["lam"],
-        "expected_cost_trace": state["trace"],
-        "epochs": {"warmup": warm_epochs, "search": search_epochs, "finetune": finetune_epochs},
+        "lambda_final": search.lam,
+        "expected_cost_trace": search.trace,
+        "epochs": dict(search.epochs),
     }
     return MethodRun(final, final, cost, details)
+
+
+def _body_budget(cfg: SWRConfig, head_params: int) -> tuple[int, str]:
+    if cfg.budget_bytes is not None:
+        # One constraint: estimated body blob bytes; budget_params is not used for selection.
+        return cfg.budget_bytes, "blob_bytes"
+    budget = cfg.budget_params - (head_params if cfg.budget_includes_head else 0)
+    if budget < 0:
+        raise PolykwsError(f"budget of {cfg.budget_params} parameters cannot even hold the {head_params}-parameter head")
+    return budget, "params"
+
+
+class _Search:
+    """One SWR run's state across its phases. Every random draw of the search comes from one
+    generator (`gen`), in phase order, so a seed fixes the whole run."""
+
+    def __init__(self, ctx, cfg: SWRConfig):
+        self.ctx, self.cfg, tc = ctx, cfg, ctx.cfg
+        probe = ctx.attach(())
+        ctx.probe_head(probe)
+        head_params = sum(p.numel() for p in getattr(probe.model, HEAD_SITE).parameters())
+        self.budget, self.cost_unit = _body_budget(cfg, head_params)
+        self.net = build_supernet(probe, ctx.base_model, cfg.options, cfg.targets, self.budget, self.cost_unit)
+        train = ctx.data["train"]
+        self.gen = torch.Generator().manual_seed(tc.seed * 7919 + 11)
+        order = torch.randperm(len(train), generator=self.gen)
+        self.feats = site_features(self.net, train.x[order], train.y[order], tc.batch_size, cfg.grad_stat_batches)
+        self.policy = SWRPolicy(self.feats.shape[1], self.net.mask.shape[1], cfg.policy_hidden, cfg.logit_bound)
+        fractions = {"warmup": cfg.warmup_fraction, "search": cfg.search_fraction, "finetune": cfg.finetune_fraction}
+        self.epochs = {phase: max(1, round(tc.epochs * f)) for phase, f in fractions.items()}
+        self.policy_split = ctx.data[cfg.policy_data]
+        self.lam, self.trace = 0.0, []
+        self.argmax: dict[str, int] = {}
+
+    def groups(self):
+        tc, head = self.ctx.cfg, list(getattr(self.net.dm.model, HEAD_SITE).parameters())
+        return [(self.net.delta_parameters(), tc.delta_lr, tc.weight_decay), (head, tc.head_lr, tc.head_weight_decay)]
+
+    def argmax_choices(self) -> dict[str, int]:
+        with torch.no_grad():
+            logits = self.policy(self.feats, self.net.mask)
+        return {n: int(logits[i].argmax()) for i, n in enumerate(self.net.site_names)}
+
+    def eval_gates(self) -> None:
+        self.net.set_choices(self.argmax_choices())
+
+    def warm_up(self) -> None:
+        """Uniform option sampling, so every option's delta learns before the policy compares them."""
+        net = self.net
+        allowed = [[c for c in range(1, net.mask.shape[1]) if net.mask[i, c]] for i in range(len(net.sites))]
+
+        def warm_step(step: int) -> None:
+            # "none" is drawn as often as any option, so each delta learns to help in contexts where
+            # other sites are unadapted (as the final, budget-limited selection will be).
+            choices = {}
+            for i, name in enumerate(net.site_names):
+                opts = [0] + allowed[i]
+                choices[name] = opts[int(torch.randint(len(opts), (1,), generator=self.gen))]
+            net.set_choices(choices)
+
+        hooks = StepHooks(before_step=warm_step, before_eval=self.eval_gates, extra_loss=lambda step: net.regularization())
+        self.ctx.train(net.dm, self.groups(), self.epochs["warmup"], phase="swr-warmup", seed_offset=2, hooks=hooks, select_best=False)
+        # Options that need a finalize (diff_prune) are projected to their k now: the warm-up was
+        # their L0 search phase (Guo et al.), and from here on each option's delta is exactly as
+        # sparse as its cost says, so the policy compares options at their true cost.
+        net.finalize_options()
+
+    def tau_at(self, step: int) -> float:
+        cfg, tc = self.cfg, self.ctx.cfg
+        steps_total = max(1, self.epochs["search"] * math.ceil(len(self.ctx.data["train"]) / tc.batch_size))
+        return cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** min(1.0, step / steps_total)
+
+    def search(self) -> None:
+        """Gumbel straight-through + dual ascent on λ.
+
+        First-order bilevel (DARTS, Liu et al. 2019): each step the deltas and head take a step on
+        a training batch under an option sample from the policy, then the policy takes a step on
+        a batch of the policy split (validation by default) through straight-through Gumbel
+        gates, with the cost term. Judging options on held-out data keeps the policy from
+        preferring whatever fits the training batches fastest.
+        """
+        net, policy = self.net, self.policy
+        policy_opt = torch.optim.Adam(policy.parameters(), lr=self.cfg.policy_lr)
+
+        def sample_for_deltas(step: int) -> None:
+            with torch.no_grad():
+                z, _ = gumbel_straight_through(policy(self.feats, net.mask), self.tau_at(step), self.gen)
+            net.set_gates(z)  # hard one-hot without gradient: only the sampled deltas compute
+
+        hooks = StepHooks(before_step=sample_for_deltas, before_eval=self.eval_gates, on_step=lambda step: self.policy_step(step, policy_opt))
+        self.ctx.train(net.dm, self.groups(), self.epochs["search"], phase="swr-search", seed_offset=3, hooks=hooks, select_best=False)
+
+    def policy_step(self, step: int, policy_opt: torch.optim.Optimizer) -> None:
+        net, policy, split, budget = self.net, self.policy, self.policy_split, self.budget
+        idx = torch.randint(len(split), (min(self.ctx.cfg.batch_size, len(split)),), generator=self.gen)
+        logits = policy(self.feats, net.mask)
+        z, _ = gumbel_straight_through(logits, self.tau_at(step), self.gen)
+        net.set_gates(z)
+        was = net.dm.training
+        net.dm.eval()  # no dropout, deterministic diff_prune gates: the policy sees the deltas as deployed
+        task = F.cross_entropy(net.dm(split.x[idx]), split.y[idx])
+        net.dm.train(was)
+        exp_cost = (torch.softmax(logits, dim=-1) * net.costs).sum()
+        loss = task + self.lam * (exp_cost - budget) / max(budget, 1)
+        params = list(policy.parameters())
+        for p, g in zip(params, torch.autograd.grad(loss, params)):
+            p.grad = g
+        policy_opt.step()
+        lam = self.lam + self.cfg.dual_lr * (float(exp_cost.detach()) - budget) / max(budget, 1)
+        self.lam = lam if self.cfg.spend_budget else max(0.0, lam)
+        if step % 10 == 0:
+            with torch.no_grad():
+                p_none = float(torch.softmax(policy(self.feats, net.mask), dim=-1)[:, 0].mean())
+            self.trace.append((step, round(float(exp_cost.detach()), 1), round(self.lam, 4), round(p_none, 3)))
+
+    def select(self) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        """The policy's argmax per site, projected to the budget."""
+        self.argmax = self.argmax_choices()
+        with torch.no_grad():
+            preference = torch.softmax(self.policy(self.feats, self.net.mask), dim=-1)
+        n = self.cfg.utility_samples
+        ux, uy = self.policy_split.x[:n], self.policy_split.y[:n]
+        return project_to_budget(
+            self.net, self.argmax, self.budget, ux, uy, self.ctx.cfg.eval_batch_size, refill=self.cfg.refill, preference=preference
+        )
+
+    def finetune(self, chosen: dict[str, int]) -> DeltaModel:
+        """The chosen deltas in a fresh DeltaModel (no policy, no supernet), warm-started."""
+        net = self.net
+        configs = [net.options[c - 1].config(n) for n, c in chosen.items() if c]
+        final: DeltaModel = self.ctx.attach(configs)
+        final_layers = final.delta_layers()
+        for name, c in chosen.items():
+            if c:
+                final_layers[name].set_delta_state(net.sites[name].option_layers[str(c)].get_delta_state())
+        getattr(final.model, HEAD_SITE).load_state_dict(getattr(net.dm.model, HEAD_SITE).state_dict())
+        if final.needs_finalize:  # only when an option was not finalized in the supernet
+            final.finalize()
+        # With nothing fitting the budget, the delta group is empty and the head alone trains on.
+        self.ctx.train(final, self.ctx.delta_groups(final), self.epochs["finetune"], phase="swr-finetune", seed_offset=4)
+        return final
