@@ -44,8 +44,9 @@ def _required(f: dataclasses.Field) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
-def from_yaml_file(cls: type, path: Any, overrides: Mapping[str, Any] | None = None) -> Any:
-    """Read a YAML file into `cls` with from_dict; every error names the file."""
+def read_yaml_mapping(path: Any, sections: str = "") -> dict[str, Any]:
+    """A YAML file's top-level mapping (an empty file is {}); every error names the file.
+    `sections` names the expected keys in the message for a top level that is not a mapping."""
     from pathlib import Path
 
     import yaml
@@ -58,9 +59,16 @@ def from_yaml_file(cls: type, path: Any, overrides: Mapping[str, Any] | None = N
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if raw is None:
-        raw = {}
+        return {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, got a {type(raw).__name__}")
+        hint = f" ({sections})" if sections else ""
+        raise ConfigError(f"{path}: the top level must be a mapping of sections{hint}, got a {type(raw).__name__}")
+    return dict(raw)
+
+
+def from_yaml_file(cls: type, path: Any, overrides: Mapping[str, Any] | None = None) -> Any:
+    """Read a YAML file into `cls` with from_dict; every error names the file."""
+    raw = read_yaml_mapping(path)
     try:
         return from_dict(cls, merge_overrides(raw, overrides or {}))
     except ConfigError as exc:

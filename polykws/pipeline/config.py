@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
-from polykws.core import ConfigError, PolykwsError, from_dict, merge_overrides, to_plain
+from polykws.core import ConfigError, from_dict, merge_overrides, read_yaml_mapping, to_plain
 from polykws.core import resolve_path as core_resolve_path
 from polykws.datasets.features import TaskSpec
 from polykws.datasets.splits import SplitConfig
@@ -270,7 +268,8 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None, *,
     """The validated config of `path`. `check_files=False` skips what only a run needs to
     exist (the given base checkpoint), for readers that want a task or the data section."""
     path = Path(path)
-    raw = merge_overrides({"name": path.stem, **_read_mapping(path), "source_path": str(path)}, overrides or {})
+    raw = read_yaml_mapping(path, "name, data, base, adapt, ...")
+    raw = merge_overrides({"name": path.stem, **raw, "source_path": str(path)}, overrides or {})
     try:
         _check_reserved(raw)
         cfg = from_dict(PipelineConfig, raw)
@@ -288,20 +287,6 @@ def _check_reserved(raw: Mapping[str, Any]) -> None:
     for reserved in ("seed", "num_threads"):
         if isinstance(fit, Mapping) and reserved in fit:
             raise ConfigError(f"adapt.fit.{reserved}: set by the pipeline (adapt.seeds, adapt.threads_per_job)")
-
-
-def _read_mapping(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PolykwsError(f"{path}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections (name, data, base, adapt, ...), got a {type(raw).__name__}")
-    return dict(raw)
 
 
 def validate_with_layers(cfg: PipelineConfig) -> None:
