@@ -6,7 +6,7 @@ from polykws.training.swr.config import DEFAULT_OPTIONS, SWRConfig, SWROption
 
 
 def register(register_method) -> None:
-    """Called by training/adapt.py: registers the `swr` method with the harness."""
+    """Called by training/adapt/__init__.py: registers the `swr` method with the harness."""
 
     def run(ctx, cfg):
         from polykws.training.swr.search import run_swr
