@@ -100,7 +100,8 @@ def method_cfg_of(job: dict):
 def export_shipped_base(base_loaded, out: Path, head_slots: int, calibration: int):
     """The base int8 model (cached in <out>/base/ for resumed runs; rebuilt if the base changed)."""
     from polykws.export.api import ExportedModel, evaluate_export, export_base
-    from polykws.training.config import DataConfig, from_dict
+    from polykws.core import from_dict
+    from polykws.training.config import DataConfig
     from polykws.training.data import build_base_splits
 
     folder = out / "base"

@@ -158,7 +158,8 @@ def main(argv=None) -> int:
     train_cfg = (base_loaded.meta.get("train_config") or {}) if base_loaded else {}
     if train_cfg.get("data"):
         # The base's own task and speaker-disjoint splits, rebuilt from the config it was trained with.
-        from polykws.training.config import DataConfig, from_dict
+        from polykws.core import from_dict
+        from polykws.training.config import DataConfig
         from polykws.training.data import build_base_splits
 
         splits[base_lang] = build_base_splits(from_dict(DataConfig, train_cfg["data"]), base_loaded.frontend, seed=int(train_cfg.get("fit", {}).get("seed", 0)))
