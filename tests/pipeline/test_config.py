@@ -108,3 +108,21 @@ def test_from_dict_union_takes_the_first_fitting_alternative():
     assert from_dict(Switch, {"mode": "on", "count": None}) == Switch("on", None)
     with pytest.raises(ConfigError, match=r"count: expected an integer, got 'x'"):
         from_dict(Switch, {"count": "x"})
+
+
+def test_a_task_entry_carries_every_taskspec_option_with_the_same_default():
+    # The YAML task entry and the datasets layer's TaskSpec must not drift apart: every TaskSpec
+    # option is an entry field with TaskSpec's default, and spec() hands all of them over.
+    import dataclasses
+
+    from polykws.datasets.features import TaskSpec
+    from polykws.pipeline.config import TaskConfig
+
+    entry = {f.name: f for f in dataclasses.fields(TaskConfig)}
+    for f in dataclasses.fields(TaskSpec):
+        if f.name in ("language", "keywords"):
+            continue
+        assert f.name in entry and entry[f.name].default == f.default, f.name
+    t = TaskConfig(keywords=("a", "b"), unknown=False, sources=("s",), silence_fraction=0.5)
+    assert t.spec("xx") == TaskSpec("xx", ("a", "b"), unknown=False, sources=("s",), silence_fraction=0.5)
+    assert t.spec("xx", ("c",)).keywords == ("c",)
