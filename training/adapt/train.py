@@ -44,6 +44,7 @@ def train_phase(
     """
     hooks = hooks or StepHooks()
     net = module if net is None else net
+    module.eval()  # epochs switch to train mode; validation and the caches run in eval mode
     spec = make_spec_augment(cfg.spec_augment) if augment else None
     train_fwd, val_fwd, train_x, val_x = _inputs(module, net, data, cfg, spec is not None)
     evaluate = _evaluator(module, val_fwd, val_x, data["val"].y, cfg.eval_batch_size)
@@ -102,6 +103,7 @@ def _trainable(module: nn.Module) -> dict[str, nn.Parameter]:
 
 
 def _body_is_frozen(module: nn.Module, net: nn.Module) -> bool:
+    """True when everything in front of the head computes the same embedding in every epoch."""
     if not (hasattr(net, "forward_features") and hasattr(net, "forward_head")):
         return False
     body = [(n, m) for n, m in net.named_children() if n != HEAD_SITE]
@@ -118,7 +120,6 @@ def _inputs(module: nn.Module, net: nn.Module, data: dict[str, Split], cfg: Tran
     """(train forward, val forward, train inputs, val inputs): embeddings when the body is frozen."""
     if not _body_is_frozen(module, net):
         return net, net, data["train"].x, data["val"].x
-    module.eval()
     with torch.no_grad():
         embed = lambda x: net.forward_head(net.forward_features(x), pre_logits=True)  # noqa: E731
         val_x = evaluate_logits(embed, data["val"].x, cfg.eval_batch_size)
