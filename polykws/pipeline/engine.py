@@ -409,6 +409,130 @@ def toposort(stages: Iterable[Stage]) -> list[Stage]:
     return order
 
 
+class _RunDisplay:
+    """The Rich UI of a run: an overall bar, one spinner per running stage, a line per finished stage."""
+
+    def __init__(self, console, total: int, show_progress: bool, log: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console, self.log = console, log
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=console, transient=False, disable=not show_progress)
+        self.total = total
+
+    def __enter__(self):
+        self.progress.__enter__()
+        self.overall = self.progress.add_task("[bold]pipeline", total=self.total)
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def started(self, stage: Stage, executor_name: str | None = None) -> Any:
+        where = f" ({executor_name})" if executor_name else ""
+        return self.progress.add_task(f"[cyan]{stage.name}[/cyan]{where}", total=None)
+
+    def stopped(self, task: Any) -> None:
+        self.progress.remove_task(task)
+
+    def finished(self, stage: Stage, manifest: Mapping[str, Any], status: str) -> None:
+        self.progress.advance(self.overall)
+        if not self.log:
+            return
+        headline = _headline(manifest.get("summary") or {})
+        if status == "reused":
+            self.console.print(f"[dim]  reused  {stage.name}  ({manifest['key']}){headline}[/dim]")
+        else:
+            self.console.print(f"[green]  done[/green]    {stage.name}  in {manifest.get('wall_s', 0):.1f} s{headline}")
+
+    def failed(self, stage: Stage) -> None:
+        if self.log:
+            self.console.print(f"[red]  failed[/red]  {stage.name}")
+
+
+class _Scheduler:
+    """Launches every stage whose upstream is finished; fan-out stages go to the executor."""
+
+    def __init__(self, store: ArtifactStore, executor: Executor, force: set[str], ui: _RunDisplay):
+        self.store, self.executor, self.force, self.ui = store, executor, force, ui
+        self.outcomes: dict[str, StageOutcome] = {}
+        self.manifests: dict[str, dict[str, Any]] = {}
+        self.running: dict[cf.Future, tuple[Stage, float, Any]] = {}
+        self.failure: tuple[str, BaseException] | None = None
+
+    def drive(self, order: list[Stage]) -> None:
+        pending = list(order)
+        while pending or self.running:
+            launched = False
+            if self.failure is None:
+                for stage in [s for s in pending if all(d in self.manifests for d in s.deps)]:
+                    pending.remove(stage)
+                    launched = True
+                    if not self._launch(stage):
+                        break
+            if self.running:
+                self._collect()
+            elif self.failure is not None or (not launched and pending):
+                # Nothing runnable and nothing running: only possible after a failure upstream.
+                break
+
+    def _launch(self, stage: Stage) -> bool:
+        """Reuse, submit or run one stage; False when it failed here (in the driver)."""
+        key = stage_key(stage, self.manifests)
+        t0 = time.perf_counter()
+        existing = self.store.lookup(stage.kind, key)
+        if existing is not None and (stage.name in self.force or stage.kind in self.force):
+            _unpublish(self.store, stage.kind, key)
+            existing = None
+        if existing is not None:
+            self._finish(stage, existing, "reused", t0)
+            return True
+        inputs = {d: (self.outcomes[d].kind, self.outcomes[d].key) for d in stage.deps}
+        if stage.fanout and self.executor.parallel:
+            task = self.ui.started(stage, self.executor.name)
+            self.running[self.executor.submit(self.store, Job(stage, key, inputs, capture_log=True))] = (stage, t0, task)
+            return True
+        task = self.ui.started(stage)
+        try:
+            manifest = execute_stage(self.store, Job(stage, key, inputs, capture_log=False))
+        except BaseException as exc:
+            self.failure = (stage.name, exc)
+            return False
+        finally:
+            self.ui.stopped(task)
+        self._finish(stage, manifest, "ran", t0)
+        return True
+
+    def _collect(self) -> None:
+        done, _ = cf.wait(list(self.running), timeout=0.25, return_when=cf.FIRST_COMPLETED)
+        for fut in done:
+            stage, t0, task = self.running.pop(fut)
+            self.ui.stopped(task)
+            try:
+                self._finish(stage, fut.result(), "ran", t0)
+            except BaseException as exc:  # noqa: BLE001
+                if self.failure is None:
+                    self.failure = (stage.name, exc)
+                self.ui.failed(stage)
+
+    def _finish(self, stage: Stage, manifest: dict[str, Any], status: str, t0: float) -> None:
+        self.manifests[stage.name] = manifest
+        self.outcomes[stage.name] = StageOutcome(
+            stage.name, stage.kind, manifest["key"], status, manifest,
+            self.store.materialize(stage.kind, manifest["key"]), self.store.stage_uri(stage.kind, manifest["key"]),
+            time.perf_counter() - t0,
+        )
+        self.ui.finished(stage, manifest, status)
+
+    def raise_failure(self) -> None:
+        if self.failure is None:
+            return
+        name, exc = self.failure
+        if isinstance(exc, (StageFailed, KeyboardInterrupt)):
+            raise exc
+        raise StageFailed(name, f"{type(exc).__name__}: {exc}") from exc
+
+
 def run_pipeline(
     stages: Iterable[Stage],
     store: ArtifactStore,
@@ -426,106 +550,15 @@ def run_pipeline(
     On a failure, jobs already running finish and are kept, then StageFailed is raised.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     order = toposort(stages)
-    executor = executor or SerialExecutor()
-    console = console or Console(stderr=True)
-    force = set(force)
-    log = show_progress if log is None else log
+    ui = _RunDisplay(console or Console(stderr=True), len(order), show_progress, show_progress if log is None else log)
+    scheduler = _Scheduler(store, executor or SerialExecutor(), set(force), ui)
     t_start = time.perf_counter()
-    outcomes: dict[str, StageOutcome] = {}
-    manifests: dict[str, dict[str, Any]] = {}
-    keys: dict[str, str] = {}
-    pending = list(order)
-    running: dict[cf.Future, tuple[Stage, float, Any]] = {}
-    failure: BaseException | None = None
-
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-        disable=not show_progress,
-    )
-
-    def finish(stage: Stage, manifest: dict[str, Any], status: str, t0: float) -> None:
-        manifests[stage.name] = manifest
-        outcomes[stage.name] = StageOutcome(
-            stage.name, stage.kind, manifest["key"], status, manifest,
-            store.materialize(stage.kind, manifest["key"]), store.stage_uri(stage.kind, manifest["key"]),
-            time.perf_counter() - t0,
-        )
-        progress.advance(overall)
-        if log:
-            headline = _headline(manifest.get("summary") or {})
-            if status == "reused":
-                console.print(f"[dim]  reused  {stage.name}  ({manifest['key']}){headline}[/dim]")
-            else:
-                console.print(f"[green]  done[/green]    {stage.name}  in {manifest.get('wall_s', 0):.1f} s{headline}")
-
-    def ready(stage: Stage) -> bool:
-        return all(d in manifests for d in stage.deps)
-
-    with progress:
-        overall = progress.add_task("[bold]pipeline", total=len(order))
-        while pending or running:
-            launched = False
-            if failure is None:
-                for stage in [s for s in pending if ready(s)]:
-                    pending.remove(stage)
-                    launched = True
-                    key = keys[stage.name] = stage_key(stage, manifests)
-                    t0 = time.perf_counter()
-                    existing = store.lookup(stage.kind, key)
-                    if existing is not None and (stage.name in force or stage.kind in force):
-                        _unpublish(store, stage.kind, key)
-                        existing = None
-                    if existing is not None:
-                        finish(stage, existing, "reused", t0)
-                        continue
-                    inputs = {d: (outcomes[d].kind, outcomes[d].key) for d in stage.deps}
-                    if stage.fanout and executor.parallel:
-                        job = Job(stage, key, inputs, capture_log=True)
-                        task = progress.add_task(f"[cyan]{stage.name}[/cyan] ({executor.name})", total=None)
-                        running[executor.submit(store, job)] = (stage, t0, task)
-                        continue
-                    task = progress.add_task(f"[cyan]{stage.name}", total=None)
-                    try:
-                        manifest = execute_stage(store, Job(stage, key, inputs, capture_log=False))
-                    except BaseException as exc:
-                        failure = exc
-                        progress.remove_task(task)
-                        break
-                    progress.remove_task(task)
-                    finish(stage, manifest, "ran", t0)
-            if running:
-                done, _ = cf.wait(list(running), timeout=0.25, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    stage, t0, task = running.pop(fut)
-                    progress.remove_task(task)
-                    try:
-                        finish(stage, fut.result(), "ran", t0)
-                    except BaseException as exc:  # noqa: BLE001
-                        if failure is None:
-                            failure = exc
-                        if log:
-                            console.print(f"[red]  failed[/red]  {stage.name}")
-            elif failure is not None:
-                break
-            elif not launched and pending:
-                # Nothing runnable and nothing running: only possible after a failure upstream.
-                break
-    if failure is not None:
-        if isinstance(failure, StageFailed):
-            raise failure
-        if isinstance(failure, KeyboardInterrupt):
-            raise failure
-        raise StageFailed("?", f"{type(failure).__name__}: {failure}") from failure
-    return RunResult(outcomes, time.perf_counter() - t_start)
+    with ui:
+        scheduler.drive(order)
+    scheduler.raise_failure()
+    return RunResult(scheduler.outcomes, time.perf_counter() - t_start)
 
 
 def plan(stages: Iterable[Stage], store: ArtifactStore) -> list[tuple[Stage, str, str | None]]:

@@ -358,6 +358,8 @@ def adapt_stage(ctx: StageContext) -> dict[str, Any]:
         "test_clips": rep.num_samples,
         "state_sha256": sha,
         "adapt_wall_s": res.wall_s,
+        "selection": res.details.get("selection"),
+        "estimated_body_blob_bytes": res.details.get("estimated_body_blob_bytes"),
         "headline": f"test {100 * rep.top1:.1f}%, {int(res.cost.total)} params",
     }
 

@@ -1,6 +1,6 @@
 """SWR search: supernet warm-up, policy search under a budget, projection, fine-tune.
 
-Spec (issue 4; docs/METHOD.md has the full description):
+Spec (docs/METHOD.md has the full description):
 1. Probe the new head on the frozen base; build the supernet (every allowed option at every
    candidate site) and the per-site features (incl. target-language gradient statistics).
 2. Warm-up: each step samples one option per site uniformly, so every option's delta learns
