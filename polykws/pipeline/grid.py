@@ -21,7 +21,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from polykws.core import PolykwsError, atomic_path, atomic_write_json
 from polykws.pipeline import stages as S
 from polykws.pipeline.config import PipelineConfig
-from polykws.pipeline.engine import RunResult, Stage, StageContext, make_executor, run_pipeline
+from polykws.pipeline.engine import RunResult, Stage, StageContext, make_executor
+from polykws.pipeline.schedule import run_pipeline
 from polykws.pipeline.run import build_stages
 from polykws.pipeline.store import ArtifactStore
 
