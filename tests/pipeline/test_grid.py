@@ -67,3 +67,20 @@ def test_benchmarks_cover_every_registered_family(monkeypatch):
     blob_methods = {c.method for c in blob.main_cells([1000])}
     assert set(list_deltas()) <= blob_methods
     assert {c.method for c in transfer.cells(list_methods(), [1000])} == set(list_methods())
+
+
+@pytest.mark.slow
+def test_blob_grid_exports_each_row_against_the_base(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus")
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run", export=True)
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump({**raw, "adapt": {**raw["adapt"], "languages": ["bb"]}}))
+    cfg = load_config(tmp_path / "grid.yaml")
+    cells = [GridCell("head_only", "head_only"), GridCell("dense", "dense", 1)]
+    stages = grid_stages(cfg, cells, seeds=[0], fit={"epochs": 1, "probe_epochs": 1, "batch_size": 32}, export=True, progress=False)
+    result = run_pipeline(stages, ArtifactStore(cfg.artifacts_uri), SerialExecutor(), show_progress=False)
+    rows = {r["cell"]: r for r in grid_rows(result)}
+    head = rows["head_only"]
+    assert head["status"] == "ok" and 0 < head["blob_bytes"] < head["base_tflite_bytes"]
+    assert head["body_patched_bytes"] + head["head_patched_bytes"] > 0 and head["fixed_bytes"] > 0
+    assert 0.0 <= head["int8_acc"] <= 1.0 and head["float_acc"] == head["test_acc"]
+    assert rows["dense@1"]["status"] == "infeasible" and "blob_bytes" not in rows["dense@1"]
