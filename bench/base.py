@@ -209,6 +209,50 @@ def _subset(split, mask: np.ndarray):
 # ---------------------------------------------------------------------------------------------
 
 
+def random_init_reference(frontend, targets) -> dict:
+    """The same probe on an untrained (randomly initialised) DS-CNN-S: how much pretraining buys."""
+    from polykws.training.models import ds_cnn_s
+
+    torch.manual_seed(0)
+    out = {}
+    for lang in TARGETS:
+        rand = ds_cnn_s(num_classes=12, input_shape=frontend.input_shape)
+        recalibrate_bn(rand, targets[lang]["train"].x)
+        out[lang] = head_only_probe(rand, targets[lang])
+    print("random-init DS-CNN-S + head: " + "  ".join(f"{l} {v['test']:.3f}" for l, v in out.items()), flush=True)
+    return out
+
+
+def run_recipe_seed(name: str, seed: int, loo: bool, epochs: int | None, runs: Path, targets, en_root: Path) -> dict:
+    """One seed of a recipe: one base, or (leave-one-out) one base per held-out target language."""
+    if not loo:
+        cfg = recipe_config(name, None, epochs=epochs, seed=seed, runs=runs)
+        print(f"[{name} seed {seed}] training -> {cfg.run_dir}", flush=True)
+        r = run_base(cfg, targets, list(TARGETS), en_root)
+        print("  " + "  ".join(f"{lang} {r['probe'][lang]['test']:.3f}" for lang in TARGETS) + f"; en {r['en_test_top1']:.3f}; train {r['train_wall_s']:.0f} s", flush=True)
+        return {**r, "seed": seed}
+    parts = {}
+    for lang in TARGETS:
+        cfg = recipe_config(name, lang, epochs=epochs, seed=seed, runs=runs)
+        print(f"[{name} seed {seed}] training without {lang} -> {cfg.run_dir}", flush=True)
+        parts[lang] = run_base(cfg, targets, [lang], en_root)
+        print(f"  {lang}: head-only val {parts[lang]['probe'][lang]['val']:.3f} test {parts[lang]['probe'][lang]['test']:.3f}; "
+              f"train {parts[lang]['train_wall_s']:.0f} s", flush=True)
+    return {"seed": seed, "loo": parts, "probe": {lang: parts[lang]["probe"][lang] for lang in TARGETS},
+            "train_wall_s": statistics.median(p["train_wall_s"] for p in parts.values()),
+            "en_test_top1": statistics.median(p["en_test_top1"] for p in parts.values())}
+
+
+def ship_base(recipe: str, results: dict, out: Path) -> dict:
+    """Copy the recipe's first-seed best model to `out` (+ a .json with its figures)."""
+    src = results["recipes"][recipe]["per_seed"][0]
+    with atomic_path(out) as tmp:
+        shutil.copyfile(src["best_path"], tmp)
+    shipped = {"recipe": recipe, "seed": src["seed"], "path": str(out), "file_sha256": sha256_file(out), "weights_sha256": src["best_sha256"]}
+    atomic_write_json(out.with_suffix(".json"), {**shipped, "figures": {k: v for k, v in src.items() if k != "run_dir"}})
+    return shipped
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipes", default="en,en_tts,pooled_loo,en_tts_pooled_loo", help=f"comma list of {', '.join(RECIPES)}")
@@ -241,57 +285,21 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), os.cpu_count()={__import__('os').cpu_count()}",
                      "torch": torch.__version__, "probe": f"L-BFGS linear head, L2 {PROBE_L2}, 500 iterations", "recipes": {}}
     results_path = runs / "results.json"
-    # Reference: the same probe on an untrained (randomly initialised) DS-CNN-S, so the table
-    # shows how much of the transfer accuracy pretraining actually buys.
-    torch.manual_seed(0)
-    from polykws.training.models import ds_cnn_s
-
-    results["reference_random_init"] = {}
-    for lang in TARGETS:
-        rand = ds_cnn_s(num_classes=12, input_shape=frontend.input_shape)
-        recalibrate_bn(rand, targets[lang]["train"].x)
-        results["reference_random_init"][lang] = head_only_probe(rand, targets[lang])
-    print("random-init DS-CNN-S + head: " + "  ".join(f"{l} {v['test']:.3f}" for l, v in results["reference_random_init"].items()), flush=True)
+    results["reference_random_init"] = random_init_reference(frontend, targets)
     for name in recipes:
         loo = RECIPES[name][1]
         per_seed = []
         for seed in (loo_seeds if loo else seeds):
-            if loo:
-                parts = {}
-                for lang in TARGETS:
-                    cfg = recipe_config(name, lang, epochs=args.epochs, seed=seed, runs=runs)
-                    print(f"[{name} seed {seed}] training without {lang} -> {cfg.run_dir}", flush=True)
-                    parts[lang] = run_base(cfg, targets, [lang], en_root)
-                    print(f"  {lang}: head-only val {parts[lang]['probe'][lang]['val']:.3f} test {parts[lang]['probe'][lang]['test']:.3f}; "
-                          f"train {parts[lang]['train_wall_s']:.0f} s", flush=True)
-                per_seed.append({"seed": seed, "loo": parts, "probe": {lang: parts[lang]["probe"][lang] for lang in TARGETS},
-                                 "train_wall_s": statistics.median(p["train_wall_s"] for p in parts.values()),
-                                 "en_test_top1": statistics.median(p["en_test_top1"] for p in parts.values())})
-            else:
-                cfg = recipe_config(name, None, epochs=args.epochs, seed=seed, runs=runs)
-                print(f"[{name} seed {seed}] training -> {cfg.run_dir}", flush=True)
-                r = run_base(cfg, targets, list(TARGETS), en_root)
-                r["seed"] = seed
-                per_seed.append(r)
-                print("  " + "  ".join(f"{lang} {r['probe'][lang]['test']:.3f}" for lang in TARGETS) + f"; en {r['en_test_top1']:.3f}; train {r['train_wall_s']:.0f} s", flush=True)
+            per_seed.append(run_recipe_seed(name, seed, loo, args.epochs, runs, targets, en_root))
             results["recipes"][name] = summarize(name, per_seed, loo)
             atomic_write_json(results_path, results)
-
     single = [n for n in recipes if not RECIPES[n][1]]
-    ship = None
-    if args.ship == "auto" and single:
-        ship = max(single, key=lambda n: results["recipes"][n]["mean_val"])
-    elif args.ship not in ("auto", "none"):
-        if args.ship not in single:
-            ap.error(f"--ship {args.ship}: not a single-base recipe in this run ({single})")
-        ship = args.ship
+    if args.ship not in ("auto", "none") and args.ship not in single:
+        ap.error(f"--ship {args.ship}: not a single-base recipe in this run ({single})")
+    ship = max(single, key=lambda n: results["recipes"][n]["mean_val"]) if args.ship == "auto" and single else (
+        args.ship if args.ship not in ("auto", "none") else None)
     if ship:
-        src = results["recipes"][ship]["per_seed"][0]
-        out = resolve_path(str(args.out))
-        with atomic_path(out) as tmp:
-            shutil.copyfile(src["best_path"], tmp)
-        results["shipped"] = {"recipe": ship, "seed": src["seed"], "path": str(out), "file_sha256": sha256_file(out), "weights_sha256": src["best_sha256"]}
-        atomic_write_json(out.with_suffix(".json"), {**results["shipped"], "figures": {k: v for k, v in src.items() if k != "run_dir"}})
+        results["shipped"] = ship_base(ship, results, resolve_path(str(args.out)))
     results["bench_wall_s"] = time.perf_counter() - t_bench
     atomic_write_json(results_path, results)
     table = markdown(results)

@@ -116,7 +116,7 @@ def _fidelity(tflite: bytes, model, splits, num_labels: int) -> dict:
             "int8_loss_all_pt": 100 * float(np.mean(fp == y) - np.mean(ip == y))}
 
 
-def main(argv=None) -> int:
+def _parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", help="base model file (training.checkpoint format)")
     ap.add_argument("--lang", action="append", default=[], metavar="CODE=MODEL", help="merged language model file; repeatable")
@@ -135,26 +135,20 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not args.quick and not args.base:
         ap.error("give --base (and --lang CODE=MODEL for real language models), or --quick")
+    return args
 
+
+def _all_splits(args, base_lang: str, tasks: dict, base_loaded, cache: Path) -> tuple[dict, dict]:
+    """({language: model file or None}, {language: splits}), the base language's included."""
     from polykws.datasets.frontend import mfcc_frontend
-    from polykws.export.api import evaluate_export, export_base, export_language
-    from polykws.training.checkpoint import load_model
     from polykws.training.data import scan_corpus_cached
 
-    torch.set_num_threads(1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = Path(args.cache) if args.cache else out / "cache"
-    base_lang, tasks = _task_specs(Path(args.config))
-    t0 = time.time()
     records = scan_corpus_cached(Path(args.data), val_pct=10.0, test_pct=10.0, manifest_dir=cache / "manifests")
     noise = Path(args.noise) if Path(args.noise).is_dir() else None
-
     # Languages given as --lang CODE=MODEL use that model; the rest of --langs get the stand-in transfer.
     given = dict(item.split("=", 1) for item in args.lang)
     langs = {code: given.get(code) for code in dict.fromkeys([*args.langs, *given])}
     splits = {code: _features(records, code, tasks[code], mfcc_frontend(), cache, noise) for code in langs}
-    base_loaded = None if args.quick else load_model(args.base)
     train_cfg = (base_loaded.meta.get("train_config") or {}) if base_loaded else {}
     if train_cfg.get("data"):
         # The base's own task and speaker-disjoint splits, rebuilt from the config it was trained with.
@@ -165,22 +159,12 @@ def main(argv=None) -> int:
         splits[base_lang] = build_base_splits(from_dict(DataConfig, train_cfg["data"]), base_loaded.frontend, seed=int(train_cfg.get("fit", {}).get("seed", 0)))
     else:
         splits[base_lang] = _features(records, base_lang, tasks[base_lang], mfcc_frontend(), cache, noise)
-    print(f"features ready in {time.time() - t0:.0f} s", flush=True)
+    return langs, splits
 
-    if args.quick:
-        base_model = _quick_base(splits[base_lang], mfcc_frontend(), out / "base_fit", args.base_epochs)
-        frontend = mfcc_frontend()
-        base_labels = tuple(splits[base_lang]["train"].labels)
-        base_note = f"quick base (training.fit, {args.base_epochs} epochs)"
-    else:
-        lb = base_loaded
-        base_model, frontend, base_labels = lb.model, lb.frontend, lb.labels
-        base_note = args.base
-        if tuple(splits[base_lang]["train"].labels) != tuple(base_labels):
-            print(f"error: {args.base} labels differ from its task's labels {splits[base_lang]['train'].labels}", file=sys.stderr)
-            return 2
-    head_slots = max([len(base_labels)] + [len(splits[c]["train"].labels) for c in langs])
-    bs = splits[base_lang]
+
+def _export_base_row(args, base_lang: str, base_model, frontend, base_labels, base_note: str, bs, head_slots: int, out: Path):
+    from polykws.export.api import evaluate_export, export_base
+
     t = time.time()
     base = export_base(base_model, frontend, base_labels, bs["train"].x, out / "export", lang="base",
                        parity_x=bs["test"].x, head_slots=head_slots, max_calibration=args.calibration, meta={"model_name": "ds_cnn_s"})
@@ -188,54 +172,87 @@ def main(argv=None) -> int:
     ev = evaluate_export(base, base_model, bs["test"].x, bs["test"].y)
     base_fid = _fidelity(base.tflite, base_model, bs, len(base_labels))
     base.save(out / "export")
-    rows = [{
+    print(f"base: {len(base.tflite)} B, float {ev['float_acc']:.4f}, int8 {ev['int8_acc']:.4f}, arena {ev['arena_bytes']}", flush=True)
+    return base, {
         "lang": f"{base_lang} (base)", "model": base_note, "scales": "converter", "float_acc": ev["float_acc"], "int8_acc": ev["int8_acc"],
         "int8_loss_pt": 100 * (ev["float_acc"] - ev["int8_acc"]), "tflite_bytes": len(base.tflite), "blob_bytes": None, "blob_pct": None,
         "arena_bytes": ev["arena_bytes"], "test_clips": ev["test_clips"], "ref_mismatch": ev["tflm_vs_ref_mismatched_samples"],
         "ref_max_lsb": ev["tflm_vs_ref_max_abs_diff_lsb"], "export_s": base_export_s, **base_fid,
-    }]
-    print(f"base: {len(base.tflite)} B, float {ev['float_acc']:.4f}, int8 {ev['int8_acc']:.4f}, arena {ev['arena_bytes']}", flush=True)
+    }
 
+
+def _language_rows(args, base, code: str, model, note: str, sp, out: Path, breakdowns: dict) -> list[dict]:
+    """One row per scales variant of one language's export against the base."""
+    from polykws.export.api import evaluate_export, export_language
     from polykws.export.breakdown import blob_breakdown
 
-    breakdowns: dict[str, dict] = {}
     variants = [(s, "refit", "refit") for s in args.scales]
     if args.head_variants:
         variants += [("auto", "frozen", "refit"), ("auto", "refit", "frozen")]
+    labels = tuple(sp["train"].labels)
+    rows = []
+    for scales, head_scales, head_range in variants:
+        t = time.time()
+        ex = export_language(base, model, labels, sp["train"].x, lang=code, scales=scales,
+                             head_scales=head_scales, head_range=head_range, parity_x=sp["test"].x, max_calibration=args.calibration)
+        dt = time.time() - t
+        ev = evaluate_export(ex, model, sp["test"].x, sp["test"].y)
+        fid = _fidelity(ex.tflite, model, sp, len(labels))
+        tag = scales + ("" if (head_scales, head_range) == ("refit", "refit") else f" (head scales {head_scales}, head range {head_range})")
+        rq = ex.meta["requant"]
+        rows.append({
+            "lang": code, "model": note, "scales": tag, "float_acc": ev["float_acc"], "int8_acc": ev["int8_acc"],
+            "int8_loss_pt": 100 * (ev["float_acc"] - ev["int8_acc"]), "tflite_bytes": len(ex.tflite), "blob_bytes": len(ex.blob),
+            "blob_pct": 100 * len(ex.blob) / len(base.tflite), "arena_bytes": ev["arena_bytes"], "test_clips": ev["test_clips"],
+            "ref_mismatch": ev["tflm_vs_ref_mismatched_samples"], "ref_max_lsb": ev["tflm_vs_ref_max_abs_diff_lsb"], "export_s": dt,
+            **fid, "clamped_weights": rq["clamped_weights"], "changed_weight_bytes": rq["changed_weight_bytes"], "channels_refit": rq["channels_refit"],
+        })
+        if (scales, head_scales, head_range) == ("auto", "refit", "refit"):
+            ex.save(out / "export")
+            breakdowns[code] = blob_breakdown(base.tflite, ex.blob)
+        r = rows[-1]
+        print(f"{code} {tag}: float {r['float_acc']:.4f} int8 {r['int8_acc']:.4f} blob {r['blob_bytes']} B ({r['blob_pct']:.2f}%)", flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    from polykws.datasets.frontend import mfcc_frontend
+    from polykws.training.checkpoint import load_model
+
+    args = _parse(argv)
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(args.cache) if args.cache else out / "cache"
+    base_lang, tasks = _task_specs(Path(args.config))
+    t0 = time.time()
+    base_loaded = None if args.quick else load_model(args.base)
+    langs, splits = _all_splits(args, base_lang, tasks, base_loaded, cache)
+    print(f"features ready in {time.time() - t0:.0f} s", flush=True)
+    if args.quick:
+        base_model = _quick_base(splits[base_lang], mfcc_frontend(), out / "base_fit", args.base_epochs)
+        frontend, base_labels = mfcc_frontend(), tuple(splits[base_lang]["train"].labels)
+        base_note = f"quick base (training.fit, {args.base_epochs} epochs)"
+    else:
+        base_model, frontend, base_labels, base_note = base_loaded.model, base_loaded.frontend, base_loaded.labels, args.base
+        if tuple(splits[base_lang]["train"].labels) != tuple(base_labels):
+            print(f"error: {args.base} labels differ from its task's labels {splits[base_lang]['train'].labels}", file=sys.stderr)
+            return 2
+    head_slots = max([len(base_labels)] + [len(splits[c]["train"].labels) for c in langs])
+    base, base_row = _export_base_row(args, base_lang, base_model, frontend, base_labels, base_note, splits[base_lang], head_slots, out)
+    rows, breakdowns = [base_row], {}
     for code, path in langs.items():
         sp = splits[code]
-        labels = tuple(sp["train"].labels)
         if path is None:
             model, cost = _stand_in_adapt(base_model, sp, args.adapt_epochs)
             note = f"stand-in: new head + scale on pw + bias on conv0/dw ({cost} params)"
         else:
             lm = load_model(path)
             model, note = lm.model, path
-            if tuple(lm.labels) != labels:
-                print(f"error: {path} labels {lm.labels} differ from the task's {labels}", file=sys.stderr)
+            if tuple(lm.labels) != tuple(sp["train"].labels):
+                print(f"error: {path} labels {lm.labels} differ from the task's {tuple(sp['train'].labels)}", file=sys.stderr)
                 return 2
-        for scales, head_scales, head_range in variants:
-            t = time.time()
-            ex = export_language(base, model, labels, sp["train"].x, lang=code, scales=scales,
-                                 head_scales=head_scales, head_range=head_range, parity_x=sp["test"].x, max_calibration=args.calibration)
-            dt = time.time() - t
-            ev = evaluate_export(ex, model, sp["test"].x, sp["test"].y)
-            fid = _fidelity(ex.tflite, model, sp, len(labels))
-            tag = scales + ("" if (head_scales, head_range) == ("refit", "refit") else f" (head scales {head_scales}, head range {head_range})")
-            rq = ex.meta["requant"]
-            rows.append({
-                "lang": code, "model": note, "scales": tag, "float_acc": ev["float_acc"], "int8_acc": ev["int8_acc"],
-                "int8_loss_pt": 100 * (ev["float_acc"] - ev["int8_acc"]), "tflite_bytes": len(ex.tflite), "blob_bytes": len(ex.blob),
-                "blob_pct": 100 * len(ex.blob) / len(base.tflite), "arena_bytes": ev["arena_bytes"], "test_clips": ev["test_clips"],
-                "ref_mismatch": ev["tflm_vs_ref_mismatched_samples"], "ref_max_lsb": ev["tflm_vs_ref_max_abs_diff_lsb"], "export_s": dt,
-                **fid, "clamped_weights": rq["clamped_weights"], "changed_weight_bytes": rq["changed_weight_bytes"], "channels_refit": rq["channels_refit"],
-            })
-            if (scales, head_scales, head_range) == ("auto", "refit", "refit"):
-                ex.save(out / "export")
-                breakdowns[code] = blob_breakdown(base.tflite, ex.blob)
-            r = rows[-1]
-            print(f"{code} {tag}: float {r['float_acc']:.4f} int8 {r['int8_acc']:.4f} blob {r['blob_bytes']} B ({r['blob_pct']:.2f}%)", flush=True)
-
+        rows += _language_rows(args, base, code, model, note, sp, out, breakdowns)
     atomic_write_json(out / "blob_breakdown.json", breakdowns)
     _write(out, rows, args, time.time() - t0)
     return 0

@@ -4,7 +4,7 @@ Layering (data flows one way; nothing imports back up):
 
     polykws.core  ->  polykws.datasets  ->  polykws.training  ->  polykws.export  ->  polykws.firmware
                                                                                           |
-    polykws.cli / polykws.pipeline sit on top and are the only modules that parse flags or wire stages.
+    polykws.pipeline wires the layers into stages; polykws.cli sits on top and is the only package that parses flags.
 
 tests/test_layering.py enforces this with an AST scan of every module's imports.
 """

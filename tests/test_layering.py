@@ -1,7 +1,9 @@
-"""Data flows one way: datasets -> training -> export -> firmware; nothing imports back up.
+"""Data flows one way: core -> datasets -> training -> export -> firmware; nothing imports back up.
 
 export/ may see datasets' FrontendConfig (a plain config) but never training/: it receives a
-merged plain nn.Module. The CLI spine and the pipeline (polykws/) sit on top of everything.
+merged plain nn.Module. The pipeline (polykws/pipeline) sits on the layers; the CLI package
+(polykws/cli) sits on top of everything and nothing imports it, bench/ included. Across
+packages only public names are imported: a leading underscore means "this package's own".
 """
 
 from __future__ import annotations
@@ -18,41 +20,76 @@ ALLOWED = {
     "training": {"polykws.core", "polykws.datasets", "polykws.training"},
     "export": {"polykws.core", "polykws.datasets", "polykws.export"},
     "firmware": {"polykws.core", "polykws.datasets", "polykws.export", "polykws.firmware"},
+    "polykws/core": {"polykws.core"},
+    "polykws/pipeline": {"polykws", "polykws.core", "polykws.datasets", "polykws.training", "polykws.export", "polykws.firmware",
+                         "polykws.pipeline"},
+    "bench": {"polykws", "polykws.core", "polykws.datasets", "polykws.training", "polykws.export", "polykws.firmware",
+              "polykws.pipeline"},
 }
+# The package each source folder is (bench/ is scripts: every polykws name it imports is foreign).
+PACKAGE_OF = {"datasets": "polykws.datasets", "training": "polykws.training", "export": "polykws.export",
+              "firmware": "polykws.firmware", "polykws/core": "polykws.core", "polykws/pipeline": "polykws.pipeline",
+              "polykws/cli": "polykws.cli", "bench": None}
+SUBPACKAGES = ("core", "cli", "pipeline", "datasets", "training", "export", "firmware")
 
 
-# CLI handlers sit on top of every layer even where their module lives in a layer's folder:
-# `polykws adapt` reads a language's task from a pipeline config (polykws.pipeline.tasks).
-CLI_MODULES = {"training/cli_adapt.py": {"polykws.pipeline"}}
+def _imports(path: Path) -> list[tuple[str, str | None]]:
+    """(module, imported name or None) for every absolute polykws import in a file."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    out: list[tuple[str, str | None]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, None) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out += [(node.module, a.name) for a in node.names]
+    return [(m, n) for m, n in out if m == "polykws" or m.startswith("polykws.")]
 
 
 def _polykws_imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return {n for n in names if n == "polykws" or n.startswith("polykws.")}
+    return {m for m, _ in _imports(path)}
 
 
 def _layer_of(module: str) -> str:
     parts = module.split(".")
-    if len(parts) >= 2 and parts[1] in ALLOWED | {"core": None}:
+    if len(parts) >= 2 and parts[1] in SUBPACKAGES:
         return ".".join(parts[:2])
-    return module if len(parts) == 1 else ".".join(parts[:2])
+    return parts[0]
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _private_imports(path: Path, own_package: str | None) -> list[str]:
+    """Imports of a private module or name that belongs to another package than `own_package`."""
+    bad = []
+    for module, name in _imports(path):
+        if _layer_of(module) == own_package:
+            continue
+        parts = module.split(".") + ([name] if name else [])
+        if any(_is_private(p) for p in parts):
+            bad.append(f"{module}" + (f" import {name}" if name else ""))
+    return bad
+
+
+def _files(folder: str) -> list[Path]:
+    return sorted(p for p in (repo_root() / folder).rglob("*.py") if ".venv" not in p.parts and "build" not in p.parts)
 
 
 @pytest.mark.parametrize("folder", sorted(ALLOWED))
 def test_imports_only_flow_downward(folder):
     violations = []
-    for py in sorted((repo_root() / folder).rglob("*.py")):
-        allowed = ALLOWED[folder] | CLI_MODULES.get(py.relative_to(repo_root()).as_posix(), set())
+    for py in _files(folder):
         for mod in _polykws_imports(py):
-            if _layer_of(mod) not in allowed:
+            if _layer_of(mod) not in ALLOWED[folder]:
                 violations.append(f"{py.relative_to(repo_root())}: imports {mod}")
     assert not violations, "upward imports:\n" + "\n".join(violations)
+
+
+@pytest.mark.parametrize("folder", sorted(PACKAGE_OF))
+def test_no_private_names_across_packages(folder):
+    violations = [f"{py.relative_to(repo_root())}: {imp}" for py in _files(folder) for imp in _private_imports(py, PACKAGE_OF[folder])]
+    assert not violations, "private names imported from another package:\n" + "\n".join(violations)
 
 
 def test_scanner_detects_an_upward_import(tmp_path):
@@ -61,3 +98,19 @@ def test_scanner_detects_an_upward_import(tmp_path):
     bad.write_text("from polykws.training.models import ds_cnn_s\nimport polykws.core\n")
     layers = {_layer_of(m) for m in _polykws_imports(bad)}
     assert "polykws.training" in layers and not layers <= ALLOWED["export"]
+
+
+def test_scanner_detects_bench_importing_the_cli(tmp_path):
+    bad = tmp_path / "bench_script.py"
+    bad.write_text("from polykws.cli.adapt import run_adapt\n")
+    assert {_layer_of(m) for m in _polykws_imports(bad)} - ALLOWED["bench"] == {"polykws.cli"}
+
+
+def test_scanner_detects_private_names_across_packages(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from polykws.datasets.features import (\n    TaskSpec,\n    _Example,\n)\n"
+                   "import polykws.datasets._parallel\nfrom polykws.training.data import _mix\n")
+    assert _private_imports(bad, None) == ["polykws.datasets.features import _Example", "polykws.datasets._parallel",
+                                          "polykws.training.data import _mix"]
+    # Inside its own package a private name is fine.
+    assert _private_imports(bad, "polykws.training") == ["polykws.datasets.features import _Example", "polykws.datasets._parallel"]

@@ -1,4 +1,4 @@
-"""The run report: report/index.html + PNG figures + report/summary.md, from one JSON-able dict.
+"""The run report: report/index.html + PNG figures + report/report.md, from one JSON-able dict.
 
 `render_report(data, out_dir)` knows nothing about how the figures were obtained; the pipeline's
 report stage collects them from the stage artifacts (see stages.py, `collect_report_data`).
@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 
 from polykws.core import atomic_path, atomic_write_text
 
-REPORT_FILES = ("index.html", "summary.md")
+REPORT_FILES = ("index.html", "report.md")
 
 
 # --- formatting ---------------------------------------------------------------------------------
@@ -68,52 +68,50 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _sweep_points(sweep: Sequence[dict], xkey: str) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """{(method, lang): [(x, accuracy)]}, x and accuracy averaged over seeds per budget."""
+    groups: dict[tuple[str, str, Any], list[tuple[float, float]]] = {}
+    for r in sweep:
+        acc = r["int8_acc"] if r.get("int8_acc") is not None else r.get("float_acc")
+        if acc is not None and r.get(xkey):
+            groups.setdefault((r["method"], r["lang"], r.get("budget")), []).append((float(r[xkey]), float(acc)))
+    points: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for (method, lang, _), g in groups.items():
+        points.setdefault((method, lang), []).append((sum(p[0] for p in g) / len(g), sum(p[1] for p in g) / len(g)))
+    return {k: sorted(v) for k, v in points.items()}
+
+
 def plot_accuracy_vs_bytes(sweep: Sequence[dict], path: Path) -> Path | None:
-    """One panel per method: accuracy (int8 where measured, else float) against blob bytes per language."""
+    """Every method on one shared log-x axis: accuracy (int8 where measured, else float) against blob bytes.
+
+    Colour = method, marker = language; a line joins one method's budgets for one language.
+    """
     if not sweep:
         return None
-    plt = _plt()
-    methods = sorted({r["method"] for r in sweep})
-    langs = sorted({r["lang"] for r in sweep})
-    cmap = plt.get_cmap("tab10")
-    ncols = min(3, len(methods))
-    nrows = math.ceil(len(methods) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False, sharey=True)
-    for ax, method in zip(axes.flat, methods):
-        rows = [r for r in sweep if r["method"] == method]
-        xkey = "blob_bytes" if all(r.get("blob_bytes") for r in rows) else "updated_params"
-        for i, lang in enumerate(langs):
-            # Mean over seeds per budget (x and y), so several seeds draw one line.
-            groups: dict[Any, list[tuple[float, float]]] = {}
-            for r in rows:
-                if r["lang"] == lang:
-                    acc = r["int8_acc"] if r.get("int8_acc") is not None else r["float_acc"]
-                    if acc is not None and r.get(xkey):
-                        groups.setdefault(r.get("budget"), []).append((float(r[xkey]), float(acc)))
-            pts = sorted((sum(p[0] for p in g) / len(g), sum(p[1] for p in g) / len(g)) for g in groups.values())
-            if pts:
-                ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "o-", color=cmap(i % 10), label=lang, ms=4)
-        ax.set_title(method)
-        xs = [float(r[xkey]) for r in rows if r.get(xkey)]
-        if xs and max(xs) / max(min(xs), 1.0) > 4:
-            # Log axis only when the bytes span a wide range (several budgets); plain ticks otherwise.
-            from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-            ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
-        else:
-            ax.ticklabel_format(axis="x", style="plain", useOffset=False)
-            ax.margins(x=0.15)
-        ax.set_xlabel("blob bytes" if xkey == "blob_bytes" else "updated params")
-        ax.grid(True, which="both", alpha=0.3)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("test accuracy (%)")
-    for ax in list(axes.flat)[len(methods):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle("Accuracy vs. bytes per method (int8 TFLM where measured, else float)")
+    plt = _plt()
+    xkey = "blob_bytes" if all(r.get("blob_bytes") for r in sweep) else "updated_params"
+    points = _sweep_points(sweep, xkey)
+    methods = sorted({m for m, _ in points})
+    langs = sorted({lang for _, lang in points})
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    markers = dict(zip(langs, "osD^v<>pP*X"))
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    for (method, lang), pts in sorted(points.items()):
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker=markers.get(lang, "o"), ls="-" if len(pts) > 1 else "none",
+                color=colors[method], ms=5, lw=1.2)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(("blob bytes" if xkey == "blob_bytes" else "updated params") + " (log)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    handles = [plt.Line2D([], [], color=colors[m], lw=2, label=m) for m in methods]
+    handles += [plt.Line2D([], [], color="0.3", marker=markers.get(lg, "o"), ls="none", label=lg) for lg in langs]
+    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_title("Accuracy vs. bytes (int8 TFLM where measured, else float)")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -303,25 +301,55 @@ figcaption { font-size: .85em; color: #555; text-align: center; }
 
 
 def render_report(data: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """Write index.html, summary.md and the PNGs into `out_dir`; returns the written paths."""
+    """Write index.html, report.md and the PNGs into `out_dir`; returns the written paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    title = data.get("title") or f"polykws run: {data.get('config_name', '?')}"
+    figs = _figures(data, out)
+    tables = _tables(data)
+    written = [p for p in (figs["accuracy"], figs["flash"]) if p] + [p for _, p in figs["confusion"]]
+    written.append(atomic_write_text(out / "index.html", _html(data, figs, tables)))
+    written.append(atomic_write_text(out / "report.md", _markdown(data, figs, tables)))
+    return written
 
-    acc_png = plot_accuracy_vs_bytes(data.get("sweep") or [], out / "accuracy_vs_bytes.png")
-    flash_png = plot_flash_budget(data.get("flash") or {}, out / "flash_budget.png")
-    conf_pngs: list[tuple[str, Path]] = []
+
+def _title(data: dict[str, Any]) -> str:
+    return data.get("title") or f"polykws run: {data.get('config_name', '?')}"
+
+
+def _figures(data: dict[str, Any], out: Path) -> dict[str, Any]:
+    conf: list[tuple[str, Path]] = []
     base = data.get("base") or {}
     if base.get("confusion"):
-        conf_pngs.append((f"{base.get('language')} (base)", plot_confusion(base["labels"], base["confusion"], f"{base.get('language')} base (int8)" if base.get("confusion_kind") == "int8" else f"{base.get('language')} base", out / f"confusion_base_{base.get('language')}.png")))
+        lang = base.get("language")
+        title = f"{lang} base (int8)" if base.get("confusion_kind") == "int8" else f"{lang} base"
+        conf.append((f"{lang} (base)", plot_confusion(base["labels"], base["confusion"], title, out / f"confusion_base_{lang}.png")))
     for r in data.get("languages", []):
         if r.get("confusion"):
-            kind = r.get("confusion_kind", "float")
-            conf_pngs.append((r["lang"], plot_confusion(r["labels"], r["confusion"], f"{r['lang']} - {r.get('method')} ({kind})", out / f"confusion_{r['lang']}.png")))
-    written += [p for p in (acc_png, flash_png) if p] + [p for _, p in conf_pngs]
+            title = f"{r['lang']} - {r.get('method')} ({r.get('confusion_kind', 'float')})"
+            conf.append((r["lang"], plot_confusion(r["labels"], r["confusion"], title, out / f"confusion_{r['lang']}.png")))
+    return {"accuracy": plot_accuracy_vs_bytes(data.get("sweep") or [], out / "accuracy_vs_bytes.png"),
+            "flash": plot_flash_budget(data.get("flash") or {}, out / "flash_budget.png"), "confusion": conf}
 
-    model = data.get("model") or {}
+
+SWEEP_HEADER = ["language", "method", "budget", "seed", "updated params", "float acc", "int8 acc", "blob bytes"]
+
+
+def _tables(data: dict[str, Any]) -> dict[str, Any]:
+    sweep = sorted(data.get("sweep") or [], key=lambda r: (r["lang"], r["method"], r.get("budget") or 0, r.get("seed", 0)))
+    return {
+        "languages": language_rows(data),
+        "flash": flash_rows(data.get("flash") or {}),
+        "firmware": data.get("firmware") or {"status": "skipped", "reason": "no firmware stage in this run"},
+        "stages": [[s["name"], s.get("built", "-"), f"{s['wall_s']:.1f} s" if s.get("wall_s") is not None else "-",
+                    f"{s['cpu_s']:.1f} s" if s.get("cpu_s") is not None else "-", s.get("key", "")] for s in data.get("stages", [])],
+        "methods": method_rows(sweep),
+        "sweep": [[r["lang"], r["method"], num(r.get("budget")), str(r.get("seed", "-")), num(r.get("updated_params")), pct(r.get("float_acc")),
+                   pct(r.get("int8_acc")), num(r.get("blob_bytes"))] for r in sweep],
+    }
+
+
+def _html(data: dict[str, Any], figs: dict[str, Any], t: dict[str, Any]) -> str:
+    title, model = _title(data), data.get("model") or {}
     fe = model.get("frontend") or {}
     meta_line = " · ".join(x for x in [
         f"config <code>{html.escape(str(data.get('config_name', '?')))}</code>",
@@ -329,58 +357,47 @@ def render_report(data: dict[str, Any], out_dir: str | Path) -> list[Path]:
         f"frontend {html.escape(str(fe.get('kind', '?')))} {fe.get('num_frames', '')}×{fe.get('num_features', '')}" if fe else "",
         f"generated {html.escape(str(data.get('generated', '')))} on {html.escape(str(data.get('host', '')))}",
     ] if x)
-
-    lang_rows = language_rows(data)
-    fl_rows = flash_rows(data.get("flash") or {})
-    fw = data.get("firmware") or {"status": "skipped", "reason": "no firmware stage in this run"}
-    stage_rows = [[s["name"], s.get("built", "-"), f"{s['wall_s']:.1f} s" if s.get("wall_s") is not None else "-",
-                   f"{s['cpu_s']:.1f} s" if s.get("cpu_s") is not None else "-", s.get("key", "")] for s in data.get("stages", [])]
-    sweep_rows = [[r["lang"], r["method"], num(r.get("budget")), str(r.get("seed", "-")), num(r.get("updated_params")), pct(r.get("float_acc")), pct(r.get("int8_acc")), num(r.get("blob_bytes"))] for r in sorted(data.get("sweep") or [], key=lambda r: (r["lang"], r["method"], r.get("budget") or 0, r.get("seed", 0)))]
-    SWEEP_HEADER = ["language", "method", "budget", "seed", "updated params", "float acc", "int8 acc", "blob bytes"]
-
-    parts = [
-        "<!doctype html><html lang=en><head><meta charset=utf-8>",
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1><p class=meta>{meta_line}</p>",
-    ]
+    parts = ["<!doctype html><html lang=en><head><meta charset=utf-8>",
+             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1><p class=meta>{meta_line}</p>"]
     if data.get("command"):
         parts.append(f"<p class=meta>command: <code>{html.escape(data['command'])}</code></p>")
-    for n in data.get("notes", []):
-        parts.append(f"<div class=note>{html.escape(n)}</div>")
+    parts += [f"<div class=note>{html.escape(n)}</div>" for n in data.get("notes", [])]
     parts += ["<h2>Languages</h2>",
               "<p>Accuracy on each language's speaker-disjoint test split. int8 accuracy is the merged model's full-int8 "
               "TFLite run through the TFLite Micro kernels on the host (the device-equivalent evaluator). "
               "Updated params count every parameter the transfer changed, the language's head included.</p>",
-              _html_table(LANG_HEADER, lang_rows)]
-    if acc_png:
-        parts.append(f'<h2>Accuracy vs. bytes</h2><img class=wide src="{acc_png.name}" alt="accuracy vs bytes per method">')
-    if sweep_rows:
-        parts.append("<h3>Methods (mean over languages)</h3>" + _html_table(METHOD_HEADER, method_rows(data.get("sweep") or [])))
-        parts.append("<details><summary>all adaptation jobs</summary>" + _html_table(SWEEP_HEADER, sweep_rows) + "</details>")
+              _html_table(LANG_HEADER, t["languages"])]
+    if figs["accuracy"]:
+        parts.append(f'<h2>Accuracy vs. bytes</h2><img class=wide src="{figs["accuracy"].name}" alt="accuracy vs bytes, every method">')
+    if t["sweep"]:
+        parts.append("<h3>Methods (mean over languages)</h3>" + _html_table(METHOD_HEADER, t["methods"]))
+        parts.append("<details><summary>all adaptation jobs</summary>" + _html_table(SWEEP_HEADER, t["sweep"]) + "</details>")
     parts.append("<h2>Flash budget</h2>")
-    if fl_rows:
-        parts.append(_html_table(["item", "bytes", ""], fl_rows))
-    else:
-        parts.append("<p class=skip>No packed artifacts in this run.</p>")
-    if flash_png:
-        parts.append(f'<img class=wide src="{flash_png.name}" alt="flash budget">')
+    parts.append(_html_table(["item", "bytes", ""], t["flash"]) if t["flash"] else "<p class=skip>No packed artifacts in this run.</p>")
+    if figs["flash"]:
+        parts.append(f'<img class=wide src="{figs["flash"].name}" alt="flash budget">')
     parts.append("<h2>Firmware</h2>")
+    fw = t["firmware"]
     if fw.get("status") == "measured" and fw.get("rows"):
-        parts.append(_html_table(FW_HEADER, firmware_rows(fw)))
-        if fw.get("note"):
-            parts.append(f"<p>{html.escape(fw['note'])}</p>")
+        parts.append(_html_table(FW_HEADER, firmware_rows(fw)) + (f"<p>{html.escape(fw['note'])}</p>" if fw.get("note") else ""))
     else:
         parts.append(f"<p class=skip>Firmware stage skipped: {html.escape(str(fw.get('reason', 'no reason recorded')))}</p>")
-    if conf_pngs:
+    if figs["confusion"]:
         parts.append("<h2>Confusion matrices</h2><div class=figs>")
-        parts += [f'<figure><img src="{p.name}" alt="confusion {html.escape(lbl)}"><figcaption>{html.escape(lbl)}</figcaption></figure>' for lbl, p in conf_pngs]
+        parts += [f'<figure><img src="{p.name}" alt="confusion {html.escape(lbl)}"><figcaption>{html.escape(lbl)}</figcaption></figure>'
+                  for lbl, p in figs["confusion"]]
         parts.append("</div>")
-    if stage_rows:
-        parts.append("<h2>Stages</h2>" + _html_table(STAGE_HEADER, stage_rows, "stages"))
+    if t["stages"]:
+        parts.append("<h2>Stages</h2>" + _html_table(STAGE_HEADER, t["stages"], "stages"))
     parts.append("</body></html>\n")
-    written.append(atomic_write_text(out / "index.html", "\n".join(parts)))
+    return "\n".join(parts)
 
-    md = [f"# {title}", "", f"config `{data.get('config_name', '?')}`; generated {data.get('generated', '')} on {data.get('host', '')}"]
+
+def _markdown(data: dict[str, Any], figs: dict[str, Any], t: dict[str, Any]) -> str:
+    model = data.get("model") or {}
+    fe = model.get("frontend") or {}
+    md = [f"# {_title(data)}", "", f"config `{data.get('config_name', '?')}`; generated {data.get('generated', '')} on {data.get('host', '')}"]
     if model:
         md.append(f"; model {model.get('name')} ({num(model.get('params'))} params, {num(model.get('macs'))} MACs)"
                   + (f", frontend {fe.get('kind')} {fe.get('num_frames', '')}x{fe.get('num_features', '')}" if fe else ""))
@@ -388,21 +405,21 @@ def render_report(data: dict[str, Any], out_dir: str | Path) -> list[Path]:
     if data.get("command"):
         md += ["", f"Command: `{data['command']}`"]
     md += [""] + [f"> {n}" for n in data.get("notes", [])]
-    md += ["", "## Languages", "", _md_table(LANG_HEADER, lang_rows), ""]
-    if data.get("sweep"):
-        md += ["## Methods (mean over languages)", "", _md_table(METHOD_HEADER, method_rows(data["sweep"])), ""]
-    if acc_png:
-        md += [f"![accuracy vs bytes]({acc_png.name})", ""]
-    if fl_rows:
-        md += ["## Flash budget", "", _md_table(["item", "bytes", ""], fl_rows), ""]
+    md += ["", "## Languages", "", _md_table(LANG_HEADER, t["languages"]), ""]
+    if t["sweep"]:
+        md += ["## Methods (mean over languages)", "", _md_table(METHOD_HEADER, t["methods"]), ""]
+    if figs["accuracy"]:
+        md += [f"![accuracy vs bytes]({figs['accuracy'].name})", ""]
+    if t["flash"]:
+        md += ["## Flash budget", "", _md_table(["item", "bytes", ""], t["flash"]), ""]
     md += ["## Firmware", ""]
+    fw = t["firmware"]
     if fw.get("status") == "measured" and fw.get("rows"):
         md += [_md_table(FW_HEADER, firmware_rows(fw)), ""] + ([fw["note"], ""] if fw.get("note") else [])
     else:
         md += [f"Skipped: {fw.get('reason', 'no reason recorded')}", ""]
-    if conf_pngs:
-        md += ["## Confusion matrices", ""] + [f"![{lbl}]({p.name})" for lbl, p in conf_pngs] + [""]
-    if stage_rows:
-        md += ["## Stages", "", _md_table(STAGE_HEADER, stage_rows), ""]
-    written.append(atomic_write_text(out / "summary.md", "\n".join(md)))
-    return written
+    if figs["confusion"]:
+        md += ["## Confusion matrices", ""] + [f"![{lbl}]({p.name})" for lbl, p in figs["confusion"]] + [""]
+    if t["stages"]:
+        md += ["## Stages", "", _md_table(STAGE_HEADER, t["stages"]), ""]
+    return "\n".join(md)

@@ -25,7 +25,8 @@ from typing import Any, Iterable
 
 from polykws.pipeline import stages as S
 from polykws.pipeline.config import PipelineConfig, data_roots, resolve_path, to_plain
-from polykws.pipeline.engine import RunResult, Stage, make_executor, run_pipeline
+from polykws.pipeline.engine import RunResult, Stage, make_executor
+from polykws.pipeline.schedule import run_pipeline
 from polykws.pipeline.store import ArtifactStore
 from polykws.core import ConfigError, PolykwsError, atomic_write_json, stable_hash
 
@@ -87,81 +88,112 @@ def _git_head(path: Path) -> str:
 
 
 def build_stages(cfg: PipelineConfig, *, progress: bool = True) -> list[Stage]:
-    d, b, a, e = cfg.data, cfg.base, cfg.adapt, cfg.export
-    out: list[Stage] = []
-    cache_dir = str(resolve_path(d.cache_dir))
-    langs = list(dict.fromkeys([b.language, *b.pool_languages, *a.languages]))
-    task_langs = [lang for lang in langs if lang in d.tasks]
+    out, runtime = _data_stages(cfg, progress)
+    out.append(_base_stage(cfg, runtime))
+    adapt, adapt_jobs, ship_adapt = _adapt_stages(cfg, runtime)
+    out += adapt
+    export_jobs: dict[str, str] = {}
+    ship_export: dict[str, str] = {}
+    if cfg.export.enabled:
+        export, export_jobs, ship_export = _export_stages(cfg, runtime, adapt_jobs, ship_adapt)
+        out += export
+    a = cfg.adapt
+    report_cfg = {
+        "config_name": cfg.name, "title": cfg.title or f"polykws run: {cfg.name}", "notes": list(cfg.notes),
+        "base_language": cfg.base.language, "languages": list(a.languages), "frontend": cfg.data.frontend, "model": cfg.base.model,
+        "ship_adapt": ship_adapt, "ship_export": ship_export, "export_jobs": export_jobs, "adapt_jobs": adapt_jobs,
+        "ship_method": a.ship_method, "ship_budget": a.ship_budget, "export_enabled": cfg.export.enabled,
+        "command": f"polykws run --config {cfg.source_path}" if cfg.source_path else "",
+    }
+    out.append(Stage("report", "report", S.report_stage, report_cfg, deps=tuple(s.name for s in out),
+                     version=VERSIONS["report"], code=("polykws.pipeline.report", "polykws.pipeline.reportdata")))
+    return out
 
-    data_deps: tuple[str, ...] = ()
-    data_cfg: dict[str, Any] = {}
-    runtime: dict[str, Any] = {"progress": progress, "cache_dir": cache_dir}
-    roots = data_roots(d)
-    if any(r.path == "@corpus" for r in roots):
-        # resumable: the synthesizer keeps finished languages of a killed run (per-language markers).
-        out.append(Stage("corpus", "corpus", S.corpus_stage, {"synth": to_plain(cfg.corpus)}, version=VERSIONS["corpus"], resumable=True,
-                         code=("polykws.datasets.synth",), runtime=runtime))
-        data_deps = ("corpus",)
-    scan_roots, root_paths = [], []
-    for r in roots:
-        entry = {"layout": r.layout, "languages": list(r.languages) or task_langs}
+
+def _task_languages(cfg: PipelineConfig) -> list[str]:
+    b, a = cfg.base, cfg.adapt
+    return [lang for lang in dict.fromkeys([b.language, *b.pool_languages, *a.languages]) if lang in cfg.data.tasks]
+
+
+def _root_entries(cfg: PipelineConfig, task_langs: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each corpus root as key config (layout, languages, content fingerprint) and as a runtime path."""
+    entries, paths = [], []
+    for r in data_roots(cfg.data):
+        entry: dict[str, Any] = {"layout": r.layout, "languages": list(r.languages) or task_langs}
         if r.layout in ("gsc_v2", "auto"):
             entry["gsc_language"] = r.gsc_language
         if r.path == "@corpus":
             entry["corpus"] = True
-            root_paths.append("@corpus")
+            paths.append("@corpus")
         else:
             path = resolve_path(r.path)
             langs_here = [lang for lang in entry["languages"] if (path / lang).is_dir()]
             entry["fingerprint"] = fingerprint_tree(path, langs_here or None)
-            root_paths.append(str(path))
-        scan_roots.append(entry)
-    data_cfg["roots"] = scan_roots
-    runtime = {**runtime, "roots": root_paths}
-    if d.noise_dir:
-        if d.noise_dir.startswith("@corpus"):
-            data_cfg["noise"] = d.noise_dir
-            runtime = {**runtime, "noise_rel": d.noise_dir[len("@corpus"):].lstrip("/")}
-        else:
-            noise = resolve_path(d.noise_dir)
-            data_cfg["noise_fingerprint"] = fingerprint_tree(noise)
-            runtime = {**runtime, "noise_dir": str(noise)}
+            paths.append(str(path))
+        entries.append(entry)
+    return entries, paths
 
+
+def _data_stages(cfg: PipelineConfig, progress: bool) -> tuple[list[Stage], dict[str, Any]]:
+    """corpus? -> scan -> features/<lang>; also the runtime (folders, progress) every later stage gets."""
+    d, b = cfg.data, cfg.base
+    out: list[Stage] = []
+    runtime: dict[str, Any] = {"progress": progress, "cache_dir": str(resolve_path(d.cache_dir))}
+    data_deps: tuple[str, ...] = ()
+    if any(r.path == "@corpus" for r in data_roots(d)):
+        # resumable: the synthesizer keeps finished languages of a killed run (per-language markers).
+        out.append(Stage("corpus", "corpus", S.corpus_stage, {"synth": to_plain(cfg.corpus)}, version=VERSIONS["corpus"], resumable=True,
+                         code=("polykws.datasets.synth",), runtime=runtime))
+        data_deps = ("corpus",)
+    task_langs = _task_languages(cfg)
+    scan_roots, root_paths = _root_entries(cfg, task_langs)
+    data_cfg: dict[str, Any] = {"roots": scan_roots}
+    runtime = {**runtime, "roots": root_paths}
+    if d.noise_dir.startswith("@corpus"):
+        data_cfg["noise"] = d.noise_dir
+        runtime["noise_rel"] = d.noise_dir[len("@corpus"):].lstrip("/")
+    elif d.noise_dir:
+        noise = resolve_path(d.noise_dir)
+        data_cfg["noise_fingerprint"] = fingerprint_tree(noise)
+        runtime["noise_dir"] = str(noise)
     out.append(Stage("scan", "scan", S.scan_stage, {"split": to_plain(d.split), **data_cfg},
                      deps=data_deps, version=VERSIONS["scan"], code=("polykws.datasets",), runtime=runtime))
     for lang in task_langs:
         t = d.tasks[lang]
-        aug = d.base_augment_copies if lang == b.language else d.adapt_augment_copies
         out.append(Stage(
             f"features/{lang}", "features", S.features_stage,
             {"language": lang, "keywords": list(t.keywords), "task_options": _task_options(t), "max_per_keyword": t.max_per_keyword,
-             "frontend": d.frontend,
-             "augment_copies": aug, "seed": cfg.seed, **data_cfg},
+             "frontend": d.frontend, "augment_copies": d.base_augment_copies if lang == b.language else d.adapt_augment_copies,
+             "seed": cfg.seed, **data_cfg},
             deps=("scan", *data_deps), version=VERSIONS["features"], code=("polykws.datasets",), runtime=runtime))
+    return out, runtime
 
+
+def _base_stage(cfg: PipelineConfig, runtime: dict[str, Any]) -> Stage:
+    """A given checkpoint (verified and scored) or pretraining on the base language(s)."""
+    d, b = cfg.data, cfg.base
     base_feats = tuple(f"features/{lang}" for lang in [b.language, *b.pool_languages] if lang in d.tasks)
     if b.checkpoint:
-        ck = resolve_path(b.checkpoint)
         from polykws.core import sha256_file
 
-        out.append(Stage("base", "base", S.given_base_stage,
-                         {"checkpoint_sha256": sha256_file(ck), "language": b.language, "frontend": d.frontend},
-                         deps=base_feats[:1], version=VERSIONS["base"], code=("polykws.training",),
-                         runtime={**runtime, "checkpoint": str(ck)}))
-    else:
-        out.append(Stage("base", "base", S.base_stage,
-                         {"language": b.language, "pool_languages": list(b.pool_languages), "model": b.model, "frontend": d.frontend,
-                          "fit": to_plain(b.fit)},
-                         deps=base_feats, version=VERSIONS["base"], code=("polykws.training",), resumable=True, runtime=runtime))
+        ck = resolve_path(b.checkpoint)
+        return Stage("base", "base", S.given_base_stage, {"checkpoint_sha256": sha256_file(ck), "language": b.language, "frontend": d.frontend},
+                     deps=base_feats[:1], version=VERSIONS["base"], code=("polykws.training",), runtime={**runtime, "checkpoint": str(ck)})
+    return Stage("base", "base", S.base_stage,
+                 {"language": b.language, "pool_languages": list(b.pool_languages), "model": b.model, "frontend": d.frontend, "fit": to_plain(b.fit)},
+                 deps=base_feats, version=VERSIONS["base"], code=("polykws.training",), resumable=True, runtime=runtime)
 
+
+def _adapt_stages(cfg: PipelineConfig, runtime: dict[str, Any]) -> tuple[list[Stage], list[str], dict[str, str]]:
+    """One fan-out stage per language x method x budget x seed; and the job each language ships."""
     from polykws.training.adapt import get_method
 
-    adapt_jobs: list[str] = []
-    ship_adapt: dict[str, str] = {}
+    a = cfg.adapt
+    out: list[Stage] = []
+    ship: dict[str, str] = {}
     for lang in a.languages:
         for method in a.methods:
-            budgets = list(a.budgets) if get_method(method).budgeted else [None]
-            for budget in budgets:
+            for budget in list(a.budgets) if get_method(method).budgeted else [None]:
                 for seed in a.seeds:
                     name = job_name(lang, method, budget, seed)
                     out.append(Stage(
@@ -170,57 +202,51 @@ def build_stages(cfg: PipelineConfig, *, progress: bool = True) -> list[Stage]:
                          "budget": budget, "seed": seed, "fit": to_plain(a.fit), "threads": a.threads_per_job},
                         deps=("base", f"features/{lang}"), version=VERSIONS["adapt"], code=("polykws.training",),
                         fanout=True, threads=a.threads_per_job, seed=seed, runtime=runtime))
-                    adapt_jobs.append(name)
                     if method == a.ship_method and (budget == a.ship_budget or budget is None) and seed == a.seeds[0]:
-                        ship_adapt[lang] = name
+                        ship[lang] = name
+    return out, [s.name for s in out], ship
 
+
+def _export_stages(cfg: PipelineConfig, runtime: dict[str, Any], adapt_jobs: list[str],
+                   ship_adapt: dict[str, str]) -> tuple[list[Stage], dict[str, str], dict[str, str]]:
+    """export_base, one export per (shipped or every) adaptation job, pack, tflm_eval, firmware."""
+    b, a, e = cfg.base, cfg.adapt, cfg.export
+    feats_all = tuple(f"features/{lang}" for lang in [b.language, *a.languages])
+    out = [Stage("export_base", "export_base", S.export_base_stage,
+                 {"language": b.language, "calibration_samples": e.calibration_samples, "languages": list(a.languages)},
+                 deps=("base", *feats_all), version=VERSIONS["export_base"], code=("polykws.export",), runtime=runtime)]
     export_jobs: dict[str, str] = {}
-    ship_export: dict[str, str] = {}
-    if e.enabled:
-        feats_all = tuple(f"features/{lang}" for lang in [b.language, *a.languages])
-        out.append(Stage("export_base", "export_base", S.export_base_stage,
-                         {"language": b.language, "calibration_samples": e.calibration_samples,
-                          "languages": list(a.languages)},
-                         deps=("base", *feats_all), version=VERSIONS["export_base"], code=("polykws.export",), runtime=runtime))
-        for job in adapt_jobs:
-            if not e.all_jobs and job not in ship_adapt.values():
-                continue
-            lang = job.split("/")[1]
-            name = "export/" + job.split("/", 1)[1]
-            out.append(Stage(name, "export", S.export_language_stage,
-                             {"language": lang, "base_language": b.language, "calibration_samples": e.calibration_samples,
-                              "adapt_stage": job, "scales": e.scales},
-                             deps=("export_base", job, f"features/{lang}"), version=VERSIONS["export"], code=("polykws.export",),
-                             fanout=True, threads=1, runtime=runtime))
-            export_jobs[job] = name
-        ship_export = {lang: export_jobs[job] for lang, job in ship_adapt.items()}
-        out.append(Stage("pack", "pack", S.pack_stage,
-                         {"languages": list(a.languages), "base_language": b.language, "ship": ship_export},
-                         deps=("export_base", *ship_export.values()), version=VERSIONS["pack"], code=("polykws.export",)))
-        out.append(Stage("tflm_eval", "tflm_eval", S.tflm_eval_stage,
-                         {"base_language": b.language, "ship": ship_export},
-                         deps=("pack", *ship_export.values(), *feats_all), version=VERSIONS["tflm_eval"], code=("polykws.export",)))
-        missing, fw_info = firmware_status(cfg)
-        if cfg.firmware.enabled == "on" and missing:
-            raise ConfigError("firmware.enabled is on but: " + "; ".join(missing))
-        fw = cfg.firmware
-        out.append(Stage("firmware", "firmware", S.firmware_stage,
-                         {"mode": fw.enabled, "boards": list(fw.boards), "kernels": list(fw.kernels), "bench_samples": fw.bench_samples,
-                          "missing": missing if fw.enabled != "off" else [], "languages": [b.language, *a.languages], **fw_info},
-                         deps=("pack", *feats_all) if not missing and fw.enabled != "off" else ("pack",),
-                         version=VERSIONS["firmware"], code=("polykws.firmware",) if not missing else (),
-                         runtime={**runtime, "build_root": os.environ.get("POLYKWS_FIRMWARE_BUILD", "")}))
+    for job in adapt_jobs:
+        if not e.all_jobs and job not in ship_adapt.values():
+            continue
+        lang = job.split("/")[1]
+        name = export_jobs[job] = "export/" + job.split("/", 1)[1]
+        out.append(Stage(name, "export", S.export_language_stage,
+                         {"language": lang, "base_language": b.language, "calibration_samples": e.calibration_samples,
+                          "adapt_stage": job, "scales": e.scales},
+                         deps=("export_base", job, f"features/{lang}"), version=VERSIONS["export"], code=("polykws.export",),
+                         fanout=True, threads=1, runtime=runtime))
+    ship_export = {lang: export_jobs[job] for lang, job in ship_adapt.items()}
+    out.append(Stage("pack", "pack", S.pack_stage, {"languages": list(a.languages), "base_language": b.language, "ship": ship_export},
+                     deps=("export_base", *ship_export.values()), version=VERSIONS["pack"], code=("polykws.export",)))
+    out.append(Stage("tflm_eval", "tflm_eval", S.tflm_eval_stage, {"base_language": b.language, "ship": ship_export},
+                     deps=("pack", *ship_export.values(), *feats_all), version=VERSIONS["tflm_eval"], code=("polykws.export",)))
+    out.append(_firmware_stage(cfg, runtime, feats_all))
+    return out, export_jobs, ship_export
 
-    report_cfg = {
-        "config_name": cfg.name, "title": cfg.title or f"polykws run: {cfg.name}", "notes": list(cfg.notes),
-        "base_language": b.language, "languages": list(a.languages), "frontend": d.frontend, "model": b.model,
-        "ship_adapt": ship_adapt, "ship_export": ship_export, "export_jobs": export_jobs, "adapt_jobs": adapt_jobs,
-        "ship_method": a.ship_method, "ship_budget": a.ship_budget, "export_enabled": e.enabled,
-        "command": f"polykws run --config {cfg.source_path}" if cfg.source_path else "",
-    }
-    out.append(Stage("report", "report", S.report_stage, report_cfg, deps=tuple(s.name for s in out),
-                     version=VERSIONS["report"], code=("polykws.pipeline.report", "polykws.pipeline.reportdata")))
-    return out
+
+def _firmware_stage(cfg: PipelineConfig, runtime: dict[str, Any], feats_all: tuple[str, ...]) -> Stage:
+    fw = cfg.firmware
+    missing, fw_info = firmware_status(cfg)
+    if fw.enabled == "on" and missing:
+        raise ConfigError("firmware.enabled is on but: " + "; ".join(missing))
+    runs = not missing and fw.enabled != "off"
+    return Stage("firmware", "firmware", S.firmware_stage,
+                 {"mode": fw.enabled, "boards": list(fw.boards), "kernels": list(fw.kernels), "bench_samples": fw.bench_samples,
+                  "missing": missing if fw.enabled != "off" else [], "languages": [cfg.base.language, *cfg.adapt.languages], **fw_info},
+                 deps=("pack", *feats_all) if runs else ("pack",), version=VERSIONS["firmware"],
+                 code=("polykws.firmware",) if not missing else (),
+                 runtime={**runtime, "build_root": os.environ.get("POLYKWS_FIRMWARE_BUILD", "")})
 
 
 def _task_options(t) -> dict[str, Any]:
@@ -231,25 +257,13 @@ def _task_options(t) -> dict[str, Any]:
 
 def run(cfg: PipelineConfig, *, force: Iterable[str] = (), plan_only: bool = False, show_progress: bool = True) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(stderr=True)
     t0 = time.perf_counter()
     stages = build_stages(cfg, progress=show_progress)
     store = ArtifactStore(cfg.artifacts_uri)
     if plan_only:
-        from polykws.pipeline.engine import plan
-
-        rows = plan(stages, store)
-        table = Table(title=f"{cfg.name}: {len(stages)} stages, artifacts in {store.uri}")
-        for col in ("stage", "depends on", "fan-out", "status", "key"):
-            table.add_column(col)
-        for s, status, key in rows:
-            table.add_row(s.name, ", ".join(s.deps) if len(s.deps) <= 3 else f"{len(s.deps)} stages", "yes" if s.fanout else "",
-                          status, key or "")
-        Console().print(table)
-        counts = {st: sum(1 for _, x, _ in rows if x == st) for st in ("reuse", "run", "after upstream")}
-        Console().print(f"reuse {counts['reuse']}, run {counts['run']}, then {counts['after upstream']} downstream")
+        _print_plan(cfg, stages, store)
         return 0
     ex = cfg.executor
     n_fan = sum(1 for s in stages if s.fanout)
@@ -265,8 +279,27 @@ def run(cfg: PipelineConfig, *, force: Iterable[str] = (), plan_only: bool = Fal
     report_path = publish(cfg, result, wall)
     _print_summary(result, console)
     console.print(f"{len(result.ran())} stage(s) ran, {len(result.reused())} reused, {wall:.1f} s")
+    for line in artifact_lines(result):
+        print(line)
     print(f"report: {report_path}")
     return 0
+
+
+def _print_plan(cfg: PipelineConfig, stages: list[Stage], store: ArtifactStore) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from polykws.pipeline.schedule import plan
+
+    rows = plan(stages, store)
+    table = Table(title=f"{cfg.name}: {len(stages)} stages, artifacts in {store.uri}")
+    for col in ("stage", "depends on", "fan-out", "status", "key"):
+        table.add_column(col)
+    for s, status, key in rows:
+        table.add_row(s.name, ", ".join(s.deps) if len(s.deps) <= 3 else f"{len(s.deps)} stages", "yes" if s.fanout else "", status, key or "")
+    Console().print(table)
+    counts = {st: sum(1 for _, x, _ in rows if x == st) for st in ("reuse", "run", "after upstream")}
+    Console().print(f"reuse {counts['reuse']}, run {counts['run']}, then {counts['after upstream']} downstream")
 
 
 def publish(cfg: PipelineConfig, result: RunResult, wall_s: float) -> Path:
@@ -297,31 +330,49 @@ def publish(cfg: PipelineConfig, result: RunResult, wall_s: float) -> Path:
     return final / "index.html"
 
 
+def summary_table(data: dict[str, Any]):
+    """The per-language table `polykws run` prints: 7 short columns, readable at 80 columns and in logs.
+
+    The report (report.md, index.html) has every column; this one keeps what a terminal needs.
+    """
+    from rich import box
+    from rich.table import Table
+
+    from polykws.pipeline.report import num, pct
+
+    table = Table(title="languages (speaker-disjoint test split)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for h in ("lang", "method", "budget", "clips", "float", "int8", "params", "blob B"):
+        table.add_column(h, justify="left" if h in ("lang", "method") else "right", no_wrap=True)
+    b = data.get("base") or {}
+    if b:
+        table.add_row(f"{b.get('language')} base", "pretrained", "-", num(b.get("test_clips")), pct(b.get("float_acc")),
+                      pct(b.get("int8_acc")), num(b.get("params")), num(b.get("tflite_bytes")))
+    for r in data.get("languages", []):
+        table.add_row(r["lang"], str(r.get("method")), num(r.get("budget")), num(r.get("test_clips")), pct(r.get("float_acc")),
+                      pct(r.get("int8_acc")), num(r.get("updated_params")), num(r.get("blob_bytes")))
+    return table
+
+
+def artifact_lines(result: RunResult) -> list[str]:
+    """Where the shipped files are: the report, the pack folder and its flash image."""
+    lines = []
+    pack = result.outcomes.get("pack")
+    if pack is not None:
+        lines.append(f"pack: {pack.path}")
+        if (pack.path / "flash.bin").exists():
+            lines.append(f"flash image: {pack.path / 'flash.bin'}")
+    return lines
+
+
 def _print_summary(result: RunResult, console) -> None:
     """A compact per-language table on the terminal (the report has the full one)."""
     import json
-
-    from rich.table import Table
-
-    from polykws.pipeline.report import delta_pt, num, pct
 
     rep = result.outcomes.get("report")
     if rep is None:
         return
     data = json.loads((rep.path / "report.json").read_text())
-    table = Table(title="languages (speaker-disjoint test split)")
-    for h in ("lang", "method", "budget", "classes", "test clips", "float", "int8 TFLM", "int8-float", "updated params", "blob B"):
-        table.add_column(h, justify="right")
-    b = data.get("base") or {}
-    if b:
-        table.add_row(f"{b.get('language')} (base)", "pretrained", "-", str(len(b.get("labels") or [])), num(b.get("test_clips")),
-                      pct(b.get("float_acc")), pct(b.get("int8_acc")), delta_pt(b.get("float_acc"), b.get("int8_acc")),
-                      num(b.get("params")), num(b.get("tflite_bytes")))
-    for r in data.get("languages", []):
-        table.add_row(r["lang"], str(r.get("method")), num(r.get("budget")), str(len(r.get("labels") or [])), num(r.get("test_clips")),
-                      pct(r.get("float_acc")), pct(r.get("int8_acc")), delta_pt(r.get("float_acc"), r.get("int8_acc")),
-                      num(r.get("updated_params")), num(r.get("blob_bytes")))
-    console.print(table)
+    console.print(summary_table(data))
     fw = data.get("firmware") or {}
     if fw.get("status") != "measured":
         console.print(f"[yellow]firmware stage skipped:[/yellow] {fw.get('reason')}")

@@ -189,6 +189,14 @@ def test_process_fanout_equals_serial(tmp_path, calls):
     assert (par["job/0"].path / "log.txt").exists()
 
 
+def test_a_dead_worker_fails_its_stage_by_name(tmp_path, calls):
+    # The pool breaks without a StageFailed from the stage wrapper; the error still names the stage.
+    stages = [Stage("dies", "dies", fx.die, {}, fanout=True)]
+    with ProcessExecutor(2) as ex, pytest.raises(StageFailed, match="stage dies failed: BrokenProcessPool") as info:
+        run(stages, tmp_path / "a", executor=ex)
+    assert info.value.stage == "dies"
+
+
 def test_graph_errors():
     with pytest.raises(PolykwsError, match="unknown stage"):
         toposort([Stage("a", "a", fx.numbers, deps=("nope",))])

@@ -45,7 +45,7 @@ def test_report_files_and_tables(tmp_path):
     data = report_data()
     written = render_report(data, tmp_path)
     names = {p.name for p in written}
-    assert {"index.html", "summary.md", "accuracy_vs_bytes.png", "flash_budget.png", "confusion_de.png", "confusion_uk.png"} <= names
+    assert {"index.html", "report.md", "accuracy_vs_bytes.png", "flash_budget.png", "confusion_de.png", "confusion_uk.png"} <= names
     page = (tmp_path / "index.html").read_text()
     parser = _Collect()
     parser.feed(page)
@@ -65,7 +65,7 @@ def test_report_files_and_tables(tmp_path):
     assert f"{shared:,}" in cells and f"{4 * 45856:,}" in cells
     assert f"shared layout uses {100 * shared / (4 * 45856):.1f}%" in cells
     assert "Firmware stage skipped: TFLM_DIR is not set" in page
-    md = (tmp_path / "summary.md").read_text()
+    md = (tmp_path / "report.md").read_text()
     assert "| de | swr | 1,000 | null, eins, zwei, drei (+2 filler) | 40 | 90.0% | 89.5% | -0.5 pt | 1,234 | 2,100 |" in md
     assert "![accuracy vs bytes](accuracy_vs_bytes.png)" in md and "Skipped: TFLM_DIR is not set" in md
     # Method comparison: means over the three languages.

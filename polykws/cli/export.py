@@ -9,8 +9,8 @@
 optionally `test_x` / `test_y` (real test features and label indices) for the ONNX parity check
 and the float / int8 TFLM accuracy in the artifact's description.
 
-Model files are read by a loader the CLI spine hands in (`set_model_loader`): export/ never
-imports training/, it only sees the loaded plain nn.Module, its labels and frontend config.
+The CLI is the composition root: it loads a model file through training/ and hands export/
+the plain nn.Module, its labels and frontend config (export/ never imports training/).
 """
 
 from __future__ import annotations
@@ -18,17 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Callable
 
 from polykws.core import PolykwsError
-
-_model_loader: Callable[[str], Any] | None = None
-
-
-def set_model_loader(loader: Callable[[str], Any]) -> None:
-    """`loader(path)` returns an object with `.model`, `.labels`, `.frontend` (and optionally `.model_name`, `.sha256`)."""
-    global _model_loader
-    _model_loader = loader
 
 
 def register(subparsers) -> None:
@@ -121,11 +112,10 @@ def _load_features(path: str) -> dict:
 
 
 def export_handler(args: argparse.Namespace) -> int:
-    if _model_loader is None:
-        raise PolykwsError("no model loader is registered (the polykws CLI spine provides one; see polykws/cli.py)")
     from polykws.export.api import ExportedModel, evaluate_export, export_base, export_language
+    from polykws.training.checkpoint import load_model
 
-    loaded = _model_loader(args.model)
+    loaded = load_model(args.model)
     feats = _load_features(args.features)
     test_x = feats.get("test_x")
     meta = {k: v for k, v in {"model_name": getattr(loaded, "model_name", None), "model_sha256": getattr(loaded, "sha256", None),

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from polykws.pipeline.tasks import DEFAULT_CONFIG, load_language_splits
+from polykws.pipeline.tasks import DEFAULT_CONFIG
 
 
 def register(subparsers) -> None:
@@ -41,8 +41,8 @@ def register(subparsers) -> None:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from polykws.training.adapt import get_method, list_methods, method_config
     from polykws.core import ConfigError
+    from polykws.training.adapt import get_method, list_methods
 
     if args.list_methods:
         for name in list_methods():
@@ -50,6 +50,14 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         return 0
     if args.base is None or args.lang is None:
         raise ConfigError("adapt needs --base and --lang (or --list-methods)")
+    return run_adapt(args, _method_config(args))
+
+
+def _method_config(args: argparse.Namespace):
+    """The library method config the flags describe; flags that do not apply to the method are errors."""
+    from polykws.core import ConfigError
+    from polykws.training.adapt import get_method, method_config
+
     spec = get_method(args.method)
     options: dict[str, Any] = {}
     if args.method == "swr":
@@ -68,16 +76,16 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     mcfg = method_config(args.method, budget_params=args.budget if spec.budgeted else None, **options)
     if args.budget is not None and not spec.budgeted:
         raise ConfigError(f"method {args.method!r} is a fixed baseline: it takes no budget")
-    return run_adapt(args, mcfg)
+    return mcfg
 
 
 def run_adapt(args: argparse.Namespace, mcfg) -> int:
-    import json
     import time
 
+    from polykws.core import repo_root
     from polykws.training.adapt import TransferConfig, adapt
-    from polykws.training.checkpoint import load_model, save_model
-    from polykws.core import atomic_write_json, repo_root, to_plain
+    from polykws.training.checkpoint import load_model
+    from polykws.pipeline.tasks import load_language_splits
 
     base = load_model(args.base)
     keywords = [k.strip() for k in args.keywords.split(",")] if args.keywords else None
@@ -87,14 +95,23 @@ def run_adapt(args: argparse.Namespace, mcfg) -> int:
     tcfg = TransferConfig(seed=args.seed, num_threads=args.threads, **({"epochs": args.epochs} if args.epochs else {}))
     result = adapt(base.model, splits, mcfg, tcfg)
     budget_tag = f"-{args.budget_bytes}B" if args.budget_bytes is not None else (f"-{args.budget}" if args.budget is not None else "")
-    tag = f"{args.lang}-{result.method}{budget_tag}-s{args.seed}"
-    out = args.out or repo_root() / "runs" / "adapt" / tag
+    out = args.out or repo_root() / "runs" / "adapt" / f"{args.lang}-{result.method}{budget_tag}-s{args.seed}"
+    _write_outputs(args, out, base, result, splits, tcfg, data_s)
+    _print_result(args, out, result, splits)
+    return 0
+
+
+def _write_outputs(args: argparse.Namespace, out: Path, base, result, splits, tcfg, data_s: float) -> None:
+    """model.pt, delta.pt (when the method has one) and report.json under `out`."""
+    from polykws.core import atomic_write_json, to_plain
+    from polykws.training.checkpoint import save_model
+
     meta = {"language": args.lang, "method": result.method, "budget_params": args.budget, "budget_bytes": args.budget_bytes,
             "seed": args.seed, "base_sha256": base.sha256}
     model_sha = save_model(out / "model.pt", result.model, labels=result.labels, frontend=base.frontend, meta=meta)
     if result.delta_model is not None:
         result.delta_model.save(out / "delta.pt", labels=result.labels, meta=meta)
-    report = {
+    atomic_write_json(out / "report.json", {
         **result.summary(),
         "language": args.lang,
         "labels": list(result.labels),
@@ -111,8 +128,12 @@ def run_adapt(args: argparse.Namespace, mcfg) -> int:
         "data_load_s": data_s,
         "selection": result.details.get("selection"),
         "details": {k: v for k, v in result.details.items() if k != "selection"},
-    }
-    atomic_write_json(out / "report.json", report)
+    })
+
+
+def _print_result(args: argparse.Namespace, out: Path, result, splits) -> None:
+    import json
+
     sel = result.details.get("selection")
     print(
         f"{args.lang} {result.method}: updated params {result.cost.total:,} (body {result.cost.body:,} + head {result.cost.head:,}); "
@@ -122,4 +143,3 @@ def run_adapt(args: argparse.Namespace, mcfg) -> int:
     if sel is not None:
         print("selection: " + (json.dumps(sel) if sel else "(no body delta fits; head only)"))
     print(f"wrote {out}/model.pt" + (", delta.pt" if result.delta_model is not None else "") + ", report.json")
-    return 0

@@ -1,0 +1,86 @@
+"""Benchmark grids on the engine: rows are stages, infeasible budgets are rows, reruns reuse, new families are cells."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+import yaml
+from corpus_fixture import make_corpus, pipeline_config
+
+from polykws.core import repo_root
+from polykws.pipeline.config import load_config
+from polykws.pipeline.engine import SerialExecutor, run_pipeline
+from polykws.pipeline.grid import GridCell, aggregate, grid_rows, grid_stages
+from polykws.pipeline.store import ArtifactStore
+
+
+def _bench_module(name: str):
+    """A bench script as a module (bench/ is scripts, not a package); its folder goes on sys.path."""
+    folder = str(repo_root() / "bench")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", repo_root() / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_grid_rows_run_as_stages_record_infeasible_and_resume(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus")
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run")
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump({**raw, "adapt": {**raw["adapt"], "languages": ["bb"]}}))
+    cfg = load_config(tmp_path / "grid.yaml")
+    cells = [GridCell("head_only", "head_only"), GridCell("dense", "dense", 1)]
+    fit = {"epochs": 1, "probe_epochs": 1, "batch_size": 32}
+
+    def run():
+        stages = grid_stages(cfg, cells, seeds=[0], fit=fit, progress=False)
+        return run_pipeline(stages, ArtifactStore(cfg.artifacts_uri), SerialExecutor(), show_progress=False)
+
+    first = run()
+    rows = {r["cell"]: r for r in grid_rows(first)}
+    assert rows["head_only"]["status"] == "ok" and 0.0 <= rows["head_only"]["test_acc"] <= 1.0
+    assert rows["head_only"]["body_params"] == 0 and rows["head_only"]["updated_params"] > 0
+    assert rows["dense@1"]["status"] == "infeasible" and "no site fits" in rows["dense@1"]["reason"]
+    assert set(aggregate(grid_rows(first), "test_acc")) == {("head_only", "bb")}, "an infeasible row has no accuracy"
+    second = run()
+    assert second.ran() == [], "a second run reuses every row"
+    assert grid_rows(second) == grid_rows(first)
+
+
+def test_byte_budget_cells_reach_the_method_as_budget_bytes():
+    cell = GridCell("swr_blob", "swr", 800, "bytes")
+    assert cell.name == "swr_blob@800B"
+    assert cell.stage_config() == {"method": "swr", "method_options": {"budget_bytes": 800}, "budget": None}
+    with pytest.raises(Exception, match="budget_unit"):
+        GridCell("x", "swr", 1, "kilobytes")
+
+
+def test_benchmarks_cover_every_registered_family(monkeypatch):
+    from polykws.training.adapt import list_methods
+    from polykws.training.deltas import list_deltas
+
+    blob = _bench_module("blob_budget")
+    transfer = _bench_module("transfer")
+    blob_methods = {c.method for c in blob.main_cells([1000])}
+    assert set(list_deltas()) <= blob_methods
+    assert {c.method for c in transfer.cells(list_methods(), [1000])} == set(list_methods())
+
+
+@pytest.mark.slow
+def test_blob_grid_exports_each_row_against_the_base(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus")
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run", export=True)
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump({**raw, "adapt": {**raw["adapt"], "languages": ["bb"]}}))
+    cfg = load_config(tmp_path / "grid.yaml")
+    cells = [GridCell("head_only", "head_only"), GridCell("dense", "dense", 1)]
+    stages = grid_stages(cfg, cells, seeds=[0], fit={"epochs": 1, "probe_epochs": 1, "batch_size": 32}, export=True, progress=False)
+    result = run_pipeline(stages, ArtifactStore(cfg.artifacts_uri), SerialExecutor(), show_progress=False)
+    rows = {r["cell"]: r for r in grid_rows(result)}
+    head = rows["head_only"]
+    assert head["status"] == "ok" and 0 < head["blob_bytes"] < head["base_tflite_bytes"]
+    assert head["body_patched_bytes"] + head["head_patched_bytes"] > 0 and head["fixed_bytes"] > 0
+    assert 0.0 <= head["int8_acc"] <= 1.0 and head["float_acc"] == head["test_acc"]
+    assert rows["dense@1"]["status"] == "infeasible" and "blob_bytes" not in rows["dense@1"]
