@@ -89,6 +89,8 @@ def print_scan(result: ScanResult, *, elapsed_s: float | None = None, verbose: b
             + ", ".join(f"{lang}/{src}" for lang, src in hashed)
             + ": each clip is its own pseudo-speaker, so those splits are by clip, not by speaker."
         )
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
     if verbose:
         for s in result.skipped:
             console.print(f"skipped {s.path}: {s.reason} ({s.detail})")
