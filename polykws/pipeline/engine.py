@@ -297,7 +297,11 @@ class SerialExecutor(Executor):
     pass
 
 
-def _worker_init(sys_path: list[str]) -> None:
+def _worker_init(sys_path: list[str], owner_pid: int | None = None) -> None:
+    if owner_pid is not None:
+        from polykws.datasets._parallel import die_with
+
+        die_with(owner_pid)  # a killed run takes its workers with it
     for p in reversed(sys_path):
         if p not in sys.path:
             sys.path.insert(0, p)
@@ -314,7 +318,7 @@ class ProcessExecutor(Executor):
 
         self.workers = max(1, int(workers))
         self._pool = cf.ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(list(sys.path),)
+            max_workers=self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(list(sys.path), os.getpid())
         )
 
     def submit(self, store: ArtifactStore, job: Job) -> cf.Future:

@@ -265,6 +265,14 @@ STAGE_HEADER = ["stage", "built (UTC)", "wall time", "CPU time", "key"]
 FW_HEADER = ["board", "kernels", "language", "on-QEMU acc", "host TFLM acc", "instructions / inference", "flash bytes", "RAM bytes"]
 
 
+SKIP_HEADER = ["stage", "reason", "files", "listed in"]
+
+
+def skipped_rows(data: dict) -> list[list[str]]:
+    """One row per (stage, reason): every file a stage skipped is counted here, with its list."""
+    return [[r["stage"], r["reason"], str(r["files"]), r["list"]] for r in data.get("skips") or []]
+
+
 # --- writers ------------------------------------------------------------------------------------
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     esc = lambda c: str(c).replace("|", "\\|")  # noqa: E731
@@ -375,6 +383,11 @@ def render_report(data: dict[str, Any], out_dir: str | Path) -> list[Path]:
         parts.append("<h2>Confusion matrices</h2><div class=figs>")
         parts += [f'<figure><img src="{p.name}" alt="confusion {html.escape(lbl)}"><figcaption>{html.escape(lbl)}</figcaption></figure>' for lbl, p in conf_pngs]
         parts.append("</div>")
+    skip_rows = skipped_rows(data)
+    parts.append("<h2>Skipped files</h2>")
+    parts.append(_html_table(SKIP_HEADER, skip_rows) if skip_rows else "<p>No file was skipped.</p>")
+    for w in data.get("warnings") or []:
+        parts.append(f"<div class=note>{html.escape(w)}</div>")
     if stage_rows:
         parts.append("<h2>Stages</h2>" + _html_table(STAGE_HEADER, stage_rows, "stages"))
     parts.append("</body></html>\n")
@@ -402,6 +415,8 @@ def render_report(data: dict[str, Any], out_dir: str | Path) -> list[Path]:
         md += [f"Skipped: {fw.get('reason', 'no reason recorded')}", ""]
     if conf_pngs:
         md += ["## Confusion matrices", ""] + [f"![{lbl}]({p.name})" for lbl, p in conf_pngs] + [""]
+    md += ["## Skipped files", "", _md_table(SKIP_HEADER, skip_rows) if skip_rows else "No file was skipped.", ""]
+    md += [f"> {w}" for w in data.get("warnings") or []] + ([""] if data.get("warnings") else [])
     if stage_rows:
         md += ["## Stages", "", _md_table(STAGE_HEADER, stage_rows), ""]
     written.append(atomic_write_text(out / "summary.md", "\n".join(md)))

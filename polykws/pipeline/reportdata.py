@@ -132,7 +132,15 @@ def collect_report_data(ctx: StageContext) -> dict[str, Any]:
         stages.append({"name": name, "built": _utc(m.get("started_unix")), "wall_s": m.get("wall_s"), "cpu_s": m.get("cpu_s"),
                        "key": m.get("key")})
     stages.append({"name": "report", "built": _utc(_dt.datetime.now(_dt.timezone.utc).timestamp()), "wall_s": None, "key": ctx.key})
+    skips, warnings = [], []
+    for name, m in sorted(ctx.input_manifests.items()):
+        summ = m.get("summary") or {}
+        for reason, n in sorted((summ.get("skipped") or {}).items()):
+            skips.append({"stage": name, "reason": reason, "files": int(n), "list": f"{name}/skipped.json"})
+        warnings += [f"{name}: {w}" for w in summ.get("warnings") or []]
     return {
+        "skips": skips,
+        "warnings": warnings,
         "title": c["title"],
         "config_name": c["config_name"],
         "command": c.get("command", ""),
