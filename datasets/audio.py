@@ -37,6 +37,9 @@ DEFAULT_CLIP_SAMPLES = 16000
 
 # Peak below -80 dBFS (about 3 LSB of int16) is digital silence, not a quiet recording.
 SILENCE_PEAK = 1e-4
+# Float files may overshoot full scale a little (mastering, resampling); 4x (+12 dB) is no
+# recording level but a scaling error, and the features would be dominated by it.
+OVERRANGE_PEAK = 4.0
 
 BAD_AUDIO_REASONS = {
     "empty": "the file holds no audio samples (0 bytes, or a header with no data)",
@@ -44,6 +47,7 @@ BAD_AUDIO_REASONS = {
     "not_audio": "the first bytes match no known audio container",
     "nan": "decoded samples contain NaN or infinity",
     "corrupt": "a decoder found damaged data inside a recognised container (lost sync, CRC or MD5 mismatch)",
+    "overrange": f"float samples peak above {OVERRANGE_PEAK:g}x full scale (a scaling error, not a level)",
     "silent": f"the whole file is digital silence (peak below {SILENCE_PEAK:g} full scale)",
     "unreadable": "the file (or its folder) cannot be opened, or no decoder can decode its (recognised) container",
 }
@@ -393,6 +397,8 @@ def decode_audio(path: str | os.PathLike, *, allow_silent: bool = False) -> tupl
         raise BadAudioError(path, "empty", f"{container} container decodes to 0 samples")
     if not np.isfinite(data).all():
         raise BadAudioError(path, "nan", f"{int((~np.isfinite(data)).sum())} non-finite samples")
+    if float(np.abs(data).max()) > OVERRANGE_PEAK:
+        raise BadAudioError(path, "overrange", f"peak {float(np.abs(data).max()):.3g}x full scale")
     if not allow_silent and float(np.abs(data).max()) < SILENCE_PEAK:
         raise BadAudioError(path, "silent", f"peak {float(np.abs(data).max()):.2e} full scale")
     return data, int(sr)

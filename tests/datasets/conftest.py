@@ -75,6 +75,7 @@ def bad_files(folder: Path) -> dict[str, Path]:
     files["unreadable"] = folder / "odd_codec.wav"
     files["unreadable"].write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
     files["corrupt"] = corrupt_flac(folder / "corrupt.flac")
+    files["overrange"] = write_wav(folder / "loud.wav", 1000.0 * tone(0.5), subtype="FLOAT")
     return files
 
 

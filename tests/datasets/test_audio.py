@@ -25,6 +25,7 @@ EXPECTED_REASON = {
     "silent": "silent",
     "unreadable": "unreadable",
     "corrupt": "corrupt",
+    "overrange": "overrange",
 }
 
 
