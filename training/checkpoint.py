@@ -144,10 +144,32 @@ TRAIN_STATE_FORMAT_VERSION = 1
 
 def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
     """Write a resumable training state atomically (a killed run keeps the previous epoch's)."""
-    payload = {"format": "polykws-train-state", "format_version": TRAIN_STATE_FORMAT_VERSION, **state}
+    payload = _tensors_and_plain_data(
+        {"format": "polykws-train-state", "format_version": TRAIN_STATE_FORMAT_VERSION, **state}
+    )
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _tensors_and_plain_data(obj: Any) -> Any:
+    """obj with every dict entry that holds a class instance (not a tensor, container or scalar)
+    left out, so the file loads with torch.load(weights_only=True).
+
+    Such entries are configuration objects, e.g. the LR schedule's OptimConfig inside LambdaLR's
+    state: the resuming run rebuilds them from its own config, which must hash the same.
+    """
+    if isinstance(obj, dict):
+        return {k: _tensors_and_plain_data(v) for k, v in obj.items() if _is_plain(v)}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_tensors_and_plain_data(v) for v in obj)
+    return obj
+
+
+def _is_plain(v: Any) -> bool:
+    if isinstance(v, (dict, list, tuple)):
+        return True
+    return v is None or isinstance(v, (torch.Tensor, str, bytes, int, float, bool, torch.dtype, torch.device, torch.Size))
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:
