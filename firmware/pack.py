@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from polykws.export.blob import BlobError, decode_blob, decode_flash_image, encode_flash_image
+from polykws.export.blob import BlobError, apply_blob, decode_blob, decode_flash_image, encode_flash_image
 from polykws.firmware.gen import BenchSet
 from polykws.core import PolykwsError, sha256_bytes
 
@@ -120,6 +120,24 @@ def _pack_image(pack: Path, manifest: dict, base_d: dict) -> bytes:
     return encode_flash_image(_verified(base_path, base_d.get("tflite_sha256") or base_d.get("sha256"), "base model"), blobs)
 
 
+def _check_models_against_manifest(pack: Path, manifest: dict, img) -> None:
+    """The models the device will run are the ones manifest.json names: the base's SHA-256 and,
+    per language, the SHA-256 of base + blob, wherever the manifest records them."""
+    base_entry = manifest.get("base") if isinstance(manifest.get("base"), dict) else {}
+    if "sha256" in base_entry and sha256_bytes(img.base) != base_entry["sha256"]:
+        raise PolykwsError(f"{pack}: the image's base model differs from manifest.json's base.sha256")
+    listed = manifest.get("languages") if isinstance(manifest.get("languages"), dict) else {}
+    for i, e in enumerate(img.entries):
+        entry = listed.get(e.lang)
+        if isinstance(entry, dict) and "tflite_sha256" in entry:
+            try:
+                model = apply_blob(img.base, img.blob_bytes(i), source=f"{pack}/{e.lang}")
+            except BlobError as exc:
+                raise PolykwsError(str(exc)) from None
+            if sha256_bytes(model) != entry["tflite_sha256"]:
+                raise PolykwsError(f"{pack}: base + {e.lang} blob differs from manifest.json's {e.lang}.tflite_sha256")
+
+
 def load_pack(path: str | Path) -> FirmwarePack:
     """Read a pack directory; every blob must patch the pack's base (checked by the PKWF parser)."""
     pack = Path(path)
@@ -141,6 +159,7 @@ def load_pack(path: str | Path) -> FirmwarePack:
         raise PolykwsError(
             f"{pack}: manifest.json lists {', '.join(listed)} but flash.bin holds {', '.join(e.lang for e in img.entries)}"
         )
+    _check_models_against_manifest(pack, manifest, img)
     frontend = base_d.get("frontend") or manifest.get("frontend") or {}
     if not isinstance(frontend, dict):
         raise PolykwsError(f"{pack}: frontend must be an object")

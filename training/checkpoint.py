@@ -23,6 +23,11 @@ from polykws.core import PolykwsError, atomic_write_bytes
 MODEL_FORMAT_VERSION = 1
 
 
+def _equals(value: Any, expected: str | int) -> bool:
+    """value == expected for a value of expected's own type only (a tensor never compares)."""
+    return type(value) is type(expected) and value == expected
+
+
 def state_sha256(model_or_state: nn.Module | dict[str, torch.Tensor]) -> str:
     """SHA-256 over (name, dtype, shape, bytes) of every tensor in sorted-name order.
 
@@ -93,9 +98,9 @@ def load_model(path: str | Path) -> LoadedModel:
         raise PolykwsError(f"{path}: model file not found") from None
     except Exception as exc:  # torch raises many types for corrupt files
         raise PolykwsError(f"{path}: not a readable polykws model ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != "polykws-model":
+    if not isinstance(payload, dict) or not _equals(payload.get("format"), "polykws-model"):
         raise PolykwsError(f"{path}: not a polykws model file")
-    if payload.get("format_version") != MODEL_FORMAT_VERSION:
+    if not _equals(payload.get("format_version"), MODEL_FORMAT_VERSION):
         raise PolykwsError(f"{path}: model format version {payload.get('format_version')} is not supported (want {MODEL_FORMAT_VERSION})")
     fields = {"model_name": str, "model_kwargs": dict, "labels": list, "frontend": dict, "state_sha256": str, "state_dict": dict}
     for key, kind in fields.items():
@@ -182,9 +187,9 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
         raise PolykwsError(f"{path}: no training checkpoint to resume from") from None
     except Exception as exc:
         raise PolykwsError(f"{path}: unreadable training checkpoint ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != "polykws-train-state":
+    if not isinstance(payload, dict) or not _equals(payload.get("format"), "polykws-train-state"):
         raise PolykwsError(f"{path}: not a polykws training checkpoint")
-    if payload.get("format_version") != TRAIN_STATE_FORMAT_VERSION:
+    if not _equals(payload.get("format_version"), TRAIN_STATE_FORMAT_VERSION):
         raise PolykwsError(
             f"{path}: training checkpoint version {payload.get('format_version')} is not supported (want {TRAIN_STATE_FORMAT_VERSION})"
         )
