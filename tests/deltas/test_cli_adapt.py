@@ -75,7 +75,7 @@ def test_adapt_uk_swr_end_to_end(shared_data, base_file, tmp_path, capsys):
     with torch.no_grad():
         pred = merged.model.eval()(torch.from_numpy(np.asarray(test.x))[:, None]).argmax(1).numpy()
     assert len(test) == report["examples"]["test"]
-    assert report["test_acc"] == pytest.approx(float(np.mean(pred == np.asarray(test.y))), abs=1e-12)
+    assert report["test_acc"] == pytest.approx(float(np.mean(pred == np.asarray(test.y))), abs=1e-6)  # stored as float32
     assert merged.meta["base_sha256"] == base.sha256
     body = {k: v.shape for k, v in base.model.state_dict().items() if not k.startswith("head.")}
     assert {k: v.shape for k, v in merged.model.state_dict().items() if not k.startswith("head.")} == body
