@@ -4,6 +4,7 @@ model file, training checkpoint (the targets of tests/reliability/filefuzz.py).
     nice -n 10 .venv/bin/python bench/fuzz_files.py --inputs 1000000 --targets pack_manifest,export_meta
     nice -n 10 .venv/bin/python bench/fuzz_files.py --inputs 50000 --targets model_file,train_state --workers 2
 
+--max-minutes stops a target early on a busy machine; the table then says how many inputs ran.
 Per target: inputs run, refused with a named error, accepted (and then checked against the
 recorded hashes), crashes (anything else: the run stops and names the seed), and line coverage
 of the reader's module, traced over the first --coverage-inputs inputs (coverage.py is not a
@@ -65,7 +66,7 @@ def _code_lines(path: Path, funcs: set[str]) -> set[int]:
 
 
 def _worker(args: tuple) -> dict:
-    name, seed0, count, coverage_inputs = args
+    name, seed0, count, coverage_inputs, max_s = args
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -96,7 +97,7 @@ def _worker(args: tuple) -> dict:
                 sys.settrace(None)
             done = min(coverage_inputs, count)
         step = 1000
-        while done < count:
+        while done < count and time.perf_counter() - t0 < max_s:
             n = min(step, count - done)
             filefuzz.run(target, seed0 + 1 + done // step, n)
             done += n
@@ -113,13 +114,14 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=1, help="processes per target (inputs are split between them)")
     p.add_argument("--coverage-inputs", type=int, default=5000, help="inputs traced for line coverage (per worker 0)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=float("inf"), help="stop a target after this long (the inputs run are reported)")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "fuzz_files")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.targets.split(","):
         per = [args.inputs // args.workers + (1 if i < args.inputs % args.workers else 0) for i in range(args.workers)]
-        jobs = [(name, args.seed + 10_000_000 * i, n, args.coverage_inputs if i == 0 else 0) for i, n in enumerate(per)]
+        jobs = [(name, args.seed + 10_000_000 * i, n, args.coverage_inputs if i == 0 else 0, args.max_minutes * 60) for i, n in enumerate(per)]
         t0 = time.perf_counter()
         if args.workers > 1:
             with mp.get_context("spawn").Pool(args.workers) as pool:

@@ -58,7 +58,7 @@ def test_method_runs_and_reports_an_honest_cost(name, base):
     test = splits()["test"]
     with torch.no_grad():
         pred = model.eval()(torch.from_numpy(test.x)[:, None]).argmax(1).numpy()
-    assert result.test_acc == pytest.approx(float(np.mean(pred == test.y)), abs=1e-12)
+    assert result.test_acc == pytest.approx(float(np.mean(pred == test.y)), abs=1e-6)  # a float32 mean
     assert result.cost.head == 64 * 10 + 10
     if spec.budgeted:
         assert 0 < result.cost.body <= 3000

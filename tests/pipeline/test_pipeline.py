@@ -57,7 +57,7 @@ def test_run_reuse_and_dependent_reruns(tmp_path, corpus):
         test = load_splits(first[f"features/{r['lang']}"].path)["test"]
         with torch.no_grad():
             pred = model(torch.from_numpy(np.asarray(test.x))[:, None]).argmax(1).numpy()
-        assert r["test_clips"] == len(test) and r["float_acc"] == pytest.approx(float(np.mean(pred == test.y)), abs=1e-12)
+        assert r["test_clips"] == len(test) and r["float_acc"] == pytest.approx(float(np.mean(pred == test.y)), abs=1e-6)
     assert report["firmware"]["status"] == "skipped" and "export is disabled" in report["firmware"]["reason"]
     assert (tmp_path / "run" / "report" / "index.html").exists()
     run_json = json.loads((tmp_path / "run" / "run.json").read_text())
