@@ -23,22 +23,36 @@ def quick(tmp_path_factory):
     return setup, faults.reference_run(setup)
 
 
-@pytest.mark.parametrize("kind", ["scan", "features", "base", "adapt"])
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    setup = faults.make_setup(tmp_path_factory.mktemp("faults-export"), export=True)
+    return setup, faults.reference_run(setup)
+
+
+@pytest.mark.parametrize("kind", ["scan", "features", "base", "adapt", "report"])
 def test_sigkill_in_stage_then_resume_is_identical(quick, kind):
     setup, ref = quick
-    trial = faults.kill_and_resume(setup, ref, kind, random.Random(kind), f"kill-{kind}")
-    assert kind in trial.landed_in, trial
-    assert trial.identical, trial
-    faults.cleanup(setup, f"kill-{kind}")
+    _trials_until_landed(setup, ref, kind)
+
+
+def _trials_until_landed(setup, ref, kind, attempts: int = 3) -> None:
+    """Short stages (scan, tflm_eval: about a second) can finish between the moment the harness
+    sees them start and the kill: up to 3 trials, every one identical, at least one inside `kind`."""
+    rng = random.Random(kind)
+    trials = []
+    for i in range(attempts):
+        trials.append(faults.kill_and_resume(setup, ref, kind, rng, f"kill-{kind}-{i}"))
+        faults.cleanup(setup, f"kill-{kind}-{i}")
+        assert trials[-1].identical, trials[-1]
+        if kind in trials[-1].landed_in:
+            return
+    pytest.fail(f"no kill landed in {kind}: {trials}")
 
 
 @pytest.mark.parametrize("kind", ["export_base", "export", "pack", "tflm_eval"])
-def test_sigkill_in_export_stages_then_resume_is_identical(tmp_path_factory, kind):
-    setup = faults.make_setup(tmp_path_factory.mktemp(f"faults-{kind}"), export=True)
-    ref = faults.reference_run(setup)
-    trial = faults.kill_and_resume(setup, ref, kind, random.Random(kind), f"kill-{kind}")
-    assert kind in trial.landed_in, trial
-    assert trial.identical, trial
+def test_sigkill_in_export_stages_then_resume_is_identical(exported, kind):
+    setup, ref = exported
+    _trials_until_landed(setup, ref, kind)
 
 
 def test_full_disk_is_a_named_error_and_resume_reuses_nothing_half_written(quick):
