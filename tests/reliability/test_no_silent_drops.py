@@ -174,3 +174,22 @@ def test_training_checkpoint_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(PolykwsError, match="unreadable training checkpoint"):
         load_training_state(tmp_path / "c.pt")
     assert not marker.exists()
+
+
+def test_feature_builder_skips_are_listed_with_reasons_not_only_counted():
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from polykws.datasets.report import print_feature_splits
+    from polykws.datasets.scan import SkippedFile
+
+    bad = SkippedFile("/data/noise/hum.wav", "silent", "peak 0.00e+00 full scale", "*", "noise")
+    sp = SimpleNamespace(x=np.zeros((2, 49, 10), np.float32), y=np.array([0, 1]), labels=("a", "b"), speakers=("s1", "s2"),
+                         skipped=(bad,), notes=("_unknown_: 0 of 1 wanted",))
+    buf = io.StringIO()
+    print_feature_splits({"train": sp}, console=Console(file=buf, width=200))
+    text = buf.getvalue()
+    assert "skipped (train) /data/noise/hum.wav: silent (peak 0.00e+00 full scale)" in text
+    assert "_unknown_: 0 of 1 wanted" in text
