@@ -309,7 +309,9 @@ def _mutate_payload(rng: random.Random, payload: dict, rehash: Callable[[dict], 
             payload[k] = copy.deepcopy(rng.choice(ODD_VALUES))
         elif op == 2 and isinstance(payload.get("state_dict"), dict) and payload["state_dict"]:
             sd = dict(payload["state_dict"])
-            name = rng.choice(sorted(sd))
+            name = rng.choice(sorted(sd, key=str))
+            if not hasattr(sd[name], "clone"):
+                continue
             t = sd[name].clone()
             choice = rng.randrange(4)
             if choice == 0 and t.numel():
