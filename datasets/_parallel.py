@@ -3,6 +3,10 @@
 Workers start through ``forkserver`` (never a fork of a process that may already hold torch's
 thread pools) and each worker runs single-threaded, so N workers use N cores. Results come back
 in input order, which keeps every output independent of scheduling.
+
+Every worker watches the process that started its pool (``die_with``): when that process is
+gone - killed with SIGKILL, say, which runs no cleanup - the worker exits within a fraction of a
+second instead of living on with its memory.
 """
 
 from __future__ import annotations
@@ -38,7 +42,43 @@ def mp_context():
     return ctx
 
 
-def _single_thread_init() -> None:
+# How often a worker checks that the process that started it is still alive.
+PARENT_POLL_S = 0.25
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else (cannot happen for our own parent)
+        return True
+    return True
+
+
+def die_with(owner_pid: int, poll_s: float = PARENT_POLL_S) -> None:
+    """Exit this worker process as soon as `owner_pid` is gone (a daemon thread polls it).
+
+    The pool's owner, not os.getppid(): forkserver workers are children of the fork server,
+    which may outlive the owner by a moment. Polling by pid works for spawn, forkserver and fork.
+    """
+    import threading
+    import time
+
+    if owner_pid == os.getpid():
+        return
+
+    def watch() -> None:
+        while _pid_alive(owner_pid):
+            time.sleep(poll_s)
+        os._exit(70)  # no cleanup: the run this worker served is gone
+
+    threading.Thread(target=watch, name=f"die-with-{owner_pid}", daemon=True).start()
+
+
+def _single_thread_init(owner_pid: int | None = None) -> None:
+    if owner_pid is not None:
+        die_with(owner_pid)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     try:
@@ -113,7 +153,7 @@ def parallel_map(
                     yield fn(item)
                     advance()
             return
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp_context(), initializer=_single_thread_init) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp_context(), initializer=_single_thread_init, initargs=(os.getpid(),)) as pool:
             for result in pool.map(fn, items, chunksize=1):
                 yield result
                 advance()

@@ -5,7 +5,11 @@ Decoding order:
    Ukrainian set has M4A/AAC files named ``*.mp3``).
 2. Containers libsndfile handles (WAV/RF64/W64, FLAC, OGG Vorbis/Opus, MP3, AIFF, CAF, AU) are read
    with soundfile; everything else (MP4/M4A/AAC, AMR, WebM/Matroska, ASF/WMA) with PyAV, the FFmpeg
-   wheel. When soundfile fails on a container it claims, PyAV gets a second try.
+   wheel. PyAV gets a second try only when libsndfile cannot *open* a container it claims (an ID3
+   tag in front of AAC, a WAV codec libsndfile lacks). A file libsndfile opens and then fails to
+   decode is ``corrupt``: FFmpeg would conceal the damage and return invented samples, so it is
+   never asked. PyAV itself decodes with error concealment off (``err_detect``: CRC checks, stop
+   at the first error), and a FLAC it decodes must match the MD5 its STREAMINFO block records.
 3. Channels are averaged to mono and the signal is resampled to the target rate with torchaudio's
    windowed-sinc resampler (one cached kernel per rate pair).
 4. ``load_audio`` fits the result to exactly one clip: short clips are zero-padded symmetrically
@@ -33,14 +37,19 @@ DEFAULT_CLIP_SAMPLES = 16000
 
 # Peak below -80 dBFS (about 3 LSB of int16) is digital silence, not a quiet recording.
 SILENCE_PEAK = 1e-4
+# Float files may overshoot full scale a little (mastering, resampling); 4x (+12 dB) is no
+# recording level but a scaling error, and the features would be dominated by it.
+OVERRANGE_PEAK = 4.0
 
 BAD_AUDIO_REASONS = {
     "empty": "the file holds no audio samples (0 bytes, or a header with no data)",
     "truncated": "the file ends before the length its header declares, or decoding stopped mid-stream",
     "not_audio": "the first bytes match no known audio container",
     "nan": "decoded samples contain NaN or infinity",
+    "corrupt": "a decoder found damaged data inside a recognised container (lost sync, CRC or MD5 mismatch)",
+    "overrange": f"float samples peak above {OVERRANGE_PEAK:g}x full scale (a scaling error, not a level)",
     "silent": f"the whole file is digital silence (peak below {SILENCE_PEAK:g} full scale)",
-    "unreadable": "the file cannot be opened, or no decoder can decode its (recognised) container",
+    "unreadable": "the file (or its folder) cannot be opened, or no decoder can decode its (recognised) container",
 }
 
 
@@ -204,45 +213,131 @@ def _quiet_stderr():
         os.close(fd)
 
 
+class _CannotOpen(Exception):
+    """libsndfile does not accept the container: another decoder may try."""
+
+
+def _stream_failure_reason(path: Path, container: str, declared_frames: int) -> str:
+    """"truncated" or "corrupt" for a file libsndfile opened and then could not decode.
+
+    libsndfile reports both a cut FLAC file and a damaged one as "lost sync". FFmpeg, with error
+    concealment off, tells them apart: in a cut file only the last packet, the one that reaches
+    the end of the file, fails. Its samples are never used: only its verdict.
+    """
+    if container != "flac" or declared_frames <= 0:
+        return "corrupt"
+    import av
+
+    size = path.stat().st_size
+    try:
+        with av.open(str(path)) as c:
+            stream = c.streams.audio[0]
+            stream.codec_context.options = dict(PYAV_CODEC_OPTIONS)
+            for packet in c.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError:
+                    reaches_end = packet.pos is not None and packet.pos >= 0 and packet.pos + packet.size >= size
+                    return "truncated" if reaches_end else "corrupt"
+                if any(f.is_corrupt for f in frames):
+                    return "corrupt"
+    except Exception:  # noqa: BLE001 - any other FFmpeg failure means damaged data
+        return "corrupt"
+    return "corrupt"
+
+
 def _decode_soundfile(path: Path, container: str) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     # libmpg123 prints resync notes straight to fd 2; only the mp3 path needs muting.
     quiet = _quiet_stderr() if container == "mp3" else contextlib.nullcontext()
     with quiet:
-        with sf.SoundFile(str(path)) as f:
+        try:
+            f = sf.SoundFile(str(path))
+        except Exception as exc:  # libsndfile raises LibsndfileError/RuntimeError for unknown formats
+            raise _CannotOpen(f"{type(exc).__name__}: {exc}") from None
+        with f:
             declared = f.frames
-            data = f.read(dtype="float32", always_2d=True)
             sr = f.samplerate
+            try:
+                data = f.read(dtype="float32", always_2d=True)
+            except Exception as exc:  # the container opened, so a failure here is damage in the stream
+                detail = f"libsndfile: {exc}".replace(str(path), "<file>")
+                raise BadAudioError(path, _stream_failure_reason(path, container, declared), detail) from None
     # MP3/OGG frame counts are estimates; for exact containers a short read means a cut file.
     if container in ("flac", "aiff", "caf", "au", "w64", "rf64") and declared > 0 and data.shape[0] < declared:
         raise BadAudioError(path, "truncated", f"decoded {data.shape[0]} of {declared} declared frames")
     return data, sr
 
 
-def _decode_pyav(path: Path) -> tuple[np.ndarray, int]:
+# FFmpeg's error detection: verify frame CRCs and stop at the first damaged frame instead of
+# concealing it with invented samples.
+PYAV_CODEC_OPTIONS = {"err_detect": "crccheck+bitstream+buffer+explode"}
+
+
+def _flac_streaminfo_md5(path: Path) -> tuple[bytes, int] | None:
+    """(MD5 of the unencoded samples, bits per sample) from a FLAC STREAMINFO block; None if unset."""
+    with open(path, "rb") as f:
+        head = f.read(42)
+    if len(head) < 42 or head[:4] != b"fLaC" or head[4] & 0x7F != 0:
+        return None
+    info = head[8:42]
+    bits = ((info[12] & 0x01) << 4 | info[13] >> 4) + 1
+    md5 = info[18:34]
+    return (md5, bits) if any(md5) else None
+
+
+def _check_flac_md5(path: Path, native: list[np.ndarray]) -> None:
+    """Compare PyAV's native-format FLAC output with the encoder's MD5 of the original samples."""
+    import hashlib
+
+    recorded = _flac_streaminfo_md5(path)
+    if recorded is None:
+        return
+    md5, bits = recorded
+    if not native or native[0].dtype.kind != "i" or bits not in (8, 16, 24, 32):
+        return
+    # Packed native frames are (1, samples*channels), interleaved like the encoder's input.
+    samples = np.concatenate([c.reshape(-1) for c in native]).astype(np.int64)
+    if bits == 24 and native[0].dtype == np.int32:
+        samples >>= 8  # FFmpeg left-aligns 24-bit FLAC in s32
+    width = bits // 8
+    raw = (samples & ((1 << bits) - 1)).astype("<u8").view(np.uint8).reshape(-1, 8)[:, :width].tobytes()
+    if hashlib.md5(raw).digest() != md5:
+        raise BadAudioError(path, "corrupt", "decoded FLAC samples do not match the MD5 in its STREAMINFO block")
+
+
+def _decode_pyav(path: Path, container_name: str = "") -> tuple[np.ndarray, int]:
     import av
 
     chunks: list[np.ndarray] = []
+    native: list[np.ndarray] = []
     with av.open(str(path)) as container:
         if not container.streams.audio:
             raise BadAudioError(path, "not_audio", "the container has no audio stream")
         stream = container.streams.audio[0]
+        stream.codec_context.options = dict(PYAV_CODEC_OPTIONS)
         sr = stream.rate or stream.codec_context.sample_rate
         # fltp: float planar, one row per channel, independent of the codec's native format.
         resampler = av.AudioResampler(format="fltp")
         try:
             for frame in container.decode(stream):
+                if frame.is_corrupt:
+                    raise BadAudioError(path, "corrupt", f"FFmpeg flags a damaged frame at sample {sum(c.shape[1] for c in chunks)}")
+                if container_name == "flac" and not frame.format.is_planar:
+                    native.append(frame.to_ndarray())
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray())
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray())
         except av.error.FFmpegError as exc:
             if chunks:
-                raise BadAudioError(path, "truncated", f"decoding stopped after {sum(c.shape[1] for c in chunks)} samples: {exc}") from None
+                raise BadAudioError(path, "corrupt", f"decoding failed after {sum(c.shape[1] for c in chunks)} samples: {exc}") from None
             raise
     if not chunks:
         return np.zeros((0, 1), np.float32), int(sr or 0)
+    if container_name == "flac":
+        _check_flac_md5(path, native)
     data = np.concatenate(chunks, axis=1).T.astype(np.float32, copy=False)
     return np.ascontiguousarray(data), int(sr)
 
@@ -288,10 +383,12 @@ def decode_audio(path: str | os.PathLike, *, allow_silent: bool = False) -> tupl
     decoders = ("soundfile", "pyav") if container in SOUNDFILE_CONTAINERS else ("pyav",)
     for decoder in decoders:
         try:
-            data, sr = _decode_soundfile(path, container) if decoder == "soundfile" else _decode_pyav(path)
+            data, sr = _decode_soundfile(path, container) if decoder == "soundfile" else _decode_pyav(path, container)
             break
         except BadAudioError:
             raise
+        except _CannotOpen as exc:
+            errors.append(f"{decoder}: {exc}".replace(str(path), "<file>"))
         except Exception as exc:  # decoder libraries raise many types; keep each one's message
             errors.append(f"{decoder}: {type(exc).__name__}: {exc}".replace(str(path), "<file>"))
     if data is None:
@@ -300,6 +397,8 @@ def decode_audio(path: str | os.PathLike, *, allow_silent: bool = False) -> tupl
         raise BadAudioError(path, "empty", f"{container} container decodes to 0 samples")
     if not np.isfinite(data).all():
         raise BadAudioError(path, "nan", f"{int((~np.isfinite(data)).sum())} non-finite samples")
+    if float(np.abs(data).max()) > OVERRANGE_PEAK:
+        raise BadAudioError(path, "overrange", f"peak {float(np.abs(data).max()):.3g}x full scale")
     if not allow_silent and float(np.abs(data).max()) < SILENCE_PEAK:
         raise BadAudioError(path, "silent", f"peak {float(np.abs(data).max()):.2e} full scale")
     return data, int(sr)

@@ -89,6 +89,8 @@ def print_scan(result: ScanResult, *, elapsed_s: float | None = None, verbose: b
             + ", ".join(f"{lang}/{src}" for lang, src in hashed)
             + ": each clip is its own pseudo-speaker, so those splits are by clip, not by speaker."
         )
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
     if verbose:
         for s in result.skipped:
             console.print(f"skipped {s.path}: {s.reason} ({s.detail})")
@@ -110,5 +112,12 @@ def print_feature_splits(splits: dict, *, elapsed_s: float | None = None, consol
             " ".join(f"{sp.labels[i]}:{counts.get(i, 0)}" for i in range(len(sp.labels))), str(len(sp.skipped)),
         )
     console.print(table)
+    # Every file the builder could not use is named with its reason (bad noise files, manifest
+    # rows whose audio is gone or no longer decodes), not only counted.
+    for name, sp in splits.items():
+        for s in sp.skipped:
+            console.print(f"skipped ({name}) {s.path}: {s.reason} ({s.detail})")
+        for note in getattr(sp, "notes", ()):
+            console.print(f"[yellow]note ({name}):[/yellow] {note}")
     if elapsed_s is not None:
         console.print(f"built in {elapsed_s:.1f} s")

@@ -26,6 +26,7 @@ SKIP_REASONS = {
     **BAD_AUDIO_REASONS,
     "misplaced": "an audio file outside any <lang>/<source>/<keyword>/ folder",
     "no_speaker": "the file name does not match its source's speaker-id pattern",
+    "symlink_loop": "a directory symlink leads back to a folder already scanned (a loop or a second path to the same files)",
 }
 
 
@@ -52,6 +53,8 @@ class ScanResult:
     hashed_speakers: set[tuple[str, str]] = field(default_factory=set)
     # Containers found (from the files' bytes, not extensions) per (language, source).
     containers: dict[tuple[str, str], Counter] = field(default_factory=dict)
+    # Problems that do not drop a file but weaken the splits (e.g. a keyword with no test clip).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def clips(self) -> list[ClipRecord]:
@@ -153,7 +156,9 @@ def scan(
     good: list[tuple[Candidate, int, int]] = []
     containers: dict[tuple[str, str], Counter] = defaultdict(Counter)
     for cand, probe in zip(candidates, probes):
-        if probe[0] == "ok":
+        if probe[0] == "ok" and cand.speaker_problem:
+            skipped.append(SkippedFile(str(cand.path), "no_speaker", cand.speaker_problem, cand.language, cand.source))
+        elif probe[0] == "ok":
             good.append((cand, probe[1], probe[2]))
             containers[(cand.language, cand.source)][probe[3]] += 1
         else:
@@ -177,6 +182,28 @@ def scan(
         )
         for (c, frames, sr), s in zip(good, splits)
     ]
+    if not records:
+        where = f" for language(s) {', '.join(sorted(languages))}" if languages else ""
+        where += f" and source(s) {', '.join(sorted(sources))}" if sources else ""
+        raise PolykwsError(
+            f"corpus root {root}: no usable audio files{where} ({len(skipped)} skipped"
+            + (f": {dict(Counter(s.reason for s in skipped))}" if skipped else "")
+            + f"; layout {chosen.name} expects {chosen.description or 'its own structure'})"
+        )
     hashed = {(c.language, c.source) for c, _, _ in good if c.speaker_hashed}
     skipped.sort(key=lambda s: (s.language, s.source, s.reason, s.path))
-    return ScanResult(str(root), chosen.name, records, skipped, modes, hashed, dict(containers))
+    return ScanResult(str(root), chosen.name, records, skipped, modes, hashed, dict(containers), split_warnings(records))
+
+
+def split_warnings(records: list[ClipRecord]) -> list[str]:
+    """One line per keyword that has clips but no val or no test clip (too few speakers or clips)."""
+    per_kw: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    for r in records:
+        if not r.is_noise:
+            per_kw[(r.language, r.label)][r.split] += 1
+    out = []
+    for (lang, label), n in sorted(per_kw.items()):
+        missing = [s for s in ("val", "test") if not n.get(s)]
+        if missing:
+            out.append(f"{lang}/{label}: {sum(n.values())} clip(s), none in {' or '.join(missing)}")
+    return out

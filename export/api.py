@@ -38,7 +38,7 @@ from polykws.export.convert import (
 )
 from polykws.export.requant import head_op_index, pad_head_rows, requantize_language, verify_requantizer
 from polykws.export.tflite_graph import TfliteGraph, assert_layout_identical
-from polykws.core import atomic_write_bytes, atomic_write_json, sha256_bytes
+from polykws.core import PolykwsError, atomic_write_bytes, atomic_write_json, sha256_bytes
 
 EXPORT_FORMAT_VERSION = 1
 # ONNX parity on real features: probabilities agree to float32 rounding, argmax everywhere.
@@ -97,9 +97,12 @@ class ExportedModel:
             "ops": TfliteGraph(self.tflite).opcodes(),
             "meta": self.meta,
         }
+        d["float_tflite_sha256"] = sha256_bytes(self.float_tflite)
         if self.blob is not None:
             d["blob_bytes"] = len(self.blob)
             d["blob_sha256"] = sha256_bytes(self.blob)
+        if self.onnx is not None:
+            d["onnx_sha256"] = sha256_bytes(self.onnx)
         return d
 
     def save(self, out_dir: str | os.PathLike) -> Path:
@@ -107,10 +110,13 @@ class ExportedModel:
         out = Path(out_dir)
         atomic_write_bytes(out / f"{self.lang}.tflite", self.tflite)
         atomic_write_bytes(out / f"{self.lang}.float.tflite", self.float_tflite)
-        if self.blob is not None:
-            atomic_write_bytes(out / f"{self.lang}.blob", self.blob)
-        if self.onnx is not None:
-            atomic_write_bytes(out / f"{self.lang}.onnx", self.onnx)
+        # A blob or ONNX file left by an earlier export of the same name is removed: load()
+        # refuses files the description does not name.
+        for suffix, data in ((".blob", self.blob), (".onnx", self.onnx)):
+            if data is not None:
+                atomic_write_bytes(out / f"{self.lang}{suffix}", data)
+            else:
+                (out / f"{self.lang}{suffix}").unlink(missing_ok=True)
         atomic_write_json(out / f"{self.lang}.json", self.describe())
         return out
 
@@ -119,29 +125,79 @@ class ExportedModel:
         out = Path(out_dir)
         path = out / f"{lang}.json"
         try:
-            d = json.loads(path.read_text())
+            d = json.loads(path.read_bytes())
         except FileNotFoundError:
             raise ExportError(f"{path}: exported model description not found") from None
-        except json.JSONDecodeError as exc:
+        except OSError as exc:
+            raise ExportError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ExportError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(d, dict):
+            raise ExportError(f"{path}: top level is a {type(d).__name__}, not an object")
         if d.get("format") != "polykws-export" or d.get("format_version") != EXPORT_FORMAT_VERSION:
             raise ExportError(f"{path}: not a polykws export (format {d.get('format')!r} v{d.get('format_version')})")
-        tflite = (out / f"{lang}.tflite").read_bytes()
-        if sha256_bytes(tflite) != d["tflite_sha256"]:
-            raise ExportError(f"{out / (lang + '.tflite')}: SHA-256 does not match {path.name}")
-        blob_path = out / f"{lang}.blob"
-        onnx_path = out / f"{lang}.onnx"
+        if d.get("lang") != lang:
+            raise ExportError(f"{path}: describes language {d.get('lang')!r}, not {lang!r}")
+        missing = [k for k in ("labels", "frontend", "head_slots", "tflite_sha256") if k not in d]
+        if missing:
+            raise ExportError(f"{path}: missing {', '.join(missing)}")
+        if not isinstance(d["labels"], list) or not d["labels"] or not all(isinstance(x, str) for x in d["labels"]):
+            raise ExportError(f"{path}: labels must be a non-empty list of strings")
+        if not isinstance(d["head_slots"], int) or isinstance(d["head_slots"], bool) or d["head_slots"] < len(d["labels"]):
+            raise ExportError(f"{path}: head_slots must be an integer >= the {len(d['labels'])} labels")
+        if not isinstance(d["frontend"], dict) or not isinstance(d.get("meta", {}), dict):
+            raise ExportError(f"{path}: frontend and meta must be objects")
+        for key in ("tflite_sha256", "float_tflite_sha256", "blob_sha256", "onnx_sha256"):
+            if key in d and not isinstance(d[key], str):
+                raise ExportError(f"{path}: {key} must be a hex string")
+
+        def verified(suffix: str, key: str, required: bool) -> bytes | None:
+            # Every file the description names is checked against its recorded SHA-256; a file
+            # it does not name (a blob beside a base) is stale and refused.
+            p = out / f"{lang}{suffix}"
+            if not p.exists():
+                if required or key in d:
+                    raise ExportError(f"{p}: not found ({path.name} {'needs' if required else 'records'} it)")
+                return None
+            if key not in d:
+                raise ExportError(f"{p}: not described by {path.name} (a stale file from another export?)")
+            try:
+                data = p.read_bytes()
+            except OSError as exc:
+                raise ExportError(f"{p}: cannot read ({exc.strerror or exc})") from None
+            if sha256_bytes(data) != d[key]:
+                raise ExportError(f"{p}: SHA-256 does not match {path.name}")
+            return data
+
+        tflite = verified(".tflite", "tflite_sha256", True)
+        float_tflite = verified(".float.tflite", "float_tflite_sha256", True) if "float_tflite_sha256" in d else None
+        if float_tflite is None:
+            try:
+                float_tflite = (out / f"{lang}.float.tflite").read_bytes()
+            except OSError as exc:
+                raise ExportError(f"{out / (lang + '.float.tflite')}: cannot read ({exc.strerror or exc})") from None
+        blob = verified(".blob", "blob_sha256", "blob_bytes" in d)
+        onnx = verified(".onnx", "onnx_sha256", False) if "onnx_sha256" in d else None
         return cls(
             lang=d["lang"],
             labels=tuple(d["labels"]),
-            frontend=FrontendConfig.from_dict(d["frontend"]),
+            frontend=_frontend_of(d["frontend"], path),
             head_slots=int(d["head_slots"]),
             tflite=tflite,
-            float_tflite=(out / f"{lang}.float.tflite").read_bytes(),
+            float_tflite=float_tflite,
             meta=d.get("meta", {}),
-            blob=blob_path.read_bytes() if blob_path.exists() else None,
-            onnx=onnx_path.read_bytes() if onnx_path.exists() else None,
+            blob=blob,
+            onnx=onnx,
         )
+
+
+def _frontend_of(d: dict, path: Path) -> FrontendConfig:
+    try:
+        return FrontendConfig.from_dict(d)
+    except PolykwsError as exc:
+        raise ExportError(f"{path}: frontend: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"{path}: frontend: {exc}") from None
 
 
 def _check_features(x: np.ndarray, frontend: FrontendConfig, what: str) -> np.ndarray:

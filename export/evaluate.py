@@ -56,6 +56,15 @@ def _c_output_silenced():
             os.close(fd)
 
 
+# What the tflite-micro runtime raises when the arena cannot hold the model's tensors.
+ARENA_TOO_SMALL_MESSAGES = ("failed to allocate", "arena size is too small")
+
+
+def is_arena_too_small(exc: BaseException) -> bool:
+    """True only for the runtime's allocation failure; any other error is a real problem."""
+    return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in ARENA_TOO_SMALL_MESSAGES)
+
+
 def _runs_with(tflite: bytes, arena_bytes: int, probe: np.ndarray) -> bool:
     try:
         with _c_output_silenced():
@@ -63,8 +72,11 @@ def _runs_with(tflite: bytes, arena_bytes: int, probe: np.ndarray) -> bool:
             it.set_input(probe, 0)
             it.invoke()
         return True
-    except Exception:  # the runtime raises RuntimeError/ValueError when the arena is too small
-        return False
+    except Exception as exc:
+        if is_arena_too_small(exc):
+            return False
+        raise ExportError(f"TFLM failed with a {arena_bytes}-byte arena for a reason other than its size: "
+                          f"{type(exc).__name__}: {exc}") from exc
 
 
 def find_arena_bytes(tflite: bytes, upper: int | None = None) -> int:

@@ -1,13 +1,20 @@
 """`polykws pack`: the shipping set - base.tflite, one blob per language, manifest.json, flash.bin.
 
 Every blob is checked on the way in: applying it to the base must give the language's exported
-model byte for byte. Files are written atomically and only after every check passed, so a bad
-input leaves the output folder as it was.
+model byte for byte. Nothing is written until every check passed, so a bad input leaves the
+output folder as it was. The files are first written into a temporary folder beside the output;
+the old manifest.json is removed, the new files renamed into place, blobs of languages the new
+pack does not hold are deleted, and the new manifest.json is renamed in last. manifest.json is
+therefore the commit mark: a folder with one is a complete pack, and readers (firmware/pack.py)
+take the blob list from it, never from whatever ``*.blob`` files lie around.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,9 +22,12 @@ from typing import Any, Sequence
 from polykws.export.api import ExportedModel
 from polykws.export.blob import apply_blob, decode_blob, decode_flash_image, encode_flash_image
 from polykws.export.convert import ExportError
-from polykws.core import atomic_write_bytes, atomic_write_json, sha256_bytes
+from polykws.core import atomic_write_bytes, sha256_bytes
+from polykws.core.io import _json_default
 
 PACK_FORMAT_VERSION = 1
+# The files a pack folder holds besides <lang>.blob; manifest.json goes in last.
+PACK_FILES = ("base.tflite", "flash.bin", "flash_layout.json", "manifest.json")
 
 
 @dataclass(frozen=True)
@@ -88,11 +98,68 @@ def pack(base: ExportedModel, languages: Sequence[ExportedModel], out_dir: str |
         "languages": entries,
         "flash_image": {"file": "flash.bin", "bytes": len(image), "sha256": sha256_bytes(image), "layout": "flash_layout.json"},
     }
-    out = Path(out_dir)
-    atomic_write_bytes(out / "base.tflite", base.tflite)
-    for ex in languages:
-        atomic_write_bytes(out / f"{ex.lang}.blob", ex.blob)
-    atomic_write_bytes(out / "flash.bin", image)
-    atomic_write_json(out / "flash_layout.json", layout)
-    atomic_write_json(out / "manifest.json", manifest)
-    return Pack(out, manifest, image)
+    files = {"base.tflite": base.tflite, **{f"{ex.lang}.blob": ex.blob for ex in languages}, "flash.bin": image,
+             "flash_layout.json": _json_bytes(layout), "manifest.json": _json_bytes(manifest)}
+    _publish(Path(out_dir), files)
+    return Pack(Path(out_dir), manifest, image)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode("utf-8")
+
+
+def _publish(out: Path, files: dict[str, bytes]) -> None:
+    """Write `files` into `out` with manifest.json as the commit mark, and delete stale blobs."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: pack output exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".pack-", dir=out))
+    try:
+        for name, data in files.items():
+            (stage / name).write_bytes(data)
+            with open(stage / name, "rb+") as f:
+                os.fsync(f.fileno())
+        # Without a manifest the folder is not a pack, so no reader mixes old and new files.
+        (out / "manifest.json").unlink(missing_ok=True)
+        for name in files:
+            if name != "manifest.json":
+                os.replace(stage / name, out / name)
+        for stale in sorted(out.glob("*.blob")):
+            if stale.name not in files:
+                stale.unlink()
+        os.replace(stage / "manifest.json", out / "manifest.json")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_applied_model(base_path: str | os.PathLike, blob_path: str | os.PathLike, out_path: str | os.PathLike,
+                        check_path: str | os.PathLike | None = None) -> bytes:
+    """`polykws apply`: base + blob -> the language's .tflite at out_path (atomically); returns its bytes.
+
+    Refuses, before writing anything, an output that is a folder or that is the base or the blob
+    itself, and (with check_path) a result that differs from the reference model.
+    """
+    base_path, blob_path, out = Path(base_path), Path(blob_path), Path(out_path)
+    base = _read_input(base_path, "base model")
+    blob = _read_input(blob_path, "blob")
+    if out.is_dir():
+        raise ExportError(f"{out}: output is an existing folder; give a file path such as {out / 'model.tflite'}")
+    for role, src in (("base model", base_path), ("blob", blob_path)):
+        if out.exists() and out.resolve() == src.resolve():
+            raise ExportError(f"{out}: output is the {role} itself; writing there would destroy it")
+    model = apply_blob(base, blob, source=str(blob_path))
+    if check_path is not None and model != _read_input(Path(check_path), "reference model"):
+        raise ExportError(f"{blob_path}: base + blob differs from {check_path}; nothing written")
+    atomic_write_bytes(out, model)
+    return model
+
+
+def _read_input(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ExportError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise ExportError(f"{path}: {what} is a folder, not a file") from None
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None

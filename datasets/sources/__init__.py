@@ -35,6 +35,9 @@ class Candidate:
     official_split: str | None = None
     # True when no speaker id exists and speaker_id is a per-clip hash.
     speaker_hashed: bool = False
+    # Why the file has no speaker id although its source has them; scan skips the file as
+    # ``no_speaker`` once its audio decodes (a broken file keeps its audio reason).
+    speaker_problem: str = ""
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,17 @@
   used as official splits.
 - ``_background_noise_`` folders (at the root, or in place of a keyword) hold background noise,
   usable by every language.
+- A folder that cannot be listed is skipped as ``unreadable`` (never silently empty). A directory
+  symlink that leads back to a folder already walked is skipped as ``symlink_loop``, so a loop
+  cannot turn into a keyword full of duplicates.
+- A source without a registered speaker parser uses GSC's ``<speaker>_nohash_<n>`` names when
+  any of its files has one: the files that do not match are then skipped as ``no_speaker``.
+  Only a source where no file matches gets one pseudo-speaker per clip.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -27,12 +34,47 @@ def _visible(p: Path) -> bool:
     return not p.name.startswith(".")
 
 
-def _sorted_dirs(p: Path) -> list[Path]:
-    return sorted(c for c in p.iterdir() if c.is_dir() and _visible(c))
+class _Unlistable(Exception):
+    def __init__(self, folder: Path, exc: OSError):
+        super().__init__(str(folder))
+        self.folder = folder
+        self.detail = f"folder cannot be listed: {exc.strerror or exc}"
 
 
-def _sorted_files(p: Path) -> list[Path]:
-    return sorted(c for c in p.iterdir() if not c.is_dir() and _visible(c))
+def _list(p: Path) -> tuple[list[Path], list[Path]]:
+    """(visible sub-folders, visible other entries) of p, sorted; _Unlistable if p cannot be read."""
+    try:
+        entries = sorted(p.iterdir())
+    except OSError as exc:
+        raise _Unlistable(p, exc) from None
+    dirs = [c for c in entries if c.is_dir() and _visible(c)]
+    files = [c for c in entries if not c.is_dir() and _visible(c)]
+    return dirs, files
+
+
+def _unreadable(err: _Unlistable, language: str = "?", source: str = "?") -> LayoutSkip:
+    return LayoutSkip(err.folder, "unreadable", err.detail, language, source)
+
+
+def _walk(folder: Path, seen: set[str], language: str, source: str) -> Iterator[Path | LayoutSkip]:
+    """Every visible file below folder, sorted, depth first; unreadable folders and directory
+    symlinks that lead to a folder already walked (loops, second paths) come out as skips."""
+    real = os.path.realpath(folder)
+    if real in seen:
+        yield LayoutSkip(folder, "symlink_loop", f"leads back to {real}, which is already scanned", language, source)
+        return
+    seen.add(real)
+    try:
+        dirs, files = _list(folder)
+    except _Unlistable as err:
+        yield _unreadable(err, language, source)
+        return
+    entries = sorted([*dirs, *files])
+    for entry in entries:
+        if entry in dirs:
+            yield from _walk(entry, seen, language, source)
+        else:
+            yield entry
 
 
 def _misplaced(files: list[Path], language: str = "?", source: str = "?") -> Iterator[LayoutSkip]:
@@ -41,9 +83,12 @@ def _misplaced(files: list[Path], language: str = "?", source: str = "?") -> Ite
             yield LayoutSkip(f, "misplaced", "audio file outside any <lang>/<source>/<keyword>/ folder", language, source)
 
 
-def _noise_candidates(folder: Path, root: Path, source: str) -> Iterator[Candidate]:
-    for f in sorted(folder.rglob("*")):
-        if f.is_dir() or not _visible(f) or f.suffix.lower() not in AUDIO_SUFFIXES:
+def _noise_candidates(folder: Path, root: Path, source: str, seen: set[str]) -> Iterator[Candidate | LayoutSkip]:
+    for f in _walk(folder, seen, ANY_LANGUAGE, source):
+        if isinstance(f, LayoutSkip):
+            yield f
+            continue
+        if f.suffix.lower() not in AUDIO_SUFFIXES:
             continue
         rel = f.relative_to(root).as_posix()
         # One "speaker" per noise file: noise files are split by file, never cut across splits.
@@ -61,48 +106,83 @@ def _official_lists(source_dir: Path) -> dict[str, str]:
     return official
 
 
+def _keyword_files(src_dir: Path, language: str, source: str, seen: set[str]) -> Iterator[tuple[str, Path] | LayoutSkip]:
+    """(keyword, file) for every file of every keyword folder of one source, and the skips."""
+    try:
+        kw_dirs, _ = _list(src_dir)
+    except _Unlistable as err:
+        yield _unreadable(err, language, source)
+        return
+    for kw_dir in kw_dirs:
+        if kw_dir.name == NOISE_LABEL:
+            continue
+        for f in _walk(kw_dir, seen, language, source):
+            yield f if isinstance(f, LayoutSkip) else (kw_dir.name, f)
+
+
 def iter_folder(root: Path, *, languages=None, sources=None, **_) -> Iterator[Candidate | LayoutSkip]:
     root = Path(root)
+    seen: set[str] = set()
     noise_root = root / NOISE_LABEL
     if noise_root.is_dir():
-        yield from _noise_candidates(noise_root, root, "noise")
-    yield from _misplaced(_sorted_files(root))
-    for lang_dir in _sorted_dirs(root):
+        yield from _noise_candidates(noise_root, root, "noise", seen)
+    try:
+        lang_dirs, root_files = _list(root)
+    except _Unlistable as err:
+        yield _unreadable(err)
+        return
+    yield from _misplaced(root_files)
+    for lang_dir in lang_dirs:
         if lang_dir.name == NOISE_LABEL:
             continue
         language = lang_dir.name
         if languages and language not in languages:
             continue
-        yield from _misplaced(_sorted_files(lang_dir), language)
-        for src_dir in _sorted_dirs(lang_dir):
+        try:
+            src_dirs, lang_files = _list(lang_dir)
+        except _Unlistable as err:
+            yield _unreadable(err, language)
+            continue
+        yield from _misplaced(lang_files, language)
+        for src_dir in src_dirs:
             source = src_dir.name
             if sources and source not in sources:
                 continue
-            yield from _misplaced(_sorted_files(src_dir), language, source)
+            try:
+                kw_dirs, src_files = _list(src_dir)
+            except _Unlistable as err:
+                yield _unreadable(err, language, source)
+                continue
+            yield from _misplaced(src_files, language, source)
+            for kw_dir in kw_dirs:
+                if kw_dir.name == NOISE_LABEL:
+                    yield from _noise_candidates(kw_dir, root, source, seen)
             parser = SPEAKER_PARSERS.get(source)
             official = _official_lists(src_dir)
-            for kw_dir in _sorted_dirs(src_dir):
-                if kw_dir.name == NOISE_LABEL:
-                    yield from _noise_candidates(kw_dir, root, source)
-                    continue
-                label = kw_dir.name
-                for f in sorted(kw_dir.rglob("*")):
-                    if f.is_dir() or not _visible(f):
+            found = list(_keyword_files(src_dir, language, source, seen))
+            files = [x for x in found if not isinstance(x, LayoutSkip)]
+            yield from (x for x in found if isinstance(x, LayoutSkip))
+            # Without a registered parser, GSC-style names are the source's speaker ids as soon
+            # as one file has one; one odd name then costs that file, not the source's ids.
+            gsc_named = parser is None and any(gsc_style(f.name) is not None for _, f in files)
+            for label, f in files:
+                rel = f.relative_to(src_dir).as_posix()
+                if parser is not None and not parser.hashed:
+                    raw = parser.parse(f.name)
+                    if raw is None:
+                        yield LayoutSkip(f, "no_speaker", f"file name does not match the {source} speaker pattern", language, source)
                         continue
-                    rel = f.relative_to(src_dir).as_posix()
-                    if parser is not None and not parser.hashed:
-                        raw = parser.parse(f.name)
-                        if raw is None:
-                            yield LayoutSkip(f, "no_speaker", f"file name does not match the {source} speaker pattern", language, source)
-                            continue
-                        speaker, hashed = f"{parser.namespace}:{raw}", False
-                    else:
-                        raw = gsc_style(f.name) if parser is None else None
-                        if raw is not None:
-                            speaker, hashed = f"{source}:{raw}", False
-                        else:
-                            speaker, hashed = clip_hash_speaker(source, f"{language}/{rel}"), True
-                    yield Candidate(f, language, label, speaker, source, official.get(rel), hashed)
+                    speaker, hashed = f"{parser.namespace}:{raw}", False
+                elif gsc_named:
+                    raw = gsc_style(f.name)
+                    if raw is None:
+                        problem = f"the other files of {source} are named <speaker>_nohash_<n>, this one is not"
+                        yield Candidate(f, language, label, "", source, official.get(rel), False, problem)
+                        continue
+                    speaker, hashed = f"{source}:{raw}", False
+                else:
+                    speaker, hashed = clip_hash_speaker(source, f"{language}/{rel}"), True
+                yield Candidate(f, language, label, speaker, source, official.get(rel), hashed)
 
 
 def detect_folder(root: Path) -> bool:

@@ -172,8 +172,38 @@ class Job:
     capture_log: bool
 
 
+def storage_error(exc: OSError, where: str) -> str:
+    """One line for a failed write or read of the artifact store or run folder (no traceback):
+    a full disk or a read-only folder is the user's to fix, and the run resumes afterwards."""
+    import errno
+
+    hint = {
+        errno.ENOSPC: "the disk is full: free space or point `artifacts`/`output` elsewhere",
+        errno.EDQUOT: "the disk quota is exhausted: free space or point `artifacts`/`output` elsewhere",
+        errno.EROFS: "the file system is read-only: point `artifacts`/`output` at a writable folder",
+        errno.EACCES: "permission denied: point `artifacts`/`output` at a folder you can write",
+        errno.EPERM: "operation not permitted: point `artifacts`/`output` at a folder you can write",
+    }.get(exc.errno, "")
+    name = f" {exc.filename}" if exc.filename else ""
+    return (f"{where}: cannot write{name}: {exc.strerror or exc}" + (f" ({hint})" if hint else "")
+            + "; finished stages are kept, unfinished work is discarded, and rerunning the same command resumes")
+
+
 def execute_stage(store: ArtifactStore, job: Job) -> dict[str, Any]:
     """Build one stage and publish it; returns its manifest. Runs in the driver or in a worker."""
+    try:
+        return _execute_stage(store, job)
+    except StageFailed as exc:
+        if isinstance(exc.__cause__, OSError) and not isinstance(exc.__cause__, FileNotFoundError) and exc.__cause__.errno is not None:
+            raise StageFailed(job.stage.name, storage_error(exc.__cause__, "storage"), exc.log) from None
+        raise
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) or exc.errno is None:
+            raise
+        raise StageFailed(job.stage.name, storage_error(exc, "storage")) from None
+
+
+def _execute_stage(store: ArtifactStore, job: Job) -> dict[str, Any]:
     stage = job.stage
     with store.lock(stage.kind, job.key):
         existing = store.lookup(stage.kind, job.key)
@@ -297,7 +327,11 @@ class SerialExecutor(Executor):
     pass
 
 
-def _worker_init(sys_path: list[str]) -> None:
+def _worker_init(sys_path: list[str], owner_pid: int | None = None) -> None:
+    if owner_pid is not None:
+        from polykws.datasets._parallel import die_with
+
+        die_with(owner_pid)  # a killed run takes its workers with it
     for p in reversed(sys_path):
         if p not in sys.path:
             sys.path.insert(0, p)
@@ -314,7 +348,7 @@ class ProcessExecutor(Executor):
 
         self.workers = max(1, int(workers))
         self._pool = cf.ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(list(sys.path),)
+            max_workers=self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(list(sys.path), os.getpid())
         )
 
     def submit(self, store: ArtifactStore, job: Job) -> cf.Future:

@@ -263,6 +263,14 @@ STAGE_HEADER = ["stage", "built (UTC)", "wall time", "CPU time", "key"]
 FW_HEADER = ["board", "kernels", "language", "on-QEMU acc", "host TFLM acc", "instructions / inference", "flash bytes", "RAM bytes"]
 
 
+SKIP_HEADER = ["stage", "reason", "files", "listed in"]
+
+
+def skipped_rows(data: dict) -> list[list[str]]:
+    """One row per (stage, reason): every file a stage skipped is counted here, with its list."""
+    return [[r["stage"], r["reason"], str(r["files"]), r["list"]] for r in data.get("skips") or []]
+
+
 # --- writers ------------------------------------------------------------------------------------
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     esc = lambda c: str(c).replace("|", "\\|")  # noqa: E731
@@ -388,6 +396,11 @@ def _html(data: dict[str, Any], figs: dict[str, Any], t: dict[str, Any]) -> str:
         parts += [f'<figure><img src="{p.name}" alt="confusion {html.escape(lbl)}"><figcaption>{html.escape(lbl)}</figcaption></figure>'
                   for lbl, p in figs["confusion"]]
         parts.append("</div>")
+    skip_rows = skipped_rows(data)
+    parts.append("<h2>Skipped files</h2>")
+    parts.append(_html_table(SKIP_HEADER, skip_rows) if skip_rows else "<p>No file was skipped.</p>")
+    for w in data.get("warnings") or []:
+        parts.append(f"<div class=note>{html.escape(w)}</div>")
     if t["stages"]:
         parts.append("<h2>Stages</h2>" + _html_table(STAGE_HEADER, t["stages"], "stages"))
     parts.append("</body></html>\n")
@@ -420,6 +433,9 @@ def _markdown(data: dict[str, Any], figs: dict[str, Any], t: dict[str, Any]) -> 
         md += [f"Skipped: {fw.get('reason', 'no reason recorded')}", ""]
     if figs["confusion"]:
         md += ["## Confusion matrices", ""] + [f"![{lbl}]({p.name})" for lbl, p in figs["confusion"]] + [""]
+    skip_rows = skipped_rows(data)
+    md += ["## Skipped files", "", _md_table(SKIP_HEADER, skip_rows) if skip_rows else "No file was skipped.", ""]
+    md += [f"> {w}" for w in data.get("warnings") or []] + ([""] if data.get("warnings") else [])
     if t["stages"]:
         md += ["## Stages", "", _md_table(STAGE_HEADER, t["stages"]), ""]
     return "\n".join(md)

@@ -135,6 +135,18 @@ def _stage_rows(ctx: StageContext) -> list[dict[str, Any]]:
     return stages
 
 
+def _skip_data(ctx: StageContext) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every upstream stage's skipped files by reason, and its warnings: a run never drops input silently."""
+    skips: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for name, m in sorted(ctx.input_manifests.items()):
+        summ = m.get("summary") or {}
+        for reason, n in sorted((summ.get("skipped") or {}).items()):
+            skips.append({"stage": name, "reason": reason, "files": int(n), "list": f"{name}/skipped.json"})
+        warnings += [f"{name}: {w}" for w in summ.get("warnings") or []]
+    return skips, warnings
+
+
 def collect_report_data(ctx: StageContext) -> dict[str, Any]:
     c = ctx.config
     tflm = ctx.summary("tflm_eval").get("languages", {}) if "tflm_eval" in ctx.inputs else {}
@@ -143,7 +155,10 @@ def collect_report_data(ctx: StageContext) -> dict[str, Any]:
     notes = list(c.get("notes") or [])
     if not c.get("export_enabled", True):
         notes.append("Export is disabled in this config: int8 accuracy, blobs and the flash budget were not measured.")
+    skips, warnings = _skip_data(ctx)
     return {
+        "skips": skips,
+        "warnings": warnings,
         "title": c["title"],
         "config_name": c["config_name"],
         "command": c.get("command", ""),

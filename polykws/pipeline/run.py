@@ -32,8 +32,8 @@ from polykws.core import ConfigError, PolykwsError, atomic_write_json, stable_ha
 
 # Bump a stage's version when its glue logic here changes what it writes.
 VERSIONS = {
-    "corpus": "1", "scan": "1", "features": "1", "base": "1", "adapt": "1", "export_base": "1", "export": "1",
-    "pack": "1", "tflm_eval": "2", "firmware": "3", "report": "1",
+    "corpus": "1", "scan": "2", "features": "2", "base": "1", "adapt": "1", "export_base": "1", "export": "1",
+    "pack": "1", "tflm_eval": "2", "firmware": "3", "report": "2",
 }
 
 
@@ -272,11 +272,18 @@ def run(cfg: PipelineConfig, *, force: Iterable[str] = (), plan_only: bool = Fal
     if ex.ray_address and store.local:
         console.print(f"[yellow]note:[/yellow] with --ray-address the artifact store {store.uri} must be the same path on every "
                       "node (a shared filesystem), or use an object-store URI (e.g. s3://bucket/polykws)")
-    with make_executor(ex.kind, workers=workers, ray_address=ex.ray_address or None) as executor:
-        console.print(f"fan-out: {executor.name} executor, {executor.workers} worker(s)")
-        result = run_pipeline(stages, store, executor, force=force, console=console, show_progress=show_progress, log=True)
-    wall = time.perf_counter() - t0
-    report_path = publish(cfg, result, wall)
+    try:
+        with make_executor(ex.kind, workers=workers, ray_address=ex.ray_address or None) as executor:
+            console.print(f"fan-out: {executor.name} executor, {executor.workers} worker(s)")
+            result = run_pipeline(stages, store, executor, force=force, console=console, show_progress=show_progress, log=True)
+        wall = time.perf_counter() - t0
+        report_path = publish(cfg, result, wall)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) or exc.errno is None:
+            raise
+        from polykws.pipeline.engine import storage_error
+
+        raise PolykwsError(storage_error(exc, f"run {cfg.name}")) from None
     _print_summary(result, console)
     console.print(f"{len(result.ran())} stage(s) ran, {len(result.reused())} reused, {wall:.1f} s")
     for line in artifact_lines(result):

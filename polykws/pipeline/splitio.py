@@ -59,21 +59,40 @@ def save_splits(out_dir: Path, splits: Mapping[str, Any], extra: Mapping[str, An
 
 
 def load_splits(folder: Path) -> dict[str, StoredSplit]:
-    meta_path = folder / "labels.json"
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise PolykwsError(f"{meta_path}: feature splits not found") from None
+    """The splits labels.json counts; one it counts but whose file is missing, or a file it does
+    not count, is an error naming the file (never a silently smaller set of splits)."""
+    meta = load_meta(folder)
+    counts = meta.get("counts")
+    if not isinstance(counts, dict) or not set(counts) <= set(SPLIT_NAMES):
+        raise PolykwsError(f"{folder / 'labels.json'}: 'counts' must map split names ({', '.join(SPLIT_NAMES)}) to sizes")
     labels = tuple(meta["labels"])
     out = {}
     for name in SPLIT_NAMES:
         p = folder / f"{name}.npz"
-        if not p.exists():
+        if name not in counts:
+            if p.exists():
+                raise PolykwsError(f"{p}: not listed in labels.json (a stale split from another run?)")
             continue
-        with np.load(p, allow_pickle=False) as z:
-            out[name] = StoredSplit(z["x"], z["y"], labels, tuple(z["speakers"].tolist()), tuple(z["paths"].tolist()))
+        if not p.exists():
+            raise PolykwsError(f"{p}: missing, but labels.json records {counts[name]} examples in split {name!r}")
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                out[name] = StoredSplit(z["x"], z["y"], labels, tuple(z["speakers"].tolist()), tuple(z["paths"].tolist()))
+        except (OSError, ValueError, KeyError) as exc:
+            raise PolykwsError(f"{p}: unreadable feature split ({type(exc).__name__}: {exc})") from None
+        if len(out[name]) != counts[name]:
+            raise PolykwsError(f"{p}: holds {len(out[name])} examples, labels.json records {counts[name]}")
     return out
 
 
 def load_meta(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / "labels.json").read_text())
+    meta_path = folder / "labels.json"
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except FileNotFoundError:
+        raise PolykwsError(f"{meta_path}: feature splits not found") from None
+    except (OSError, ValueError) as exc:
+        raise PolykwsError(f"{meta_path}: unreadable ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("labels"), list):
+        raise PolykwsError(f"{meta_path}: expected an object with a 'labels' list")
+    return meta

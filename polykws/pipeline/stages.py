@@ -78,7 +78,7 @@ def scan_stage(ctx: StageContext) -> dict[str, Any]:
     from polykws.datasets.splits import SplitConfig
 
     split = SplitConfig(**ctx.config["split"])
-    records, skipped, summary = [], [], []
+    records, skipped, summary, warnings = [], [], [], []
     counts: dict[str, int] = {}
     n_noise = 0
     for i, (root, entry) in enumerate(zip(data_roots(ctx), ctx.config["roots"])):
@@ -90,6 +90,7 @@ def scan_stage(ctx: StageContext) -> dict[str, Any]:
         for reason, n in res.skip_counts().items():
             counts[reason] = counts.get(reason, 0) + n
         n_noise += len(res.noise)
+        warnings += res.warnings
     write_manifest(ctx.out / "manifest.jsonl", records)
     atomic_write_json(ctx.out / "skipped.json", skipped)
     atomic_write_json(ctx.out / "scan_summary.json", summary)
@@ -104,6 +105,7 @@ def scan_stage(ctx: StageContext) -> dict[str, Any]:
         "clips": clips,
         "noise_files": n_noise,
         "skipped": counts,
+        "warnings": warnings,
         "languages": sorted({r.language for r in records if not r.is_noise}),
         "headline": f"{clips} clips" + (f", {sum(counts.values())} skipped (see skipped.json)" if counts else ""),
     }
@@ -160,10 +162,19 @@ def features_stage(ctx: StageContext) -> dict[str, Any]:
     splits = {k: _relativize_split(v, rel_roots) for k, v in splits.items()}
     counts = save_splits(ctx.out, splits, {"language": c["language"], "frontend": frontend.to_dict()})
     labels = list(splits["train"].labels)
+    # Files the feature builder could not use (bad noise files, manifest rows whose audio no longer
+    # decodes) are listed with their reasons and counted in the summary the report shows.
+    skipped = [dict(s.to_dict(), path=_rel_any(s.path, rel_roots), split=name) for name, sp in splits.items() for s in sp.skipped]
+    atomic_write_json(ctx.out / "skipped.json", skipped)
+    skip_counts: dict[str, int] = {}
+    for s in skipped:
+        skip_counts[s["reason"]] = skip_counts.get(s["reason"], 0) + 1
     return {
         "language": c["language"],
         "labels": labels,
         "counts": counts,
+        "skipped": skip_counts,
+        "warnings": [f"{name}: {n}" for name, sp in splits.items() for n in sp.notes],
         "headline": f"{len(labels)} classes, " + "/".join(str(counts.get(s, 0)) for s in ("train", "val", "test")) + " clips",
     }
 

@@ -74,7 +74,20 @@ def bad_files(folder: Path) -> dict[str, Path]:
     body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
     files["unreadable"] = folder / "odd_codec.wav"
     files["unreadable"].write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    files["corrupt"] = corrupt_flac(folder / "corrupt.flac")
+    files["overrange"] = write_wav(folder / "loud.wav", 1000.0 * tone(0.5), subtype="FLOAT")
     return files
+
+
+def corrupt_flac(path: Path) -> Path:
+    """A FLAC file with 8 bytes inverted in the middle of its audio frames (header intact)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), tone(1.0), 16000, format="FLAC", subtype="PCM_16")
+    raw = bytearray(path.read_bytes())
+    mid = len(raw) // 2
+    raw[mid : mid + 8] = bytes(b ^ 0xFF for b in raw[mid : mid + 8])
+    path.write_bytes(bytes(raw))
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -82,4 +95,4 @@ def kit():
     """The generators above as one object (importlib mode: test modules cannot import conftest)."""
     import types
 
-    return types.SimpleNamespace(tone=tone, write_wav=write_wav, write_opus=write_opus, write_m4a=write_m4a, bad_files=bad_files)
+    return types.SimpleNamespace(tone=tone, write_wav=write_wav, write_opus=write_opus, write_m4a=write_m4a, bad_files=bad_files, corrupt_flac=corrupt_flac)

@@ -24,6 +24,8 @@ EXPECTED_REASON = {
     "nan": "nan",
     "silent": "silent",
     "unreadable": "unreadable",
+    "corrupt": "corrupt",
+    "overrange": "overrange",
 }
 
 
@@ -36,6 +38,39 @@ def test_each_bad_file_gets_its_named_reason(tmp_path, kit):
         assert info.value.reason == EXPECTED_REASON[key], (key, str(info.value))
         assert info.value.path == str(path)
         assert str(path) in str(info.value)  # the message names the file
+
+
+def test_a_file_libsndfile_rejects_is_not_rescued_by_pyav(tmp_path, kit):
+    # libsndfile opens the damaged FLAC and loses sync; FFmpeg must not conceal it.
+    with pytest.raises(BadAudioError) as info:
+        decode_audio(kit.corrupt_flac(tmp_path / "c.flac"))
+    assert info.value.reason == "corrupt" and "libsndfile" in info.value.detail
+
+
+def test_pyav_flac_output_is_checked_against_streaminfo_md5(tmp_path, kit):
+    from polykws.datasets.audio import _decode_pyav
+
+    p = tmp_path / "ok.flac"
+    sf.write(str(p), kit.tone(0.5), 16000, format="FLAC", subtype="PCM_16")
+    x, sr = _decode_pyav(p, "flac")
+    assert sr == 16000 and x.shape == (8000, 1)
+    # Change the recorded MD5 only: the frames still decode, but no longer to what was encoded.
+    raw = bytearray(p.read_bytes())
+    raw[8 + 18] ^= 0x01
+    p.write_bytes(bytes(raw))
+    with pytest.raises(BadAudioError) as info:
+        _decode_pyav(p, "flac")
+    assert info.value.reason == "corrupt" and "MD5" in info.value.detail
+
+
+@pytest.mark.shared
+def test_shared_picovoice_flacs_libsndfile_rejects_are_corrupt(shared_data):
+    folder = shared_data / "kws" / "en" / "picovoice_wake_words" / "alexa"
+    for name in ("32.flac", "33.flac", "34.flac"):
+        with pytest.raises(BadAudioError) as info:
+            decode_audio(folder / name)
+        assert info.value.reason == "corrupt", str(info.value)
+    assert decode_audio(folder / "31.flac")[0].shape[0] > 0
 
 
 def test_directory_named_like_audio_is_unreadable(tmp_path):

@@ -47,13 +47,13 @@ def test_folder_layout_counts_every_skip(tmp_path, kit):
     assert len(result.noise) == 4 and {r.language for r in result.noise} == {"*"}
     reasons = Counter(s.reason for s in result.skipped)
     # bad_files gives two "empty" variants and one of every other reason, plus the stray wav.
-    assert reasons == {"empty": 2, "truncated": 1, "not_audio": 1, "nan": 1, "silent": 1, "unreadable": 1, "misplaced": 1}
+    assert reasons == {"empty": 2, "truncated": 1, "not_audio": 1, "nan": 1, "silent": 1, "unreadable": 1, "corrupt": 1, "overrange": 1, "misplaced": 1}
     skipped_paths = {s.path for s in result.skipped}
     assert {str(p) for p in bad.values()} <= skipped_paths
     row = {(r["language"], r["source"]): r for r in result.summary()}[("en", "toy")]
     assert row["clips"] == 36 and row["keywords"] == 3 and row["speakers"] == 12
     assert row["train"] + row["val"] + row["test"] == 36 and row["val"] > 0 and row["test"] > 0
-    assert sum(row["skipped"].values()) == 7  # README.md is metadata, not a skip
+    assert sum(row["skipped"].values()) == 9  # README.md is metadata, not a skip
     stray = {(r["language"], r["source"]): r for r in result.summary()}[("en", "?")]
     assert stray["skipped"] == {"misplaced": 1} and stray["clips"] == 0
 
@@ -72,11 +72,11 @@ def test_scan_and_manifest_cli(tmp_path, kit, capsys):
     out = tmp_path / "m.jsonl"
     assert cli_main(["data", "manifest", str(tmp_path / "corpus"), "--out", str(out), "--workers", "1"]) == 0
     text = capsys.readouterr().out
-    assert "toy" in text and "skipped files: 8" in text and "not_audio" in text
+    assert "toy" in text and "skipped files: 10" in text and "not_audio" in text
     rows = read_manifest(out)
     assert len(rows) == 60 + 4
     skipped = [json.loads(line) for line in (tmp_path / "m.jsonl.skipped.jsonl").read_text().splitlines()]
-    assert len(skipped) == 8 and {"path", "reason", "detail"} <= set(skipped[0])
+    assert len(skipped) == 10 and {"path", "reason", "detail"} <= set(skipped[0])
 
 
 def test_manifest_roundtrip_and_bad_rows(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -64,16 +65,25 @@ def test_adapt_uk_swr_end_to_end(shared_data, base_file, tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
     assert report["body_params"] <= 500 and report["language"] == "uk"
-    assert report["examples"]["test"] > 0 and 0.0 <= report["test_acc"] <= 1.0
+    assert report["examples"]["test"] > 0
     base = load_model(base_file)
     merged = load_model(out / "model.pt")
+    # The reported accuracy is the saved model's on the uk test split, recomputed here.
+    from polykws.training.cli_adapt import load_language_splits
+
+    test = load_language_splits("uk", base.frontend, seed=0)["test"]
+    with torch.no_grad():
+        pred = merged.model.eval()(torch.from_numpy(np.asarray(test.x))[:, None]).argmax(1).numpy()
+    assert len(test) == report["examples"]["test"]
+    assert report["test_acc"] == pytest.approx(float(np.mean(pred == np.asarray(test.y))), abs=1e-6)  # stored as float32
     assert merged.meta["base_sha256"] == base.sha256
     body = {k: v.shape for k, v in base.model.state_dict().items() if not k.startswith("head.")}
     assert {k: v.shape for k, v in merged.model.state_dict().items() if not k.startswith("head.")} == body
     dm = load_delta(out / "delta.pt", base.model).eval()
-    x = torch.zeros(2, 1, 49, 10)
+    # Real-valued input: on zeros, conv0's weight delta has no effect and could not be checked.
+    x = torch.randn(8, 1, 49, 10, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        torch.testing.assert_close(dm.merge_and_unload()(x), merged.model(x), atol=1e-5, rtol=0)
+        torch.testing.assert_close(dm.merge_and_unload()(x), merged.model(x), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.shared

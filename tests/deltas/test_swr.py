@@ -99,9 +99,24 @@ def test_projection_removes_until_within_budget(base):
     chosen, log = project_to_budget(net, costly, 300, x, y, 64, refill=False)
     assert net.cost_of(chosen) <= 300
     assert [s["step"] for s in log] == ["remove"] * len(log) and log
-    # Refill only adds what fits.
+    # Refill removes the same options, then adds back only what fits.
     refilled, log2 = project_to_budget(net, costly, 300, x, y, 64, refill=True)
     assert net.cost_of(refilled) <= 300
+    assert log2[: len(log)] == log
+    assert {k: v for k, v in refilled.items() if chosen.get(k, 0)} == {k: v for k, v in chosen.items() if v}
+    # Freshly built deltas are zero (no option changes the loss, so refill rightly adds nothing);
+    # with trained-like deltas, refill from nothing must spend the budget on options that help.
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        for site in net.sites.values():
+            for p in site.parameters():
+                if p.requires_grad:
+                    p.add_(0.05 * torch.randn(p.shape, generator=g))
+    empty = {name: 0 for name in net.site_names}
+    grown, log3 = project_to_budget(net, empty, 300, x, y, 64, refill=True)
+    assert log3 and all(s["step"] == "add" and s["gain_per_param"] > 0 for s in log3)
+    assert 0 < net.cost_of(grown) <= 300
+    assert sum(1 for v in grown.values() if v) == len(log3)
 
 
 def test_options_over_the_budget_are_masked(base):

@@ -42,9 +42,22 @@ def test_run_reuse_and_dependent_reruns(tmp_path, corpus):
     assert first.reused() == []
     report = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
     assert [r["lang"] for r in report["languages"]] == ["bb", "cc"]
+    import numpy as np
+    import torch
+
+    from polykws.pipeline.splitio import load_splits
+    from polykws.training.checkpoint import load_model
+
     for r in report["languages"]:
         assert r["labels"][-2:] == ["_silence_", "_unknown_"] and r["test_clips"] > 0
-        assert 0.0 <= r["float_acc"] <= 1.0 and r["int8_acc"] is None  # export disabled: not measured, not invented
+        assert r["int8_acc"] is None  # export disabled: not measured, not invented
+        # The reported float accuracy is recomputed here from the shipped model and the stored
+        # test split, independently of the stage's evaluator.
+        model = load_model(first[f"adapt/{r['lang']}/head_only/s0"].path / "model.pt").model.eval()
+        test = load_splits(first[f"features/{r['lang']}"].path)["test"]
+        with torch.no_grad():
+            pred = model(torch.from_numpy(np.asarray(test.x))[:, None]).argmax(1).numpy()
+        assert r["test_clips"] == len(test) and r["float_acc"] == pytest.approx(float(np.mean(pred == test.y)), abs=1e-6)
     assert report["firmware"]["status"] == "skipped" and "export is disabled" in report["firmware"]["reason"]
     assert (tmp_path / "run" / "report" / "index.html").exists()
     run_json = json.loads((tmp_path / "run" / "run.json").read_text())
@@ -140,7 +153,9 @@ def test_full_pipeline_with_export_through_workers(tmp_path, corpus):
     assert (pack / "flash.bin").exists() and (pack / "bb.blob").exists() and (pack / "manifest.json").exists()
     for r in report["languages"]:
         assert r["int8_acc"] is not None and r["blob_bytes"] > 0
-        assert abs(r["int8_acc"] - r["float_acc"]) <= 0.25  # tiny test set; the real bound lives in BENCHMARKS
+        # int8 and float disagree on at most 2 test clips (+-1 LSB rounding flips a near tie;
+        # a broken requantization flips many).
+        assert abs(r["int8_acc"] - r["float_acc"]) * r["test_clips"] <= 2 + 1e-9, r
     assert report["flash"]["base_bytes"] == len((pack / "base.tflite").read_bytes())
     assert len(report["sweep"]) == 4 and all(s["blob_bytes"] for s in report["sweep"])
 

@@ -118,3 +118,21 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert dark_blue.sum() > 500, "confusion matrices not rendered"
     non_white = (img.sum(-1) < 700).mean()
     assert 0.02 < non_white < 0.6
+
+
+def test_report_lists_every_skip_and_warning(tmp_path):
+    data = report_data()
+    render_report(data, tmp_path / "none")
+    assert "No file was skipped." in (tmp_path / "none" / "index.html").read_text()
+    data["skips"] = [{"stage": "scan", "reason": "corrupt", "files": 3, "list": "scan/skipped.json"},
+                     {"stage": "features/uk", "reason": "silent", "files": 1, "list": "features/uk/skipped.json"}]
+    data["warnings"] = ["scan: xx/solo: 1 clip(s), none in val or test"]
+    render_report(data, tmp_path / "some")
+    page = (tmp_path / "some" / "index.html").read_text()
+    parser = _Collect()
+    parser.feed(page)
+    i = parser.cells.index("corrupt")
+    assert parser.cells[i - 1 : i + 3] == ["scan", "corrupt", "3", "scan/skipped.json"]
+    assert "features/uk" in parser.cells and "xx/solo: 1 clip(s), none in val or test" in page
+    md = (tmp_path / "some" / "summary.md").read_text()
+    assert "| scan | corrupt | 3 | scan/skipped.json |" in md and "No file was skipped" not in md
