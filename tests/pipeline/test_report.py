@@ -134,5 +134,5 @@ def test_report_lists_every_skip_and_warning(tmp_path):
     i = parser.cells.index("corrupt")
     assert parser.cells[i - 1 : i + 3] == ["scan", "corrupt", "3", "scan/skipped.json"]
     assert "features/uk" in parser.cells and "xx/solo: 1 clip(s), none in val or test" in page
-    md = (tmp_path / "some" / "summary.md").read_text()
+    md = (tmp_path / "some" / "report.md").read_text()
     assert "| scan | corrupt | 3 | scan/skipped.json |" in md and "No file was skipped" not in md
