@@ -23,7 +23,7 @@ from polykws.export.api import ExportedModel
 from polykws.export.blob import apply_blob, decode_blob, decode_flash_image, encode_flash_image
 from polykws.export.convert import ExportError
 from polykws.core import atomic_write_bytes, sha256_bytes
-from polykws.core.io import _json_default
+from polykws.core import json_default
 
 PACK_FORMAT_VERSION = 1
 # The files a pack folder holds besides <lang>.blob; manifest.json goes in last.
@@ -105,7 +105,7 @@ def pack(base: ExportedModel, languages: Sequence[ExportedModel], out_dir: str |
 
 
 def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode("utf-8")
+    return (json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n").encode("utf-8")
 
 
 def _publish(out: Path, files: dict[str, bytes]) -> None:

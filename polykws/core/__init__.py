@@ -1,5 +1,5 @@
 """The bottom layer every other layer may import: errors, atomic I/O and hashing, seeding,
-environment paths and the strict config converter. It imports nothing else from polykws.
+environment paths, worker lifetime and the strict config converter. It imports nothing else from polykws.
 """
 
 from polykws.core.config import from_dict, from_yaml_file, merge_overrides, read_yaml_mapping, to_plain
@@ -10,11 +10,13 @@ from polykws.core.io import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    json_default,
     sha256_bytes,
     sha256_file,
     stable_hash,
     stable_json,
 )
+from polykws.core.proc import die_with
 from polykws.core.seed import seed_everything
 
 __all__ = [
@@ -24,7 +26,9 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "die_with",
     "from_dict",
+    "json_default",
     "from_yaml_file",
     "merge_overrides",
     "read_yaml_mapping",

@@ -25,14 +25,14 @@ def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
 
 def stable_json(obj: Any) -> str:
     """Canonical JSON (sorted keys, no whitespace) so equal configs hash equally."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=_json_default)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=json_default)
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:
     return sha256_bytes(stable_json(obj).encode())[:length]
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     if isinstance(o, (set, frozenset)):
@@ -75,4 +75,4 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True, default=_json_default) + "\n")
+    return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True, default=json_default) + "\n")

@@ -329,7 +329,7 @@ class SerialExecutor(Executor):
 
 def _worker_init(sys_path: list[str], owner_pid: int | None = None) -> None:
     if owner_pid is not None:
-        from polykws.datasets._parallel import die_with
+        from polykws.core import die_with
 
         die_with(owner_pid)  # a killed run takes its workers with it
     for p in reversed(sys_path):

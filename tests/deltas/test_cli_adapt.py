@@ -69,7 +69,7 @@ def test_adapt_uk_swr_end_to_end(shared_data, base_file, tmp_path, capsys):
     base = load_model(base_file)
     merged = load_model(out / "model.pt")
     # The reported accuracy is the saved model's on the uk test split, recomputed here.
-    from polykws.training.cli_adapt import load_language_splits
+    from polykws.pipeline.tasks import load_language_splits
 
     test = load_language_splits("uk", base.frontend, seed=0)["test"]
     with torch.no_grad():
