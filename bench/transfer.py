@@ -174,6 +174,8 @@ def main() -> None:
     args.langs = parse_list(args.langs)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.time_swr:
+        if args.base is None:
+            ap.error("--time-swr needs --base (the model file to adapt)")
         time_swr(args)
         return
     methods = list_methods() if args.methods == "all" else parse_list(args.methods)
