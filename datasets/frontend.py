@@ -224,6 +224,28 @@ def _micro_raw(pcm: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
     return np.asarray(frames, dtype=np.float32).reshape(-1, cfg.num_features)
 
 
+def compute_frames(audio: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
+    """Every complete raw frame of a 1-D signal of any length: float32 (frames, num_features), clipped.
+
+    No decimation and no clip-length check: the frame grid starts at sample 0 with the frontend's
+    own stride, as a streaming device sees it. ``micro`` starts from a fresh frontend state.
+    """
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise ValueError(f"compute_frames takes one 1-D signal, got shape {audio.shape}")
+    lo, hi = cfg.value_range
+    if audio.shape[0] < cfg.window_samples:
+        return np.zeros((0, cfg.num_features), np.float32)
+    if cfg.kind == "mfcc":
+        import torch
+
+        with torch.no_grad():
+            out = _mfcc_transform(cfg)(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))).T.numpy()
+    else:
+        out = _micro_raw(audio_to_pcm16(audio), cfg)
+    return np.clip(out, lo, hi).astype(np.float32, copy=False)
+
+
 def _check_audio(audio: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
     audio = np.asarray(audio)
     if audio.shape[-1] != cfg.clip_samples:
