@@ -65,6 +65,13 @@ def load_models(pack: str | None, exports: list[str]) -> dict[str, dict]:
     return out
 
 
+def load_data_config(path: str):
+    """The run config for its data section; the base checkpoint (another stage's input) need not exist."""
+    from polykws.pipeline.config import load_config
+
+    return load_config(path, {"base.checkpoint": ""})
+
+
 def scan_records(cfg):
     from polykws.datasets.scan import scan
     from polykws.datasets.splits import SplitConfig
@@ -216,7 +223,7 @@ def main() -> int:
     from polykws.core import atomic_write_json, run_context
     from polykws.datasets.features import _noise_files
     from polykws.export.streaming import DetectorConfig
-    from polykws.pipeline.config import load_config, resolve_path
+    from polykws.pipeline.config import resolve_path
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True)
@@ -238,7 +245,7 @@ def main() -> int:
 
     out = Path(args.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
-    cfg = load_config(args.config)
+    cfg = load_data_config(args.config)
     models = load_models(args.pack, args.export)
     langs = [lang for lang in (args.langs.split(",") if args.langs else models) if lang]
     missing = [lang for lang in langs if lang not in models or lang not in cfg.data.tasks]
