@@ -131,3 +131,29 @@ def test_det_and_thresholds():
     assert th.thresholds == {"go": 200, "stop": 200} and th.val_frr == 0.0
     again = LanguageThresholds.from_dict(json.loads(json.dumps(th.to_dict())))
     assert again == th
+
+
+@pytest.mark.shared
+def test_streaming_model_equals_clip_evaluation(base_export, feats, shared_data):
+    """On real speech, every ring the detector feeds TFLM is the clip pipeline's int8 input, and so are the outputs."""
+    from polykws.datasets.audio import load_audio
+    from polykws.export.evaluate import quantize_features, run_tflm
+    from polykws.export.streaming import detect, score_stream
+
+    fe = base_export.frontend
+    words = [str(i) for i in range(10)]
+    rng = np.random.default_rng(0)
+    parts, ends = [], []
+    for i, w in enumerate(words[:4]):
+        f = sorted((shared_data / "kws" / "gu" / "gujarati_digits" / w).iterdir())[-1]
+        parts += [0.003 * rng.standard_normal(8000).astype(np.float32), load_audio(f)]
+    pcm = audio_to_pcm16(np.concatenate(parts + [np.zeros(16000, np.float32)]))
+    cfg = DetectorConfig(stride_ms=100, average_window_ms=200, refractory_ms=600)
+    tr = score_stream(base_export.tflite, base_export.labels, pcm, fe, cfg)
+    windows = np.stack([compute_features(pcm[(n - 48) * 320 : (n - 48) * 320 + 16000].astype(np.float32) / 32768.0, fe) for n in tr.frames])
+    q = run_tflm(base_export.tflite, quantize_features(base_export.tflite, windows))
+    sums, _ = smooth(q, len(base_export.labels), 2)
+    assert np.array_equal(sums, tr.sums)
+    ev = detect(base_export.tflite, base_export.labels, pcm, fe, cfg, 128)
+    assert ev == decide(tr, 128, 30)
+    assert ev and all(e.keyword in words for e in ev)
