@@ -23,7 +23,8 @@ range [0, 26] (scale 26/255, zero point -128), over all frames and over the firs
 clip (where a reset frontend's noise estimate is still rising). With ``--train-lang``, a DS-CNN-S
 is trained from scratch on that language's reset micro features (the project's feature cache
 and ``training.fit``) and its float test accuracy is scored on the reset and warm features of
-every condition. Writes <out>/warm_vs_reset.json and results.md.
+every condition; the model is exported to int8 (<out>/export_<lang>, for bench/streaming.py).
+Writes <out>/warm_vs_reset.json and results.md.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def train_micro_model(lang, cfg, records, noise_dir, args, out):
     from polykws.pipeline.config import task_spec_options
     from polykws.training.config import FitConfig
     from polykws.training.data import loaders_from_splits
-    from polykws.training.fit import fit
+    from polykws.training.fit import CHECKPOINT_NAME, fit
     from polykws.training.models.registry import create_model
     from polykws.core import seed_everything
 
@@ -121,7 +122,10 @@ def train_micro_model(lang, cfg, records, noise_dir, args, out):
     seed_everything(0)
     model = create_model("ds_cnn_s", num_classes=len(task.labels), input_shape=fe.input_shape)
     fit_cfg = FitConfig(epochs=args.epochs, batch_size=64, label_smoothing=0.05, progress=False, num_threads=1)
-    res = fit(model, loaders_from_splits(splits, batch_size=64, seed=0), fit_cfg, run_dir=out / f"model_{lang}", frontend=fe)
+    # A finished run is reused and a killed one continues (training.fit checks the config hash).
+    run_dir = out / f"model_{lang}"
+    res = fit(model, loaders_from_splits(splits, batch_size=64, seed=0), fit_cfg, run_dir=run_dir, frontend=fe,
+              resume=(run_dir / CHECKPOINT_NAME).exists())
     from polykws.training.checkpoint import load_model
 
     return load_model(res.best_path).model.eval(), task, splits
@@ -191,6 +195,12 @@ def main() -> int:
             acc[name] = {"reset": accuracy(model, reset, y), "warm": accuracy(model, warm, y)}
             print(name, acc[name], flush=True)
         result["accuracy"] = acc
+        # int8 export of the same model, for bench/streaming.py --export <out>/export_<lang>
+        from polykws.export.api import export_base
+
+        ex = export_base(model, fe, task.labels, splits["train"].x, out / f"export_{args.train_lang}", lang=args.train_lang,
+                         parity_x=test.x, meta={"model_name": "ds_cnn_s", "trained_by": "bench/frontend_warm.py"})
+        result["export"] = {"dir": str(out / f"export_{args.train_lang}"), "tflite_bytes": len(ex.tflite), "tflite_sha256": ex.sha256}
     result["wall_s"] = time.time() - t0
     atomic_write_json(out / "warm_vs_reset.json", result)
 

@@ -91,7 +91,7 @@ def model_label(labels: tuple[str, ...], lang: str, kw: str) -> str:
     return kw if kw in labels else f"{lang}:{kw}"
 
 
-def score_split(model, task, records, noise, split, stream_cfg, det_cfg, lang, parity=False):
+def score_split(model, task, records, noise, split, stream_cfg, det_cfg, lang, parity=False, frontend_state="warm"):
     from dataclasses import replace
 
     from polykws.datasets.frontend import compute_features
@@ -105,7 +105,7 @@ def score_split(model, task, records, noise, split, stream_cfg, det_cfg, lang, p
     scored, info = [], {"streams": [], "parity": None}
     for s in iter_streams(records, task, noise, split, stream_cfg):
         pcm = stream_pcm(s.audio)
-        tr = score_stream(model["tflite"], model["labels"], pcm, model["frontend"], det_cfg, arena)
+        tr = score_stream(model["tflite"], model["labels"], pcm, model["frontend"], det_cfg, arena, frontend_state)
         truth = tuple(replace(e, label=model_label(model["labels"], lang, e.label)) for e in s.keyword_events)
         scored.append(ScoredStream(s.name, tr, truth, s.duration_s))
         info["streams"].append({"name": s.name, "duration_s": s.duration_s, "keywords": len(truth), "events": len(s.events), "inferences": int(tr.frames.size)})
@@ -137,10 +137,10 @@ def run_language(lang, model, cfg, records, noise, args, det_cfg):
     plan = det_cfg.plan(model["frontend"])
     t0 = time.time()
     val_cfg = StreamConfig(snrs_db=SNRS, negative_s_per_snr=args.val_negative_s_per_snr, seed=args.seed)
-    val, val_info = score_split(model, task, records, noise, "val", val_cfg, det_cfg, lang)
+    val, val_info = score_split(model, task, records, noise, "val", val_cfg, det_cfg, lang, frontend_state=args.frontend_state)
     th = choose_thresholds(lang, val, det_cfg, model["frontend"], args.target_fa)
     test_cfg = StreamConfig(snrs_db=SNRS, negative_s_per_snr=args.negative_s_per_snr, seed=args.seed)
-    test, test_info = score_split(model, task, records, noise, "test", test_cfg, det_cfg, lang, parity=True)
+    test, test_info = score_split(model, task, records, noise, "test", test_cfg, det_cfg, lang, parity=True, frontend_state=args.frontend_state)
     points = det_curve(test, det_cfg, plan.refractory_frames)
     hours = sum(s.duration_s for s in test) / 3600.0
     neg_hours = sum(s.duration_s for s in test if "/negative/" in s.name) / 3600.0
@@ -157,6 +157,7 @@ def run_language(lang, model, cfg, records, noise, args, det_cfg):
         "language": lang,
         "model": model["source"],
         "frontend": model["frontend"].kind,
+        "frontend_state": args.frontend_state,
         "labels": list(model["labels"]),
         "detector": det_cfg.to_dict(),
         "test_hours": hours,
@@ -183,7 +184,7 @@ def report(out: Path, rows: list[dict], ctx: dict) -> None:
     lines = [
         f"Streaming detection (docs/STREAMING.md), host TFLM; {ctx['date']}, {ctx['machine']}.",
         f"Command: `{ctx['command']}`", "",
-        "| lang | frontend | test h (neg h) | keywords | FRR @0.5 FA/h | FRR @1 FA/h | thr (val @1 FA/h) | test FRR / FA/h at thr | FRR by SNR 20/10/5/0 dB | median latency s | ring vs clip int8 differing |",
+        "| lang | frontend (state) | test h (neg h) | keywords | FRR @0.5 FA/h | FRR @1 FA/h | thr (val @1 FA/h) | test FRR / FA/h at thr | FRR by SNR 20/10/5/0 dB | median latency s | ring vs clip int8 differing |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -193,7 +194,7 @@ def report(out: Path, rows: list[dict], ctx: dict) -> None:
         par = r["parity"] or {}
         parity = f"{par.get('int8_values_differing', 0)}/{par.get('int8_values', 0)}" if par else "-"
         lines.append(
-            f"| {r['language']} | {r['frontend']} | {r['test_hours']:.2f} ({r['test_negative_hours']:.2f}) | {r['test_keywords']} | "
+            f"| {r['language']} | {r['frontend']} ({r['frontend_state']}) | {r['test_hours']:.2f} ({r['test_negative_hours']:.2f}) | {r['test_keywords']} | "
             f"{_pct(o5['frr'] if o5 else None)} | {_pct(o1['frr'] if o1 else None)} | {r['thresholds']['thresholds'] and next(iter(r['thresholds']['thresholds'].values()))} | "
             f"{_pct(a['frr'])} / {a['fa_per_hour']:.2f} | {snr} | {'-' if lat is None else f'{lat:.2f}'} | {parity} |"
         )
@@ -206,7 +207,7 @@ def report(out: Path, rows: list[dict], ctx: dict) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows:
         pts = sorted(r["det"], key=lambda p: p["fa_per_hour"])
-        ax.plot([max(p["fa_per_hour"], 0.05) for p in pts], [100 * p["frr"] for p in pts], label=f"{r['language']} ({r['frontend']})")
+        ax.plot([max(p["fa_per_hour"], 0.05) for p in pts], [100 * p["frr"] for p in pts], label=f"{r['language']} ({r['frontend']}, {r['frontend_state']})")
     ax.set_xscale("log")
     ax.set_xlabel("false accepts per hour (0 drawn at 0.05)")
     ax.set_ylabel("FRR %")
@@ -238,6 +239,8 @@ def main() -> int:
     ap.add_argument("--val-negative-s-per-snr", type=float, default=300.0)
     ap.add_argument("--target-fa", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--frontend-state", choices=("warm", "reset"), default="warm",
+                    help="reset: host-only measurement, per-window features as in training (docs/STREAMING.md)")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     if not args.pack and not args.export:
@@ -257,7 +260,7 @@ def main() -> int:
         records = scan_records(cfg)
         noise = _noise_files(resolve_path(cfg.data.noise_dir)) if cfg.data.noise_dir else []
         for lang in langs:
-            path = out / "rows" / f"{lang}.json"
+            path = out / "rows" / f"{lang}.{args.frontend_state}.json"
             if path.exists():
                 print(f"{lang}: done before ({path})")
                 continue
@@ -267,7 +270,7 @@ def main() -> int:
             atomic_write_json(path, row)
             a = row["at_val_threshold"]
             print(f"{lang}: FRR {100 * a['frr']:.1f}% at {a['fa_per_hour']:.2f} FA/h (thr {a['threshold']}), {time.time() - t0:.0f} s", flush=True)
-    rows = [json.loads((out / "rows" / f"{lang}.json").read_text()) for lang in langs if (out / "rows" / f"{lang}.json").exists()]
+    rows = [json.loads(p.read_text()) for lang in langs for st in ("warm", "reset") if (p := out / "rows" / f"{lang}.{st}.json").exists()]
     report(out, rows, rows[0]["context"] if rows else ctx)
     print((out / "results.md").read_text())
     return 0

@@ -204,18 +204,39 @@ def smooth(outputs: np.ndarray, num_labels: int, average_inferences: int) -> tup
     return sums, (i + 1 - lo).astype(np.int32)
 
 
+FRONTEND_STATES = ("warm", "reset")
+
+
 def score_stream(tflite: bytes, labels: Sequence[str], pcm: np.ndarray, frontend: FrontendConfig, cfg: DetectorConfig,
-                 arena_bytes: int | None = None) -> ScoreTrace:
-    """Run the model over an int16 stream every stride: the threshold-free part of detection."""
+                 arena_bytes: int | None = None, frontend_state: str = "warm") -> ScoreTrace:
+    """Run the model over an int16 stream every stride: the threshold-free part of detection.
+
+    ``frontend_state="reset"`` is a host-only measurement mode: every inference gets the per-clip
+    features of its own second of audio (a fresh frontend per window, as in training), which
+    costs a device ~8M instructions per window and is never what the firmware does. For the
+    stateless ``mfcc`` it equals ``warm`` up to float32 rounding.
+    """
+    if frontend_state not in FRONTEND_STATES:
+        raise ConfigError(f"frontend_state must be one of {FRONTEND_STATES}, got {frontend_state!r}")
     _output_qparams(tflite)
     labels = tuple(labels)
     plan = cfg.plan(frontend)
-    feats = stream_features(np.asarray(pcm), frontend)
+    pcm = np.asarray(pcm)
+    feats = stream_features(pcm, frontend)
     scale, zp = input_qparams(tflite)
     q = quantize_activations(feats, scale, zp)  # the ring holds int8 frames
     t = plan.window_frames
     newest = np.arange(t - 1, q.shape[0], plan.stride_frames)
-    if newest.size:
+    if newest.size and frontend_state == "reset":
+        from polykws.datasets.frontend import compute_features_batch
+
+        starts = (newest - (t - 1)) * plan.frame_hop_samples
+        windows = np.concatenate([
+            quantize_activations(compute_features_batch(np.stack([pcm[s : s + frontend.clip_samples] for s in starts[i : i + 256]]).astype(np.float32) / 32768.0, frontend), scale, zp)
+            for i in range(0, len(starts), 256)
+        ])
+        outputs = run_tflm(tflite, windows[..., None], arena_bytes or find_arena_bytes(tflite))
+    elif newest.size:
         windows = np.lib.stride_tricks.sliding_window_view(q, (t, q.shape[1]))[:, 0][newest - (t - 1)]
         outputs = run_tflm(tflite, windows[..., None], arena_bytes or find_arena_bytes(tflite))
     else:

@@ -154,6 +154,15 @@ def test_streaming_model_equals_clip_evaluation(base_export, feats, shared_data)
     q = run_tflm(base_export.tflite, quantize_features(base_export.tflite, windows))
     sums, _ = smooth(q, len(base_export.labels), 2)
     assert np.array_equal(sums, tr.sums)
+    # mfcc has no state: the reset (per-window) measurement mode sees the same int8 inputs.
+    assert np.array_equal(score_stream(base_export.tflite, base_export.labels, pcm, fe, cfg, frontend_state="reset").sums, tr.sums)
     ev = detect(base_export.tflite, base_export.labels, pcm, fe, cfg, 128)
     assert ev == decide(tr, 128, 30)
     assert ev and all(e.keyword in words for e in ev)
+
+
+def test_reset_mode_is_refused_unless_named():
+    from polykws.export.streaming import score_stream
+
+    with pytest.raises(ConfigError, match="frontend_state"):
+        score_stream(b"", ("go",), np.zeros(16000, np.int16), mfcc_frontend(), DetectorConfig(), frontend_state="cold")
