@@ -9,8 +9,8 @@ int16 samples both ways:
 
 - reset: ``compute_features(clip + noise)`` - exactly what the feature cache holds;
 - warm: ``--warmup-s`` seconds of the same background noise, then the same ``clip + noise``,
-  through one streaming frontend (``polykws.export.streaming.stream_features``); the clip's 49
-  frames are cut from the stream on the same frame grid and decimation phase.
+  through one streaming frontend (``polykws.datasets.frontend.compute_features_warm``); the
+  clip's 49 frames are cut from the stream on the same frame grid and decimation phase.
 
 Clips: up to ``--clips-per-lang`` test-split keyword clips per language (speaker-disjoint splits
 of the config), loaded as the feature cache loads them (1 s). Noise: the test split of the
@@ -57,8 +57,7 @@ def int8_input(x: np.ndarray, cfg) -> np.ndarray:
 def clip_pairs(clips, noise_waves, cfg, snr_db, warmup_s, seed):
     """(reset, warm) features (N, 49, 40) of every clip under one condition."""
     from polykws.datasets.augment import _active_power
-    from polykws.datasets.frontend import audio_to_pcm16, compute_features
-    from polykws.export.streaming import stream_features
+    from polykws.datasets.frontend import compute_features, compute_features_warm
 
     hop = cfg.stride_samples * cfg.frame_decimation
     warm_samples = int(round(warmup_s * cfg.sample_rate_hz)) // hop * hop
@@ -73,13 +72,9 @@ def clip_pairs(clips, noise_waves, cfg, snr_db, warmup_s, seed):
             noise = np.resize(w, n) if w.shape[0] <= n else w[(s := int(rng.integers(0, w.shape[0] - n + 1))) : s + n]
             p_noise = float(np.mean(noise[warm_samples:].astype(np.float64) ** 2)) or float(np.mean(noise.astype(np.float64) ** 2))
             noise = (noise * math.sqrt(_active_power(clip) / (p_noise * 10 ** (snr_db / 10)))).astype(np.float32)
-        signal = noise.copy()
-        signal[warm_samples:] += clip
-        pcm = audio_to_pcm16(np.clip(signal, -1.0, 1.0))
-        resets.append(compute_features(pcm[warm_samples:].astype(np.float32) / 32768.0, cfg))
-        frames = stream_features(pcm, cfg)
-        k = warm_samples // hop
-        warms.append(frames[k : k + cfg.num_frames])
+        audio = np.clip(clip + noise[warm_samples:], -1.0, 1.0)
+        resets.append(compute_features(audio, cfg))
+        warms.append(compute_features_warm(audio, np.clip(noise[:warm_samples], -1.0, 1.0), cfg))
     return np.stack(resets), np.stack(warms)
 
 

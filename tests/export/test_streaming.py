@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from polykws.core import ConfigError
-from polykws.datasets.frontend import audio_to_pcm16, compute_features, mfcc_frontend, micro_frontend
+from polykws.datasets.frontend import audio_to_pcm16, compute_features, compute_features_warm, mfcc_frontend, micro_frontend
 from polykws.datasets.streams import StreamEvent
 from polykws.export.streaming import (
     THRESHOLD_MAX,
@@ -55,6 +55,10 @@ def test_micro_is_warm_and_chunking_free():
     assert np.array_equal(a[:49], compute_features(pcm[:16000].astype(np.float32) / 32768.0, fe))
     later = compute_features(pcm[32000:48000].astype(np.float32) / 32768.0, fe)
     assert not np.array_equal(a[100:149], later)
+    # compute_features_warm is the device's view of one clip: the stream's frames on the same grid.
+    f = pcm.astype(np.float32) / 32768.0
+    assert np.array_equal(compute_features_warm(f[32000:48000], f[:32000], fe), a[100:149])
+    assert np.array_equal(compute_features_warm(f[32000:48000], f[5:32000], fe), compute_features_warm(f[32000:48000], f[320:32000], fe))
 
 
 def test_plan_refuses_off_grid_strides():
