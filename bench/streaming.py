@@ -109,6 +109,7 @@ def score_split(model, task, records, noise, split, stream_cfg, det_cfg, lang, p
         truth = tuple(replace(e, label=model_label(model["labels"], lang, e.label)) for e in s.keyword_events)
         scored.append(ScoredStream(s.name, tr, truth, s.duration_s))
         info["streams"].append({"name": s.name, "duration_s": s.duration_s, "keywords": len(truth), "events": len(s.events), "inferences": int(tr.frames.size)})
+        print(f"  {s.name}: {s.duration_s:.0f} s, {len(truth)} keywords, {tr.frames.size} inferences", flush=True)
         if parity and info["parity"] is None:
             fe = model["frontend"]
             plan = det_cfg.plan(fe)
