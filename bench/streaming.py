@@ -19,7 +19,8 @@ model rebuilt as base + blob; or export folders holding <lang>.tflite + <lang>.j
 4. frontend parity: on the first test stream, the int8 model inputs of the streaming ring vs the
    per-clip features of the same 1 s of audio (``quantize_features(compute_features(...))``).
 
-Each language's result is written atomically to <out>/rows/<lang>.json (a killed run resumes);
+Each language x averaging window is written atomically to <out>/rows/<lang>.<state>.avg<ms>.json (a killed
+run resumes; the model runs once per stream and every window re-averages its outputs);
 <out>/results.md holds the table for docs/BENCHMARKS.md and <out>/det.png the DET curves.
 """
 
@@ -127,52 +128,59 @@ def score_split(model, task, records, noise, split, stream_cfg, det_cfg, lang, p
     return scored, info
 
 
-def run_language(lang, model, cfg, records, noise, args, det_cfg):
+def run_language(lang, model, cfg, records, noise, args, det_cfg, average_windows_ms):
+    """One row per averaging window: the model runs once per stream, the windows re-average its outputs."""
+    from dataclasses import replace
+
     from polykws.datasets.features import TaskSpec
     from polykws.datasets.streams import StreamConfig
-    from polykws.export.streaming import choose_thresholds, det_curve, match, decide, operating_point
+    from polykws.export.streaming import choose_thresholds, decide, det_curve, match, operating_point
     from polykws.pipeline.config import task_spec_options
 
     t = cfg.data.tasks[lang]
     task = TaskSpec(lang, tuple(t.keywords), **task_spec_options(t))
-    plan = det_cfg.plan(model["frontend"])
     t0 = time.time()
     val_cfg = StreamConfig(snrs_db=SNRS, negative_s_per_snr=args.val_negative_s_per_snr, seed=args.seed)
     val, val_info = score_split(model, task, records, noise, "val", val_cfg, det_cfg, lang, frontend_state=args.frontend_state)
-    th = choose_thresholds(lang, val, det_cfg, model["frontend"], args.target_fa)
     test_cfg = StreamConfig(snrs_db=SNRS, negative_s_per_snr=args.negative_s_per_snr, seed=args.seed)
     test, test_info = score_split(model, task, records, noise, "test", test_cfg, det_cfg, lang, parity=True, frontend_state=args.frontend_state)
-    points = det_curve(test, det_cfg, plan.refractory_frames)
-    hours = sum(s.duration_s for s in test) / 3600.0
-    neg_hours = sum(s.duration_s for s in test if "/negative/" in s.name) / 3600.0
-    thr = next(iter(th.thresholds.values()))
-    chosen = next(p for p in points if p.threshold == thr)
-    per_snr = {}
-    for snr in SNRS:
-        streams = [s for s in test if s.name.endswith(f"/snr{snr:g}") and "/positive/" in s.name]
-        hits = sum(match(decide(s.trace, thr, plan.refractory_frames), s.truth, s.trace.sample_rate_hz, det_cfg).hits for s in streams)
-        kws = sum(len(s.truth) for s in streams)
-        per_snr[f"{snr:g}"] = {"keywords": kws, "frr": 1.0 - hits / kws if kws else None}
-    op = {str(fa): (p.to_dict() if (p := operating_point(points, fa)) else None) for fa in (0.5, 1.0)}
-    return {
-        "language": lang,
-        "model": model["source"],
-        "frontend": model["frontend"].kind,
-        "frontend_state": args.frontend_state,
-        "labels": list(model["labels"]),
-        "detector": det_cfg.to_dict(),
-        "test_hours": hours,
-        "test_negative_hours": neg_hours,
-        "test_keywords": chosen.keywords,
-        "val": {"hours": th.val_hours, "streams": val_info["streams"]},
-        "thresholds": th.to_dict(),
-        "at_val_threshold": {**chosen.to_dict(), "frr_by_snr": per_snr},
-        "oracle": op,
-        "det": [p.to_dict() for p in points],
-        "parity": test_info["parity"],
-        "streams": test_info["streams"],
-        "wall_s": time.time() - t0,
-    }
+    rows = []
+    for avg_ms in average_windows_ms:
+        dc = replace(det_cfg, average_window_ms=avg_ms)
+        plan = dc.plan(model["frontend"])
+        val_w = [replace(s, trace=s.trace.resmoothed(plan.average_inferences)) for s in val]
+        test_w = [replace(s, trace=s.trace.resmoothed(plan.average_inferences)) for s in test]
+        th = choose_thresholds(lang, val_w, dc, model["frontend"], args.target_fa)
+        points = det_curve(test_w, dc, plan.refractory_frames)
+        thr = next(iter(th.thresholds.values()))
+        chosen = next(p for p in points if p.threshold == thr)
+        per_snr = {}
+        for snr in SNRS:
+            streams = [s for s in test_w if s.name.endswith(f"/snr{snr:g}") and "/positive/" in s.name]
+            hits = sum(match(decide(s.trace, thr, plan.refractory_frames), s.truth, s.trace.sample_rate_hz, dc).hits for s in streams)
+            kws = sum(len(s.truth) for s in streams)
+            per_snr[f"{snr:g}"] = {"keywords": kws, "frr": 1.0 - hits / kws if kws else None}
+        op = {str(fa): (p.to_dict() if (p := operating_point(points, fa)) else None) for fa in (0.5, 1.0)}
+        rows.append({
+            "language": lang,
+            "model": model["source"],
+            "frontend": model["frontend"].kind,
+            "frontend_state": args.frontend_state,
+            "labels": list(model["labels"]),
+            "detector": dc.to_dict(),
+            "test_hours": sum(s.duration_s for s in test) / 3600.0,
+            "test_negative_hours": sum(s.duration_s for s in test if "/negative/" in s.name) / 3600.0,
+            "test_keywords": chosen.keywords,
+            "val": {"hours": th.val_hours, "streams": val_info["streams"]},
+            "thresholds": th.to_dict(),
+            "at_val_threshold": {**chosen.to_dict(), "frr_by_snr": per_snr},
+            "oracle": op,
+            "det": [p.to_dict() for p in points],
+            "parity": test_info["parity"],
+            "streams": test_info["streams"],
+            "wall_s": time.time() - t0,
+        })
+    return rows
 
 
 def _pct(x):
@@ -185,8 +193,8 @@ def report(out: Path, rows: list[dict], ctx: dict) -> None:
     lines = [
         f"Streaming detection (docs/STREAMING.md), host TFLM; {ctx['date']}, {ctx['machine']}.",
         f"Command: `{ctx['command']}`", "",
-        "| lang | frontend (state) | test h (neg h) | keywords | FRR @0.5 FA/h | FRR @1 FA/h | thr (val @1 FA/h) | test FRR / FA/h at thr | FRR by SNR 20/10/5/0 dB | median latency s | ring vs clip int8 differing |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| lang | frontend (state) | avg ms | test h (neg h) | keywords | FRR @0.5 FA/h | FRR @1 FA/h | thr (val @1 FA/h) | test FRR / FA/h at thr | FRR by SNR 20/10/5/0 dB | median latency s | ring vs clip int8 differing |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         o5, o1, a = r["oracle"]["0.5"], r["oracle"]["1.0"], r["at_val_threshold"]
@@ -195,7 +203,7 @@ def report(out: Path, rows: list[dict], ctx: dict) -> None:
         par = r["parity"] or {}
         parity = f"{par.get('int8_values_differing', 0)}/{par.get('int8_values', 0)}" if par else "-"
         lines.append(
-            f"| {r['language']} | {r['frontend']} ({r['frontend_state']}) | {r['test_hours']:.2f} ({r['test_negative_hours']:.2f}) | {r['test_keywords']} | "
+            f"| {r['language']} | {r['frontend']} ({r['frontend_state']}) | {r['detector']['average_window_ms']} | {r['test_hours']:.2f} ({r['test_negative_hours']:.2f}) | {r['test_keywords']} | "
             f"{_pct(o5['frr'] if o5 else None)} | {_pct(o1['frr'] if o1 else None)} | {r['thresholds']['thresholds'] and next(iter(r['thresholds']['thresholds'].values()))} | "
             f"{_pct(a['frr'])} / {a['fa_per_hour']:.2f} | {snr} | {'-' if lat is None else f'{lat:.2f}'} | {parity} |"
         )
@@ -208,7 +216,7 @@ def report(out: Path, rows: list[dict], ctx: dict) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows:
         pts = sorted(r["det"], key=lambda p: p["fa_per_hour"])
-        ax.plot([max(p["fa_per_hour"], 0.05) for p in pts], [100 * p["frr"] for p in pts], label=f"{r['language']} ({r['frontend']}, {r['frontend_state']})")
+        ax.plot([max(p["fa_per_hour"], 0.05) for p in pts], [100 * p["frr"] for p in pts], label=f"{r['language']} ({r['frontend']}, {r['frontend_state']}, avg {r['detector']['average_window_ms']} ms)")
     ax.set_xscale("log")
     ax.set_xlabel("false accepts per hour (0 drawn at 0.05)")
     ax.set_ylabel("FRR %")
@@ -234,7 +242,8 @@ def main() -> int:
     ap.add_argument("--langs", default="", help="comma-separated subset of the models' languages")
     ap.add_argument("--out", default="artifacts/bench/streaming")
     ap.add_argument("--stride-ms", type=int, default=DetectorConfig.stride_ms)
-    ap.add_argument("--average-window-ms", type=int, default=DetectorConfig.average_window_ms)
+    ap.add_argument("--average-windows-ms", default=f"{DetectorConfig.average_window_ms}",
+                    help="comma-separated averaging windows, all scored from one run of the model")
     ap.add_argument("--refractory-ms", type=int, default=DetectorConfig.refractory_ms)
     ap.add_argument("--negative-s-per-snr", type=float, default=900.0)
     ap.add_argument("--val-negative-s-per-snr", type=float, default=300.0)
@@ -255,23 +264,24 @@ def main() -> int:
     missing = [lang for lang in langs if lang not in models or lang not in cfg.data.tasks]
     if missing:
         raise SystemExit(f"no model or no task in {args.config} for: {missing} (models: {sorted(models)})")
-    det_cfg = DetectorConfig(stride_ms=args.stride_ms, average_window_ms=args.average_window_ms, refractory_ms=args.refractory_ms)
+    windows = [int(w) for w in args.average_windows_ms.split(",") if w]
+    det_cfg = DetectorConfig(stride_ms=args.stride_ms, average_window_ms=windows[0], refractory_ms=args.refractory_ms)
     ctx = run_context()
     if not args.report_only:
         records = scan_records(cfg)
         noise = _noise_files(resolve_path(cfg.data.noise_dir)) if cfg.data.noise_dir else []
         for lang in langs:
-            path = out / "rows" / f"{lang}.{args.frontend_state}.json"
-            if path.exists():
-                print(f"{lang}: done before ({path})")
+            paths = {w: out / "rows" / f"{lang}.{args.frontend_state}.avg{w}.json" for w in windows}
+            if all(p.exists() for p in paths.values()):
+                print(f"{lang}: done before ({out / 'rows'})")
                 continue
             t0 = time.time()
-            row = run_language(lang, models[lang], cfg, records, noise, args, det_cfg)
-            row["context"] = ctx
-            atomic_write_json(path, row)
-            a = row["at_val_threshold"]
-            print(f"{lang}: FRR {100 * a['frr']:.1f}% at {a['fa_per_hour']:.2f} FA/h (thr {a['threshold']}), {time.time() - t0:.0f} s", flush=True)
-    rows = [json.loads(p.read_text()) for lang in langs for st in ("warm", "reset") if (p := out / "rows" / f"{lang}.{st}.json").exists()]
+            for row in run_language(lang, models[lang], cfg, records, noise, args, det_cfg, windows):
+                row["context"] = ctx
+                atomic_write_json(paths[row["detector"]["average_window_ms"]], row)
+                a = row["at_val_threshold"]
+                print(f"{lang} avg {row['detector']['average_window_ms']} ms: FRR {100 * a['frr']:.1f}% at {a['fa_per_hour']:.2f} FA/h (thr {a['threshold']}), {time.time() - t0:.0f} s", flush=True)
+    rows = [json.loads(p.read_text()) for lang in langs for st in ("warm", "reset") for w in windows if (p := out / "rows" / f"{lang}.{st}.avg{w}.json").exists()]
     report(out, rows, rows[0]["context"] if rows else ctx)
     print((out / "results.md").read_text())
     return 0

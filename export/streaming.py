@@ -20,7 +20,7 @@ rest are false accepts) and sweeps one threshold for every keyword to draw the D
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -114,6 +114,15 @@ class ScoreTrace:
     frame_hop_samples: int
     frame_end_offset_samples: int  # samples from a model frame's start to its end
     sample_rate_hz: int
+    # The model's int8 outputs (I, num_labels), kept so other averaging windows need no new inference.
+    outputs: np.ndarray | None = None
+
+    def resmoothed(self, average_inferences: int) -> "ScoreTrace":
+        """The same inferences averaged over another window (W inferences)."""
+        if self.outputs is None:
+            raise ConfigError("this trace kept no model outputs to re-average")
+        sums, counts = smooth(self.outputs, len(self.labels), average_inferences)
+        return replace(self, sums=sums, counts=counts)
 
     def frame_end_s(self, frame: np.ndarray | int) -> np.ndarray | float:
         return (np.asarray(frame) * self.frame_hop_samples + self.frame_end_offset_samples) / self.sample_rate_hz
@@ -183,7 +192,8 @@ def score_stream(tflite: bytes, labels: Sequence[str], pcm: np.ndarray, frontend
     else:
         outputs = np.zeros((0, len(labels)), np.int8)
     sums, counts = smooth(outputs, len(labels), plan.average_inferences)
-    return ScoreTrace(newest.astype(np.int64), sums, counts, labels, plan.frame_hop_samples, frontend.window_samples, frontend.sample_rate_hz)
+    return ScoreTrace(newest.astype(np.int64), sums, counts, labels, plan.frame_hop_samples, frontend.window_samples, frontend.sample_rate_hz,
+                      np.ascontiguousarray(np.asarray(outputs)[:, : len(labels)]).astype(np.int8))
 
 
 def threshold_vector(labels: Sequence[str], thresholds: dict[str, int] | int) -> np.ndarray:

@@ -158,6 +158,7 @@ def test_streaming_model_equals_clip_evaluation(base_export, feats, shared_data)
     q = run_tflm(base_export.tflite, quantize_features(base_export.tflite, windows))
     sums, _ = smooth(q, len(base_export.labels), 2)
     assert np.array_equal(sums, tr.sums)
+    assert np.array_equal(tr.resmoothed(4).sums, smooth(q, len(base_export.labels), 4)[0])
     # mfcc has no state: the reset (per-window) measurement mode sees the same int8 inputs.
     assert np.array_equal(score_stream(base_export.tflite, base_export.labels, pcm, fe, cfg, frontend_state="reset").sums, tr.sums)
     ev = detect(base_export.tflite, base_export.labels, pcm, fe, cfg, 128)
