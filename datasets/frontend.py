@@ -224,6 +224,28 @@ def _micro_raw(pcm: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
     return np.asarray(frames, dtype=np.float32).reshape(-1, cfg.num_features)
 
 
+def compute_frames(audio: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
+    """Every complete raw frame of a 1-D signal of any length: float32 (frames, num_features), clipped.
+
+    No decimation and no clip-length check: the frame grid starts at sample 0 with the frontend's
+    own stride, as a streaming device sees it. ``micro`` starts from a fresh frontend state.
+    """
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise ValueError(f"compute_frames takes one 1-D signal, got shape {audio.shape}")
+    lo, hi = cfg.value_range
+    if audio.shape[0] < cfg.window_samples:
+        return np.zeros((0, cfg.num_features), np.float32)
+    if cfg.kind == "mfcc":
+        import torch
+
+        with torch.no_grad():
+            out = _mfcc_transform(cfg)(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))).T.numpy()
+    else:
+        out = _micro_raw(audio_to_pcm16(audio), cfg)
+    return np.clip(out, lo, hi).astype(np.float32, copy=False)
+
+
 def _check_audio(audio: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
     audio = np.asarray(audio)
     if audio.shape[-1] != cfg.clip_samples:
@@ -257,3 +279,78 @@ def compute_features_batch(audio: np.ndarray, cfg: FrontendConfig) -> np.ndarray
     if out.shape[1:] != cfg.input_shape:  # pragma: no cover - guards the frame arithmetic above
         raise AssertionError(f"{cfg.kind} produced {out.shape[1:]}, config says {cfg.input_shape}")
     return np.clip(out, lo, hi).astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming: frame by frame, state kept
+
+
+class StreamingFrontend:
+    """int16 PCM in, the model's feature frames out, frame by frame as a device computes them.
+
+    ``mfcc`` has no state across frames (no centring, no normalisation: each frame is a function of
+    its own 40 ms of samples), so streaming frames equal the frames of a 1 s clip that starts on the
+    frame grid. ``micro`` keeps one pymicro-features frontend for the whole stream, as the device
+    does: its noise estimate and PCAN gain are warm, so its frames differ from the reset-per-clip
+    frames the model was trained on (docs/BENCHMARKS.md, "Warm vs reset micro frontend").
+    """
+
+    def __init__(self, frontend: FrontendConfig):
+        self.cfg = frontend
+        self._raw_index = 0  # raw frames produced so far
+        self._pending = np.zeros(0, np.int16)
+        if frontend.kind == "micro":
+            from pymicro_features import MicroFrontend
+
+            self._micro = MicroFrontend()
+
+    def push(self, pcm: np.ndarray) -> np.ndarray:
+        """Feed int16 samples; return the new model frames (decimated), float32 (k, num_features)."""
+        pcm = np.asarray(pcm)
+        if pcm.dtype != np.int16 or pcm.ndim != 1:
+            raise ValueError(f"StreamingFrontend.push takes 1-D int16 PCM, got {pcm.dtype} {pcm.shape}")
+        cfg = self.cfg
+        buf = np.concatenate([self._pending, pcm]) if self._pending.size else pcm
+        if cfg.kind == "micro":
+            step = cfg.stride_samples
+            n = buf.shape[0] // step
+            raw = []
+            data = buf[: n * step].astype("<i2", copy=False).tobytes()
+            for i in range(n):
+                out = self._micro.process_samples(data[2 * step * i : 2 * step * (i + 1)])
+                if out.features:
+                    raw.append(out.features)
+            self._pending = buf[n * step :].copy()
+            lo, hi = cfg.value_range
+            frames = np.clip(np.asarray(raw, np.float32).reshape(-1, cfg.num_features), lo, hi)
+        else:
+            # buf starts at the next raw frame's first sample.
+            n = 0 if buf.shape[0] < cfg.window_samples else 1 + (buf.shape[0] - cfg.window_samples) // cfg.stride_samples
+            frames = compute_frames(buf[: (n - 1) * cfg.stride_samples + cfg.window_samples].astype(np.float32) / 32768.0, cfg) if n else np.zeros((0, cfg.num_features), np.float32)
+            self._pending = buf[n * cfg.stride_samples :].copy()
+        keep = (self._raw_index + np.arange(frames.shape[0])) % cfg.frame_decimation == 0
+        self._raw_index += frames.shape[0]
+        return frames[keep]
+
+
+def stream_features(pcm: np.ndarray, frontend: FrontendConfig, chunk_samples: int = 16000) -> np.ndarray:
+    """All model frames of an int16 stream, pushed through :class:`StreamingFrontend` in chunks."""
+    fe = StreamingFrontend(frontend)
+    parts = [fe.push(pcm[i : i + chunk_samples]) for i in range(0, pcm.shape[0], chunk_samples)]
+    return np.concatenate(parts) if parts else np.zeros((0, frontend.num_features), np.float32)
+
+
+def compute_features_warm(audio: np.ndarray, preceding: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
+    """Features of one clip from a frontend that has first run over `preceding` (float audio).
+
+    What a continuously running device computes for the clip; `compute_features` is the reset
+    case (empty `preceding`). `preceding` is cut to a whole number of model frame hops from its
+    start, so the clip's frames fall on the stream's frame grid and decimation phase.
+    """
+    audio = _check_audio(audio, cfg)
+    hop = cfg.stride_samples * cfg.frame_decimation
+    preceding = np.asarray(preceding)
+    preceding = preceding[preceding.shape[0] % hop :]
+    pcm = audio_to_pcm16(np.concatenate([preceding, audio]))
+    k = preceding.shape[0] // hop
+    return stream_features(pcm, cfg)[k : k + cfg.num_frames]

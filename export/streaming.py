@@ -1,0 +1,391 @@
+"""Streaming keyword detection over the host TFLM runtime, and its scoring on long streams.
+
+The algorithm is specified in docs/STREAMING.md; the firmware implements the same one in C++,
+so everything after the model's int8 output is integer arithmetic. In short:
+
+1. :class:`StreamingFrontend` turns int16 PCM into feature frames at the frontend's own hop,
+   keeping every ``frame_decimation``-th frame; each frame is quantized to the model's int8 input
+   as soon as it exists and pushed into a ring of the model's ``T`` input frames.
+2. Once the ring is full, the model runs every ``stride_frames`` model frames.
+3. Its int8 softmax output ``q`` (scale 1/256, zero point -128) becomes ``p = q + 128`` in
+   [0, 255]; ``S[k]`` sums ``p[k]`` over the last ``W`` inferences (fewer at the stream start: ``n``).
+4. ``top`` is the first class with the largest ``S``. It fires when it is a keyword (never
+   ``_silence_`` or ``_unknown_``), ``S[top] >= threshold[top] * n``, and at least
+   ``refractory_frames`` model frames have passed since the last detection.
+
+Scoring matches detections to ground-truth keyword events (same label, detection time within
+``[end - match_before_s, end + match_after_s]`` of the word's end; one detection per word, the
+rest are false accepts) and sweeps one threshold for every keyword to draw the DET curve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from polykws.core import ConfigError
+from polykws.datasets.frontend import FrontendConfig, StreamingFrontend, audio_to_pcm16, stream_features  # noqa: F401 (re-exported)
+from polykws.datasets.manifest import SILENCE_LABEL, UNKNOWN_LABEL
+from polykws.export.convert import ExportError
+from polykws.export.evaluate import find_arena_bytes, input_qparams, run_tflm
+from polykws.export.quantize import quantize_activations
+from polykws.export.tflite_graph import TfliteGraph
+
+NEVER_FIRE = (SILENCE_LABEL, UNKNOWN_LABEL)
+# Thresholds live on the posterior scale p = q + 128 in [0, 255]; 256 never fires.
+THRESHOLD_MAX = 256
+SOFTMAX_SCALE = 1.0 / 256.0
+SOFTMAX_ZERO_POINT = -128
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    # Both frontends hop 20 ms per model frame, so strides are multiples of 20 ms (250 is not).
+    stride_ms: int = 200
+    average_window_ms: int = 400
+    refractory_ms: int = 1000
+    # Scoring: a detection counts for a keyword whose end lies within this window around it.
+    match_before_s: float = 0.5
+    match_after_s: float = 1.5
+
+    def __post_init__(self) -> None:
+        for name in ("stride_ms", "average_window_ms"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"detector {name} must be > 0, got {getattr(self, name)!r}")
+        if self.refractory_ms < 0:
+            raise ConfigError(f"detector refractory_ms must be >= 0, got {self.refractory_ms!r}")
+        if self.average_window_ms % self.stride_ms:
+            raise ConfigError(f"detector average_window_ms ({self.average_window_ms}) must be a multiple of stride_ms ({self.stride_ms})")
+        if self.match_before_s < 0 or self.match_after_s < 0:
+            raise ConfigError("detector match_before_s and match_after_s must be >= 0")
+
+    def plan(self, frontend: FrontendConfig) -> "DetectorPlan":
+        """The configuration in model frames for `frontend`; refuses strides off the frame grid."""
+        frame_ms = frontend.window_stride_ms * frontend.frame_decimation
+        for name in ("stride_ms", "refractory_ms"):
+            v = getattr(self, name)
+            if abs(v / frame_ms - round(v / frame_ms)) > 1e-9:
+                raise ConfigError(f"detector {name}={v} is not a multiple of the model frame hop ({frame_ms:g} ms for {frontend.kind})")
+        return DetectorPlan(
+            frame_ms=float(frame_ms),
+            frame_hop_samples=frontend.stride_samples * frontend.frame_decimation,
+            window_frames=frontend.num_frames,
+            stride_frames=int(round(self.stride_ms / frame_ms)),
+            average_inferences=self.average_window_ms // self.stride_ms,
+            refractory_frames=int(round(self.refractory_ms / frame_ms)),
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DetectorConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown detector fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class DetectorPlan:
+    frame_ms: float
+    frame_hop_samples: int
+    window_frames: int
+    stride_frames: int
+    average_inferences: int
+    refractory_frames: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Model over the ring, smoothing, decisions
+
+
+@dataclass(frozen=True)
+class ScoreTrace:
+    """Per inference: the model frame index of the ring's newest frame, the window sums S and count n."""
+
+    frames: np.ndarray  # (I,) int64
+    sums: np.ndarray  # (I, num_labels) int32: S
+    counts: np.ndarray  # (I,) int32: n
+    labels: tuple[str, ...]
+    frame_hop_samples: int
+    frame_end_offset_samples: int  # samples from a model frame's start to its end
+    sample_rate_hz: int
+    # The model's int8 outputs (I, num_labels), kept so other averaging windows need no new inference.
+    outputs: np.ndarray | None = None
+
+    def resmoothed(self, average_inferences: int) -> "ScoreTrace":
+        """The same inferences averaged over another window (W inferences)."""
+        if self.outputs is None:
+            raise ConfigError("this trace kept no model outputs to re-average")
+        sums, counts = smooth(self.outputs, len(self.labels), average_inferences)
+        return replace(self, sums=sums, counts=counts)
+
+    def frame_end_s(self, frame: np.ndarray | int) -> np.ndarray | float:
+        return (np.asarray(frame) * self.frame_hop_samples + self.frame_end_offset_samples) / self.sample_rate_hz
+
+
+@dataclass(frozen=True)
+class Detection:
+    keyword: str
+    frame: int  # model frame index (from the stream's first sample) of the ring's newest frame
+    time_s: float  # end of the audio the detection has heard
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _output_qparams(tflite: bytes) -> None:
+    t = TfliteGraph(tflite).output_tensor()
+    if abs(float(t.scales[0]) - SOFTMAX_SCALE) > 1e-12 or int(t.zero_points[0]) != SOFTMAX_ZERO_POINT:
+        raise ExportError(f"streaming detection needs an int8 softmax output (scale 1/256, zero point -128), got scale {float(t.scales[0])} zp {int(t.zero_points[0])}")
+
+
+def smooth(outputs: np.ndarray, num_labels: int, average_inferences: int) -> tuple[np.ndarray, np.ndarray]:
+    """(S, n): int32 sums of p = q + 128 over the last W inferences, and how many were summed."""
+    p = np.asarray(outputs)[:, :num_labels].astype(np.int32) - SOFTMAX_ZERO_POINT
+    c = np.concatenate([np.zeros((1, num_labels), np.int64), np.cumsum(p, axis=0, dtype=np.int64)])
+    i = np.arange(p.shape[0])
+    lo = np.maximum(0, i + 1 - average_inferences)
+    sums = (c[i + 1] - c[lo]).astype(np.int32)
+    return sums, (i + 1 - lo).astype(np.int32)
+
+
+FRONTEND_STATES = ("warm", "reset")
+
+
+def score_stream(tflite: bytes, labels: Sequence[str], pcm: np.ndarray, frontend: FrontendConfig, cfg: DetectorConfig,
+                 arena_bytes: int | None = None, frontend_state: str = "warm") -> ScoreTrace:
+    """Run the model over an int16 stream every stride: the threshold-free part of detection.
+
+    ``frontend_state="reset"`` is a host-only measurement mode: every inference gets the per-clip
+    features of its own second of audio (a fresh frontend per window, as in training), which
+    costs a device ~8M instructions per window and is never what the firmware does. For the
+    stateless ``mfcc`` it equals ``warm`` up to float32 rounding.
+    """
+    if frontend_state not in FRONTEND_STATES:
+        raise ConfigError(f"frontend_state must be one of {FRONTEND_STATES}, got {frontend_state!r}")
+    _output_qparams(tflite)
+    labels = tuple(labels)
+    plan = cfg.plan(frontend)
+    pcm = np.asarray(pcm)
+    feats = stream_features(pcm, frontend)
+    scale, zp = input_qparams(tflite)
+    q = quantize_activations(feats, scale, zp)  # the ring holds int8 frames
+    t = plan.window_frames
+    newest = np.arange(t - 1, q.shape[0], plan.stride_frames)
+    if newest.size and frontend_state == "reset":
+        from polykws.datasets.frontend import compute_features_batch
+
+        starts = (newest - (t - 1)) * plan.frame_hop_samples
+        windows = np.concatenate([
+            quantize_activations(compute_features_batch(np.stack([pcm[s : s + frontend.clip_samples] for s in starts[i : i + 256]]).astype(np.float32) / 32768.0, frontend), scale, zp)
+            for i in range(0, len(starts), 256)
+        ])
+        outputs = run_tflm(tflite, windows[..., None], arena_bytes or find_arena_bytes(tflite))
+    elif newest.size:
+        windows = np.lib.stride_tricks.sliding_window_view(q, (t, q.shape[1]))[:, 0][newest - (t - 1)]
+        outputs = run_tflm(tflite, windows[..., None], arena_bytes or find_arena_bytes(tflite))
+    else:
+        outputs = np.zeros((0, len(labels)), np.int8)
+    sums, counts = smooth(outputs, len(labels), plan.average_inferences)
+    return ScoreTrace(newest.astype(np.int64), sums, counts, labels, plan.frame_hop_samples, frontend.window_samples, frontend.sample_rate_hz,
+                      np.ascontiguousarray(np.asarray(outputs)[:, : len(labels)]).astype(np.int8))
+
+
+def threshold_vector(labels: Sequence[str], thresholds: dict[str, int] | int) -> np.ndarray:
+    """Per-class thresholds (int64); _silence_ and _unknown_ get THRESHOLD_MAX (never fire)."""
+    if isinstance(thresholds, (int, np.integer)):
+        thresholds = {lb: int(thresholds) for lb in labels if lb not in NEVER_FIRE}
+    unknown = set(thresholds) - set(labels)
+    if unknown:
+        raise ConfigError(f"thresholds for labels the model does not have: {sorted(unknown)}")
+    vec = np.full(len(labels), THRESHOLD_MAX, np.int64)
+    for i, lb in enumerate(labels):
+        if lb in NEVER_FIRE:
+            continue
+        v = int(thresholds.get(lb, THRESHOLD_MAX))
+        if not 0 <= v <= THRESHOLD_MAX:
+            raise ConfigError(f"threshold for {lb!r} must be in [0, {THRESHOLD_MAX}], got {v}")
+        vec[i] = v
+    return vec
+
+
+def decide(trace: ScoreTrace, thresholds: dict[str, int] | int, refractory_frames: int) -> list[Detection]:
+    """Detections of a trace for the given thresholds (docs/STREAMING.md, step 4)."""
+    thr = threshold_vector(trace.labels, thresholds)
+    if not trace.frames.size:
+        return []
+    top = trace.sums.argmax(axis=1)  # numpy argmax: first maximum, as the firmware's loop
+    s_top = trace.sums[np.arange(top.size), top].astype(np.int64)
+    cand = np.flatnonzero(s_top >= thr[top] * trace.counts.astype(np.int64))
+    out: list[Detection] = []
+    last = None
+    for i in cand:
+        f = int(trace.frames[i])
+        if last is not None and f - last < refractory_frames:
+            continue
+        last = f
+        out.append(Detection(trace.labels[int(top[i])], f, float(trace.frame_end_s(f))))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+
+
+@dataclass(frozen=True)
+class StreamScore:
+    keywords: int
+    hits: int
+    false_accepts: int
+    duration_s: float
+    latencies_s: tuple[float, ...] = ()
+
+
+def match(detections: Sequence[Detection], truth: Iterable, sample_rate_hz: int, cfg: DetectorConfig) -> StreamScore:
+    """Hits, misses and false accepts of one stream; `truth` holds keyword events (label, end_sample)."""
+    truth = sorted(((e.end_sample / sample_rate_hz, e.label) for e in truth), key=lambda t: t[0])
+    used = [False] * len(truth)
+    hits, fa, lat = 0, 0, []
+    j0 = 0
+    for d in sorted(detections, key=lambda d: d.time_s):
+        while j0 < len(truth) and truth[j0][0] + cfg.match_after_s < d.time_s:
+            j0 += 1
+        matched = False
+        j = j0
+        while j < len(truth) and truth[j][0] - cfg.match_before_s <= d.time_s:
+            if not used[j] and truth[j][1] == d.keyword:
+                used[j] = matched = True
+                hits += 1
+                lat.append(d.time_s - truth[j][0])
+                break
+            j += 1
+        if not matched:
+            fa += 1
+    return StreamScore(len(truth), hits, fa, 0.0, tuple(lat))
+
+
+@dataclass(frozen=True)
+class DetPoint:
+    threshold: int
+    frr: float
+    fa_per_hour: float
+    false_accepts: int
+    hits: int
+    keywords: int
+    median_latency_s: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ScoredStream:
+    """A stream's trace and truth, kept so that thresholds can be swept without rerunning the model."""
+
+    name: str
+    trace: ScoreTrace
+    truth: tuple  # keyword StreamEvents
+    duration_s: float
+
+
+def det_curve(streams: Sequence[ScoredStream], cfg: DetectorConfig, refractory_frames: int,
+              thresholds: Iterable[int] = range(THRESHOLD_MAX + 1)) -> list[DetPoint]:
+    """One DET point per threshold (the same for every keyword), over all streams together.
+
+    FA/h divides false accepts by the total duration of all streams (keyword and negative ones).
+    """
+    hours = sum(s.duration_s for s in streams) / 3600.0
+    if hours <= 0:
+        raise ConfigError("no stream audio to score")
+    points = []
+    for t in thresholds:
+        hits = fa = kws = 0
+        lat: list[float] = []
+        for s in streams:
+            r = match(decide(s.trace, int(t), refractory_frames), s.truth, s.trace.sample_rate_hz, cfg)
+            hits, fa, kws = hits + r.hits, fa + r.false_accepts, kws + r.keywords
+            lat += r.latencies_s
+        points.append(DetPoint(int(t), 1.0 - hits / kws if kws else float("nan"), fa / hours, fa, hits, kws,
+                               float(np.median(lat)) if lat else None))
+    return points
+
+
+def operating_point(points: Sequence[DetPoint], target_fa_per_hour: float) -> DetPoint | None:
+    """The lowest-FRR point with FA/h <= target (ties: fewer false accepts, then the higher threshold)."""
+    ok = [p for p in points if p.fa_per_hour <= target_fa_per_hour]
+    if not ok:
+        return None
+    return min(ok, key=lambda p: (p.frr, p.fa_per_hour, -p.threshold))
+
+
+@dataclass(frozen=True)
+class LanguageThresholds:
+    """Per-keyword thresholds of one language, chosen on validation streams; JSON-able."""
+
+    language: str
+    labels: tuple[str, ...]
+    thresholds: dict[str, int]
+    target_fa_per_hour: float
+    val_fa_per_hour: float
+    val_frr: float
+    val_hours: float
+    detector: dict = field(default_factory=dict)
+    frontend_hash: str = ""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["labels"] = list(self.labels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LanguageThresholds":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown threshold fields: {sorted(unknown)}")
+        return cls(**{**d, "labels": tuple(d["labels"]), "thresholds": {k: int(v) for k, v in d["thresholds"].items()}})
+
+
+def choose_thresholds(language: str, val_streams: Sequence[ScoredStream], cfg: DetectorConfig, frontend: FrontendConfig,
+                      target_fa_per_hour: float = 1.0) -> LanguageThresholds:
+    """The threshold (one for every keyword) with the lowest validation FRR at <= target FA/h.
+
+    When no threshold reaches the target, every keyword gets THRESHOLD_MAX (never fires) and the
+    validation figures say so (FRR 1.0).
+    """
+    if not val_streams:
+        raise ConfigError(f"{language}: no validation stream to choose thresholds on")
+    labels = val_streams[0].trace.labels
+    plan = cfg.plan(frontend)
+    points = det_curve(val_streams, cfg, plan.refractory_frames)
+    best = operating_point(points, target_fa_per_hour)
+    if best is None:
+        best = points[-1]
+    hours = sum(s.duration_s for s in val_streams) / 3600.0
+    return LanguageThresholds(
+        language=language,
+        labels=tuple(labels),
+        thresholds={lb: best.threshold for lb in labels if lb not in NEVER_FIRE},
+        target_fa_per_hour=float(target_fa_per_hour),
+        val_fa_per_hour=best.fa_per_hour,
+        val_frr=best.frr,
+        val_hours=hours,
+        detector=cfg.to_dict(),
+        frontend_hash=frontend.config_hash(),
+    )
+
+
+def detect(tflite: bytes, labels: Sequence[str], pcm: np.ndarray, frontend: FrontendConfig, cfg: DetectorConfig,
+           thresholds: dict[str, int] | int) -> list[Detection]:
+    """Detections (keyword, model frame index, time) of one int16 stream."""
+    return decide(score_stream(tflite, labels, pcm, frontend, cfg), thresholds, cfg.plan(frontend).refractory_frames)
+
+
+def stream_pcm(audio: np.ndarray) -> np.ndarray:
+    """A float stream as the int16 PCM a microphone would deliver."""
+    return audio_to_pcm16(audio)
