@@ -136,9 +136,8 @@ def _roles(bd: dict) -> dict:
     changed_head = sum(v for k, v in bd["changed_bytes_by_field"].items() if k.startswith("head "))
     return {
         "fixed_bytes": bd["fixed_bytes"],
-        "metadata_bytes": bd["metadata_bytes"],
         "records": bd["records"],
-        "record_overhead_bytes": bd["record_overhead_bytes"],
+        "stream_bytes": bd["stream_bytes"],
         "head_patched_bytes": head,
         "body_patched_bytes": body,
         "head_changed_bytes": changed_head,
@@ -236,8 +235,8 @@ def label_of(variant: str, budget) -> str:
 
 
 CSV_COLS = ["lang", "variant", "budget", "seed", "status", "body_params", "head_params", "total_params", "float_acc", "int8_acc",
-            "float_int8_agreement", "blob_bytes", "base_tflite_bytes", "blob_pct_of_base", "fixed_bytes", "metadata_bytes", "records",
-            "record_overhead_bytes", "head_patched_bytes", "body_patched_bytes", "head_changed_bytes", "body_changed_bytes",
+            "float_int8_agreement", "blob_bytes", "base_tflite_bytes", "blob_pct_of_base", "fixed_bytes", "records",
+            "stream_bytes", "head_patched_bytes", "body_patched_bytes", "head_changed_bytes", "body_changed_bytes",
             "changed_weight_bytes", "channels_refit", "clamped_weights", "val_acc", "adapt_test_acc", "tflm_vs_ref_mismatched_samples",
             "test_clips", "train_clips", "adapt_wall_s", "export_s", "selection", "delta_config", "reason"]
 
@@ -283,7 +282,7 @@ def aggregate(rows: list[dict]) -> dict:
             "bpp_median": statistics.median(bpp) if bpp else None,
             "test_clips": rs[0]["test_clips"],
             **{f"{k}_median": statistics.median(r[k] for r in rs)
-               for k in ("fixed_bytes", "records", "record_overhead_bytes", "head_patched_bytes", "body_patched_bytes", "body_changed_bytes")},
+               for k in ("fixed_bytes", "records", "stream_bytes", "head_patched_bytes", "body_patched_bytes", "body_changed_bytes")},
         }
     return out
 
@@ -318,7 +317,7 @@ def markdown(rows: list[dict], jobs: list[dict], langs: list[str], base_bytes: i
             "params are medians over seeds ([min-max] where they differ). B / body param = (blob - the same language's head-only "
             "blob) / updated body parameters.")
     # Where the bytes go, medians over seeds.
-    lines = ["", "", "| method | lang | blob B | fixed (header+labels+meta+CRC) | records | record overhead | head patched | body patched | body changed |",
+    lines = ["", "", "| method | lang | blob B | fixed (header+digest+labels+CRC) | records | stream | head patched | body patched | body changed |",
              "|---|---|---|---|---|---|---|---|---|"]
     for v, b in cells:
         for lg in langs:
@@ -326,7 +325,7 @@ def markdown(rows: list[dict], jobs: list[dict], langs: list[str], base_bytes: i
             if a is None:
                 continue
             lines.append(f"| {label_of(v, b)} | {lg} | {a['blob_median']:,.0f} | {a['fixed_bytes_median']:,.0f} | {a['records_median']:,.0f} | "
-                         f"{a['record_overhead_bytes_median']:,.0f} | {a['head_patched_bytes_median']:,.0f} | {a['body_patched_bytes_median']:,.0f} | "
+                         f"{a['stream_bytes_median']:,.0f} | {a['head_patched_bytes_median']:,.0f} | {a['body_patched_bytes_median']:,.0f} | "
                          f"{a['body_changed_bytes_median']:,.0f} |")
     return out + "\n".join(lines)
 
@@ -423,7 +422,7 @@ def swr_budget_bytes_report(out: Path, langs: list[str], seeds: list[int], budge
             for b in budgets:
                 r = json.loads((out / "rows" / f"{lg}__{variant}__{b}__s{seed}.json").read_text())
                 diff = r["blob_bytes"] - ho["blob_bytes"]
-                actual = diff - (r["metadata_bytes"] - ho["metadata_bytes"])
+                actual = diff  # metadata is referenced by hash: both blobs carry the same fixed fields
                 est = r["estimated_body_blob_bytes"]
                 rows.append({"lang": lg, "seed": seed, "budget_bytes": b, "estimated_body_bytes": est, "blob_bytes": r["blob_bytes"],
                              "head_only_blob_bytes": ho["blob_bytes"], "blob_minus_head_only": diff, "actual_body_bytes": actual,

@@ -35,9 +35,8 @@ class DiffPruneLayer(DeltaLayer):
 
     @classmethod
     def blob_bytes(cls, module, cfg) -> int:
-        # Worst case, every nonzero isolated: one padded patch record each (neighbours merge and
-        # cost less; docs/BENCHMARKS.md measures 7-22 B a nonzero).
-        return sparse_weight_bytes(int(min(cfg.k, module.weight.numel())))
+        # k changed int8 weights scattered over the tensor: gap-coded positions plus their values.
+        return sparse_weight_bytes(int(min(cfg.k, module.weight.numel())), int(module.weight.numel()))
 
     def cost_params(self) -> int:
         return int(self.values.numel()) if self.fixed else type(self).cost(self.base_layer, self.cfg)
