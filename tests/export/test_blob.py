@@ -30,6 +30,7 @@ from polykws.export.blob import (
     decode_flash_image,
     encode_blob,
     encode_flash_image,
+    integrity_digest,
     meta_id,
 )
 from polykws.firmware.vectors import _patch_bad, _targeted_bad, raw_blob, recrc, v1_blob
@@ -294,14 +295,17 @@ def test_flash_image_refusals():
 #
 # Structure-aware: every input keeps a valid header and CRC (total_size and CRC recomputed), so
 # the label table, thresholds and the patch stream's record decoder are what gets exercised. The
-# property: refused with a name from a stage the header already passed, or a model that is
-# exactly the target (the digest is over the target, so nothing else may come out).
+# property: refused with a name from a stage the header already passed, or a model the blob's own
+# integrity digest covers, and exactly the target while the digest and labels are the good ones
+# (a fuzzer that copies a computed digest into its input makes a valid blob: a digest is an
+# integrity check, not a signature).
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _FUZZ_BASE = _GOOD_BASE
 _FUZZ_TARGET = bytes(_GOOD_TARGET)
 _FUZZ_GOOD = _GOOD
-_STREAM_AT = len(_GOOD) - 4 - len(decode_blob(_GOOD).stream)
+_GOOD_PARSED = decode_blob(_GOOD)
+_STREAM_AT = len(_GOOD) - 4 - len(_GOOD_PARSED.stream)
 # Once magic, version, total_size and CRC are valid, these are the only names left.
 _AFTER_HEADER = set(ERROR_CODES) - {"bad_magic", "unsupported_version", "bad_crc", "overlapping_patches"}
 
@@ -320,7 +324,10 @@ def _check(data: bytes) -> str:
     except BlobError as exc:
         assert exc.code in _AFTER_HEADER, f"{exc.code} after a valid header and CRC"
         return f"stream:{exc.code}" if "patch stream" in str(exc) else exc.code
-    assert out == _FUZZ_TARGET, "an accepted blob produced a model other than its target"
+    parsed = decode_blob(data)
+    assert integrity_digest(out, data[:BLOB_HEADER_SIZE], parsed.covered).hex() == parsed.digest
+    if parsed.digest == _GOOD_PARSED.digest and parsed.covered == _GOOD_PARSED.covered:
+        assert out == _FUZZ_TARGET, "an accepted blob with the good digest and labels produced another model"
     return "ok"
 
 
