@@ -168,7 +168,7 @@ def build_stages(cfg: PipelineConfig, *, progress: bool = True) -> list[Stage]:
                         name, "adapt", S.adapt_stage,
                         {"language": lang, "method": method, "method_options": dict(a.method_options.get(method, {})),
                          "budget": budget, "seed": seed, "fit": dict(a.fit), "threads": a.threads_per_job},
-                        deps=("base", f"features/{lang}"), version=VERSIONS["adapt"], code=("polykws.training",),
+                        deps=("base", f"features/{lang}"), version=VERSIONS["adapt"], code=("polykws.training", "polykws.core.patchcode"),
                         fanout=True, threads=a.threads_per_job, seed=seed, runtime=runtime))
                     adapt_jobs.append(name)
                     if method == a.ship_method and (budget == a.ship_budget or budget is None) and seed == a.seeds[0]:
@@ -190,16 +190,16 @@ def build_stages(cfg: PipelineConfig, *, progress: bool = True) -> list[Stage]:
             out.append(Stage(name, "export", S.export_language_stage,
                              {"language": lang, "base_language": b.language, "calibration_samples": e.calibration_samples,
                               "adapt_stage": job, "scales": e.scales},
-                             deps=("export_base", job, f"features/{lang}"), version=VERSIONS["export"], code=("polykws.export",),
+                             deps=("export_base", job, f"features/{lang}"), version=VERSIONS["export"], code=("polykws.export", "polykws.core.patchcode"),
                              fanout=True, threads=1, runtime=runtime))
             export_jobs[job] = name
         ship_export = {lang: export_jobs[job] for lang, job in ship_adapt.items()}
         out.append(Stage("pack", "pack", S.pack_stage,
                          {"languages": list(a.languages), "base_language": b.language, "ship": ship_export},
-                         deps=("export_base", *ship_export.values()), version=VERSIONS["pack"], code=("polykws.export",)))
+                         deps=("export_base", *ship_export.values()), version=VERSIONS["pack"], code=("polykws.export", "polykws.core.patchcode")))
         out.append(Stage("tflm_eval", "tflm_eval", S.tflm_eval_stage,
                          {"base_language": b.language, "ship": ship_export},
-                         deps=("pack", *ship_export.values(), *feats_all), version=VERSIONS["tflm_eval"], code=("polykws.export",)))
+                         deps=("pack", *ship_export.values(), *feats_all), version=VERSIONS["tflm_eval"], code=("polykws.export", "polykws.core.patchcode")))
         missing, fw_info = firmware_status(cfg)
         if cfg.firmware.enabled == "on" and missing:
             raise ConfigError("firmware.enabled is on but: " + "; ".join(missing))
