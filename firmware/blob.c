@@ -212,7 +212,9 @@ pkwb_status pkwb_threshold(const pkwb_blob *blob, uint32_t index, uint8_t *value
 #define C4_GAP (C4_COUNT + GAMMA_MODEL)
 #define C4_MAG_DELTA (C4_GAP + GAMMA_MODEL)
 #define C4_MAG_LITERAL (C4_MAG_DELTA + GAMMA_MODEL)
-#define NUM_CONTEXTS (C4_MAG_LITERAL + GAMMA_MODEL)
+#define C4_DERIVED (C4_MAG_LITERAL + GAMMA_MODEL)
+#define NUM_CONTEXTS (C4_DERIVED + 1u)
+#define CANONICAL_NAN 0x7FC00000u
 /* Offsets inside a class block: mode bit, value-mode bit, two bitmap contexts. */
 #define CLS_MODE 0u
 #define CLS_VMODE 1u
@@ -384,6 +386,28 @@ static pkwb_status bitmap_bytes(rc_dec *d, uint8_t *out, uint64_t limit, uint64_
     return err ? PKWB_ERR_TRUNCATED : PKWB_OK;
 }
 
+/* Derived word element: float32(multiplier x the reference element) as bits, every NaN made
+ * CANONICAL_NAN (platforms differ in the NaN they produce), plus the residual v. The reference
+ * lies wholly before the record (checked when its header was read); the write is bounds-checked. */
+static pkwb_status put_derived(uint8_t *out, uint64_t limit, uint64_t start, uint64_t ref_start, uint64_t index,
+                               float multiplier, uint32_t v) {
+    uint64_t at = start + 4u * index;
+    uint32_t ref_bits, pred;
+    float ref, prod;
+    if (at + 4u > limit || ref_start + 4u * index + 4u > start) return PKWB_ERR_OUT_OF_RANGE;
+    ref_bits = rd32(out + ref_start + 4u * index);
+    memcpy(&ref, &ref_bits, 4);
+    prod = multiplier * ref;
+    memcpy(&pred, &prod, 4);
+    if ((pred & 0x7F800000u) == 0x7F800000u && (pred & 0x007FFFFFu) != 0) pred = CANONICAL_NAN;
+    pred += v;
+    out[at] = (uint8_t)pred;
+    out[at + 1] = (uint8_t)(pred >> 8);
+    out[at + 2] = (uint8_t)(pred >> 16);
+    out[at + 3] = (uint8_t)(pred >> 24);
+    return PKWB_OK;
+}
+
 static pkwb_status apply_stream(const pkwb_blob *blob, uint8_t *out, uint64_t limit) {
     rc_dec d;
     uint32_t i, count;
@@ -400,9 +424,10 @@ static pkwb_status apply_stream(const pkwb_blob *blob, uint8_t *out, uint64_t li
     count = gamma_dec(&d, CTX_HDR) - 1u;
     if (d.err) return PKWB_ERR_TRUNCATED;
     for (i = 0; i < count; ++i) {
-        uint64_t start, end;
+        uint64_t start, end, ref_start = 0;
         uint32_t skip, width, span, cls;
-        unsigned mode, literal;
+        unsigned mode, literal, derived;
+        float multiplier = 0.0f;
         skip = gamma_dec(&d, CTX_HDR);
         if (d.err) return PKWB_ERR_TRUNCATED;
         start = prev_end + skip - 1u;
@@ -413,8 +438,26 @@ static pkwb_status apply_stream(const pkwb_blob *blob, uint8_t *out, uint64_t li
         end = start + (uint64_t)width * span;
         if (end > blob->model_size) return PKWB_ERR_OUT_OF_RANGE;
         cls = width == 4u ? C4 : C1;
+        derived = 0;
+        if (width == 4u) {
+            derived = rc_bit(&d, C4_DERIVED);
+            if (d.err) return PKWB_ERR_TRUNCATED;
+        }
+        if (derived) {
+            uint32_t back, bits = 0;
+            unsigned k;
+            back = gamma_dec(&d, CTX_HDR);
+            if (d.err) return PKWB_ERR_TRUNCATED;
+            if (4u * (uint64_t)back > start || start - 4u * (uint64_t)back + 4u * (uint64_t)span > start)
+                return PKWB_ERR_OUT_OF_RANGE;
+            ref_start = start - 4u * (uint64_t)back;
+            for (k = 0; k < 32u; ++k) bits = (bits << 1) | rc_direct(&d);
+            if (d.err) return PKWB_ERR_TRUNCATED;
+            memcpy(&multiplier, &bits, 4);
+        }
         mode = rc_bit(&d, cls + CLS_MODE);
-        literal = rc_bit(&d, cls + CLS_VMODE);
+        if (d.err) return PKWB_ERR_TRUNCATED;
+        literal = derived ? 1u : rc_bit(&d, cls + CLS_VMODE);
         if (d.err) return PKWB_ERR_TRUNCATED;
         if (mode == 0) { /* gaps */
             uint32_t k, j;
@@ -429,7 +472,8 @@ static pkwb_status apply_stream(const pkwb_blob *blob, uint8_t *out, uint64_t li
                 if (p >= (int64_t)span) return PKWB_ERR_OUT_OF_RANGE;
                 v = value_dec(&d, width, literal);
                 if (d.err) return PKWB_ERR_TRUNCATED;
-                st = put_element(out, limit, start, width, (uint64_t)p, v, literal);
+                st = derived ? put_derived(out, limit, start, ref_start, (uint64_t)p, multiplier, v)
+                             : put_element(out, limit, start, width, (uint64_t)p, v, literal);
                 if (st != PKWB_OK) return st;
             }
         } else if (width == 1u) { /* bitmap of int8 bytes */
@@ -446,7 +490,8 @@ static pkwb_status apply_stream(const pkwb_blob *blob, uint8_t *out, uint64_t li
                     pkwb_status st;
                     v = value_dec(&d, width, literal);
                     if (d.err) return PKWB_ERR_TRUNCATED;
-                    st = put_element(out, limit, start, width, p, v, literal);
+                    st = derived ? put_derived(out, limit, start, ref_start, p, multiplier, v)
+                                 : put_element(out, limit, start, width, p, v, literal);
                     if (st != PKWB_OK) return st;
                 }
             }

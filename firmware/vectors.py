@@ -25,6 +25,7 @@ from typing import Sequence
 
 from polykws.core.patchcode import (
     _CLS,
+    C4_DERIVED,
     CTX_HDR,
     CTX_WIDTH,
     NUM_CONTEXTS,
@@ -164,6 +165,8 @@ class StreamWriter:
         """Header of one record; returns the class's (bitmap, count, gap) contexts."""
         mode_ctx, vmode_ctx, bitmap, count, gap = _CLS[width]
         self.number(CTX_HDR, skip + 1).bit(CTX_WIDTH, WIDTHS.index(width)).number(CTX_HDR, span)
+        if width == 4:
+            self.bit(C4_DERIVED, 0)
         self.bit(mode_ctx, mode).bit(vmode_ctx, literal)
         return bitmap, count, gap
 
@@ -461,6 +464,29 @@ def _patch_bad(rng: random.Random, base: bytes) -> list[tuple[str, bytes, bytes]
     v.append(("target_mismatch__literal_words", blob(one(8, 4, 3, 1, [(0, 0), (2, -5), (1, 1 << 31)], literal=1)), base))
     v.append(("good_literal_rewrite", raw_blob(base=base, target=_literal_target(base), stream=one(8, 1, 3, 0, [(0, 0), (1, -3), (2, 127)], literal=1)), base))
     v.append(("good_empty_stream", raw_blob(base=base, stream=StreamWriter().number(CTX_HDR, 1).finish()), base))
+
+    def derived(skip: int, span: int, back: int, mult: int, items: list[tuple[int, int]], count: int = 1, cut: int = 0) -> bytes:
+        w = StreamWriter().number(CTX_HDR, count + 1)
+        w.number(CTX_HDR, skip + 1).bit(CTX_WIDTH, 1).number(CTX_HDR, span).bit(C4_DERIVED, 1).number(CTX_HDR, back)
+        for i in range(31, -1 + cut, -1):
+            w.enc.direct((mult >> i) & 1)
+        if cut:
+            return w.finish()
+        _, _, bitmap, count_ctx, gap = _CLS[4]
+        w.bit(_CLS[4][0], 0).number(count_ctx, len(items))
+        prev = -1
+        for p, d in items:
+            w.number(gap, p - prev).value(4, d, 1)
+            prev = p
+        return w.finish()
+
+    one_f = 0x3F800000  # 1.0f: the reference words themselves
+    v.append(("out_of_range__derived_ref_before_model", blob(derived(8, 2, 3, one_f, [(0, 0)])), base))
+    v.append(("out_of_range__derived_ref_overlaps_record", blob(derived(40, 8, 4, one_f, [(0, 0)])), base))
+    v.append(("target_mismatch__derived_copy", blob(derived(40, 4, 8, one_f, [(0, 0), (3, 5)])), base))
+    v.append(("target_mismatch__derived_nan", blob(derived(40, 4, 8, 0x7F800001, [(1, 0), (2, -1)])), base))
+    v.append(("target_mismatch__derived_inf_times_zero", blob(derived(40, 4, 8, 0x7F800000, [(0, 0)])), base))
+    v.append(("truncated__derived_multiplier_cut", blob(derived(40, 4, 8, one_f, [], cut=20)), base))
     v.append(("size_mismatch__short_base", good, base[:-1]))
     v.append(("size_mismatch__long_base", good, base + b"\0"))
     other = bytearray(base)
@@ -667,6 +693,30 @@ def write_vectors(out_dir: Path, seed: int = 1234, mutations: int = 240) -> list
         if exp.code != "ok" or exp.expected_bytes != bytes(target):
             raise AssertionError(f"Python refuses its own good vector {name}: {exp.code}")
         goods.append((blob, tbase))
+
+    # Derived word records: a "bias scale" region that is float32(c x the "weight scale" region).
+    import numpy as np
+
+    dbase = bytearray(_model(rng, 4_000))
+    ws = np.array([rng.uniform(1e-3, 5e-2) for _ in range(200)], np.float32)
+    c = np.float32(0.0312)
+    dbase[1000:1800] = ws.tobytes()
+    dbase[2000:2800] = (c * ws).astype(np.float32).tobytes()
+    dtarget = bytearray(dbase)
+    w2 = ws.copy()
+    w2[::3] *= np.float32(1.07)
+    dtarget[1000:1800] = w2.tobytes()
+    dtarget[2000:2800] = (c * w2).astype(np.float32).tobytes()
+    dtarget[2400:2404] = (1).to_bytes(4, "little")  # one element the product does not predict
+    dregions = [(1000, 1800, 4), (2000, 2800, 4)]
+    for name, tgt in [("derived_words", bytes(dtarget))]:
+        blob = encode_blob(bytes(dbase), tgt, "en", ["a"], {}, regions=dregions)
+        if not any(r.ref_back for r in decode_blob(blob).records()):
+            raise AssertionError("the derived-record vector did not derive")
+        exp = w.apply(blob, bytes(dbase), f"good_{name}")
+        if exp.code != "ok" or exp.expected_bytes != tgt:
+            raise AssertionError(f"Python refuses its own good vector {name}: {exp.code}")
+        goods.append((blob, bytes(dbase)))
 
     blob0, base0 = goods[0]
     for name, blob, base in _targeted_bad(rng, goods[4][0], goods[4][1]) + _patch_bad(rng, base0):

@@ -58,7 +58,9 @@ C4_COUNT = C4 + 6
 C4_GAP = C4_COUNT + GAMMA_MODEL_SIZE
 C4_MAG_DELTA = C4_GAP + GAMMA_MODEL_SIZE
 C4_MAG_LITERAL = C4_MAG_DELTA + GAMMA_MODEL_SIZE
-NUM_CONTEXTS = C4_MAG_LITERAL + GAMMA_MODEL_SIZE
+C4_DERIVED = C4_MAG_LITERAL + GAMMA_MODEL_SIZE  # word records: predicted from an earlier region?
+NUM_CONTEXTS = C4_DERIVED + 1
+CANONICAL_NAN = 0x7FC00000  # every NaN a product yields is taken as this one (platforms differ)
 
 # per width: (mode, value mode, bitmap, count, gap) context bases
 _CLS = {1: (C1_MODE, C1_VMODE, C1_BITMAP, C1_COUNT, C1_GAP), 4: (C4_MODE, C4_VMODE, C4_BITMAP, C4_COUNT, C4_GAP)}
@@ -86,6 +88,10 @@ class Record:
     deltas: np.ndarray | None  # int64, target - base modulo 2^(8 width), as a signed value, never 0
     literals: np.ndarray | None = None  # int64, the target elements as signed values
     literal: bool | None = None  # which of the two a decoded record carries; None for a plan
+    # Derived word records: element p = float32(multiplier * element p of the region starting
+    # ref_back words before `start`) + value, as 32-bit patterns (values in `literals`, may be 0).
+    ref_back: int = 0
+    multiplier: int = 0  # float32 bits
 
     @property
     def end(self) -> int:
@@ -385,11 +391,20 @@ def encode_records(records: Sequence[Record], boundaries: list[int] | None = Non
         gamma_encode(enc, probs, CTX_HDR, r.start - prev_end + 1)
         enc.bit(probs, CTX_WIDTH, WIDTHS.index(r.width))
         gamma_encode(enc, probs, CTX_HDR, r.span)
+        if r.width == 4:
+            enc.bit(probs, C4_DERIVED, 1 if r.ref_back else 0)
+            if r.ref_back:
+                gamma_encode(enc, probs, CTX_HDR, r.ref_back)
+                for i in range(31, -1, -1):
+                    enc.direct((r.multiplier >> i) & 1)
         mode_ctx, vmode_ctx, bitmap, count, gap = _CLS[r.width]
         mode = choose_mode(probs, r)
         enc.bit(probs, mode_ctx, mode)
-        literal = choose_value_mode(probs, r) if r.literal is None else int(r.literal)
-        enc.bit(probs, vmode_ctx, literal)
+        if r.ref_back:
+            literal = 1  # residuals from the prediction, coded with the literal word model
+        else:
+            literal = choose_value_mode(probs, r) if r.literal is None else int(r.literal)
+            enc.bit(probs, vmode_ctx, literal)
         values = (r.literals if literal else r.deltas).tolist()
         if mode == MODE_GAPS:
             gamma_encode(enc, probs, count, len(values))
@@ -446,9 +461,16 @@ def for_each_record(stream: bytes, model_size: int, sink) -> None:
         end = start + width * span
         if end > model_size:
             raise PatchCodeError("out_of_range", f"record {i} [{start}, {end}) exceeds the model's {model_size} bytes")
+        ref_back = multiplier = 0
+        if width == 4 and dec.bit(probs, C4_DERIVED):
+            ref_back = gamma_decode(dec, probs, CTX_HDR)
+            if 4 * ref_back > start or start - 4 * ref_back + 4 * span > start:
+                raise PatchCodeError("out_of_range", f"record {i}: its reference {ref_back} words back is not wholly before it")
+            for _ in range(32):
+                multiplier = (multiplier << 1) | dec.direct()
         mode_ctx, vmode_ctx, bitmap, count_ctx, gap = _CLS[width]
         mode = dec.bit(probs, mode_ctx)
-        literal = dec.bit(probs, vmode_ctx)
+        literal = 1 if ref_back else dec.bit(probs, vmode_ctx)
         positions: list[int] = []
         values: list[int] = []
         if mode == MODE_GAPS:
@@ -469,10 +491,20 @@ def for_each_record(stream: bytes, model_size: int, sink) -> None:
                     values.append(_decode_value(dec, probs, width, literal))
         arr = np.asarray(values, np.int64)
         pos = np.asarray(positions, np.int64)
-        sink(Record(start, width, span, pos, None if literal else arr, arr if literal else None, bool(literal)))
+        sink(Record(start, width, span, pos, None if literal else arr, arr if literal else None, bool(literal), ref_back, multiplier))
         prev_end = end
     if dec.pos != len(dec.data):
         raise PatchCodeError("bad_size", f"{len(dec.data) - dec.pos} bytes after the last record of the patch stream")
+
+
+def float32_product_bits(multiplier: int, words: np.ndarray) -> np.ndarray:
+    """IEEE float32 products multiplier x words (all as bit patterns), every NaN made CANONICAL_NAN."""
+    m = np.array([multiplier], np.uint32).view(np.float32)[0]
+    with np.errstate(all="ignore"):
+        prod = (m * np.asarray(words, np.uint32).view(np.float32)).astype(np.float32)
+    bits = prod.view(np.uint32).copy()
+    bits[np.isnan(prod)] = CANONICAL_NAN
+    return bits
 
 
 def apply_records(out: bytearray, records: Sequence[Record]) -> None:
@@ -482,7 +514,12 @@ def apply_records(out: bytearray, records: Sequence[Record]) -> None:
             raise PatchCodeError("out_of_range", f"record [{r.start}, {r.end}) exceeds the model's {len(out)} bytes")
         mask = 0xFF if r.width == 1 else MASK32
         view = np.frombuffer(bytes(out[r.start : r.end]), np.uint8 if r.width == 1 else "<u4").astype(np.int64)
-        if r.literal:
+        if r.ref_back:
+            ref_start = r.start - 4 * r.ref_back
+            ref = np.frombuffer(bytes(out[ref_start : ref_start + 4 * r.span]), "<u4")
+            pred = float32_product_bits(r.multiplier, ref).astype(np.int64)
+            view[r.positions] = (pred[r.positions] + r.literals) & mask
+        elif r.literal:
             view[r.positions] = r.literals & mask
         else:
             view[r.positions] = (view[r.positions] + r.deltas) & mask
@@ -531,8 +568,45 @@ def plan_records(base: bytes, target: bytes, regions: Sequence[tuple[int, int, i
             pos = idx - first
             lit = eb[idx]
             lit = np.where(lit >= 1 << 31, lit - (1 << 32), lit)
-            records.append(Record(start + 4 * first, 4, int(pos[-1]) + 1, pos.astype(np.int64), d.astype(np.int64), lit.astype(np.int64)))
+            rec = Record(start + 4 * first, 4, int(pos[-1]) + 1, pos.astype(np.int64), d.astype(np.int64), lit.astype(np.int64))
+            records.append(_derive(rec, (start, end), target, [c for c in cover if c[2] == 4 and c[1] <= rec.start]) or rec)
     return records
+
+
+def _derive(rec: Record, region: tuple[int, int], target: bytes, earlier: list[tuple[int, int, int]]) -> Record | None:
+    """`rec` as float32 products of an earlier, equally long word region's target values and one
+    multiplier, when that predicts at least 3/4 of its changed elements exactly (a bias scale is
+    the input scale times the weight scale: bias_scales in export/quantize.py)."""
+    k = len(rec.positions)
+    if k < 4:
+        return None
+    r_start, r_end = region
+    first = (rec.start - r_start) // 4
+    idx = first + rec.positions
+    t_rec = np.frombuffer(target, "<u4", count=(r_end - r_start) // 4, offset=r_start)[idx]
+    best, best_hits = None, int(0.75 * k) - 1
+    for q_start, q_end, _ in earlier:
+        if q_end - q_start != r_end - r_start or q_end > rec.start:
+            continue
+        q = np.frombuffer(target, "<u4", count=(q_end - q_start) // 4, offset=q_start)[idx]
+        qf, tf = q.view(np.float32), t_rec.view(np.float32)
+        ok = np.isfinite(qf) & np.isfinite(tf) & (qf != 0)
+        if not ok.any():
+            continue
+        with np.errstate(all="ignore"):
+            ratio = (tf[ok] / qf[ok]).astype(np.float32)
+        for c in {int(x) for x in ratio[:3].view(np.uint32)} | {int(np.median(ratio).astype(np.float32).view(np.uint32))}:
+            for cand in (c - 1, c, c + 1):
+                cand &= MASK32
+                hits = int(np.sum(float32_product_bits(cand, q) == t_rec))
+                if hits > best_hits:
+                    best_hits = hits
+                    ref_start = q_start + 4 * first
+                    resid = (t_rec.astype(np.int64) - float32_product_bits(cand, q).astype(np.int64)) & MASK32
+                    resid = np.where(resid >= 1 << 31, resid - (1 << 32), resid)
+                    best = Record(rec.start, 4, rec.span, rec.positions, None, resid.astype(np.int64), True,
+                                  (rec.start - ref_start) // 4, cand)
+    return best
 
 
 def _cover(size: int, regions: Sequence[tuple[int, int, int]]) -> list[tuple[int, int, int]]:

@@ -30,10 +30,12 @@ from polykws.core.patchcode import encode_records, estimate_record_bytes, plan_r
 INT8_DELTA_BITS = 5.5  # a re-quantized int8 weight
 INT32_BIAS_BITS = 11.5  # an int32 bias that follows a changed weight or scale
 FLOAT32_SCALE_BITS = 23.0  # a re-fitted float32 scale (its bits' difference from the base's)
+# A bias scale is the input scale times the weight scale: a derived record predicts it exactly
+# (32 bits of multiplier per record, then a zero residual per element).
+DERIVED_SCALE_BITS = 0.5
+DERIVED_RECORD_BITS = 32 + 16
 # Share of a tensor's int8 weights a dense delta moves (the rest round to the same byte).
 DENSE_CHANGED_FRACTION = 0.85
-# A re-fitted channel rewrites its weight scale, its bias scale and its int32 bias.
-CHANNEL_REQUANT_BITS = 2 * FLOAT32_SCALE_BITS + INT32_BIAS_BITS
 
 
 def exact_cost(base_tflite: bytes, merged_tflite: bytes) -> int:
@@ -105,11 +107,25 @@ def out_channels(module: nn.Module) -> int:
 
 
 def channel_requant_bytes(channels: int) -> int:
-    """Re-fitted scales of `channels` output channels: weight scale, bias scale, int32 bias (three records)."""
+    """Re-fitted scales of `channels` output channels: weight scale, bias scale (derived from the
+    weight scale), int32 bias: three records."""
     if channels <= 0:
         return 0
-    return int(round(2 * estimate_record_bytes(channels, channels, 4, FLOAT32_SCALE_BITS)
+    return int(round(estimate_record_bytes(channels, channels, 4, FLOAT32_SCALE_BITS)
+                     + estimate_record_bytes(channels, channels, 4, DERIVED_SCALE_BITS) + DERIVED_RECORD_BITS / 8
                      + estimate_record_bytes(channels, channels, 4, INT32_BIAS_BITS)))
+
+
+def scale_pair_cost(weight_scales_before: np.ndarray, weight_scales_after: np.ndarray, input_scale: float) -> int:
+    """Exact bytes of a site's weight-scale and bias-scale records (bias scale = input x weight
+    scale in float32, as the exporter stores it), coded as the blob codes them."""
+    s_in = np.float32(input_scale)
+    w0 = np.asarray(weight_scales_before, np.float32)
+    w1 = np.asarray(weight_scales_after, np.float32)
+    before = np.concatenate([w0, (s_in * w0).astype(np.float32)]).tobytes()
+    after = np.concatenate([w1, (s_in * w1).astype(np.float32)]).tobytes()
+    n = 4 * len(w0)
+    return len(encode_records(plan_records(before, after, [(0, n, 4), (n, 2 * n, 4)]))) - len(encode_records([]))
 
 
 def bias_bytes(module: nn.Module) -> int:
