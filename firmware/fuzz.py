@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polykws.core import PolykwsError
-from polykws.export.blob import BLOB_HEADER_SIZE, encode_blob, encode_flash_image
+from polykws.export.blob import BLOB_HEADER_SIZE, decode_blob, encode_blob, encode_flash_image
 
 FIRMWARE_DIR = Path(__file__).resolve().parent
 SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all")
@@ -48,9 +48,24 @@ def write_seeds(out_dir: Path, seed: int = 0) -> Path:
     for p in sorted(rng.sample(range(1200), 60)):
         t[p] = (t[p] + rng.choice([1, 2, -1, -3, 40])) & 0xFF
     t[400:560] = bytes(rng.getrandbits(8) for _ in range(160))  # a re-trained region: literals
+    # scales and their float32 products (bias scales): derived records
+    import numpy as np
+
+    w = np.array([rng.uniform(1e-3, 5e-2) for _ in range(50)], np.float32)
+    c = np.float32(0.02)
+    b = bytearray(base)
+    b[760:960] = w.tobytes()
+    b[960:1160] = (c * w).astype(np.float32).tobytes()
+    base = bytes(b)
+    w2 = w.copy()
+    w2[::2] *= np.float32(1.1)
+    t[760:960] = w2.tobytes()
+    t[960:1160] = (c * w2).astype(np.float32).tobytes()
     target = bytes(t)
-    regions = [(0, 400, 1), (400, 560, 1), (560, 960, 4), (960, 1200, 1)]
+    regions = [(0, 400, 1), (400, 560, 1), (560, 760, 4), (760, 960, 4), (960, 1160, 4), (1160, 1200, 1)]
     blob = encode_blob(base, target, "uk", ["_silence_", "так", "ні"], {}, thresholds=b"\x40\x50\x60", regions=regions)
+    if not any(r.ref_back for r in decode_blob(blob).records()):
+        raise PolykwsError("the fuzz seed blob has no derived record")
     other = encode_blob(base, base, "lt", ["a"], {})
     image = encode_flash_image(base, [blob, other])
     for name, data in (("base.bin", base), ("target.bin", target), ("blob.bin", blob), ("image.bin", image)):
