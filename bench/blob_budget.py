@@ -48,7 +48,7 @@ PRIORITY = ["head_only", "swr@1000", f"{BYTE_FRIENDLY_LABEL}@1000", "diff_prune@
             "lowrank@1000", "recast@1000", "dense@1000", f"{BYTE_FRIENDLY_LABEL}@300", "swr@300", f"{BYTE_FRIENDLY_LABEL}@100",
             "bias_only", "bn_only"]
 CSV_COLS = ["lang", "cell", "method", "budget", "seed", "status", "body_params", "head_params", "updated_params", "float_acc", "int8_acc",
-            "blob_bytes", "base_tflite_bytes", "blob_pct_of_base", "fixed_bytes", "metadata_bytes", "records", "record_overhead_bytes",
+            "blob_bytes", "base_tflite_bytes", "blob_pct_of_base", "fixed_bytes", "records", "stream_bytes",
             "head_patched_bytes", "body_patched_bytes", "head_changed_bytes", "body_changed_bytes", "estimated_body_blob_bytes",
             "val_acc", "test_clips", "adapt_wall_s", "selection", "reason"]
 
@@ -97,7 +97,7 @@ def markdown(rows: list[dict], cells, langs: list[str], seeds: list[int], base_b
     acc_hdr = "int8 (float) %" if len(seeds) == 1 else f"int8 mean ± sd (float) %, {len(seeds)} seeds"
     lines = ["| method | " + " | ".join(f"{lg}: body params | {lg}: blob B (% base) | {lg}: B / body param | {lg}: {acc_hdr}" for lg in langs) + " |",
              "|---|" + "---|---|---|---|" * len(langs)]
-    roles = ["", "", "| method | lang | blob B | fixed (header+labels+meta+CRC) | records | record overhead | head patched | body patched | body changed |",
+    roles = ["", "", "| method | lang | blob B | fixed (header+digest+labels+CRC) | records | record stream B | head patched | body patched | body changed |",
              "|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         parts = []
@@ -114,7 +114,7 @@ def markdown(rows: list[dict], cells, langs: list[str], seeds: list[int], base_b
             parts += [f"{a['body_params']:,.0f}", f"{ok}{a['blob_bytes']:,.0f} ({a['blob_pct_of_base']:.2f}%){ok}{rng}",
                       "-" if b is None else f"{b:.1f}", acc]
             roles.append(f"| {c.name} | {lg} | {a['blob_bytes']:,.0f} | {a['fixed_bytes']:,.0f} | {a['records']:,.0f} | "
-                         f"{a['record_overhead_bytes']:,.0f} | {a['head_patched_bytes']:,.0f} | {a['body_patched_bytes']:,.0f} | "
+                         f"{a['stream_bytes']:,.0f} | {a['head_patched_bytes']:,.0f} | {a['body_patched_bytes']:,.0f} | "
                          f"{a['body_changed_bytes']:,.0f} |")
         lines.append(f"| {c.name} | " + " | ".join(parts) + " |")
     return "\n".join(lines) + (
@@ -126,15 +126,15 @@ def markdown(rows: list[dict], cells, langs: list[str], seeds: list[int], base_b
 def byte_budget_markdown(rows: list[dict]) -> tuple[str, list[dict]]:
     """SWR's estimated body blob bytes against the exporter's, per row.
 
-    Actual body bytes = blob - the same language's and seed's head-only blob, with the difference
-    in metadata size taken out (the two blobs' JSON metadata differ in length)."""
+    Actual body bytes = blob - the same language's and seed's head-only blob (metadata is referenced
+    by hash, so both blobs carry the same fixed bytes for the same labels)."""
     head, out = head_only_of(rows), []
     for r in rows:
         ho = head.get((r["lang"], r["seed"]))
         if r["cell"] == "head_only" or r["status"] != "ok" or ho is None:
             continue
         diff = r["blob_bytes"] - ho["blob_bytes"]
-        actual = diff - (r["metadata_bytes"] - ho["metadata_bytes"])
+        actual = diff - (r["fixed_bytes"] - ho["fixed_bytes"])
         est = r["estimated_body_blob_bytes"]
         out.append({"lang": r["lang"], "seed": r["seed"], "budget_bytes": r["budget"], "selection": r.get("selection"),
                     "body_params": r["body_params"], "estimated_body_bytes": est, "blob_bytes": r["blob_bytes"],

@@ -378,6 +378,9 @@ def export_language(
         **{k: v for k, v in (meta or {}).items() if k in ("method", "budget_params", "delta_config", "seed", "model_sha256")},
     }
     blob = encode_blob(base.tflite, rq.data, lang, labels, blob_meta)
+    # The blob references its metadata by hash only (meta_id); the text travels in the export
+    # description and from there into the pack manifest.
+    info["blob_meta"] = blob_meta
     if apply_blob(base.tflite, blob) != rq.data:  # encode_blob/apply_blob are tested; this guards the artifact
         raise ExportError(f"{lang}: blob does not reproduce the language model")
     ex = ExportedModel(

@@ -1,9 +1,11 @@
-"""Language blobs (PKWB) and the flash image (PKWF), exactly as docs/BLOB_FORMAT.md specifies.
+"""Language blobs (PKWB, format 2) and the flash image (PKWF), exactly as docs/BLOB_FORMAT.md specifies.
 
 A blob turns the shared int8 base `.tflite` into one language's `.tflite`, byte for byte: a
-list of byte-range patches plus the labels, the base's and the target's SHA-256 and a CRC.
-`firmware/blob.c` implements the same document; both parsers check the same rules in the same
-order and refuse bad input with the same error names (`BlobError.code` here, `PKWB_ERR_*` in C).
+32-byte header, an integrity digest (SHA-256 over the patched model, the language code, the
+label table and the thresholds), the label table, the thresholds, a range-coded patch stream
+(`polykws.core.patchcode`) and a CRC. `firmware/blob.c` implements the same document; both
+decoders check the same rules in the same order and refuse bad input with the same error names
+(`BlobError.code` here, `PKWB_ERR_*` in C).
 
 Only the standard library and numpy are used, so firmware tooling can import this module
 without TensorFlow or torch.
@@ -16,30 +18,39 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
-
-import numpy as np
+from typing import Any, Sequence
 
 from polykws.core import PolykwsError, stable_json
+from polykws.core.patchcode import (
+    MAX_MODEL_BYTES,
+    PatchCodeError,
+    Record,
+    apply_records,
+    decode_records,
+    encode_records,
+    plan_records,
+    tflite_regions,
+)
 
 BLOB_MAGIC = b"PKWB"
-BLOB_FORMAT_VERSION = 1
-BLOB_HEADER_SIZE = 96
-BLOB_MIN_SIZE = BLOB_HEADER_SIZE + 4  # header + CRC
+BLOB_FORMAT_VERSION = 2
+BLOB_HEADER_SIZE = 32
+DIGEST_BYTES = 32
+BLOB_PREFIX_SIZE = BLOB_HEADER_SIZE + DIGEST_BYTES  # header + integrity digest
+MIN_STREAM_BYTES = 4
+BLOB_MIN_SIZE = BLOB_PREFIX_SIZE + 4  # header + digest + CRC
+BLOB_ID_BYTES = 4  # base_id and meta_id: leading bytes of a SHA-256
 LANG_BYTES = 8
 MAX_LABELS = 255
-MAX_PATCHES = 0xFFFF
-RECORD_HEADER_BYTES = 8  # u32 offset + u32 length
 
 FLASH_MAGIC = b"PKWF"
-FLASH_FORMAT_VERSION = 1
+FLASH_FORMAT_VERSION = 2
 FLASH_HEADER_SIZE = 48
 FLASH_ENTRY_SIZE = 16
 FLASH_ALIGN = 16  # TFLM wants the model 16-byte aligned
 
-# Header: magic, version, header_size, total_size, lang, base_sha256, target_sha256,
-# model_size, num_labels, num_patches, meta_size.
-_BLOB_HEADER = struct.Struct("<4sHHI8s32s32sIHHI")
+# Header: magic, version, num_labels, num_thresholds, total_size, lang, model_size, base_id, meta_id.
+_BLOB_HEADER = struct.Struct("<4sHBBI8sI4s4s")
 assert _BLOB_HEADER.size == BLOB_HEADER_SIZE
 _FLASH_HEADER = struct.Struct("<4sHHII32s")
 assert _FLASH_HEADER.size == FLASH_HEADER_SIZE
@@ -76,43 +87,27 @@ class BlobError(PolykwsError):
 
 
 @dataclass(frozen=True)
-class Patch:
-    offset: int
-    data: bytes
-
-    @property
-    def end(self) -> int:
-        return self.offset + len(self.data)
-
-
-@dataclass(frozen=True)
 class Blob:
-    """A parsed, validated blob (rules 1-7). Applying it (rule 8) needs the base: `apply_blob`."""
+    """A parsed blob (rules 1-6). Applying it (rule 7: patch stream, digest) needs the base: `apply_blob`."""
 
     lang: str
     labels: tuple[str, ...]
-    base_sha256: str
-    target_sha256: str
+    thresholds: bytes
+    base_id: str  # hex of the base's SHA-256 leading BLOB_ID_BYTES
+    meta_id: str  # hex of the metadata JSON's SHA-256 leading BLOB_ID_BYTES
+    digest: str  # integrity digest (hex): model + lang + labels + thresholds
     model_size: int
-    patches: tuple[Patch, ...]
-    meta_bytes: bytes
-    total_size: int
+    stream: bytes = field(repr=False)
+    covered: bytes = field(repr=False)  # the blob bytes the digest covers after the model
+    total_size: int = 0
     format_version: int = BLOB_FORMAT_VERSION
 
-    @property
-    def meta(self) -> dict[str, Any]:
-        """The metadata JSON. Neither parser validates it (firmware skips it); the encoder writes valid JSON."""
+    def records(self) -> list[Record]:
+        """The decoded patch stream (BlobError on a stream the decoders refuse)."""
         try:
-            obj = json.loads(self.meta_bytes.decode("utf-8")) if self.meta_bytes else {}
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PolykwsError(f"blob {self.lang}: metadata is not UTF-8 JSON ({exc})") from None
-        if not isinstance(obj, dict):
-            raise PolykwsError(f"blob {self.lang}: metadata is not a JSON object")
-        return obj
-
-    @property
-    def patched_bytes(self) -> int:
-        return sum(len(p.data) for p in self.patches)
+            return decode_records(self.stream, self.model_size)
+        except PatchCodeError as exc:
+            raise BlobError(exc.code, str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,34 +153,23 @@ def _encode_labels(labels: Sequence[str]) -> bytes:
     return bytes(out)
 
 
-def changed_runs(base: bytes, target: bytes) -> list[tuple[int, int]]:
-    """Maximal [start, end) runs where `target` differs from `base` (equal lengths)."""
-    a = np.frombuffer(base, dtype=np.uint8)
-    b = np.frombuffer(target, dtype=np.uint8)
-    diff = np.concatenate(([False], a != b, [False]))
-    edges = np.flatnonzero(diff[1:] != diff[:-1])
-    return [(int(s), int(e)) for s, e in zip(edges[0::2], edges[1::2])]
+def meta_json(meta: dict[str, Any] | None) -> bytes:
+    """The metadata text a blob references by `meta_id` (the pack manifest carries it in full)."""
+    return stable_json(meta or {}).encode("utf-8")
 
 
-def _record_bytes(length: int) -> int:
-    return RECORD_HEADER_BYTES + _align(length)
+def meta_id(meta: dict[str, Any] | None) -> str:
+    return hashlib.sha256(meta_json(meta)).digest()[:BLOB_ID_BYTES].hex()
 
 
-def merge_runs(runs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Greedy left-to-right: join a run to the previous record when one record is no larger than two.
-
-    A gap costs its bytes; a separate record costs 8 header bytes plus padding. Deterministic, so
-    the same diff always gives the same blob.
-    """
-    merged: list[tuple[int, int]] = []
-    for start, end in runs:
-        if merged:
-            ps, pe = merged[-1]
-            if _record_bytes(end - ps) <= _record_bytes(pe - ps) + _record_bytes(end - start):
-                merged[-1] = (ps, end)
-                continue
-        merged.append((start, end))
-    return merged
+def integrity_digest(model: bytes, header: bytes, covered: bytes) -> bytes:
+    """SHA-256 of the model, then header bytes [6, 8) (label and threshold counts) and [12, 20)
+    (language), then the label table and thresholds: everything the device uses from a blob."""
+    h = hashlib.sha256(model)
+    h.update(header[6:8])
+    h.update(header[12:20])
+    h.update(covered)
+    return h.digest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,8 +182,14 @@ def encode_blob(
     lang: str,
     labels: Sequence[str],
     meta: dict[str, Any] | None = None,
+    thresholds: bytes = b"",
+    regions: Sequence[tuple[int, int, int]] | None = None,
 ) -> bytes:
-    """The blob that turns `base` into `target` (both complete .tflite files of equal length)."""
+    """The blob that turns `base` into `target` (both complete .tflite files of equal length).
+
+    `thresholds`: one byte per label, or none. `regions`: typed tensor regions of the base
+    (default: `tflite_regions(base)`); they only steer the coding, never what decodes.
+    """
     base, target = bytes(base), bytes(target)
     if len(base) != len(target):
         raise BlobError(
@@ -207,78 +197,71 @@ def encode_blob(
             f"base is {len(base)} bytes but the language model is {len(target)}: the models are not "
             "layout-identical, so no byte-patch blob can describe the difference",
         )
-    if len(base) > 0xFFFFFFFF:
-        raise BlobError("bad_size", "model larger than 4 GiB")
+    if len(base) > MAX_MODEL_BYTES:
+        raise BlobError("bad_size", f"model larger than {MAX_MODEL_BYTES} bytes")
     lang_field = encode_lang(lang)
     label_table = _encode_labels(labels)
-    meta_bytes = stable_json(meta or {}).encode("utf-8")
-
-    runs = merge_runs(changed_runs(base, target))
-    if len(runs) > MAX_PATCHES:
-        raise BlobError("bad_size", f"{len(runs)} patch records exceed the format's {MAX_PATCHES}")
-
-    body = bytearray(label_table)
-    body += meta_bytes
-    body += b"\0" * (_align(BLOB_HEADER_SIZE + len(body)) - BLOB_HEADER_SIZE - len(body))
-    for start, end in runs:
-        body += struct.pack("<II", start, end - start)
-        body += target[start:end]
-        body += b"\0" * (_align(end - start) - (end - start))
-    total = BLOB_HEADER_SIZE + len(body) + 4
+    thresholds = bytes(thresholds)
+    if len(thresholds) not in (0, len(labels)):
+        raise BlobError("bad_labels", f"{len(thresholds)} thresholds for {len(labels)} labels; give one per label or none")
+    records = plan_records(base, target, tflite_regions(base) if regions is None else regions)
+    stream = encode_records(records)
+    covered = label_table + thresholds
+    total = BLOB_PREFIX_SIZE + len(covered) + len(stream) + 4
     header = _BLOB_HEADER.pack(
         BLOB_MAGIC,
         BLOB_FORMAT_VERSION,
-        BLOB_HEADER_SIZE,
+        len(labels),
+        len(thresholds),
         total,
         lang_field,
-        hashlib.sha256(base).digest(),
-        hashlib.sha256(target).digest(),
         len(base),
-        len(labels),
-        len(runs),
-        len(meta_bytes),
+        hashlib.sha256(base).digest()[:BLOB_ID_BYTES],
+        bytes.fromhex(meta_id(meta)),
     )
-    data = header + bytes(body)
+    data = header + integrity_digest(target, header, covered) + covered + stream
     return data + struct.pack("<I", zlib.crc32(data) & 0xFFFFFFFF)
 
 
 def decode_blob(data: bytes, source: str | None = None) -> Blob:
-    """Parse and validate a blob (rules 1-7, in the document's order); BlobError on refusal."""
+    """Parse and validate a blob (rules 1-6, in the document's order); BlobError on refusal."""
     data = bytes(data)
 
     def fail(code: str, msg: str) -> BlobError:
         return BlobError(code, msg, source)
 
     size = len(data)
-    # 1. header + CRC
-    if size < BLOB_MIN_SIZE:
+    # 1-3. magic and version first, so a blob of any other version is named as such
+    if size < 6:
         raise fail("truncated", f"{size} bytes; a blob has at least {BLOB_MIN_SIZE}")
-    (magic, version, header_size, total_size, lang_field, base_sha, target_sha, model_size,
-     num_labels, num_patches, meta_size) = _BLOB_HEADER.unpack_from(data, 0)
-    # 2. magic
-    if magic != BLOB_MAGIC:
-        raise fail("bad_magic", f"magic {magic!r}, expected {BLOB_MAGIC!r}")
-    # 3. version
+    if data[:4] != BLOB_MAGIC:
+        raise fail("bad_magic", f"magic {data[:4]!r}, expected {BLOB_MAGIC!r}")
+    version = struct.unpack_from("<H", data, 4)[0]
     if version != BLOB_FORMAT_VERSION:
         raise fail("unsupported_version", f"format version {version}; this reader knows {BLOB_FORMAT_VERSION}")
     # 4. sizes
+    if size < BLOB_MIN_SIZE:
+        raise fail("truncated", f"{size} bytes; a blob has at least {BLOB_MIN_SIZE}")
+    (_, _, num_labels, num_thresholds, total_size, lang_field, model_size, base_id, mid) = _BLOB_HEADER.unpack_from(data, 0)
     if size < total_size:
         raise fail("truncated", f"{size} bytes but the header says {total_size}")
-    if size > total_size or header_size != BLOB_HEADER_SIZE:
-        raise fail("bad_size", f"{size} bytes, total_size {total_size}, header_size {header_size} (want {BLOB_HEADER_SIZE})")
+    if size > total_size:
+        raise fail("bad_size", f"{size} bytes but the header says {total_size}")
     # 5. CRC
     stored_crc = struct.unpack_from("<I", data, total_size - 4)[0]
     crc = zlib.crc32(data[: total_size - 4]) & 0xFFFFFFFF
     if crc != stored_crc:
         raise fail("bad_crc", f"CRC-32 {crc:08x} != stored {stored_crc:08x}")
-    # 6. body layout
+    # 6. fields and body layout
     lang = _check_lang_field(lang_field)
     if lang is None:
         raise fail("bad_lang", f"language field {lang_field!r} is not NUL-padded [a-z0-9_-]")
-    if num_labels == 0 or num_labels > MAX_LABELS:
-        raise fail("bad_labels", f"num_labels {num_labels}; must be 1..{MAX_LABELS}")
+    if num_labels == 0 or num_thresholds not in (0, num_labels):
+        raise fail("bad_labels", f"{num_labels} labels and {num_thresholds} thresholds; want >= 1 label and 0 or one threshold each")
+    if model_size > MAX_MODEL_BYTES:
+        raise fail("bad_size", f"model_size {model_size} exceeds {MAX_MODEL_BYTES}")
     body_end = total_size - 4
-    pos = BLOB_HEADER_SIZE
+    pos = BLOB_PREFIX_SIZE
     labels = []
     for i in range(num_labels):
         if pos + 1 > body_end:
@@ -296,69 +279,55 @@ def decode_blob(data: bytes, source: str | None = None) -> Blob:
         except UnicodeDecodeError:
             raise fail("bad_labels", f"label {i} is not valid UTF-8") from None
         pos += 1 + n
-    if pos + meta_size > body_end:
-        raise fail("truncated", f"metadata ({meta_size} bytes) runs past the end of the blob")
-    meta_bytes = data[pos : pos + meta_size]
-    pos += meta_size
-    while pos % 4:
-        if pos >= body_end:
-            raise fail("truncated", "padding after the metadata runs past the end of the blob")
-        if data[pos] != 0:
-            raise fail("bad_size", f"non-zero padding byte at {pos}")
-        pos += 1
-    records: list[tuple[int, int, int]] = []  # (offset, length, data position)
-    for i in range(num_patches):
-        if pos + RECORD_HEADER_BYTES > body_end:
-            raise fail("truncated", f"patch record {i} header runs past the end of the blob")
-        offset, length = struct.unpack_from("<II", data, pos)
-        end = pos + RECORD_HEADER_BYTES + _align(length)
-        if end > body_end:
-            raise fail("truncated", f"patch record {i} ({length} bytes) runs past the end of the blob")
-        if any(data[pos + RECORD_HEADER_BYTES + length : end]):
-            raise fail("bad_size", f"non-zero padding in patch record {i}")
-        if length == 0:
-            raise fail("bad_size", f"patch record {i} has length 0")
-        records.append((offset, length, pos + RECORD_HEADER_BYTES))
-        pos = end
-    if pos != body_end:
-        raise fail("bad_size", f"{body_end - pos} unexplained bytes before the CRC")
-    # 7. patches sorted, non-overlapping (all records), then inside the model (all records)
-    for i in range(1, len(records)):
-        prev_off, prev_len, _ = records[i - 1]
-        if records[i][0] < prev_off + prev_len:
-            raise fail("overlapping_patches", f"patch {i} at {records[i][0]} starts before patch {i - 1} ends at {prev_off + prev_len}")
-    for i, (offset, length, _) in enumerate(records):
-        if offset + length > model_size:
-            raise fail("out_of_range", f"patch {i} [{offset}, {offset + length}) exceeds the model's {model_size} bytes")
+    if pos + num_thresholds > body_end:
+        raise fail("truncated", "the thresholds run past the end of the blob")
+    thresholds = data[pos : pos + num_thresholds]
+    pos += num_thresholds
+    if body_end - pos < MIN_STREAM_BYTES:
+        raise fail("truncated", f"{body_end - pos} bytes left for the patch stream; it has at least {MIN_STREAM_BYTES}")
     return Blob(
         lang=lang,
         labels=tuple(labels),
-        base_sha256=base_sha.hex(),
-        target_sha256=target_sha.hex(),
+        thresholds=thresholds,
+        base_id=base_id.hex(),
+        meta_id=mid.hex(),
+        digest=data[BLOB_HEADER_SIZE:BLOB_PREFIX_SIZE].hex(),
         model_size=model_size,
-        patches=tuple(Patch(o, data[p : p + n]) for o, n, p in records),
-        meta_bytes=meta_bytes,
+        stream=data[pos:body_end],
+        covered=data[BLOB_PREFIX_SIZE:pos],
         total_size=total_size,
     )
 
 
 def apply_blob(base: bytes, blob: bytes | Blob, source: str | None = None) -> bytes:
-    """The language model: `base` patched by `blob` (rule 8). Raises BlobError, returning nothing, on refusal."""
+    """The language model: `base` patched by `blob` (rule 7). Raises BlobError, returning nothing, on refusal."""
     parsed = blob if isinstance(blob, Blob) else decode_blob(blob, source)
     base = bytes(base)
     if len(base) != parsed.model_size:
         raise BlobError("size_mismatch", f"base is {len(base)} bytes; blob {parsed.lang!r} patches a {parsed.model_size}-byte model", source)
-    if hashlib.sha256(base).hexdigest() != parsed.base_sha256:
-        raise BlobError("base_mismatch", f"blob {parsed.lang!r} was made for base {parsed.base_sha256[:16]}..., not this base", source)
+    if hashlib.sha256(base).digest()[:BLOB_ID_BYTES].hex() != parsed.base_id:
+        raise BlobError("base_mismatch", f"blob {parsed.lang!r} was made for base {parsed.base_id}..., not this base", source)
     out = bytearray(base)
-    for p in parsed.patches:
-        if p.end > len(out):  # decode_blob guarantees this; re-checked for hand-built Blob objects
-            raise BlobError("out_of_range", f"patch [{p.offset}, {p.end}) exceeds the model", source)
-        out[p.offset : p.end] = p.data
+    try:
+        apply_records(out, decode_records(parsed.stream, parsed.model_size))
+    except PatchCodeError as exc:
+        raise BlobError(exc.code, f"patch stream: {exc}", source) from None
     result = bytes(out)
-    if hashlib.sha256(result).hexdigest() != parsed.target_sha256:
-        raise BlobError("target_mismatch", f"patched model's SHA-256 does not match blob {parsed.lang!r}'s target", source)
+    header = _header_of(parsed)
+    if integrity_digest(result, header, parsed.covered).hex() != parsed.digest:
+        raise BlobError("target_mismatch", f"patched model, labels or thresholds do not match blob {parsed.lang!r}'s digest", source)
     return result
+
+
+def _header_of(b: Blob) -> bytes:
+    """The header bytes the digest covers, rebuilt from a parsed blob."""
+    return _BLOB_HEADER.pack(BLOB_MAGIC, b.format_version, len(b.labels), len(b.thresholds), b.total_size,
+                             encode_lang(b.lang), b.model_size, bytes.fromhex(b.base_id), bytes.fromhex(b.meta_id))
+
+
+def changed_bytes(blob: Blob) -> int:
+    """Bytes the patch stream changes (elements x width)."""
+    return sum(len(r.positions) * r.width for r in blob.records())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,7 +402,7 @@ def encode_flash_image(base: bytes, blobs: Sequence[bytes]) -> bytes:
     for p in parsed:
         if p.model_size != len(base):
             raise BlobError("size_mismatch", f"blob {p.lang!r} patches a {p.model_size}-byte model, base is {len(base)}")
-        if p.base_sha256 != base_sha.hex():
+        if p.base_id != base_sha[:BLOB_ID_BYTES].hex():
             raise BlobError("base_mismatch", f"blob {p.lang!r} was made for another base")
     table_end = FLASH_HEADER_SIZE + FLASH_ENTRY_SIZE * len(parsed)
     base_offset = _align(table_end, FLASH_ALIGN)
@@ -508,6 +477,6 @@ def decode_flash_image(data: bytes, source: str | None = None, verify_contents: 
                 raise fail("bad_lang", f"table entry {i} says {e.lang!r} but the blob is {blob.lang!r}")
             if blob.model_size != base_size:
                 raise fail("size_mismatch", f"blob {e.lang!r} patches a {blob.model_size}-byte model, base is {base_size}")
-            if blob.base_sha256 != base_sha.hex():
+            if blob.base_id != base_sha[:BLOB_ID_BYTES].hex():
                 raise fail("base_mismatch", f"blob {e.lang!r} was made for another base")
     return image

@@ -1,15 +1,16 @@
 """Where a blob's bytes go: per tensor and field (weights, weight scales, bias, ...) plus record overhead.
 
 Used by the benchmark to explain blob sizes and by transfer tooling to cost delta families in
-bytes rather than parameters (a per-channel scale costs 12 bytes after re-fitting; an isolated
-sparse weight costs a 1-byte change plus an 8-byte record header and padding).
+bytes rather than parameters. Stream bytes per record are the range coder's output position
+at each record boundary, so they sum to the stream length up to the coder's final flush.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-from polykws.export.blob import BLOB_HEADER_SIZE, RECORD_HEADER_BYTES, decode_blob
+from polykws.core.patchcode import record_stream_bytes
+from polykws.export.blob import BLOB_PREFIX_SIZE, apply_blob, decode_blob
 from polykws.export.requant import head_op_index
 from polykws.export.tflite_graph import TfliteGraph
 
@@ -38,29 +39,36 @@ def _field_owners(g: TfliteGraph) -> list[tuple[int, int, str]]:
 
 
 def blob_breakdown(base_tflite: bytes, blob: bytes) -> dict:
-    """Blob bytes by field, plus fixed costs (header, labels, metadata, record headers and padding)."""
+    """Blob bytes by field: changed bytes and (approximately) coded stream bytes per field, plus fixed costs."""
     parsed = decode_blob(blob)
     g = TfliteGraph(base_tflite, "base")
     owners = _field_owners(g)
+    records = parsed.records()
+    coded = record_stream_bytes(records)
     by_field: dict[str, int] = defaultdict(int)
     changed_by_field: dict[str, int] = defaultdict(int)
-    for p in parsed.patches:
-        for pos in range(p.offset, p.end):
-            label = next((lab for s, e, lab in owners if s <= pos < e), "outside fields (merged gap)")
-            by_field[label] += 1
-            if base_tflite[pos] != p.data[pos - p.offset]:
-                changed_by_field[label] += 1
-    records = len(parsed.patches)
-    record_overhead = sum(RECORD_HEADER_BYTES + (-len(p.data) % 4) for p in parsed.patches)
-    fixed = len(blob) - parsed.patched_bytes - record_overhead
+    stream_by_field: dict[str, float] = defaultdict(float)
+    target = apply_blob(base_tflite, blob)
+
+    def owner(pos: int) -> str:
+        return next((lab for s, e, lab in owners if s <= pos < e), "outside fields")
+
+    for r, nbytes in zip(records, coded):
+        label = owner(r.start)
+        stream_by_field[label] += nbytes
+        for p in r.positions.tolist():
+            at = r.start + r.width * p
+            by_field[label] += r.width
+            changed_by_field[label] += sum(base_tflite[at + i] != target[at + i] for i in range(r.width))
+    stream = len(parsed.stream)
     return {
         "blob_bytes": len(blob),
-        "patched_bytes": parsed.patched_bytes,
-        "records": records,
-        "record_overhead_bytes": record_overhead,
-        "fixed_bytes": fixed,  # header, labels, metadata, padding, CRC
-        "header_bytes": BLOB_HEADER_SIZE,
-        "metadata_bytes": len(parsed.meta_bytes),
+        "patched_bytes": sum(by_field.values()),
+        "records": len(records),
+        "stream_bytes": stream,
+        "fixed_bytes": len(blob) - stream,  # header, digest, labels, thresholds, CRC
+        "header_bytes": BLOB_PREFIX_SIZE,
         "patched_bytes_by_field": dict(sorted(by_field.items())),
         "changed_bytes_by_field": dict(sorted(changed_by_field.items())),
+        "stream_bytes_by_field": {k: round(v, 1) for k, v in sorted(stream_by_field.items())},
     }

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from polykws.export.api import ExportedModel
-from polykws.export.blob import apply_blob, decode_blob, decode_flash_image, encode_flash_image
+from polykws.export.blob import BLOB_ID_BYTES, apply_blob, decode_blob, decode_flash_image, encode_flash_image, meta_id
 from polykws.export.convert import ExportError
 from polykws.core import atomic_write_bytes, sha256_bytes
 from polykws.core import json_default
@@ -57,11 +57,18 @@ def pack(base: ExportedModel, languages: Sequence[ExportedModel], out_dir: str |
             raise ExportError(f"language {ex.lang!r} given twice")
         seen.add(ex.lang)
         blob = decode_blob(ex.blob, source=f"{ex.lang}.blob")
-        if blob.base_sha256 != base.sha256:
-            raise ExportError(f"{ex.lang}.blob was made for base {blob.base_sha256[:16]}..., not {base.sha256[:16]}...")
+        if blob.base_id != base.sha256[: 2 * BLOB_ID_BYTES]:
+            raise ExportError(f"{ex.lang}.blob was made for base {blob.base_id}..., not {base.sha256[:16]}...")
+        # apply_blob checks the integrity digest over model, language, labels and thresholds, so
+        # the labels below (read back from the blob) are the ones the device will show.
         rebuilt = apply_blob(base.tflite, ex.blob, source=f"{ex.lang}.blob")
         if rebuilt != ex.tflite:
             raise ExportError(f"{ex.lang}: base + blob differs from the exported {ex.lang}.tflite")
+        if blob.labels != tuple(ex.labels):
+            raise ExportError(f"{ex.lang}.blob carries labels {list(blob.labels)}, the export says {list(ex.labels)}")
+        blob_meta = ex.meta.get("blob_meta")
+        if blob_meta is not None and meta_id(blob_meta) != blob.meta_id:
+            raise ExportError(f"{ex.lang}.blob references metadata {blob.meta_id}, the export's hashes to {meta_id(blob_meta)}")
         blobs.append(ex.blob)
         entries[ex.lang] = {
             "file": f"{ex.lang}.blob",
@@ -69,9 +76,13 @@ def pack(base: ExportedModel, languages: Sequence[ExportedModel], out_dir: str |
             "blob_pct_of_base": round(100.0 * len(ex.blob) / len(base.tflite), 3),
             "blob_sha256": sha256_bytes(ex.blob),
             "tflite_sha256": ex.sha256,
-            "labels": list(ex.labels),
-            "patches": len(blob.patches),
-            "patched_bytes": blob.patched_bytes,
+            "labels": list(blob.labels),
+            "thresholds": list(blob.thresholds),
+            "blob_digest": blob.digest,
+            "blob_meta_id": blob.meta_id,
+            "blob_meta": blob_meta,
+            "records": len(blob.records()),
+            "changed_bytes": sum(len(r.positions) * r.width for r in blob.records()),
             "scales": ex.meta.get("scales"),
             **{k: ex.meta[k] for k in ("method", "budget_params") if k in ex.meta},
             **_accuracies(ex),

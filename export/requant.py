@@ -12,7 +12,7 @@ Per weighted op (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED):
 - the head (the FULLY_CONNECTED feeding the output SOFTMAX) is language-specific: by default its
   per-row scales are re-fitted and its output range is re-fitted on the language's calibration
   logits (a frozen range clamps logits and turns the top classes into argmax ties). Rows past
-  `num_labels` are padding: weight 0 and an int32 bias that pins their output to -128.
+  the language's `num_labels` keep the base's bytes: nothing reads them (argmax_first).
 
 The result is written into a copy of the base's bytes; only tensor data and quantization
 vectors change, which `tflite_graph.assert_layout_identical` then proves.
@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from polykws.export.blob import RECORD_HEADER_BYTES
 from polykws.export.convert import ExportError
 from polykws.export.quantize import (
     INT8_MIN,
@@ -40,6 +39,9 @@ from polykws.export.tflite_graph import OpInfo, TensorInfo, TfliteGraph
 
 SCALE_POLICIES = ("frozen", "refit", "auto")
 HEAD_POLICIES = ("frozen", "refit")
+# What the auto scale policy charges per run of changed weight bytes, beside the bytes
+# themselves: a run's start has to be coded (a gap or a bitmap stretch) in the patch stream.
+RUN_COST_BYTES = 8
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # Padding rows' logit sits this many output steps below the int8 minimum: saturates to -128.
 PAD_MARGIN_STEPS = 256
@@ -183,7 +185,7 @@ def _choose_scales(
     if policy == "refit":
         return s_refit, ~np.isclose(s_refit, s_base, rtol=0, atol=0)
     # auto: per channel, frozen unless it clamps or re-fitting costs fewer blob bytes. Changed
-    # weight bytes cost themselves plus a patch record header (8 B) per run of changed bytes; a
+    # weight bytes cost themselves plus RUN_COST_BYTES per run of changed bytes; a
     # re-fit additionally rewrites the channel's 4-byte weight scale, bias and bias scale, which
     # sit in contiguous vectors (no extra record per channel).
     q_frozen, clamped = quantize_weights(w_new, s_base, axis)
@@ -193,7 +195,7 @@ def _choose_scales(
     def blob_cost(q: np.ndarray) -> np.ndarray:
         changed = _per_channel(q, axis) != qb
         runs = np.sum(changed[:, 1:] & ~changed[:, :-1], axis=1) + changed[:, 0]
-        return changed.sum(axis=1) + RECORD_HEADER_BYTES * runs
+        return changed.sum(axis=1) + RUN_COST_BYTES * runs
 
     cost_frozen = blob_cost(q_frozen)
     cost_refit = blob_cost(q_refit) + 12
@@ -273,9 +275,12 @@ def requantize_language(
                 out_scale, out_zp = activation_qparams(lo, hi)
             else:
                 out_scale, out_zp = out_t.scales[0], int(out_t.zero_points[0])
+            # Slots past num_labels keep the base's bytes (weights, scales and bias): the device and
+            # the host evaluator take the arg-max over the language's own labels only
+            # (evaluate.argmax_first), so they are never read and cost the blob nothing.
             pad = np.arange(len(s)) >= num_labels
             _per_channel(q_w, axis)[pad] = _per_channel(q_base_w, axis)[pad]
-            q_b[pad] = _pad_bias(_per_channel(q_w, axis)[pad], s_in, s[pad], float(out_scale), out_zp)
+            q_b[pad] = q_base_b[pad]
             patch.scales(out_t, np.array([out_scale], np.float32))
             patch.zero_points(out_t, np.array([out_zp], np.int64))
             result.head_output = (float(out_scale), int(out_zp))

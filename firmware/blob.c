@@ -38,13 +38,18 @@ static uint32_t rd32(const uint8_t *p) {
 uint32_t pkw_crc32(const uint8_t *data, size_t len) { return pkw_crc32_update(0u, data, len); }
 
 uint32_t pkw_crc32_update(uint32_t crc, const uint8_t *data, size_t len) {
-    /* Bitwise on purpose: no 1 KB table in flash, and a blob is checked once per language switch. */
+    /* Four bits at a time from a 64-byte table: a quarter of the bitwise loop's work for a
+     * language switch, without a 1 KB byte table in flash. */
+    static const uint32_t kNibble[16] = {
+        0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u, 0x4DB26158u, 0x5005713Cu,
+        0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu, 0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu,
+    };
     size_t i;
     crc ^= 0xFFFFFFFFu;
     for (i = 0; i < len; ++i) {
-        unsigned bit;
         crc ^= data[i];
-        for (bit = 0; bit < 8; ++bit) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+        crc = (crc >> 4) ^ kNibble[crc & 15u];
+        crc = (crc >> 4) ^ kNibble[crc & 15u];
     }
     return crc ^ 0xFFFFFFFFu;
 }
@@ -101,38 +106,35 @@ static int utf8_valid(const uint8_t *s, uint32_t len) {
 }
 
 pkwb_status pkwb_parse(const uint8_t *data, size_t size, pkwb_blob *out) {
-    uint32_t total_size, header_size, model_size, meta_size, body_end, pos, i;
-    uint16_t num_labels, num_patches;
-    uint64_t prev_end;
+    uint32_t total_size, model_size, body_end, pos, i;
+    uint16_t num_labels, num_thresholds;
     pkwb_status st;
     char lang[PKWB_LANG_BYTES + 1];
 
     if (data == NULL || out == NULL) return PKWB_ERR_BAD_ARGUMENT;
-    /* 1. Header + CRC. */
-    if (size < PKWB_MIN_SIZE) return PKWB_ERR_TRUNCATED;
-    /* 2. Magic. */
+    /* 1-3. Magic and version first, so a blob of another version is named as such. */
+    if (size < 6u) return PKWB_ERR_TRUNCATED;
     if (memcmp(data, "PKWB", 4) != 0) return PKWB_ERR_BAD_MAGIC;
-    /* 3. Version. */
     if (rd16(data + 4) != PKWB_FORMAT_VERSION) return PKWB_ERR_UNSUPPORTED_VERSION;
-    /* 4. Sizes: fewer bytes than total_size is a truncation; anything else inconsistent is bad_size. */
-    header_size = rd16(data + 6);
+    /* 4. Sizes: fewer bytes than total_size is a truncation, more is bad_size. */
+    if (size < PKWB_MIN_SIZE) return PKWB_ERR_TRUNCATED;
     total_size = rd32(data + 8);
     if ((uint64_t)size < (uint64_t)total_size) return PKWB_ERR_TRUNCATED;
-    if ((uint64_t)size > (uint64_t)total_size || header_size != PKWB_HEADER_SIZE) return PKWB_ERR_BAD_SIZE;
+    if ((uint64_t)size > (uint64_t)total_size) return PKWB_ERR_BAD_SIZE;
     /* 5. CRC over everything before the trailing CRC field. */
     if (pkw_crc32(data, total_size - 4u) != rd32(data + total_size - 4u)) return PKWB_ERR_BAD_CRC;
 
-    /* 6. Body layout: label table, metadata, padding, patch records, ending exactly at the CRC. */
+    /* 6. Fields, then the body: label table, thresholds, at least 4 bytes of patch stream. */
     st = check_lang(data + 12, lang);
     if (st != PKWB_OK) return st;
-    model_size = rd32(data + 84);
-    num_labels = rd16(data + 88);
-    num_patches = rd16(data + 90);
-    meta_size = rd32(data + 92);
-    if (num_labels == 0 || num_labels > 255u) return PKWB_ERR_BAD_LABELS;
+    num_labels = data[6];
+    num_thresholds = data[7];
+    if (num_labels == 0 || (num_thresholds != 0 && num_thresholds != num_labels)) return PKWB_ERR_BAD_LABELS;
+    model_size = rd32(data + 20);
+    if (model_size > PKWB_MAX_MODEL) return PKWB_ERR_BAD_SIZE;
 
     body_end = total_size - 4u;
-    pos = PKWB_HEADER_SIZE;
+    pos = PKWB_PREFIX_SIZE;
     for (i = 0; i < num_labels; ++i) {
         uint32_t len, k;
         if (pos + 1u > body_end) return PKWB_ERR_TRUNCATED;
@@ -145,60 +147,23 @@ pkwb_status pkwb_parse(const uint8_t *data, size_t size, pkwb_blob *out) {
         if (!utf8_valid(data + pos + 1u, len)) return PKWB_ERR_BAD_LABELS;
         pos += 1u + len;
     }
-    if ((uint64_t)pos + meta_size > body_end) return PKWB_ERR_TRUNCATED;
-    out->meta_offset = pos;
-    pos += meta_size;
-    while (pos % 4u != 0) {
-        if (pos >= body_end) return PKWB_ERR_TRUNCATED;
-        if (data[pos] != 0) return PKWB_ERR_BAD_SIZE;
-        ++pos;
-    }
-    out->patches_offset = pos;
-    for (i = 0; i < num_patches; ++i) {
-        uint32_t len, padded;
-        uint64_t end;
-        if ((uint64_t)pos + 8u > body_end) return PKWB_ERR_TRUNCATED;
-        len = rd32(data + pos + 4u);
-        padded = (uint32_t)(((uint64_t)len + 3u) & ~(uint64_t)3u);
-        end = (uint64_t)pos + 8u + ((uint64_t)len + 3u) / 4u * 4u;
-        if (end > body_end) return PKWB_ERR_TRUNCATED;
-        {
-            uint32_t k;
-            for (k = len; k < padded; ++k) {
-                if (data[pos + 8u + k] != 0) return PKWB_ERR_BAD_SIZE;
-            }
-        }
-        if (len == 0) return PKWB_ERR_BAD_SIZE;
-        pos = (uint32_t)end;
-    }
-    if (pos != body_end) return PKWB_ERR_BAD_SIZE;
-
-    /* 7. Patches sorted, non-overlapping, inside the model. */
-    pos = out->patches_offset;
-    prev_end = 0;
-    for (i = 0; i < num_patches; ++i) {
-        uint32_t off = rd32(data + pos), len = rd32(data + pos + 4u);
-        if (i > 0 && (uint64_t)off < prev_end) return PKWB_ERR_OVERLAPPING_PATCHES;
-        prev_end = (uint64_t)off + len;
-        pos += 8u + ((len + 3u) & ~3u);
-    }
-    pos = out->patches_offset;
-    for (i = 0; i < num_patches; ++i) {
-        uint32_t off = rd32(data + pos), len = rd32(data + pos + 4u);
-        if ((uint64_t)off + len > model_size) return PKWB_ERR_OUT_OF_RANGE;
-        pos += 8u + ((len + 3u) & ~3u);
-    }
+    if ((uint64_t)pos + num_thresholds > body_end) return PKWB_ERR_TRUNCATED;
+    out->thresholds_offset = pos;
+    pos += num_thresholds;
+    if (body_end - pos < PKWB_MIN_STREAM) return PKWB_ERR_TRUNCATED;
 
     out->data = data;
     out->total_size = total_size;
     memcpy(out->lang, lang, sizeof lang);
-    out->base_sha256 = data + 20;
-    out->target_sha256 = data + 52;
+    out->base_id = data + 24;
+    out->meta_id = data + 28;
+    out->digest = data + PKWB_HEADER_SIZE;
     out->model_size = model_size;
     out->num_labels = num_labels;
-    out->num_patches = num_patches;
-    out->labels_offset = PKWB_HEADER_SIZE;
-    out->meta_size = meta_size;
+    out->num_thresholds = num_thresholds;
+    out->labels_offset = PKWB_PREFIX_SIZE;
+    out->stream_offset = pos;
+    out->stream_size = body_end - pos;
     return PKWB_OK;
 }
 
@@ -212,27 +177,353 @@ pkwb_status pkwb_label(const pkwb_blob *blob, uint32_t index, const uint8_t **te
     return PKWB_OK;
 }
 
+pkwb_status pkwb_threshold(const pkwb_blob *blob, uint32_t index, uint8_t *value) {
+    if (blob == NULL || value == NULL || index >= blob->num_thresholds) return PKWB_ERR_BAD_ARGUMENT;
+    *value = blob->data[blob->thresholds_offset + index];
+    return PKWB_OK;
+}
+
+/* ---------------------------------------------------------------- patch stream decoder
+ * docs/BLOB_FORMAT.md, "Patch stream": an LZMA-style binary range coder with 11-bit adaptive
+ * probabilities; numbers are Elias-gamma binarized. Reading past the stream sets `err`; every
+ * caller checks it right after each number or bit, before using the value. */
+
+#define RC_TOP (1u << 24)
+#define RC_PROB_BITS 11u
+#define RC_PROB_INIT 1024u
+#define RC_MOVE_BITS 5u
+#define GAMMA_MAX_BITS 32u
+#define GAMMA_MANT_CTX 2u
+#define GAMMA_MODEL (GAMMA_MAX_BITS + (GAMMA_MAX_BITS + 1u) * GAMMA_MANT_CTX)
+#define TREE_SIZE 256u
+/* Context layout, as polykws.core.patchcode: header numbers, the width bit, then one block per
+ * width class (int8 bytes: 8-bit trees; 32-bit words: gamma magnitudes and signs). */
+#define CTX_HDR 0u
+#define CTX_WIDTH (CTX_HDR + GAMMA_MODEL)
+#define C1 (CTX_WIDTH + 1u)
+#define C1_COUNT (C1 + 4u)
+#define C1_GAP (C1_COUNT + GAMMA_MODEL)
+#define C1_TREE_DELTA (C1_GAP + GAMMA_MODEL)
+#define C1_TREE_LITERAL (C1_TREE_DELTA + TREE_SIZE)
+#define C4 (C1_TREE_LITERAL + TREE_SIZE)
+#define C4_SIGN_DELTA (C4 + 4u)
+#define C4_SIGN_LITERAL (C4 + 5u)
+#define C4_COUNT (C4 + 6u)
+#define C4_GAP (C4_COUNT + GAMMA_MODEL)
+#define C4_MAG_DELTA (C4_GAP + GAMMA_MODEL)
+#define C4_MAG_LITERAL (C4_MAG_DELTA + GAMMA_MODEL)
+#define C4_DERIVED (C4_MAG_LITERAL + GAMMA_MODEL)
+#define NUM_CONTEXTS (C4_DERIVED + 1u)
+#define CANONICAL_NAN 0x7FC00000u
+/* Offsets inside a class block: mode bit, value-mode bit, two bitmap contexts. */
+#define CLS_MODE 0u
+#define CLS_VMODE 1u
+#define CLS_BITMAP 2u
+
+typedef struct {
+    const uint8_t *p;
+    uint32_t pos, size;
+    uint32_t range, code;
+    int err;
+    uint16_t probs[NUM_CONTEXTS];
+} rc_dec;
+
+static inline void rc_normalize(rc_dec *d) {
+    if (d->range < RC_TOP) {
+        d->range <<= 8;
+        if (d->pos >= d->size) {
+            d->err = 1;
+            d->code <<= 8;
+        } else {
+            d->code = (d->code << 8) | d->p[d->pos++];
+        }
+    }
+}
+
+static inline unsigned rc_bit(rc_dec *d, uint32_t ctx) {
+    uint32_t prob = d->probs[ctx];
+    uint32_t bound = (d->range >> RC_PROB_BITS) * prob;
+    unsigned b;
+    if (d->code < bound) {
+        d->range = bound;
+        d->probs[ctx] = (uint16_t)(prob + (((1u << RC_PROB_BITS) - prob) >> RC_MOVE_BITS));
+        b = 0;
+    } else {
+        d->code -= bound;
+        d->range -= bound;
+        d->probs[ctx] = (uint16_t)(prob - (prob >> RC_MOVE_BITS));
+        b = 1;
+    }
+    rc_normalize(d);
+    return b;
+}
+
+static inline unsigned rc_direct(rc_dec *d) {
+    uint32_t half = (d->range >> RC_PROB_BITS) * RC_PROB_INIT;
+    unsigned b;
+    if (d->code < half) {
+        d->range = half;
+        b = 0;
+    } else {
+        d->code -= half;
+        d->range -= half;
+        b = 1;
+    }
+    rc_normalize(d);
+    return b;
+}
+
+/* 1 .. 2^32-1: unary bit length (a context per position), then the bits below the leading one. */
+static inline uint32_t gamma_dec(rc_dec *d, uint32_t model) {
+    uint32_t nb = 1, t, x = 1, mant;
+    while (nb < GAMMA_MAX_BITS && rc_bit(d, model + nb - 1u)) ++nb;
+    mant = model + GAMMA_MAX_BITS + nb * GAMMA_MANT_CTX;
+    for (t = 0; t + 1u < nb; ++t) x = (x << 1) | (t < GAMMA_MANT_CTX ? rc_bit(d, mant + t) : rc_direct(d));
+    return x;
+}
+
+/* One value: an 8-bit tree symbol (int8 class) or a gamma magnitude and sign (word class), as
+ * a 32-bit two's-complement number. Deltas are never 0; literals may be. */
+static uint32_t value_dec(rc_dec *d, uint32_t width, unsigned literal) {
+    if (width == 1u) {
+        uint32_t tree = literal ? C1_TREE_LITERAL : C1_TREE_DELTA, node = 1, z;
+        unsigned i;
+        for (i = 0; i < 8u; ++i) node = 2u * node + rc_bit(d, tree + node);
+        z = node - 256u + (literal ? 0u : 1u); /* zigzag */
+        return (z & 1u) ? 0u - ((z + 1u) >> 1) : z >> 1;
+    } else {
+        uint32_t m = gamma_dec(d, literal ? C4_MAG_LITERAL : C4_MAG_DELTA) - (literal ? 1u : 0u);
+        if (m == 0) return 0;
+        return rc_bit(d, literal ? C4_SIGN_LITERAL : C4_SIGN_DELTA) ? 0u - m : m;
+    }
+}
+
+/* Writes element `index` of width `width` at out[start + width*index]: the value itself
+ * (literal) or the base element plus the value, modulo 2^(8 width). Bounds-checked against `limit`. */
+static pkwb_status put_element(uint8_t *out, uint64_t limit, uint64_t start, uint32_t width, uint64_t index,
+                               uint32_t v, unsigned literal) {
+    uint64_t at = start + (uint64_t)width * index;
+    if (at + width > limit) return PKWB_ERR_OUT_OF_RANGE;
+    if (width == 1u) {
+        out[at] = (uint8_t)(literal ? v : out[at] + v);
+    } else {
+        uint32_t w = literal ? v : rd32(out + at) + v;
+        out[at] = (uint8_t)w;
+        out[at + 1] = (uint8_t)(w >> 8);
+        out[at + 2] = (uint8_t)(w >> 16);
+        out[at + 3] = (uint8_t)(w >> 24);
+    }
+    return PKWB_OK;
+}
+
+/* The hot path (a dense int8 record: a bitmap bit per element, an 8-bit tree symbol per changed
+ * one) with the coder's state in locals; the same arithmetic as rc_bit. */
+#define RC_LOCAL_BIT(prob, bit)                                                        \
+    do {                                                                               \
+        uint32_t pr_ = *(prob), bound_ = (range >> RC_PROB_BITS) * pr_;                \
+        if (code < bound_) {                                                           \
+            range = bound_;                                                            \
+            *(prob) = (uint16_t)(pr_ + (((1u << RC_PROB_BITS) - pr_) >> RC_MOVE_BITS)); \
+            (bit) = 0;                                                                 \
+        } else {                                                                       \
+            code -= bound_;                                                            \
+            range -= bound_;                                                           \
+            *(prob) = (uint16_t)(pr_ - (pr_ >> RC_MOVE_BITS));                         \
+            (bit) = 1;                                                                 \
+        }                                                                              \
+        if (range < RC_TOP) {                                                          \
+            range <<= 8;                                                               \
+            if (pos < size) {                                                          \
+                code = (code << 8) | src[pos++];                                       \
+            } else {                                                                   \
+                code <<= 8;                                                            \
+                err = 1;                                                               \
+            }                                                                          \
+        }                                                                              \
+    } while (0)
+
+static pkwb_status bitmap_bytes(rc_dec *d, uint8_t *out, uint64_t limit, uint64_t start, uint32_t span, unsigned literal) {
+    uint32_t range = d->range, code = d->code, pos = d->pos, i;
+    const uint32_t size = d->size;
+    const uint8_t *src = d->p;
+    uint16_t *bitmap = d->probs + C1 + CLS_BITMAP;
+    uint16_t *tree = d->probs + (literal ? C1_TREE_LITERAL : C1_TREE_DELTA);
+    const uint32_t zz_shift = literal ? 0u : 1u;
+    uint8_t *dst;
+    unsigned prev = 0;
+    int err = 0;
+    /* Every write below is dst[i] with i < span: inside the buffer by this one check. */
+    if (start + (uint64_t)span > limit) return PKWB_ERR_OUT_OF_RANGE;
+    dst = out + start;
+    for (i = 0; i < span; ++i) {
+        unsigned b;
+        RC_LOCAL_BIT(bitmap + prev, b);
+        prev = b;
+        if (b) {
+            uint32_t node = 1, z, v;
+            unsigned t;
+            /* eight tree levels, unrolled: this is most of a dense language switch */
+            RC_LOCAL_BIT(tree + node, t); node = 2u * node + t;
+            RC_LOCAL_BIT(tree + node, t); node = 2u * node + t;
+            RC_LOCAL_BIT(tree + node, t); node = 2u * node + t;
+            RC_LOCAL_BIT(tree + node, t); node = 2u * node + t;
+            RC_LOCAL_BIT(tree + node, t); node = 2u * node + t;
+            RC_LOCAL_BIT(tree + node, t); node = 2u * node + t;
+            RC_LOCAL_BIT(tree + node, t); node = 2u * node + t;
+            RC_LOCAL_BIT(tree + node, t); node = 2u * node + t;
+            if (err) break; /* err is sticky: a bitmap bit read past the end lands here too */
+            z = node - 256u + zz_shift;
+            v = (z & 1u) ? 0u - ((z + 1u) >> 1) : z >> 1;
+            dst[i] = (uint8_t)(literal ? v : dst[i] + v);
+        } else if (err) {
+            break;
+        }
+    }
+    d->range = range;
+    d->code = code;
+    d->pos = pos;
+    if (err) d->err = 1;
+    return err ? PKWB_ERR_TRUNCATED : PKWB_OK;
+}
+
+/* Derived word element: float32(multiplier x the reference element) as bits, every NaN made
+ * CANONICAL_NAN (platforms differ in the NaN they produce), plus the residual v. The reference
+ * lies wholly before the record (checked when its header was read); the write is bounds-checked. */
+static pkwb_status put_derived(uint8_t *out, uint64_t limit, uint64_t start, uint64_t ref_start, uint64_t index,
+                               float multiplier, uint32_t v) {
+    uint64_t at = start + 4u * index;
+    uint32_t ref_bits, pred;
+    float ref, prod;
+    if (at + 4u > limit || ref_start + 4u * index + 4u > start) return PKWB_ERR_OUT_OF_RANGE;
+    ref_bits = rd32(out + ref_start + 4u * index);
+    memcpy(&ref, &ref_bits, 4);
+    prod = multiplier * ref;
+    memcpy(&pred, &prod, 4);
+    if ((pred & 0x7F800000u) == 0x7F800000u && (pred & 0x007FFFFFu) != 0) pred = CANONICAL_NAN;
+    pred += v;
+    out[at] = (uint8_t)pred;
+    out[at + 1] = (uint8_t)(pred >> 8);
+    out[at + 2] = (uint8_t)(pred >> 16);
+    out[at + 3] = (uint8_t)(pred >> 24);
+    return PKWB_OK;
+}
+
+static pkwb_status apply_stream(const pkwb_blob *blob, uint8_t *out, uint64_t limit) {
+    rc_dec d;
+    uint32_t i, count;
+    uint64_t prev_end = 0;
+    d.p = blob->data + blob->stream_offset;
+    d.size = blob->stream_size;
+    if (d.size < PKWB_MIN_STREAM) return PKWB_ERR_TRUNCATED;
+    d.code = ((uint32_t)d.p[0] << 24) | ((uint32_t)d.p[1] << 16) | ((uint32_t)d.p[2] << 8) | d.p[3];
+    d.pos = 4;
+    d.range = 0xFFFFFFFFu;
+    d.err = 0;
+    for (i = 0; i < NUM_CONTEXTS; ++i) d.probs[i] = RC_PROB_INIT;
+
+    count = gamma_dec(&d, CTX_HDR) - 1u;
+    if (d.err) return PKWB_ERR_TRUNCATED;
+    for (i = 0; i < count; ++i) {
+        uint64_t start, end, ref_start = 0;
+        uint32_t skip, width, span, cls;
+        unsigned mode, literal, derived;
+        float multiplier = 0.0f;
+        skip = gamma_dec(&d, CTX_HDR);
+        if (d.err) return PKWB_ERR_TRUNCATED;
+        start = prev_end + skip - 1u;
+        width = rc_bit(&d, CTX_WIDTH) ? 4u : 1u;
+        if (d.err) return PKWB_ERR_TRUNCATED;
+        span = gamma_dec(&d, CTX_HDR);
+        if (d.err) return PKWB_ERR_TRUNCATED;
+        end = start + (uint64_t)width * span;
+        if (end > blob->model_size) return PKWB_ERR_OUT_OF_RANGE;
+        cls = width == 4u ? C4 : C1;
+        derived = 0;
+        if (width == 4u) {
+            derived = rc_bit(&d, C4_DERIVED);
+            if (d.err) return PKWB_ERR_TRUNCATED;
+        }
+        if (derived) {
+            uint32_t back, bits = 0;
+            unsigned k;
+            back = gamma_dec(&d, CTX_HDR);
+            if (d.err) return PKWB_ERR_TRUNCATED;
+            if (4u * (uint64_t)back > start || start - 4u * (uint64_t)back + 4u * (uint64_t)span > start)
+                return PKWB_ERR_OUT_OF_RANGE;
+            ref_start = start - 4u * (uint64_t)back;
+            for (k = 0; k < 32u; ++k) bits = (bits << 1) | rc_direct(&d);
+            if (d.err) return PKWB_ERR_TRUNCATED;
+            memcpy(&multiplier, &bits, 4);
+        }
+        mode = rc_bit(&d, cls + CLS_MODE);
+        if (d.err) return PKWB_ERR_TRUNCATED;
+        literal = derived ? 1u : rc_bit(&d, cls + CLS_VMODE);
+        if (d.err) return PKWB_ERR_TRUNCATED;
+        if (mode == 0) { /* gaps */
+            uint32_t k, j;
+            int64_t p = -1;
+            k = gamma_dec(&d, width == 4u ? C4_COUNT : C1_COUNT);
+            if (d.err) return PKWB_ERR_TRUNCATED;
+            for (j = 0; j < k; ++j) {
+                uint32_t v;
+                pkwb_status st;
+                p += gamma_dec(&d, width == 4u ? C4_GAP : C1_GAP);
+                if (d.err) return PKWB_ERR_TRUNCATED;
+                if (p >= (int64_t)span) return PKWB_ERR_OUT_OF_RANGE;
+                v = value_dec(&d, width, literal);
+                if (d.err) return PKWB_ERR_TRUNCATED;
+                st = derived ? put_derived(out, limit, start, ref_start, (uint64_t)p, multiplier, v)
+                             : put_element(out, limit, start, width, (uint64_t)p, v, literal);
+                if (st != PKWB_OK) return st;
+            }
+        } else if (width == 1u) { /* bitmap of int8 bytes */
+            pkwb_status st = bitmap_bytes(&d, out, limit, start, span, literal);
+            if (st != PKWB_OK) return st;
+        } else { /* bitmap of words */
+            uint32_t p;
+            unsigned prev = 0;
+            for (p = 0; p < span; ++p) {
+                prev = rc_bit(&d, cls + CLS_BITMAP + prev);
+                if (d.err) return PKWB_ERR_TRUNCATED;
+                if (prev) {
+                    uint32_t v;
+                    pkwb_status st;
+                    v = value_dec(&d, width, literal);
+                    if (d.err) return PKWB_ERR_TRUNCATED;
+                    st = derived ? put_derived(out, limit, start, ref_start, p, multiplier, v)
+                                 : put_element(out, limit, start, width, p, v, literal);
+                    if (st != PKWB_OK) return st;
+                }
+            }
+        }
+        prev_end = end;
+    }
+    if (d.pos != d.size) return PKWB_ERR_BAD_SIZE;
+    return PKWB_OK;
+}
+
 pkwb_status pkwb_apply_prehashed(const pkwb_blob *blob, const uint8_t *base, size_t base_size,
                                  const uint8_t *base_sha256, uint8_t *out, size_t out_capacity) {
     uint8_t digest[PKW_SHA256_DIGEST_BYTES];
-    uint32_t pos, i;
+    pkw_sha256_ctx ctx;
+    pkwb_status st;
 
     if (blob == NULL || base == NULL || base_sha256 == NULL || out == NULL) return PKWB_ERR_BAD_ARGUMENT;
     if ((uint64_t)base_size != blob->model_size) return PKWB_ERR_SIZE_MISMATCH;
-    if (memcmp(base_sha256, blob->base_sha256, PKW_SHA256_DIGEST_BYTES) != 0) return PKWB_ERR_BASE_MISMATCH;
+    if (memcmp(base_sha256, blob->base_id, PKWB_ID_BYTES) != 0) return PKWB_ERR_BASE_MISMATCH;
     if (out_capacity < base_size) return PKWB_ERR_BAD_ARGUMENT;
 
     if (out != base) memmove(out, base, base_size);
-    pos = blob->patches_offset;
-    for (i = 0; i < blob->num_patches; ++i) {
-        uint32_t off = rd32(blob->data + pos), len = rd32(blob->data + pos + 4u);
-        /* Re-checked here so a pkwb_blob not produced by pkwb_parse cannot write out of bounds. */
-        if ((uint64_t)off + len > base_size) return PKWB_ERR_OUT_OF_RANGE;
-        memcpy(out + off, blob->data + pos + 8u, len);
-        pos += 8u + ((len + 3u) & ~3u);
-    }
-    pkw_sha256(out, base_size, digest);
-    if (memcmp(digest, blob->target_sha256, PKW_SHA256_DIGEST_BYTES) != 0) return PKWB_ERR_TARGET_MISMATCH;
+    st = apply_stream(blob, out, (uint64_t)base_size);
+    if (st != PKWB_OK) return st;
+    /* Integrity digest: the model, the label/threshold counts, the language, labels and thresholds. */
+    pkw_sha256_init(&ctx);
+    pkw_sha256_update(&ctx, out, base_size);
+    pkw_sha256_update(&ctx, blob->data + 6, 2);
+    pkw_sha256_update(&ctx, blob->data + 12, PKWB_LANG_BYTES);
+    pkw_sha256_update(&ctx, blob->data + blob->labels_offset, blob->stream_offset - blob->labels_offset);
+    pkw_sha256_final(&ctx, digest);
+    if (memcmp(digest, blob->digest, PKW_SHA256_DIGEST_BYTES) != 0) return PKWB_ERR_TARGET_MISMATCH;
     return PKWB_OK;
 }
 
@@ -317,7 +608,7 @@ pkwb_status pkwf_blob(const pkwf_image *image, uint32_t index, pkwb_blob *blob) 
     if (st != PKWB_OK) return st;
     if (strcmp(entry.lang, blob->lang) != 0) return PKWB_ERR_BAD_LANG;
     if (blob->model_size != image->base_size) return PKWB_ERR_SIZE_MISMATCH;
-    if (memcmp(blob->base_sha256, image->base_sha256, PKW_SHA256_DIGEST_BYTES) != 0) return PKWB_ERR_BASE_MISMATCH;
+    if (memcmp(blob->base_id, image->base_sha256, PKWB_ID_BYTES) != 0) return PKWB_ERR_BASE_MISMATCH;
     return PKWB_OK;
 }
 
@@ -331,4 +622,66 @@ int32_t pkwf_find(const pkwf_image *image, const char *lang) {
             return (int32_t)i;
     }
     return -1;
+}
+
+/* ---------------------------------------------------------------- language switching */
+
+static void active_clear(pkw_active *active) {
+    memset(active, 0, sizeof *active);
+}
+
+pkwb_status pkw_switch(const pkwf_image *image, const char *lang, const char *base_lang, uint16_t base_num_labels,
+                       uint8_t *out, size_t out_capacity, pkw_active *active, const uint8_t **model) {
+    pkwb_blob blob;
+    pkwb_status st;
+    int32_t index;
+    size_t n;
+    if (active == NULL) return PKWB_ERR_BAD_ARGUMENT;
+    active_clear(active);
+    if (image == NULL || lang == NULL || base_lang == NULL || model == NULL) return PKWB_ERR_BAD_ARGUMENT;
+    *model = NULL;
+    n = strlen(lang);
+    if (n == 0 || n > PKWB_LANG_BYTES) return PKWB_ERR_BAD_ARGUMENT;
+    index = pkwf_find(image, lang);
+    if (index >= 0) {
+        if (out == NULL) return PKWB_ERR_BAD_ARGUMENT;
+        st = pkwf_blob(image, (uint32_t)index, &blob);
+        if (st == PKWB_OK)
+            st = pkwb_apply_prehashed(&blob, pkwf_base(image), image->base_size, image->base_sha256, out, out_capacity);
+        if (st != PKWB_OK) return st;
+        active->blob = blob;
+        active->is_blob = 1;
+        active->num_labels = blob.num_labels;
+        *model = out;
+    } else if (strcmp(lang, base_lang) == 0) {
+        if (base_num_labels == 0) return PKWB_ERR_BAD_ARGUMENT;
+        active->num_labels = base_num_labels;
+        *model = pkwf_base(image);
+    } else {
+        return PKWB_ERR_BAD_ARGUMENT;
+    }
+    memcpy(active->lang, lang, n);
+    active->lang[n] = 0;
+    return PKWB_OK;
+}
+
+size_t pkw_active_label(const pkw_active *active, const char *const *base_labels, uint32_t index, char *out, size_t cap) {
+    const uint8_t *text = NULL;
+    size_t len = 0;
+    if (out == NULL || cap == 0) return 0;
+    out[0] = 0;
+    if (active == NULL || index >= active->num_labels) return 0;
+    if (active->is_blob) {
+        uint8_t n8;
+        if (pkwb_label(&active->blob, index, &text, &n8) != PKWB_OK) return 0;
+        len = n8;
+    } else {
+        if (base_labels == NULL || base_labels[index] == NULL) return 0;
+        text = (const uint8_t *)base_labels[index];
+        len = strlen(base_labels[index]);
+    }
+    if (len > cap - 1) len = cap - 1;
+    memcpy(out, text, len);
+    out[len] = 0;
+    return len;
 }

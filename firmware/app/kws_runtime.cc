@@ -166,36 +166,29 @@ Status KwsRuntime::SelectLanguage(const char* lang) {
 
   // The interpreter points into the model we may be about to overwrite: drop it first.
   DestroyInterpreter();
-  active_lang_[0] = 0;
+  ClearActive();
   blob_error_ = PKWB_OK;
 
+  // pkw_switch clears active_ before anything else, so a refused switch leaves no language
+  // selected: Classify() has no interpreter and Label() serves no labels, never the previous
+  // language's.
   const uint8_t* model = nullptr;
-  const int32_t index = pkwf_find(&image_, lang);
-  if (index >= 0) {
-    blob_error_ = pkwf_blob(&image_, static_cast<uint32_t>(index), &active_blob_);
-    if (blob_error_ == PKWB_OK) {
-      // The base was hashed once in Init(); trust that digest instead of hashing it again.
-      blob_error_ = pkwb_apply_prehashed(&active_blob_, pkwf_base(&image_), image_.base_size,
-                                         image_.base_sha256, g_patched_model, sizeof g_patched_model);
-    }
-    if (blob_error_ != PKWB_OK) return Status::kBlobInvalid;
-    model = g_patched_model;
-    active_is_blob_ = true;
-    num_labels_ = active_blob_.num_labels;
-  } else if (strcmp(lang, PKW_BASE_LANG) == 0) {
-    model = pkwf_base(&image_);  // runs straight from flash
-    active_is_blob_ = false;
-    num_labels_ = PKW_BASE_NUM_LABELS;
-  } else {
-    return Status::kUnknownLanguage;
-  }
+  const bool known = pkwf_find(&image_, lang) >= 0 || strcmp(lang, PKW_BASE_LANG) == 0;
+  blob_error_ = pkw_switch(&image_, lang, PKW_BASE_LANG, PKW_BASE_NUM_LABELS, g_patched_model,
+                           sizeof g_patched_model, &active_, &model);
+  if (blob_error_ != PKWB_OK) return known ? Status::kBlobInvalid : Status::kUnknownLanguage;
+  num_labels_ = active_.num_labels;
   // The exporter pads the head to PKW_NUM_CLASSES slots so every language has the same layout;
   // a language uses the first num_labels_ of them.
-  if (num_labels_ == 0 || num_labels_ > PKW_NUM_CLASSES) return Status::kModelInvalid;
+  if (num_labels_ == 0 || num_labels_ > PKW_NUM_CLASSES) {
+    ClearActive();
+    return Status::kModelInvalid;
+  }
 
   const Status st = CreateInterpreter(model);
   if (st != Status::kOk) {
     DestroyInterpreter();
+    ClearActive();
     return st;
   }
   strncpy(active_lang_, lang, PKWB_LANG_BYTES);
@@ -227,24 +220,17 @@ int KwsRuntime::Classify(const int8_t* features, int8_t* scores) {
 }
 
 void KwsRuntime::Label(uint32_t index, char* out, size_t cap) const {
-  if (cap == 0) return;
-  out[0] = 0;
-  if (index >= num_labels_) return;
-  const char* text = nullptr;
-  size_t len = 0;
-  if (active_is_blob_) {
-    const uint8_t* t;
-    uint8_t n;
-    if (pkwb_label(&active_blob_, index, &t, &n) != PKWB_OK) return;
-    text = reinterpret_cast<const char*>(t);
-    len = n;
-  } else {
-    text = pkw_base_labels[index];
-    len = strlen(text);
+  if (!have_interpreter_) {  // no language selected (none yet, or the last switch was refused)
+    if (cap) out[0] = 0;
+    return;
   }
-  if (len > cap - 1) len = cap - 1;
-  memcpy(out, text, len);
-  out[len] = 0;
+  pkw_active_label(&active_, pkw_base_labels, index, out, cap);
+}
+
+void KwsRuntime::ClearActive() {
+  memset(&active_, 0, sizeof active_);
+  num_labels_ = 0;
+  active_lang_[0] = 0;
 }
 
 uint32_t KwsRuntime::profile_events() const {

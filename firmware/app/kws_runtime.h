@@ -51,7 +51,8 @@ class KwsRuntime {
   int Classify(const int8_t* features, int8_t* scores);
 
   const char* active_language() const { return active_lang_; }
-  // Label `index` of the active language (NUL-terminated copy, truncated to cap-1 bytes).
+  // Label `index` of the active language (NUL-terminated copy, truncated to cap-1 bytes); ""
+  // when no language is selected, which is the state a refused SelectLanguage leaves.
   void Label(uint32_t index, char* out, size_t cap) const;
   uint32_t num_labels() const { return num_labels_; }
   uint32_t num_languages() const;       // base + blobs
@@ -67,18 +68,18 @@ class KwsRuntime {
   uint64_t profile_ticks(uint32_t i) const;
   pkwb_status image_error() const { return image_error_; }
   pkwb_status blob_error() const { return blob_error_; }
-  bool active_is_patched() const { return active_is_blob_; }
+  bool active_is_patched() const { return active_.is_blob != 0; }
 
  private:
   Status CreateInterpreter(const uint8_t* model);
   void DestroyInterpreter();
+  void ClearActive();
 
   pkwf_image image_{};
   bool initialised_ = false;
   bool have_interpreter_ = false;
-  bool active_is_blob_ = false;
   char active_lang_[PKWB_LANG_BYTES + 1] = {0};
-  pkwb_blob active_blob_{};
+  pkw_active active_{};
   uint32_t num_labels_ = 0;
   uint64_t last_select_ticks_ = 0;
   uint64_t last_invoke_ticks_ = 0;

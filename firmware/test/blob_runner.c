@@ -9,10 +9,15 @@
  *   sha   <file>                 -> "R <n> sha <hex>"
  *   crc   <file>                 -> "R <n> crc <hex8>"
  *   crcsplit <file> <k>          -> "R <n> crc <hex8>", chained: pkw_crc32_update(pkw_crc32(first k), rest)
- *   apply <blob> <base> <out>    -> "R <n> <error name> [lang=<l> labels=<hex,..> patches=<k> meta=<bytes>]"
+ *   apply <blob> <base> <out>    -> "R <n> <error name> [lang=<l> labels=<hex,..> thresholds=<hex> stream=<bytes>]"
  *                                   and, on success, the patched model written to <out>
  *   image <image> <outprefix>    -> "R <n> <error name> [blobs=<k>]" then per blob
  *                                   "B <n>.<i> <lang> <error name>", writing <outprefix><lang>.bin
+ *   switch <image> <l1,l2,..> <outprefix>
+ *                                -> "R <n> <error name>" for the image, then per language switch
+ *                                   (pkw_switch, base language "base" with labels b0,b1,b2)
+ *                                   "W <n>.<i> <lang> <error name> active=<lang|-> labels=<hex,..>",
+ *                                   writing <outprefix><i>.bin on success
  * The last line is "DONE <commands> <failures-to-run>".
  */
 #include <stdio.h>
@@ -72,7 +77,13 @@ static void print_blob_info(const pkwb_blob *blob) {
         if (i) printf(",");
         print_hex(text, len);
     }
-    printf(" patches=%u meta=%lu", (unsigned)blob->num_patches, (unsigned long)blob->meta_size);
+    printf(" thresholds=");
+    for (i = 0; i < blob->num_thresholds; ++i) {
+        uint8_t v = 0;
+        pkwb_threshold(blob, i, &v);
+        printf("%02x", v);
+    }
+    printf(" stream=%lu", (unsigned long)blob->stream_size);
 }
 
 int main(int argc, char **argv) {
@@ -145,6 +156,40 @@ int main(int argc, char **argv) {
                     char path[360];
                     snprintf(path, sizeof path, "%s%s.bin", p2, e.lang);
                     if (write_file(path, g_out, img.base_size) != 0) { printf("B %u.%lu io-write\n", n, (unsigned long)i); ++io_failures; }
+                }
+            }
+        } else if (fields >= 4 && strcmp(cmd, "switch") == 0) {
+            static const char *const base_labels[] = {"b0", "b1", "b2"};
+            pkwf_image img;
+            pkw_active active;
+            pkwb_status st;
+            char *lang;
+            unsigned long i = 0;
+            long len = read_file(p1, g_a, sizeof g_a);
+            if (len < 0) { printf("R %u io %s\n", n, p1); ++io_failures; continue; }
+            memset(&active, 0, sizeof active);
+            st = pkwf_parse(g_a, (size_t)len, &img);
+            if (st == PKWB_OK) st = pkwf_verify_base(&img);
+            printf("R %u %s\n", n, pkwb_error_name(st));
+            if (st != PKWB_OK) continue;
+            for (lang = strtok(p2, ","); lang != NULL; lang = strtok(NULL, ","), ++i) {
+                const uint8_t *model = NULL;
+                char label[256];
+                uint32_t k;
+                st = pkw_switch(&img, lang, "base", 3, g_out, sizeof g_out, &active, &model);
+                printf("W %u.%lu %s %s active=%s labels=", n, i, lang, pkwb_error_name(st), active.lang[0] ? active.lang : "-");
+                /* Ask for more labels than any language has: only the active language's come back. */
+                for (k = 0; k < 256u; ++k) {
+                    size_t got = pkw_active_label(&active, base_labels, k, label, sizeof label);
+                    if (got == 0) break;
+                    if (k) printf(",");
+                    print_hex((const uint8_t *)label, got);
+                }
+                printf("\n");
+                if (st == PKWB_OK) {
+                    char path[360];
+                    snprintf(path, sizeof path, "%s%lu.bin", p3, i);
+                    if (write_file(path, model, img.base_size) != 0) { printf("W %u.%lu io-write\n", n, i); ++io_failures; }
                 }
             }
         } else {

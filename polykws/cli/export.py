@@ -89,7 +89,7 @@ def apply_handler(args: argparse.Namespace) -> int:
     atomic_write_bytes(args.out, out)
     blob = decode_blob(blob_bytes)
     print(f"{args.out}: {blob.lang} ({len(blob.labels)} labels), {len(out)} bytes, sha256 {sha256_bytes(out)[:16]}..., "
-          f"{len(blob.patches)} patches / {blob.patched_bytes} bytes from a {len(blob_bytes)}-byte blob"
+          f"{len(blob.records())} records / {len(blob.stream)} stream bytes in a {len(blob_bytes)}-byte blob"
           + (", identical to " + str(args.check) if args.check else ""))
     return 0
 

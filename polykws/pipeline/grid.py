@@ -128,9 +128,8 @@ def export_row_stage(ctx: StageContext) -> dict[str, Any]:
     roles = {
         "base_tflite_bytes": len(base),
         "fixed_bytes": bd["fixed_bytes"],
-        "metadata_bytes": bd["metadata_bytes"],
         "records": bd["records"],
-        "record_overhead_bytes": bd["record_overhead_bytes"],
+        "stream_bytes": bd["stream_bytes"],
         "head_patched_bytes": head,
         "body_patched_bytes": bd["patched_bytes"] - head,
         "head_changed_bytes": changed_head,
@@ -178,7 +177,7 @@ def aggregate(rows: Sequence[Mapping[str, Any]], metric: str) -> dict[tuple[str,
         m, sd = mean_sd([r[metric] for r in rs])
         entry = {"mean": m, "sd": sd, "seeds": len(rs), "per_seed": {r["seed"]: r[metric] for r in rs}}
         for col in ("updated_params", "body_params", "blob_bytes", "blob_pct_of_base", "adapt_wall_s", "test_clips",
-                    "fixed_bytes", "records", "record_overhead_bytes", "head_patched_bytes", "body_patched_bytes", "body_changed_bytes"):
+                    "fixed_bytes", "records", "stream_bytes", "head_patched_bytes", "body_patched_bytes", "body_changed_bytes"):
             vals = [r[col] for r in rs if r.get(col) is not None]
             if vals:
                 entry[col] = statistics.median(vals)

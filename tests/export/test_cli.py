@@ -11,7 +11,7 @@ import pytest
 
 from polykws.cli import main
 from polykws.export.api import ExportedModel
-from polykws.export.blob import decode_blob, decode_flash_image
+from polykws.export.blob import meta_id, decode_blob, decode_flash_image
 
 from .conftest import HEAD_SLOTS
 from .test_export import _merged_language
@@ -71,7 +71,10 @@ def test_export_and_pack_write_self_describing_artifacts(cli_run):
     assert image.base == base.tflite and image.blob_bytes(0) == uk.blob
     layout = json.loads((pack / "flash_layout.json").read_text())
     assert layout["blobs"][0]["lang"] == "uk" and layout["base"]["offset"] % 16 == 0
-    assert decode_blob(uk.blob).meta["frontend_hash"] == manifest["frontend_hash"]
+    # The blob references its metadata by hash; the manifest carries the text, and they agree.
+    assert entry["blob_meta"]["frontend_hash"] == manifest["frontend_hash"]
+    assert decode_blob(uk.blob).meta_id == meta_id(entry["blob_meta"]) == entry["blob_meta_id"]
+    assert entry["labels"] == list(decode_blob(uk.blob).labels) == list(uk.labels)
 
 
 def test_apply_is_byte_identical_to_the_direct_export(cli_run, tmp_path, capsys):
@@ -87,30 +90,34 @@ def _recrc(data: bytes) -> bytes:
     return data[:-4] + struct.pack("<I", zlib.crc32(data[:-4]))
 
 
-def _bad_blobs(blob: bytes) -> dict[str, bytes]:
-    n_patches = struct.unpack_from("<H", blob, 90)[0]
-    assert n_patches >= 2
+def _bad_blobs(blob: bytes, model_size: int) -> dict[str, bytes]:
+    from polykws.core.patchcode import CTX_HDR
+    from polykws.firmware.vectors import StreamWriter
+
     parsed = decode_blob(blob)
-    # Locate the second patch record's offset field: walk from the end of the first record.
-    first = parsed.patches[0]
-    second_record = blob.index(struct.pack("<II", parsed.patches[1].offset, len(parsed.patches[1].data)))
-    overlap = bytearray(blob)
-    struct.pack_into("<I", overlap, second_record, first.offset)
-    last = parsed.patches[-1]
-    last_record = blob.rindex(struct.pack("<II", last.offset, len(last.data)))
-    out_of_range = bytearray(blob)  # the last patch reaches one byte past the model
-    struct.pack_into("<I", out_of_range, last_record, parsed.model_size - len(last.data) + 1)
+    stream_at = len(blob) - 4 - len(parsed.stream)
+    # One record reaching one byte past the model, behind a valid header and CRC.
+    w = StreamWriter().number(CTX_HDR, 2)
+    _, count, gap = w.record(model_size - 1, 1, 2, 0)
+    w.number(count, 1).number(gap, 1).value(1, 1)
+    past_end = bytearray(blob[:stream_at] + w.finish() + b"\0\0\0\0")
+    struct.pack_into("<I", past_end, 8, len(past_end))
+    # Two labels swapped: the CRC is recomputed (anyone can), the integrity digest is not.
+    n0 = blob[64]
+    n1 = blob[65 + n0]
+    labels = blob[64 : 66 + n0 + n1]
+    swapped = bytes([n1]) + labels[2 + n0 :] + bytes([n0]) + labels[1 : 1 + n0]
     return {
         "truncated": blob[:-10],
         "bad_crc": blob[:-1] + bytes([blob[-1] ^ 0xFF]),
-        "unsupported_version": _recrc(blob[:4] + struct.pack("<H", 9) + blob[6:]),
-        "overlapping_patches": _recrc(bytes(overlap)),
-        "out_of_range": _recrc(bytes(out_of_range)),
+        "unsupported_version": _recrc(blob[:4] + struct.pack("<H", 1) + blob[6:]),
+        "target_mismatch": _recrc(blob[:64] + swapped + blob[66 + n0 + n1 :]),
+        "out_of_range": _recrc(bytes(past_end)),
         "bad_magic": b"XXXX" + blob[4:],
     }
 
 
-@pytest.mark.parametrize("code", ["truncated", "bad_crc", "unsupported_version", "overlapping_patches", "out_of_range", "bad_magic", "base_mismatch"])
+@pytest.mark.parametrize("code", ["truncated", "bad_crc", "unsupported_version", "target_mismatch", "out_of_range", "bad_magic", "base_mismatch"])
 def test_apply_refuses_bad_input_by_name_and_writes_nothing(code, cli_run, tmp_path, capsys):
     _, exp, pack = cli_run
     blob = (pack / "uk.blob").read_bytes()
@@ -121,7 +128,7 @@ def test_apply_refuses_bad_input_by_name_and_writes_nothing(code, cli_run, tmp_p
         base_path = tmp_path / "other_base.tflite"
         base_path.write_bytes(bytes(other))
     else:
-        blob = _bad_blobs(blob)[code]
+        blob = _bad_blobs(blob, len(base_path.read_bytes()))[code]
     (tmp_path / "bad.blob").write_bytes(blob)
     out = tmp_path / "out.tflite"
     out.write_bytes(b"previous content")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from polykws.export.api import ExportedModel, evaluate_export, export_base, export_language
-from polykws.export.blob import apply_blob, decode_blob
+from polykws.export.blob import apply_blob, decode_blob, meta_id
 from polykws.export.convert import (
     TFLM_ALLOWED_OPS,
     ExportError,
@@ -28,7 +28,7 @@ from polykws.export.convert import (
     to_onnx,
     torch_logits,
 )
-from polykws.export.evaluate import cross_check, evaluate_tflm, find_arena_bytes, quantize_features, run_tflm
+from polykws.export.evaluate import argmax_first, cross_check, evaluate_tflm, find_arena_bytes, quantize_features, run_tflm
 from polykws.export.quantize import activation_qparams
 from polykws.export.requant import head_op_index, verify_requantizer
 from polykws.export.tflite_graph import TfliteError, TfliteGraph, assert_layout_identical
@@ -239,8 +239,9 @@ def test_blob_round_trip_for_every_delta_family(family, base_export, base_model,
     assert len(ex.tflite) == len(base_export.tflite)
     assert_layout_identical(base_export.tflite, ex.tflite)
     blob = decode_blob(ex.blob)
-    assert blob.lang == "ar" and blob.labels == f.labels and blob.base_sha256 == base_export.sha256
-    assert blob.meta["method"] == family and blob.meta["frontend_hash"] == base_export.frontend.config_hash()
+    assert blob.lang == "ar" and blob.labels == f.labels and base_export.sha256.startswith(blob.base_id)
+    assert ex.meta["blob_meta"]["method"] == family and ex.meta["blob_meta"]["frontend_hash"] == base_export.frontend.config_hash()
+    assert blob.meta_id == meta_id(ex.meta["blob_meta"])
     # Exactly the tensors the delta touched changed (the head always does: it is the language's own).
     touched = {DS_CNN_S_SITES[i] for i, r in enumerate(ex.meta["requant_tensors"]) if r["touched"]}
     assert touched == _changed_sites(base_model, lang) | {"head"}
@@ -310,7 +311,8 @@ def test_trained_language_int8_matches_float(base_export, base_model, feats):
     from polykws.export.breakdown import blob_breakdown
 
     bd = blob_breakdown(base_export.tflite, ex.blob)
-    assert bd["patched_bytes"] + bd["record_overhead_bytes"] + bd["fixed_bytes"] == len(ex.blob)
+    assert bd["stream_bytes"] + bd["fixed_bytes"] == len(ex.blob)
+    assert abs(sum(bd["stream_bytes_by_field"].values()) - bd["stream_bytes"]) < 1
     fields = set(bd["changed_bytes_by_field"])
     assert "head weights data" in fields
     assert not [f for f in fields if "depthwise" in f and "bias" not in f], "dw sites only had bias deltas"
@@ -321,7 +323,8 @@ def test_trained_language_int8_matches_float(base_export, base_model, feats):
 
 @pytest.mark.parametrize("lang_code, n", [("lt", 12), ("bn", 8)])
 def test_label_counts_other_than_the_base(lang_code, n, base_export, base_model, feats):
-    """12 labels (= head_slots) and 8 labels on a 10-label base: same layout, padding slots pinned to -128."""
+    """12 labels (= head_slots) and 8 labels on a 10-label base: same layout; head slots past the
+    language's labels keep the base's bytes (the blob never patches them) and are never read."""
     f = feats[lang_code]
     assert len(f.labels) == n
     lang = _merged_language(base_model, "bias", num_classes=n)
@@ -330,7 +333,15 @@ def test_label_counts_other_than_the_base(lang_code, n, base_export, base_model,
     assert decode_blob(ex.blob).labels == f.labels
     out = run_tflm(ex.tflite, quantize_features(ex.tflite, f.x_test[:16]))
     assert out.shape[1] == HEAD_SLOTS
-    assert np.all(out[:, n:] == -128)
+    from polykws.export.requant import head_op_index
+    from polykws.export.tflite_graph import TfliteGraph
+
+    gb, gl = TfliteGraph(base_export.tflite), TfliteGraph(ex.tflite)
+    ob, ol = gb.ops[head_op_index(gb)], gl.ops[head_op_index(gl)]
+    for k in (1, 2):  # weights, bias: rows >= n are the base's
+        assert np.array_equal(gb.array(ob.inputs[k])[n:], gl.array(ol.inputs[k])[n:])
+    assert np.array_equal(gb.tensors[ob.inputs[1]].scales[n:], gl.tensors[ol.inputs[1]].scales[n:])
+    assert np.array_equal(argmax_first(out, n), out[:, :n].argmax(axis=1)) and argmax_first(out, n).max() < n
 
 
 def test_language_refusals(base_export, base_model, feats):

@@ -119,7 +119,7 @@ def test_refused_blob_is_never_run(tflm_dir, int8_models, tmp_path):
     base, langs = int8_models
     good_blob = encode_blob(base, langs["lt"], "lt", ["a", "b"], {})
     bad_blob = bytearray(good_blob)
-    bad_blob[52] ^= 1  # target_sha256: the patches no longer produce the promised model
+    bad_blob[52] ^= 1  # inside the integrity digest: the patched model no longer matches it
     bad_blob[-4:] = struct.pack("<I", zlib.crc32(bytes(bad_blob[:-4])) & 0xFFFFFFFF)
     good, bad = encode_flash_image(base, [good_blob]), encode_flash_image(base, [bytes(bad_blob)])
     assert len(good) == len(bad)

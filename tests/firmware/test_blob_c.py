@@ -50,9 +50,20 @@ def test_vectors_cover_every_error_name(vectors):
             intended.setdefault(e.intended, []).append(e.name)
     assert set(intended) == set(ERROR_CODES), f"no targeted vector for {set(ERROR_CODES) - set(intended)}"
     kinds = {e.kind for e in expect}
-    assert kinds == {"sha", "crc", "apply", "image"}
+    assert kinds == {"sha", "crc", "apply", "image", "switch"}
     assert sum(e.kind == "apply" and e.code == "ok" for e in expect) >= 14
     assert sum(e.name.startswith("mutation_") for e in expect) >= 200
+
+
+def test_a_refused_switch_leaves_no_language(vectors):
+    """The vectors themselves must hold the case: a switch refused after a good one, whose
+    expected state is no active language and no labels (the C runner is then held to it)."""
+    _, expect = vectors
+    sw = next(e for e in expect if e.name == "switch_refused_keeps_nothing")
+    codes = [(lang, code, active, labels) for lang, code, active, labels, _, _ in sw.switches]
+    assert codes[0][1] == "ok" and codes[0][3]
+    assert codes[1] == ("uk", "target_mismatch", "-", "")
+    assert codes[2][1] == "ok" and codes[3] == ("uk", "target_mismatch", "-", "")
 
 
 def test_c_error_names_match_python():
@@ -81,7 +92,7 @@ def test_checker_catches_disagreement(vectors, tmp_path):
         if e is ok:
             (d / e.output).write_bytes(e.expected_bytes[:-1] + bytes([e.expected_bytes[-1] ^ 1]))
             lines.append(f"R {e.index} ok lang={e.lang} labels=" + ",".join(x.encode().hex() for x in e.labels)
-                         + f" patches={e.num_patches} meta={e.meta_size}")
+                         + f" thresholds={e.thresholds} stream={e.stream_size}")
         elif e is bad:
             lines.append(f"R {e.index} bad_size")
         else:

@@ -36,9 +36,8 @@ class DiffPruneLayer(DeltaLayer):
 
     @classmethod
     def blob_bytes(cls, module, cfg) -> int:
-        # Worst case, every nonzero isolated: one padded patch record each (neighbours merge and
-        # cost less; docs/BENCHMARKS.md measures 7-22 B a nonzero).
-        return sparse_weight_bytes(int(min(cfg.k, module.weight.numel())))
+        # k changed int8 weights scattered over the tensor: gap-coded positions plus their values.
+        return sparse_weight_bytes(int(min(cfg.k, module.weight.numel())), int(module.weight.numel()))
 
     @classmethod
     def group_blob_bytes(cls, modules: list[nn.Module], cfg) -> int:
