@@ -102,7 +102,7 @@ def _worker(args: tuple) -> dict:
             filefuzz.run(target, seed0 + 1 + done // step, n)
             done += n
     except AssertionError as exc:
-        crash = str(exc)
+        crash = f"{type(exc).__name__}: {exc}"
     return {"name": name, "stats": target.stats, "seconds": time.perf_counter() - t0, "crash": crash,
             "hit": sorted(hit), "code_ran": marker.exists()}
 

@@ -200,6 +200,8 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
             raise PolykwsError(f"{path}: training checkpoint has no {key!r}")
         if not isinstance(payload[key], kind) or (kind is int and isinstance(payload[key], bool)):
             raise PolykwsError(f"{path}: training checkpoint {key!r} is a {type(payload[key]).__name__}")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload["model"].items()):
+        raise PolykwsError(f"{path}: training checkpoint 'model' must map names to tensors")
     if not all(isinstance(h, dict) for h in payload["history"]):
         raise PolykwsError(f"{path}: training checkpoint history holds a non-object entry")
     return payload

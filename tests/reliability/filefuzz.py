@@ -150,7 +150,10 @@ def run(target: Target, seed: int, count: int = 1, folder: Path | None = None) -
             except Exception as exc:  # noqa: BLE001 - the point: anything but a named error is a crash
                 raise AssertionError(f"{target.name} seed {seed} input {i}: crashed with {type(exc).__name__}: {exc}") from exc
             target.stats["accepted"] += 1
-            target.check(folder, result)
+            try:
+                target.check(folder, result)
+            except AssertionError as exc:
+                raise AssertionError(f"{target.name} seed {seed} input {i}: accepted a file it should refuse: {exc!r}") from exc
     finally:
         if own:
             shutil.rmtree(folder, ignore_errors=True)
