@@ -56,7 +56,7 @@ def int8_input(x: np.ndarray, cfg) -> np.ndarray:
 
 def clip_pairs(clips, noise_waves, cfg, snr_db, warmup_s, seed):
     """(reset, warm) features (N, 49, 40) of every clip under one condition."""
-    from polykws.datasets.augment import _active_power
+    from polykws.datasets.augment import active_power
     from polykws.datasets.frontend import compute_features, compute_features_warm
 
     hop = cfg.stride_samples * cfg.frame_decimation
@@ -71,7 +71,7 @@ def clip_pairs(clips, noise_waves, cfg, snr_db, warmup_s, seed):
             w = noise_waves[int(rng.integers(0, len(noise_waves)))]
             noise = np.resize(w, n) if w.shape[0] <= n else w[(s := int(rng.integers(0, w.shape[0] - n + 1))) : s + n]
             p_noise = float(np.mean(noise[warm_samples:].astype(np.float64) ** 2)) or float(np.mean(noise.astype(np.float64) ** 2))
-            noise = (noise * math.sqrt(_active_power(clip) / (p_noise * 10 ** (snr_db / 10)))).astype(np.float32)
+            noise = (noise * math.sqrt(active_power(clip) / (p_noise * 10 ** (snr_db / 10)))).astype(np.float32)
         audio = np.clip(clip + noise[warm_samples:], -1.0, 1.0)
         resets.append(compute_features(audio, cfg))
         warms.append(compute_features_warm(audio, np.clip(noise[:warm_samples], -1.0, 1.0), cfg))
@@ -137,7 +137,7 @@ def accuracy(model, x, y) -> float:
 def main() -> int:
     from polykws.core import atomic_write_json, atomic_write_text, run_context
     from polykws.datasets.audio import load_audio
-    from polykws.datasets.features import TaskSpec, _noise_files
+    from polykws.datasets.features import TaskSpec, noise_files
     from polykws.datasets.frontend import micro_frontend
     from polykws.datasets.streams import split_noise_waves, stream_sources
     from polykws.pipeline.config import resolve_path, task_spec_options
@@ -161,7 +161,7 @@ def main() -> int:
     fe = micro_frontend()
     records = scan_records(cfg)
     noise_dir = resolve_path(cfg.data.noise_dir)
-    noise_waves = split_noise_waves(_noise_files(noise_dir), "test", fe.sample_rate_hz)
+    noise_waves = split_noise_waves(noise_files(noise_dir), "test", fe.sample_rate_hz)
     result = {"context": run_context(), "warmup_s": args.warmup_s, "frontend": fe.to_dict(), "stats": {}, "accuracy": None}
 
     clips = []

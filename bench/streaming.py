@@ -235,7 +235,7 @@ def report(out: Path, rows: list[dict], ctx: dict) -> None:
 
 def main() -> int:
     from polykws.core import atomic_write_json, run_context
-    from polykws.datasets.features import _noise_files
+    from polykws.datasets.features import noise_files
     from polykws.export.streaming import DetectorConfig
     from polykws.pipeline.config import resolve_path
 
@@ -273,7 +273,7 @@ def main() -> int:
     ctx = run_context()
     if not args.report_only:
         records = scan_records(cfg)
-        noise = _noise_files(resolve_path(cfg.data.noise_dir)) if cfg.data.noise_dir else []
+        noise = noise_files(resolve_path(cfg.data.noise_dir)) if cfg.data.noise_dir else []
         for lang in langs:
             paths = {w: out / "rows" / f"{lang}.{args.frontend_state}.avg{w}.json" for w in windows}
             if all(p.exists() for p in paths.values()):

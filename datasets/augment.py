@@ -113,7 +113,8 @@ def pitch_shift(x: np.ndarray, semitones: float, sample_rate_hz: int = 16000, n_
     return _resample(longer.numpy(), orig, sample_rate_hz)[: x.shape[0]]
 
 
-def _active_power(x: np.ndarray, frame: int = 160) -> float:
+def active_power(x: np.ndarray, frame: int = 160) -> float:
+    """Mean power over the louder frames of `x` (the speech, not the pauses), for SNR mixing."""
     n = (x.shape[0] // frame) * frame
     if n == 0:
         return float(np.mean(x.astype(np.float64) ** 2))
@@ -124,7 +125,7 @@ def _active_power(x: np.ndarray, frame: int = 160) -> float:
 
 def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     """speech + noise scaled so that active-speech power / noise power = snr_db."""
-    p_speech = _active_power(speech)
+    p_speech = active_power(speech)
     p_noise = float(np.mean(noise.astype(np.float64) ** 2))
     if p_noise <= 0 or p_speech <= 0:
         return speech.copy()

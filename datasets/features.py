@@ -278,7 +278,8 @@ def _audio_hashes(paths: Iterable[str]) -> dict[str, str]:
     return hashes
 
 
-def _noise_files(noise_dir: str | os.PathLike | None) -> list[str]:
+def noise_files(noise_dir: str | os.PathLike | None) -> list[str]:
+    """Every audio file under `noise_dir`, sorted (the background-noise pool)."""
     if not noise_dir:
         return []
     root = Path(noise_dir)
@@ -330,7 +331,7 @@ def load_task_features(
     # 1. Partition rows: keyword clips, non-target words, noise.
     keyword_rows: dict[str, list[ClipRecord]] = defaultdict(list)
     other_rows: dict[str, list[ClipRecord]] = defaultdict(list)
-    noise_paths: list[str] = list(_noise_files(noise_dir))
+    noise_paths: list[str] = list(noise_files(noise_dir))
     for r in records:
         if r.is_noise:  # noise serves every task, whatever its source filter
             noise_paths.append(r.path)

@@ -36,7 +36,7 @@ import numpy as np
 from polykws.core import ConfigError, PolykwsError, stable_hash
 
 from .audio import BadAudioError, load_waveform
-from .augment import _active_power
+from .augment import active_power
 from .features import TaskSpec, split_noise_files
 from .manifest import SPLITS, ClipRecord
 from .splits import SplitConfig
@@ -177,7 +177,7 @@ def _prepare_word(record: ClipRecord, kind: str, label: str, cfg: StreamConfig) 
     margin = int(round(cfg.edge_margin_ms * cfg.sample_rate_hz / 1000))
     lo, hi = max(0, span[0] - margin), min(x.shape[0], span[1] + margin)
     seg = _fade(x[lo:hi].astype(np.float32), int(round(cfg.fade_ms * cfg.sample_rate_hz / 1000)))
-    p = _active_power(x[span[0] : span[1]])
+    p = active_power(x[span[0] : span[1]])
     if p <= 0:
         return None
     seg = (seg / np.float32(math.sqrt(p))).astype(np.float32)

@@ -85,7 +85,9 @@ def cmd_features(args) -> int:
     if args.manifest:
         records = read_manifest(args.manifest)
     elif args.root:
-        records = _do_scan(args).records
+        scanned = _do_scan(args)
+        _print_scan_skips(scanned)
+        records = scanned.records
     else:
         raise PolykwsError("pass a corpus root or --manifest")
     t0 = time.perf_counter()
@@ -113,6 +115,17 @@ def cmd_features(args) -> int:
     )
     print_feature_splits(splits, elapsed_s=time.perf_counter() - t0)
     return 0
+
+
+def _print_scan_skips(result) -> None:
+    """The files the scan behind `data features` left out, by reason and by name: its own
+    feature counts start after them, so they would otherwise go unseen."""
+    if not result.skipped:
+        return
+    counts = ", ".join(f"{n} {reason}" for reason, n in sorted(result.skip_counts().items()))
+    print(f"scan skipped {len(result.skipped)} file(s): {counts}")
+    for s in result.skipped:
+        print(f"  skipped {s.path}: {s.reason}" + (f" ({s.detail})" if s.detail else ""))
 
 
 def cmd_synth(args) -> int:

@@ -66,27 +66,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=apply_handler)
 
 
-def _read(path: str | Path, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise PolykwsError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise PolykwsError(f"{path}: {what} is a directory") from None
-
-
 def apply_handler(args: argparse.Namespace) -> int:
-    from polykws.export.blob import apply_blob, decode_blob
-    from polykws.core import atomic_write_bytes, sha256_bytes
+    from polykws.core import sha256_bytes
+    from polykws.export.blob import decode_blob
+    from polykws.export.pack import write_applied_model
 
-    base = _read(args.base, "base model")
-    blob_bytes = _read(args.blob, "blob")
-    out = apply_blob(base, blob_bytes, source=str(args.blob))
-    if args.check is not None:
-        expected = _read(args.check, "reference model")
-        if out != expected:
-            raise PolykwsError(f"{args.blob}: base + blob differs from {args.check}; nothing written")
-    atomic_write_bytes(args.out, out)
+    out = write_applied_model(args.base, args.blob, args.out, check_path=args.check)
+    blob_bytes = Path(args.blob).read_bytes()
     blob = decode_blob(blob_bytes)
     print(f"{args.out}: {blob.lang} ({len(blob.labels)} labels), {len(out)} bytes, sha256 {sha256_bytes(out)[:16]}..., "
           f"{len(blob.records())} records / {len(blob.stream)} stream bytes in a {len(blob_bytes)}-byte blob"

@@ -9,7 +9,7 @@ import torch
 from polykws.datasets.augment import (
     AugmentConfig,
     SpecAugmentConfig,
-    _active_power,
+    active_power,
     augment_waveform,
     mix_at_snr,
     pitch_shift,
@@ -52,7 +52,7 @@ def test_mix_hits_the_requested_snr(kit):
     for snr in (0.0, 10.0, 20.0):
         y = mix_at_snr(x, noise, snr)
         added = y - x
-        got = 10 * np.log10(_active_power(x) / np.mean(added.astype(np.float64) ** 2))
+        got = 10 * np.log10(active_power(x) / np.mean(added.astype(np.float64) ** 2))
         assert got == pytest.approx(snr, abs=0.01)
 
 
