@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from polykws.core.patchcode import (
-    _CLS,
+    CONTEXTS_BY_WIDTH,
     C4_DERIVED,
     CTX_HDR,
     CTX_WIDTH,
@@ -32,7 +32,7 @@ from polykws.core.patchcode import (
     PROB_INIT,
     WIDTHS,
     RangeEncoder,
-    _encode_value,
+    encode_value,
     gamma_encode,
     encode_records,
     plan_records,
@@ -163,7 +163,7 @@ class StreamWriter:
 
     def record(self, skip: int, width: int, span: int, mode: int, literal: int = 0) -> tuple[int, int, int]:
         """Header of one record; returns the class's (bitmap, count, gap) contexts."""
-        mode_ctx, vmode_ctx, bitmap, count, gap = _CLS[width]
+        mode_ctx, vmode_ctx, bitmap, count, gap = CONTEXTS_BY_WIDTH[width]
         self.number(CTX_HDR, skip + 1).bit(CTX_WIDTH, WIDTHS.index(width)).number(CTX_HDR, span)
         if width == 4:
             self.bit(C4_DERIVED, 0)
@@ -171,7 +171,7 @@ class StreamWriter:
         return bitmap, count, gap
 
     def value(self, width: int, v: int, literal: int = 0) -> "StreamWriter":
-        _encode_value(self.enc, self.probs, width, literal, v)
+        encode_value(self.enc, self.probs, width, literal, v)
         return self
 
     def finish(self) -> bytes:
@@ -472,8 +472,8 @@ def _patch_bad(rng: random.Random, base: bytes) -> list[tuple[str, bytes, bytes]
             w.enc.direct((mult >> i) & 1)
         if cut:
             return w.finish()
-        _, _, bitmap, count_ctx, gap = _CLS[4]
-        w.bit(_CLS[4][0], 0).number(count_ctx, len(items))
+        _, _, bitmap, count_ctx, gap = CONTEXTS_BY_WIDTH[4]
+        w.bit(CONTEXTS_BY_WIDTH[4][0], 0).number(count_ctx, len(items))
         prev = -1
         for p, d in items:
             w.number(gap, p - prev).value(4, d, 1)

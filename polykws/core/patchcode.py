@@ -63,7 +63,8 @@ NUM_CONTEXTS = C4_DERIVED + 1
 CANONICAL_NAN = 0x7FC00000  # every NaN a product yields is taken as this one (platforms differ)
 
 # per width: (mode, value mode, bitmap, count, gap) context bases
-_CLS = {1: (C1_MODE, C1_VMODE, C1_BITMAP, C1_COUNT, C1_GAP), 4: (C4_MODE, C4_VMODE, C4_BITMAP, C4_COUNT, C4_GAP)}
+# The context slots each element width codes with: mode, value mode, bitmap, count, gap.
+CONTEXTS_BY_WIDTH = {1: (C1_MODE, C1_VMODE, C1_BITMAP, C1_COUNT, C1_GAP), 4: (C4_MODE, C4_VMODE, C4_BITMAP, C4_COUNT, C4_GAP)}
 
 MODE_GAPS, MODE_BITMAP = 0, 1
 VALUE_DELTA, VALUE_LITERAL = 0, 1
@@ -289,7 +290,7 @@ def _tree_symbol(width_value: int, literal: int) -> int:
 
 
 def _positions_price(probs: list[int], width: int, mode: int, span: int, positions: np.ndarray) -> float:
-    _, _, bitmap, count, gap = _CLS[width]
+    _, _, bitmap, count, gap = CONTEXTS_BY_WIDTH[width]
     cost = 0.0
     if mode == MODE_GAPS:
         cost += _gamma_price(probs, count, len(positions))
@@ -345,7 +346,8 @@ def choose_value_mode(probs: Sequence[int], record: Record) -> int:
     return VALUE_LITERAL if literal < delta else VALUE_DELTA
 
 
-def _encode_value(enc: RangeEncoder, probs: list[int], width: int, literal: int, v: int) -> None:
+def encode_value(enc: RangeEncoder, probs: list[int], width: int, literal: int, v: int) -> None:
+    """One element value: a delta from the base element or a literal, as the decoders read it."""
     if width == 1:
         tree = C1_TREE_LITERAL if literal else C1_TREE_DELTA
         sym = _tree_symbol(v, literal)
@@ -397,7 +399,7 @@ def encode_records(records: Sequence[Record], boundaries: list[int] | None = Non
                 gamma_encode(enc, probs, CTX_HDR, r.ref_back)
                 for i in range(31, -1, -1):
                     enc.direct((r.multiplier >> i) & 1)
-        mode_ctx, vmode_ctx, bitmap, count, gap = _CLS[r.width]
+        mode_ctx, vmode_ctx, bitmap, count, gap = CONTEXTS_BY_WIDTH[r.width]
         mode = choose_mode(probs, r)
         enc.bit(probs, mode_ctx, mode)
         if r.ref_back:
@@ -411,7 +413,7 @@ def encode_records(records: Sequence[Record], boundaries: list[int] | None = Non
             prev = -1
             for p, v in zip(r.positions.tolist(), values):
                 gamma_encode(enc, probs, gap, p - prev)
-                _encode_value(enc, probs, r.width, literal, v)
+                encode_value(enc, probs, r.width, literal, v)
                 prev = p
         else:
             changed = np.zeros(r.span, np.int8)
@@ -421,7 +423,7 @@ def encode_records(records: Sequence[Record], boundaries: list[int] | None = Non
             for b in changed.tolist():
                 enc.bit(probs, bitmap + prev, b)
                 if b:
-                    _encode_value(enc, probs, r.width, literal, next(it))
+                    encode_value(enc, probs, r.width, literal, next(it))
                 prev = b
         prev_end = r.end
         if boundaries is not None:
@@ -468,7 +470,7 @@ def for_each_record(stream: bytes, model_size: int, sink) -> None:
                 raise PatchCodeError("out_of_range", f"record {i}: its reference {ref_back} words back is not wholly before it")
             for _ in range(32):
                 multiplier = (multiplier << 1) | dec.direct()
-        mode_ctx, vmode_ctx, bitmap, count_ctx, gap = _CLS[width]
+        mode_ctx, vmode_ctx, bitmap, count_ctx, gap = CONTEXTS_BY_WIDTH[width]
         mode = dec.bit(probs, mode_ctx)
         literal = 1 if ref_back else dec.bit(probs, vmode_ctx)
         positions: list[int] = []
