@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 
 .PHONY: setup demo test test-all lint clean-venv
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip setuptools wheel
 	$(BIN)/pip install -e '.[export,firmware,scale,dev]'

@@ -32,7 +32,10 @@ DETOOLS_COMPRESSIONS = ("heatshrink", "lzma", "crle")
 
 
 def detools_sizes(base: bytes, target: bytes) -> dict[str, int]:
-    import detools
+    try:
+        import detools
+    except ImportError:
+        raise SystemExit("bench/blob_v2.py needs detools, the comparison tool: .venv/bin/pip install -e '.[bench]'") from None
 
     sizes = {}
     for comp in DETOOLS_COMPRESSIONS:
