@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from polykws.core import PolykwsError
 from polykws.core import patchcode as pc
+from polykws.core import patchrecords
 from polykws.export.blob import (
     BLOB_HEADER_SIZE,
     BLOB_PREFIX_SIZE,
@@ -125,8 +126,8 @@ def test_position_coding_picks_bitmap_when_dense_and_gaps_when_sparse():
     assert pc.choose_mode(probs, sparse) == pc.MODE_GAPS
     # and the choice is the cheaper one: forcing the other mode costs more
     for rec, other in ((dense, pc.MODE_GAPS), (sparse, pc.MODE_BITMAP)):
-        chosen = pc._positions_price(list(probs), 1, pc.choose_mode(probs, rec), rec.span, rec.positions)
-        forced = pc._positions_price(list(probs), 1, other, rec.span, rec.positions)
+        chosen = patchrecords._positions_price(list(probs), 1, pc.choose_mode(probs, rec), rec.span, rec.positions)
+        forced = patchrecords._positions_price(list(probs), 1, other, rec.span, rec.positions)
         assert chosen < forced
 
 
