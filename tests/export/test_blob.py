@@ -1,7 +1,7 @@
 """Blob (PKWB format 2) and flash image (PKWF) byte format: round trips, every refusal, the patch
 coder, and a structure-aware fuzz of the Python decoder.
 
-Bad blobs are written field by field from docs/BLOB_FORMAT.md (`polykws.firmware.vectors.raw_blob`
+Bad blobs are written field by field from docs/BLOB_FORMAT.md (`polykws.firmware.vectorbytes.raw_blob`
 and `StreamWriter`), not through encode_blob, so the encoder is checked against an independent
 reading of the spec too.
 """
@@ -34,7 +34,8 @@ from polykws.export.blob import (
     integrity_digest,
     meta_id,
 )
-from polykws.firmware.vectors import _patch_bad, _targeted_bad, raw_blob, recrc, v1_blob
+from polykws.firmware.blobvectors import patch_bad, targeted_bad
+from polykws.firmware.vectorbytes import raw_blob, recrc, v1_blob
 
 BASE = bytes(range(256)) * 8  # 2 KiB, deterministic
 
@@ -193,7 +194,7 @@ _GOOD_TARGET = bytearray(_GOOD_BASE)
 for _p in (5, 6, 700, 2999):
     _GOOD_TARGET[_p] ^= 0x21
 _GOOD = encode_blob(_GOOD_BASE, bytes(_GOOD_TARGET), "en", ["yes", "no", "up"], {"k": "v"})
-_CASES = [(n.split("__")[0], n, b, base) for n, b, base in _targeted_bad(random.Random(1), _GOOD, _GOOD_BASE) + _patch_bad(random.Random(2), _GOOD_BASE)]
+_CASES = [(n.split("__")[0], n, b, base) for n, b, base in targeted_bad(random.Random(1), _GOOD, _GOOD_BASE) + patch_bad(random.Random(2), _GOOD_BASE)]
 BAD_CASES = [c for c in _CASES if "__" in c[1] and c[0] in ERROR_CODES]
 
 
