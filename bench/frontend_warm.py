@@ -134,16 +134,7 @@ def accuracy(model, x, y) -> float:
     return float((logits.argmax(1).numpy() == y).mean())
 
 
-def main() -> int:
-    from polykws.core import atomic_write_json, atomic_write_text, run_context
-    from polykws.datasets.audio import load_audio
-    from polykws.datasets.features import TaskSpec, noise_files
-    from polykws.datasets.frontend import micro_frontend
-    from polykws.datasets.streams import split_noise_waves, stream_sources
-    from polykws.pipeline.config import resolve_path, task_spec_options
-
-    from streaming import load_data_config, scan_records  # bench/streaming.py
-
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True)
     ap.add_argument("--langs", default="uk,ar,bn,gu,lt")
@@ -153,16 +144,15 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--out", default="artifacts/bench/frontend_warm")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    cfg = load_data_config(args.config)
-    fe = micro_frontend()
-    records = scan_records(cfg)
-    noise_dir = resolve_path(cfg.data.noise_dir)
-    noise_waves = split_noise_waves(noise_files(noise_dir), "test", fe.sample_rate_hz)
-    result = {"context": run_context(), "warmup_s": args.warmup_s, "frontend": fe.to_dict(), "stats": {}, "accuracy": None}
+    return ap.parse_args()
+
+
+def pick_clips(cfg, records, args) -> list:
+    """A seeded sample of each language's test-split keyword clips, as waves."""
+    from polykws.datasets.audio import load_audio
+    from polykws.datasets.features import TaskSpec
+    from polykws.datasets.streams import stream_sources
+    from polykws.pipeline.config import task_spec_options
 
     clips = []
     for lang in args.langs.split(","):
@@ -172,33 +162,32 @@ def main() -> int:
         rng = np.random.default_rng(args.seed)
         pick = sorted(rng.choice(len(rows), size=min(args.clips_per_lang, len(rows)), replace=False).tolist())
         clips += [load_audio(rows[i][0].path) for i in pick]
+    return clips
+
+
+def score_micro_model(cfg, records, noise_dir, noise_waves, fe, args, out: Path) -> tuple[dict, dict]:
+    """Warm vs reset accuracy of a micro model trained on --train-lang, and its int8 export."""
+    from polykws.datasets.audio import load_audio
+    from polykws.export.api import export_base
+
+    model, task, splits = train_micro_model(args.train_lang, cfg, records, noise_dir, args, out)
+    test = splits["test"]
+    keep = np.array([o == "clip" for o in test.origin]) & (test.y < len(task.keywords))
+    paths = [p for p, k in zip(test.paths, keep) if k]
+    y = test.y[keep]
+    kw_clips = [load_audio(p if os.path.isabs(p) else p) for p in paths]
+    acc = {"language": args.train_lang, "test_keyword_clips": int(len(y)), "reset_cache_acc": accuracy(model, test.x[keep], y)}
     for name, snr in CONDITIONS:
-        reset, warm = clip_pairs(clips, noise_waves, fe, snr, args.warmup_s, args.seed)
-        result["stats"][name] = stats(reset, warm, fe)
-        print(name, json.dumps(result["stats"][name]), flush=True)
+        reset, warm = clip_pairs(kw_clips, noise_waves, fe, snr, args.warmup_s, args.seed)
+        acc[name] = {"reset": accuracy(model, reset, y), "warm": accuracy(model, warm, y)}
+        print(name, acc[name], flush=True)
+    # int8 export of the same model, for bench/streaming.py --export <out>/export_<lang>
+    ex = export_base(model, fe, task.labels, splits["train"].x, out / f"export_{args.train_lang}", lang=args.train_lang,
+                     parity_x=test.x, meta={"model_name": "ds_cnn_s", "trained_by": "bench/frontend_warm.py"})
+    return acc, {"dir": str(out / f"export_{args.train_lang}"), "tflite_bytes": len(ex.tflite), "tflite_sha256": ex.sha256}
 
-    if args.train_lang:
-        model, task, splits = train_micro_model(args.train_lang, cfg, records, noise_dir, args, out)
-        test = splits["test"]
-        keep = np.array([o == "clip" for o in test.origin]) & (test.y < len(task.keywords))
-        paths = [p for p, k in zip(test.paths, keep) if k]
-        y = test.y[keep]
-        kw_clips = [load_audio(p if os.path.isabs(p) else p) for p in paths]
-        acc = {"language": args.train_lang, "test_keyword_clips": int(len(y)), "reset_cache_acc": accuracy(model, test.x[keep], y)}
-        for name, snr in CONDITIONS:
-            reset, warm = clip_pairs(kw_clips, noise_waves, fe, snr, args.warmup_s, args.seed)
-            acc[name] = {"reset": accuracy(model, reset, y), "warm": accuracy(model, warm, y)}
-            print(name, acc[name], flush=True)
-        result["accuracy"] = acc
-        # int8 export of the same model, for bench/streaming.py --export <out>/export_<lang>
-        from polykws.export.api import export_base
 
-        ex = export_base(model, fe, task.labels, splits["train"].x, out / f"export_{args.train_lang}", lang=args.train_lang,
-                         parity_x=test.x, meta={"model_name": "ds_cnn_s", "trained_by": "bench/frontend_warm.py"})
-        result["export"] = {"dir": str(out / f"export_{args.train_lang}"), "tflite_bytes": len(ex.tflite), "tflite_sha256": ex.sha256}
-    result["wall_s"] = time.time() - t0
-    atomic_write_json(out / "warm_vs_reset.json", result)
-
+def report_lines(result: dict, args) -> list[str]:
     ctx = result["context"]
     lines = [f"Warm vs reset micro frontend; {ctx['date']}, {ctx['machine']}.", f"Command: `{ctx['command']}`", "",
              f"{result['stats']['silence']['clips']} test-split keyword clips ({args.langs}), warm-up {args.warmup_s:g} s of the condition's background.", "",
@@ -213,6 +202,41 @@ def main() -> int:
                   f"(cache features: {100 * a['reset_cache_acc']:.1f} %):", "", "| condition | reset | warm |", "|---|---|---|"]
         for name, _ in CONDITIONS:
             lines.append(f"| {name} | {100 * a[name]['reset']:.1f} | {100 * a[name]['warm']:.1f} |")
+    return lines
+
+
+def main() -> int:
+    from polykws.core import atomic_write_json, atomic_write_text, run_context
+    from polykws.datasets.features import noise_files
+    from polykws.datasets.frontend import micro_frontend
+    from polykws.datasets.streams import split_noise_waves
+    from polykws.pipeline.config import resolve_path
+
+    from streaming import load_data_config, scan_records  # bench/streaming.py
+
+    args = parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    cfg = load_data_config(args.config)
+    fe = micro_frontend()
+    records = scan_records(cfg)
+    noise_dir = resolve_path(cfg.data.noise_dir)
+    noise_waves = split_noise_waves(noise_files(noise_dir), "test", fe.sample_rate_hz)
+    result = {"context": run_context(), "warmup_s": args.warmup_s, "frontend": fe.to_dict(), "stats": {}, "accuracy": None}
+
+    clips = pick_clips(cfg, records, args)
+    for name, snr in CONDITIONS:
+        reset, warm = clip_pairs(clips, noise_waves, fe, snr, args.warmup_s, args.seed)
+        result["stats"][name] = stats(reset, warm, fe)
+        print(name, json.dumps(result["stats"][name]), flush=True)
+
+    if args.train_lang:
+        result["accuracy"], result["export"] = score_micro_model(cfg, records, noise_dir, noise_waves, fe, args, out)
+    result["wall_s"] = time.time() - t0
+    atomic_write_json(out / "warm_vs_reset.json", result)
+
+    lines = report_lines(result, args)
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

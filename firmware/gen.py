@@ -82,39 +82,9 @@ def generate_app_sources(
     """Validate everything the firmware will assume, then write pkw_model.h and pkw_model_data.c."""
     img = decode_flash_image(flash_image, source=source or "flash image")
     graph = TfliteGraph(img.base, f"{source or 'flash image'} base model")
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise PolykwsError(f"{source}: the firmware expects one input and one output tensor, got {len(graph.inputs)}/{len(graph.outputs)}")
-    inp, out = graph.input_tensor(), graph.output_tensor()
-    if inp.type_name != "INT8" or out.type_name != "INT8":
-        raise PolykwsError(f"{source}: input/output must be int8 (full-integer export), got {inp.type_name}/{out.type_name}")
-    if inp.scales is None or len(inp.scales) != 1 or out.scales is None or len(out.scales) != 1:
-        raise PolykwsError(f"{source}: input and output need one (per-tensor) scale each")
-    input_elements = int(np.prod(inp.shape))
-    num_classes = int(np.prod(out.shape))  # head slots: languages use the first len(labels) of them
-    opcodes = graph.opcodes()
-    if not 1 <= len(base_labels) <= num_classes:
-        raise PolykwsError(f"{source}: base has {num_classes} output slots but {len(base_labels)} labels")
-    langs = [base_lang]
-    for i, e in enumerate(img.entries):
-        blob = decode_blob(img.blob_bytes(i), source=f"{source} blob {e.lang}")
-        if len(blob.labels) > num_classes:
-            raise PolykwsError(f"{source}: blob {e.lang} has {len(blob.labels)} labels but the model has {num_classes} output slots")
-        # Layout-identical by construction: the patched model must keep the base's op list.
-        patched = TfliteGraph(_apply(img, i), f"{source} {e.lang} model").opcodes()
-        if patched != opcodes:
-            raise PolykwsError(f"{source}: {e.lang}'s patched model has ops {patched}, base has {opcodes}")
-        langs.append(e.lang)
-    if len(set(langs)) != len(langs):
-        raise PolykwsError(f"{source}: language {base_lang!r} appears as the base and as a blob")
-    for bs in bench_sets:
-        if bs.lang not in langs:
-            raise PolykwsError(f"bench set for {bs.lang!r}: no such language in the image ({', '.join(langs)})")
-        if bs.features.shape[1] != input_elements:
-            raise PolykwsError(f"bench set {bs.lang}: vectors have {bs.features.shape[1]} values, the model input has {input_elements}")
-        n_labels = len(base_labels) if bs.lang == base_lang else len(decode_blob(img.blob_bytes(langs.index(bs.lang) - 1)).labels)
-        if bs.count and int(bs.labels.max()) >= n_labels:
-            raise PolykwsError(f"bench set {bs.lang}: label index {int(bs.labels.max())} but {bs.lang} has {n_labels} labels")
-    max_per_set = max([bs.count for bs in bench_sets] + [1])
+    inp, out, input_elements, num_classes, opcodes = _check_model(graph, base_labels, source)
+    langs = _check_languages(img, base_lang, num_classes, opcodes, source)
+    _check_bench_sets(img, bench_sets, langs, base_lang, base_labels, input_elements)
 
     image_sha = hashlib.sha256(flash_image).hexdigest()
     banner = (
@@ -137,12 +107,68 @@ def generate_app_sources(
         Define("PKW_BASE_NUM_LABELS", len(base_labels)),
         Define("PKW_NUM_LANGUAGES", len(langs)),
         Define("PKW_NUM_BENCH_SETS", len(bench_sets)),
-        Define("PKW_BENCH_MAX_PER_SET", max_per_set),
+        Define("PKW_BENCH_MAX_PER_SET", max([bs.count for bs in bench_sets] + [1])),
         Define("PKW_IMAGE_SHA256", image_sha),
         Define("PKW_BASE_SHA256", img.base_sha256),
         *frontend_defines(frontend, "PKW_FRONTEND"),
     ]
-    decls = [
+    header = render_header("PKW_MODEL_H_", banner=banner, defines=defines, declarations=_declarations(len(base_labels)))
+    src = _source(flash_image, base_labels, bench_sets, banner)
+
+    out_dir = Path(out_dir)
+    h = atomic_write_text(out_dir / HEADER_NAME, header)
+    c = atomic_write_text(out_dir / SOURCE_NAME, src)
+    return GeneratedSources(out_dir, h, c, op_set(opcodes), len(img.base), image_sha, tuple(langs))
+
+
+def _check_model(graph: TfliteGraph, base_labels: Sequence[str], source: str):
+    """(input tensor, output tensor, input elements, output slots, opcodes) of a model the firmware can run."""
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise PolykwsError(f"{source}: the firmware expects one input and one output tensor, got {len(graph.inputs)}/{len(graph.outputs)}")
+    inp, out = graph.input_tensor(), graph.output_tensor()
+    if inp.type_name != "INT8" or out.type_name != "INT8":
+        raise PolykwsError(f"{source}: input/output must be int8 (full-integer export), got {inp.type_name}/{out.type_name}")
+    if inp.scales is None or len(inp.scales) != 1 or out.scales is None or len(out.scales) != 1:
+        raise PolykwsError(f"{source}: input and output need one (per-tensor) scale each")
+    input_elements = int(np.prod(inp.shape))
+    num_classes = int(np.prod(out.shape))  # head slots: languages use the first len(labels) of them
+    opcodes = graph.opcodes()
+    if not 1 <= len(base_labels) <= num_classes:
+        raise PolykwsError(f"{source}: base has {num_classes} output slots but {len(base_labels)} labels")
+    return inp, out, input_elements, num_classes, opcodes
+
+
+def _check_languages(img, base_lang: str, num_classes: int, opcodes, source: str) -> list[str]:
+    """The image's languages, base first, after checking each blob fits the base model."""
+    langs = [base_lang]
+    for i, e in enumerate(img.entries):
+        blob = decode_blob(img.blob_bytes(i), source=f"{source} blob {e.lang}")
+        if len(blob.labels) > num_classes:
+            raise PolykwsError(f"{source}: blob {e.lang} has {len(blob.labels)} labels but the model has {num_classes} output slots")
+        # Layout-identical by construction: the patched model must keep the base's op list.
+        patched = TfliteGraph(_apply(img, i), f"{source} {e.lang} model").opcodes()
+        if patched != opcodes:
+            raise PolykwsError(f"{source}: {e.lang}'s patched model has ops {patched}, base has {opcodes}")
+        langs.append(e.lang)
+    if len(set(langs)) != len(langs):
+        raise PolykwsError(f"{source}: language {base_lang!r} appears as the base and as a blob")
+    return langs
+
+
+def _check_bench_sets(img, bench_sets: Sequence[BenchSet], langs: list[str], base_lang: str, base_labels: Sequence[str],
+                      input_elements: int) -> None:
+    for bs in bench_sets:
+        if bs.lang not in langs:
+            raise PolykwsError(f"bench set for {bs.lang!r}: no such language in the image ({', '.join(langs)})")
+        if bs.features.shape[1] != input_elements:
+            raise PolykwsError(f"bench set {bs.lang}: vectors have {bs.features.shape[1]} values, the model input has {input_elements}")
+        n_labels = len(base_labels) if bs.lang == base_lang else len(decode_blob(img.blob_bytes(langs.index(bs.lang) - 1)).labels)
+        if bs.count and int(bs.labels.max()) >= n_labels:
+            raise PolykwsError(f"bench set {bs.lang}: label index {int(bs.labels.max())} but {bs.lang} has {n_labels} labels")
+
+
+def _declarations(num_base_labels: int) -> list[str]:
+    return [
         "typedef struct {",
         "    const char *lang;",
         "    uint32_t count;",
@@ -152,12 +178,14 @@ def generate_app_sources(
         "",
         "extern const uint8_t pkw_flash_image[];",
         "extern const uint32_t pkw_flash_image_len;",
-        f"extern const char *const pkw_base_labels[{len(base_labels)}];",
+        f"extern const char *const pkw_base_labels[{num_base_labels}];",
         "extern const pkw_bench_set pkw_bench_sets[];",
         "extern const uint32_t pkw_num_bench_sets; /* == PKW_NUM_BENCH_SETS, as a variable for loops */",
     ]
-    header = render_header("PKW_MODEL_H_", banner=banner, defines=defines, declarations=decls)
 
+
+def _source(flash_image: bytes, base_labels: Sequence[str], bench_sets: Sequence[BenchSet], banner: str) -> str:
+    """pkw_model_data.c: the flash image, the base labels and the bench sets' vectors."""
     defs = [
         render_byte_array("pkw_flash_image", flash_image, align=16, section=".pkw_models"),
         f"const uint32_t pkw_flash_image_len = {len(flash_image)}u;\n",
@@ -171,12 +199,7 @@ def generate_app_sources(
         table.append(f"    {{{c_string(bs.lang)}, {bs.count}u, {stem}_x, {stem}_y}},")
     defs.append("const pkw_bench_set pkw_bench_sets[] = {\n" + ("\n".join(table) or "    {0, 0u, 0, 0},") + "\n};\n")
     defs.append(f"const uint32_t pkw_num_bench_sets = {len(bench_sets)}u;\n")
-    src = render_source(banner=banner, includes=[HEADER_NAME], definitions=defs)
-
-    out_dir = Path(out_dir)
-    h = atomic_write_text(out_dir / HEADER_NAME, header)
-    c = atomic_write_text(out_dir / SOURCE_NAME, src)
-    return GeneratedSources(out_dir, h, c, op_set(opcodes), len(img.base), image_sha, tuple(langs))
+    return render_source(banner=banner, includes=[HEADER_NAME], definitions=defs)
 
 
 def _apply(img, index: int) -> bytes:

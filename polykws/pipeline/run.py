@@ -36,6 +36,9 @@ VERSIONS = {
     "pack": "1", "tflm_eval": "2", "firmware": "3", "report": "2",
 }
 
+# The patch coder's modules: a stage that codes or prices patch streams is keyed on all of them.
+PATCH_CODER = ("polykws.core.patchcode", "polykws.core.patchrecords", "polykws.core.rangecoder", "polykws.core.tfliteregions")
+
 
 def fingerprint_tree(root: Path, subdirs: Iterable[str] | None = None) -> str:
     """Hash of (relative path, size, mtime_ns) of every file under root (or root/<subdir> for each)."""
@@ -200,7 +203,7 @@ def _adapt_stages(cfg: PipelineConfig, runtime: dict[str, Any]) -> tuple[list[St
                         name, "adapt", S.adapt_stage,
                         {"language": lang, "method": method, "method_options": dict(a.method_options.get(method, {})),
                          "budget": budget, "seed": seed, "fit": to_plain(a.fit), "threads": a.threads_per_job},
-                        deps=("base", f"features/{lang}"), version=VERSIONS["adapt"], code=("polykws.training", "polykws.core.patchcode"),
+                        deps=("base", f"features/{lang}"), version=VERSIONS["adapt"], code=("polykws.training", *PATCH_CODER),
                         fanout=True, threads=a.threads_per_job, seed=seed, runtime=runtime))
                     if method == a.ship_method and (budget == a.ship_budget or budget is None) and seed == a.seeds[0]:
                         ship[lang] = name
@@ -224,13 +227,13 @@ def _export_stages(cfg: PipelineConfig, runtime: dict[str, Any], adapt_jobs: lis
         out.append(Stage(name, "export", S.export_language_stage,
                          {"language": lang, "base_language": b.language, "calibration_samples": e.calibration_samples,
                           "adapt_stage": job, "scales": e.scales},
-                         deps=("export_base", job, f"features/{lang}"), version=VERSIONS["export"], code=("polykws.export", "polykws.core.patchcode"),
+                         deps=("export_base", job, f"features/{lang}"), version=VERSIONS["export"], code=("polykws.export", *PATCH_CODER),
                          fanout=True, threads=1, runtime=runtime))
     ship_export = {lang: export_jobs[job] for lang, job in ship_adapt.items()}
     out.append(Stage("pack", "pack", S.pack_stage, {"languages": list(a.languages), "base_language": b.language, "ship": ship_export},
-                     deps=("export_base", *ship_export.values()), version=VERSIONS["pack"], code=("polykws.export", "polykws.core.patchcode")))
+                     deps=("export_base", *ship_export.values()), version=VERSIONS["pack"], code=("polykws.export", *PATCH_CODER)))
     out.append(Stage("tflm_eval", "tflm_eval", S.tflm_eval_stage, {"base_language": b.language, "ship": ship_export},
-                     deps=("pack", *ship_export.values(), *feats_all), version=VERSIONS["tflm_eval"], code=("polykws.export", "polykws.core.patchcode")))
+                     deps=("pack", *ship_export.values(), *feats_all), version=VERSIONS["tflm_eval"], code=("polykws.export", *PATCH_CODER)))
     out.append(_firmware_stage(cfg, runtime, feats_all))
     return out, export_jobs, ship_export
 

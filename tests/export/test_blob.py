@@ -1,7 +1,7 @@
 """Blob (PKWB format 2) and flash image (PKWF) byte format: round trips, every refusal, the patch
 coder, and a structure-aware fuzz of the Python decoder.
 
-Bad blobs are written field by field from docs/BLOB_FORMAT.md (`polykws.firmware.vectors.raw_blob`
+Bad blobs are written field by field from docs/BLOB_FORMAT.md (`polykws.firmware.vectorbytes.raw_blob`
 and `StreamWriter`), not through encode_blob, so the encoder is checked against an independent
 reading of the spec too.
 """
@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from polykws.core import PolykwsError
 from polykws.core import patchcode as pc
+from polykws.core import patchrecords
 from polykws.export.blob import (
     BLOB_HEADER_SIZE,
     BLOB_PREFIX_SIZE,
@@ -33,7 +34,8 @@ from polykws.export.blob import (
     integrity_digest,
     meta_id,
 )
-from polykws.firmware.vectors import _patch_bad, _targeted_bad, raw_blob, recrc, v1_blob
+from polykws.firmware.blobvectors import patch_bad, targeted_bad
+from polykws.firmware.vectorbytes import raw_blob, recrc, v1_blob
 
 BASE = bytes(range(256)) * 8  # 2 KiB, deterministic
 
@@ -125,8 +127,8 @@ def test_position_coding_picks_bitmap_when_dense_and_gaps_when_sparse():
     assert pc.choose_mode(probs, sparse) == pc.MODE_GAPS
     # and the choice is the cheaper one: forcing the other mode costs more
     for rec, other in ((dense, pc.MODE_GAPS), (sparse, pc.MODE_BITMAP)):
-        chosen = pc._positions_price(list(probs), 1, pc.choose_mode(probs, rec), rec.span, rec.positions)
-        forced = pc._positions_price(list(probs), 1, other, rec.span, rec.positions)
+        chosen = patchrecords._positions_price(list(probs), 1, pc.choose_mode(probs, rec), rec.span, rec.positions)
+        forced = patchrecords._positions_price(list(probs), 1, other, rec.span, rec.positions)
         assert chosen < forced
 
 
@@ -192,7 +194,7 @@ _GOOD_TARGET = bytearray(_GOOD_BASE)
 for _p in (5, 6, 700, 2999):
     _GOOD_TARGET[_p] ^= 0x21
 _GOOD = encode_blob(_GOOD_BASE, bytes(_GOOD_TARGET), "en", ["yes", "no", "up"], {"k": "v"})
-_CASES = [(n.split("__")[0], n, b, base) for n, b, base in _targeted_bad(random.Random(1), _GOOD, _GOOD_BASE) + _patch_bad(random.Random(2), _GOOD_BASE)]
+_CASES = [(n.split("__")[0], n, b, base) for n, b, base in targeted_bad(random.Random(1), _GOOD, _GOOD_BASE) + patch_bad(random.Random(2), _GOOD_BASE)]
 BAD_CASES = [c for c in _CASES if "__" in c[1] and c[0] in ERROR_CODES]
 
 

@@ -92,7 +92,7 @@ def _recrc(data: bytes) -> bytes:
 
 def _bad_blobs(blob: bytes, model_size: int) -> dict[str, bytes]:
     from polykws.core.patchcode import CTX_HDR
-    from polykws.firmware.vectors import StreamWriter
+    from polykws.firmware.vectorbytes import StreamWriter
 
     parsed = decode_blob(blob)
     stream_at = len(blob) - 4 - len(parsed.stream)
