@@ -304,6 +304,201 @@ def split_noise_files(paths: Sequence[str], split_cfg: SplitConfig = SplitConfig
     return out
 
 
+def _cache_key(fe_hash: str, **parts) -> str:
+    """Cache key of one example: the cache version and frontend hash plus what identifies its samples."""
+    return stable_hash({"v": FEATURE_CACHE_VERSION, "fe": fe_hash, **parts}, 32)
+
+
+def _partition_rows(
+    records: Sequence[ClipRecord], task: TaskSpec, noise_dir: str | os.PathLike | None
+) -> tuple[dict[str, list[ClipRecord]], dict[str, list[ClipRecord]], list[str]]:
+    """Split rows into keyword clips and non-target words (both per split), and noise file paths."""
+    keyword_rows: dict[str, list[ClipRecord]] = defaultdict(list)
+    other_rows: dict[str, list[ClipRecord]] = defaultdict(list)
+    noise_paths: list[str] = list(noise_files(noise_dir))
+    for r in records:
+        if r.is_noise:  # noise serves every task, whatever its source filter
+            noise_paths.append(r.path)
+            continue
+        if task.sources and r.source not in task.sources:
+            continue
+        kw = task.keyword_of(r)
+        if kw is not None:
+            keyword_rows[r.split].append(r)
+        elif task.matches_language(r) and (not task.unknown_words or r.label in task.unknown_words):
+            other_rows[r.split].append(r)
+    return keyword_rows, other_rows, noise_paths
+
+
+def _check_task_rows(
+    records: Sequence[ClipRecord], task: TaskSpec, keyword_rows: dict[str, list[ClipRecord]], other_rows: dict[str, list[ClipRecord]]
+) -> None:
+    """Raise when a keyword has no clips, or the task wants `_unknown_` but has no non-target words."""
+    found = {task.keyword_of(r) for rows in keyword_rows.values() for r in rows}
+    missing = [k for k in task.keywords if k not in found]
+    if missing:
+        have = sorted({r.label for r in records if task.matches_language(r) and not r.is_noise})
+        raise PolykwsError(f"task {task.language}: keywords {missing} have no clips; labels present: {have}")
+    if task.unknown and not any(other_rows.values()):
+        raise PolykwsError(
+            f"task {task.language} has an _unknown_ class but no non-target words: every {task.language} word is a keyword. "
+            "Pass unknown=False, fewer keywords, or add recordings of other words."
+        )
+
+
+def _check_silence_noise(task: TaskSpec, noise_by_split: dict[str, list[str]]) -> None:
+    """Raise when the task wants noise-based `_silence_` but no split has a noise file."""
+    if task.silence and not any(noise_by_split.values()) and task.true_silence_fraction < 1.0:
+        raise PolykwsError(
+            f"task {task.language} has a _silence_ class but no background noise: pass noise_dir, include "
+            "_background_noise_ rows, or set true_silence_fraction=1.0 for digital silence only"
+        )
+
+
+def _load_noise_waves(
+    noise_by_split: dict[str, list[str]], sample_rate_hz: int, skipped: dict[str, list[SkippedFile]]
+) -> dict[str, np.ndarray]:
+    """Load every split's noise files; unreadable ones go to `skipped` and leave their split's list."""
+    noise_waves: dict[str, np.ndarray] = {}
+    for split in SPLITS:
+        for p in noise_by_split[split]:
+            try:
+                noise_waves[p] = load_waveform(p, sample_rate_hz, allow_silent=True)
+            except BadAudioError as exc:
+                skipped[split].append(SkippedFile(p, exc.reason, exc.detail, ANY_LANGUAGE, "noise"))
+        noise_by_split[split] = [p for p in noise_by_split[split] if p in noise_waves]
+    return noise_waves
+
+
+@dataclass
+class _SplitPlanner:
+    """Decides every example of a split: seeded by (seed, split, ...), so independent of scheduling."""
+
+    task: TaskSpec
+    frontend: FrontendConfig
+    seed: int
+    hashes: dict[str, str]
+    noise_waves: dict[str, np.ndarray]
+    noise_pool_key: str
+    augment: AugmentConfig | None
+    augment_copies: int
+    max_per_keyword: int
+    notes: dict[str, list[str]]
+    fe_hash: str = field(init=False)
+    index: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fe_hash = self.frontend.config_hash()
+        self.index = {label: i for i, label in enumerate(self.task.labels)}
+
+    def clip_key(self, path: str) -> str:
+        return _cache_key(self.fe_hash, audio=self.hashes[path], loader=LOADER_VERSION)
+
+    def plan(self, split: str, keyword_rows: list[ClipRecord], other_rows: list[ClipRecord], noise_pool: list[str]) -> list[_Example]:
+        examples = self.keyword_examples(keyword_rows)
+        n_kw = len(examples)
+        per_class = n_kw / len(self.task.keywords) if self.task.keywords else 0
+        if self.task.unknown:
+            examples += self.unknown_examples(split, other_rows, n_kw, per_class)
+        if self.task.silence:
+            examples += self.silence_examples(split, noise_pool, n_kw, per_class)
+        if split == "train" and self.augment_copies:
+            examples += self.augmented_examples([e for e in examples if e.kind == "clip"])
+        return examples
+
+    def keyword_examples(self, rows: list[ClipRecord]) -> list[_Example]:
+        task = self.task
+        rows = sorted(rows, key=lambda r: r.path)
+        if self.max_per_keyword:
+            by_kw: dict[str, list[ClipRecord]] = defaultdict(list)
+            for r in sorted(rows, key=lambda r: stable_hash([self.seed, r.path])):
+                by_kw[task.keyword_of(r)].append(r)
+            rows = sorted((r for kw_rows in by_kw.values() for r in kw_rows[: self.max_per_keyword]), key=lambda r: r.path)
+        return [_Example("clip", self.index[task.keyword_of(r)], r.speaker_id, r.path, self.clip_key(r.path)) for r in rows]
+
+    def unknown_examples(self, split: str, rows: list[ClipRecord], n_kw: int, per_class: float) -> list[_Example]:
+        candidates = sorted(rows, key=lambda r: r.path)
+        want = math.ceil(self.task.unknown_fraction * n_kw) if self.task.unknown_fraction else math.ceil(per_class)
+        rng = np.random.default_rng(_seed_for(self.seed, split, "unknown"))
+        pick = sorted(rng.choice(len(candidates), size=min(want, len(candidates)), replace=False).tolist()) if candidates else []
+        if len(pick) < want:
+            self.notes[split].append(f"_unknown_: {len(pick)} of {want} wanted (only {len(candidates)} non-target clips in {split})")
+        label = self.index[UNKNOWN_LABEL]
+        return [_Example("clip", label, candidates[i].speaker_id, candidates[i].path, self.clip_key(candidates[i].path)) for i in pick]
+
+    def silence_examples(self, split: str, pool: list[str], n_kw: int, per_class: float) -> list[_Example]:
+        task = self.task
+        want = math.ceil(task.silence_fraction * n_kw) if task.silence_fraction else math.ceil(per_class)
+        if not pool and task.true_silence_fraction < 1.0:
+            self.notes[split].append(f"_silence_: no noise files in {split}; digital silence only")
+        label = self.index[SILENCE_LABEL]
+        examples = []
+        for i in range(want):
+            rng = np.random.default_rng(_seed_for(self.seed, split, "silence", i))
+            if not pool or rng.random() < task.true_silence_fraction:
+                examples.append(_Example("silence", label, "", "", _cache_key(self.fe_hash, silence="zeros")))
+                continue
+            path = pool[int(rng.integers(0, len(pool)))]
+            wave = self.noise_waves[path]
+            offset = int(rng.integers(0, max(1, wave.shape[0] - self.frontend.clip_samples + 1)))
+            gain = float(rng.uniform(0.0, 1.0))
+            key = _cache_key(self.fe_hash, noise=self.hashes[path], offset=offset, gain=gain, loader=LOADER_VERSION)
+            examples.append(_Example("silence", label, "", path, key, noise_offset=offset, noise_gain=gain))
+        return examples
+
+    def augmented_examples(self, base: list[_Example]) -> list[_Example]:
+        aug_id = stable_hash(self.augment.to_dict())
+        examples = []
+        for copy in range(1, self.augment_copies + 1):
+            for e in base:
+                audio = self.hashes[e.path]
+                aug_seed = _seed_for(self.seed, "augment", audio, copy)
+                key = _cache_key(self.fe_hash, audio=audio, loader=LOADER_VERSION, aug=aug_id, seed=aug_seed, noise=self.noise_pool_key)
+                examples.append(_Example("augmented", e.label_idx, e.speaker, e.path, key, copy=copy, aug_seed=aug_seed))
+        return examples
+
+
+def _sort_results(
+    flat: list[tuple[str, _Example]], arrays: list, records: Sequence[ClipRecord], task: TaskSpec, skipped: dict[str, list[SkippedFile]]
+) -> dict[str, list[tuple[_Example, np.ndarray]]]:
+    """Group computed features by split; failed examples go to `skipped` (once per file and split)."""
+    per_split: dict[str, list[tuple[_Example, np.ndarray]]] = defaultdict(list)
+    source_of = {r.path: (r.language, r.source) for r in records}
+    for (split, ex), arr in zip(flat, arrays):
+        if isinstance(arr, tuple):
+            _, path, reason, detail = arr
+            if not any(s.path == path for s in skipped[split]):
+                lang, src = source_of.get(path, (task.language, "noise"))
+                skipped[split].append(SkippedFile(path, reason, detail, lang, src))
+            continue
+        per_split[split].append((ex, arr))
+    return per_split
+
+
+def _example_path(e: _Example) -> str:
+    """The path a FeatureSplit reports: the audio file, or a description of a silence crop."""
+    if e.kind != "silence":
+        return e.path
+    return f"silence:{e.path}@{e.noise_offset}x{e.noise_gain:.3f}" if e.path else "silence:zeros"
+
+
+def _feature_split(
+    items: list[tuple[_Example, np.ndarray]], labels: tuple[str, ...], skipped: list[SkippedFile], notes: list[str], frontend: FrontendConfig
+) -> FeatureSplit:
+    x = np.stack([a for _, a in items]).astype(np.float32) if items else np.zeros((0, *frontend.input_shape), np.float32)
+    return FeatureSplit(
+        x=x,
+        y=np.array([e.label_idx for e, _ in items], dtype=np.int64),
+        labels=labels,
+        speakers=tuple(e.speaker for e, _ in items),
+        paths=tuple(_example_path(e) for e, _ in items),
+        origin=tuple(e.kind for e, _ in items),
+        skipped=tuple(skipped),
+        notes=tuple(notes),
+        frontend=frontend,
+    )
+
+
 def load_task_features(
     records: Sequence[ClipRecord],
     task: TaskSpec,
@@ -325,108 +520,26 @@ def load_task_features(
     if augment_copies and augment is None:
         augment = AugmentConfig()
     cache_dir = Path(cache_dir)
-    labels = task.labels
-    index = {label: i for i, label in enumerate(labels)}
 
     # 1. Partition rows: keyword clips, non-target words, noise.
-    keyword_rows: dict[str, list[ClipRecord]] = defaultdict(list)
-    other_rows: dict[str, list[ClipRecord]] = defaultdict(list)
-    noise_paths: list[str] = list(noise_files(noise_dir))
-    for r in records:
-        if r.is_noise:  # noise serves every task, whatever its source filter
-            noise_paths.append(r.path)
-            continue
-        if task.sources and r.source not in task.sources:
-            continue
-        kw = task.keyword_of(r)
-        if kw is not None:
-            keyword_rows[r.split].append(r)
-        elif task.matches_language(r) and (not task.unknown_words or r.label in task.unknown_words):
-            other_rows[r.split].append(r)
-    found = {task.keyword_of(r) for rows in keyword_rows.values() for r in rows}
-    missing = [k for k in task.keywords if k not in found]
-    if missing:
-        have = sorted({r.label for r in records if task.matches_language(r) and not r.is_noise})
-        raise PolykwsError(f"task {task.language}: keywords {missing} have no clips; labels present: {have}")
-    if task.unknown and not any(other_rows.values()):
-        raise PolykwsError(
-            f"task {task.language} has an _unknown_ class but no non-target words: every {task.language} word is a keyword. "
-            "Pass unknown=False, fewer keywords, or add recordings of other words."
-        )
+    keyword_rows, other_rows, noise_paths = _partition_rows(records, task, noise_dir)
+    _check_task_rows(records, task, keyword_rows, other_rows)
     noise_by_split = split_noise_files(sorted(set(noise_paths)))
-    if task.silence and not any(noise_by_split.values()) and task.true_silence_fraction < 1.0:
-        raise PolykwsError(
-            f"task {task.language} has a _silence_ class but no background noise: pass noise_dir, include "
-            "_background_noise_ rows, or set true_silence_fraction=1.0 for digital silence only"
-        )
+    _check_silence_noise(task, noise_by_split)
 
     # 2. Decide every example of every split (seeded, independent of scheduling).
     audio_paths = [r.path for rows in keyword_rows.values() for r in rows] + [r.path for rows in other_rows.values() for r in rows]
     hashes = _audio_hashes(audio_paths + list(noise_paths))
-    fe_hash = frontend.config_hash()
-    noise_waves: dict[str, np.ndarray] = {}
     skipped: dict[str, list[SkippedFile]] = defaultdict(list)
     notes: dict[str, list[str]] = defaultdict(list)
-    for split in SPLITS:
-        for p in noise_by_split[split]:
-            try:
-                noise_waves[p] = load_waveform(p, frontend.sample_rate_hz, allow_silent=True)
-            except BadAudioError as exc:
-                skipped[split].append(SkippedFile(p, exc.reason, exc.detail, ANY_LANGUAGE, "noise"))
-        noise_by_split[split] = [p for p in noise_by_split[split] if p in noise_waves]
+    noise_waves = _load_noise_waves(noise_by_split, frontend.sample_rate_hz, skipped)
     train_noise = noise_by_split["train"]
-    noise_pool_key = stable_hash(sorted(hashes.get(p, p) for p in train_noise))
-
-    def clip_key(path: str) -> str:
-        return stable_hash({"v": FEATURE_CACHE_VERSION, "fe": fe_hash, "audio": hashes[path], "loader": LOADER_VERSION}, 32)
-
-    plan: dict[str, list[_Example]] = {}
-    for split in SPLITS:
-        rows = sorted(keyword_rows.get(split, []), key=lambda r: r.path)
-        if max_per_keyword:
-            by_kw: dict[str, list[ClipRecord]] = defaultdict(list)
-            for r in sorted(rows, key=lambda r: stable_hash([seed, r.path])):
-                by_kw[task.keyword_of(r)].append(r)
-            rows = sorted((r for kw_rows in by_kw.values() for r in kw_rows[:max_per_keyword]), key=lambda r: r.path)
-        examples = [_Example("clip", index[task.keyword_of(r)], r.speaker_id, r.path, clip_key(r.path)) for r in rows]
-        n_kw = len(examples)
-        per_class = n_kw / len(task.keywords) if task.keywords else 0
-        if task.unknown:
-            candidates = sorted(other_rows.get(split, []), key=lambda r: r.path)
-            want = math.ceil(task.unknown_fraction * n_kw) if task.unknown_fraction else math.ceil(per_class)
-            rng = np.random.default_rng(_seed_for(seed, split, "unknown"))
-            pick = sorted(rng.choice(len(candidates), size=min(want, len(candidates)), replace=False).tolist()) if candidates else []
-            if len(pick) < want:
-                notes[split].append(f"_unknown_: {len(pick)} of {want} wanted (only {len(candidates)} non-target clips in {split})")
-            examples += [_Example("clip", index[UNKNOWN_LABEL], candidates[i].speaker_id, candidates[i].path, clip_key(candidates[i].path)) for i in pick]
-        if task.silence:
-            want = math.ceil(task.silence_fraction * n_kw) if task.silence_fraction else math.ceil(per_class)
-            pool = noise_by_split[split]
-            if not pool and task.true_silence_fraction < 1.0:
-                notes[split].append(f"_silence_: no noise files in {split}; digital silence only")
-            for i in range(want):
-                rng = np.random.default_rng(_seed_for(seed, split, "silence", i))
-                if not pool or rng.random() < task.true_silence_fraction:
-                    key = stable_hash({"v": FEATURE_CACHE_VERSION, "fe": fe_hash, "silence": "zeros"}, 32)
-                    examples.append(_Example("silence", index[SILENCE_LABEL], "", "", key))
-                    continue
-                path = pool[int(rng.integers(0, len(pool)))]
-                wave = noise_waves[path]
-                offset = int(rng.integers(0, max(1, wave.shape[0] - frontend.clip_samples + 1)))
-                gain = float(rng.uniform(0.0, 1.0))
-                key = stable_hash({"v": FEATURE_CACHE_VERSION, "fe": fe_hash, "noise": hashes[path], "offset": offset, "gain": gain, "loader": LOADER_VERSION}, 32)
-                examples.append(_Example("silence", index[SILENCE_LABEL], "", path, key, noise_offset=offset, noise_gain=gain))
-        if split == "train" and augment_copies:
-            base = [e for e in examples if e.kind == "clip"]
-            aug_id = stable_hash(augment.to_dict())
-            for copy in range(1, augment_copies + 1):
-                for e in base:
-                    aug_seed = _seed_for(seed, "augment", hashes[e.path], copy)
-                    key = stable_hash(
-                        {"v": FEATURE_CACHE_VERSION, "fe": fe_hash, "audio": hashes[e.path], "loader": LOADER_VERSION, "aug": aug_id, "seed": aug_seed, "noise": noise_pool_key}, 32
-                    )
-                    examples.append(_Example("augmented", e.label_idx, e.speaker, e.path, key, copy=copy, aug_seed=aug_seed))
-        plan[split] = examples
+    planner = _SplitPlanner(
+        task, frontend, seed, hashes, noise_waves,
+        noise_pool_key=stable_hash(sorted(hashes.get(p, p) for p in train_noise)),
+        augment=augment, augment_copies=augment_copies, max_per_keyword=max_per_keyword, notes=notes,
+    )
+    plan = {split: planner.plan(split, keyword_rows.get(split, []), other_rows.get(split, []), noise_by_split[split]) for split in SPLITS}
 
     # 3. Compute (or load) features for all splits in one pool.
     flat = [(split, ex) for split in SPLITS for ex in plan[split]]
@@ -435,39 +548,11 @@ def load_task_features(
         augment=augment, noise_paths=train_noise, workers=workers, progress=progress,
         description=f"{frontend.kind} features {task.language}",
     )
-    per_split: dict[str, list[tuple[_Example, np.ndarray]]] = defaultdict(list)
-    source_of = {r.path: (r.language, r.source) for r in records}
-    for (split, ex), arr in zip(flat, arrays):
-        if isinstance(arr, tuple):
-            _, path, reason, detail = arr
-            if not any(s.path == path for s in skipped[split]):
-                lang, src = source_of.get(path, (task.language, "noise"))
-                skipped[split].append(SkippedFile(path, reason, detail, lang, src))
-            continue
-        per_split[split].append((ex, arr))
+    per_split = _sort_results(flat, arrays, records, task, skipped)
     if strict and any(skipped.values()):
         bad = [s for split in SPLITS for s in skipped[split]]
         raise PolykwsError("strict: unusable files:\n" + "\n".join(f"  {s.path}: {s.reason} ({s.detail})" for s in bad[:20]))
-
-    out: dict[str, FeatureSplit] = {}
-    for split in SPLITS:
-        items = per_split.get(split, [])
-        x = np.stack([a for _, a in items]).astype(np.float32) if items else np.zeros((0, *frontend.input_shape), np.float32)
-        out[split] = FeatureSplit(
-            x=x,
-            y=np.array([e.label_idx for e, _ in items], dtype=np.int64),
-            labels=labels,
-            speakers=tuple(e.speaker for e, _ in items),
-            paths=tuple(
-                e.path if e.kind != "silence" else (f"silence:{e.path}@{e.noise_offset}x{e.noise_gain:.3f}" if e.path else "silence:zeros")
-                for e, _ in items
-            ),
-            origin=tuple(e.kind for e, _ in items),
-            skipped=tuple(skipped[split]),
-            notes=tuple(notes[split]),
-            frontend=frontend,
-        )
-    return out
+    return {split: _feature_split(per_split.get(split, []), task.labels, skipped[split], notes[split], frontend) for split in SPLITS}
 
 
 def warm_feature_cache(
@@ -485,7 +570,7 @@ def warm_feature_cache(
     hashes = _audio_hashes(r.path for r in rows)
     fe_hash = frontend.config_hash()
     examples = [
-        _Example("clip", 0, r.speaker_id, r.path, stable_hash({"v": FEATURE_CACHE_VERSION, "fe": fe_hash, "audio": hashes[r.path], "loader": LOADER_VERSION}, 32))
+        _Example("clip", 0, r.speaker_id, r.path, _cache_key(fe_hash, audio=hashes[r.path], loader=LOADER_VERSION))
         for r in sorted(rows, key=lambda r: r.path)
     ]
     arrays, stats = _compute_all(

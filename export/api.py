@@ -36,7 +36,7 @@ from polykws.export.convert import (
     to_onnx,
     torch_logits,
 )
-from polykws.export.requant import head_op_index, pad_head_rows, requantize_language, verify_requantizer
+from polykws.export.requant import Requantized, head_op_index, pad_head_rows, requantize_language, verify_requantizer
 from polykws.export.tflite_graph import TfliteGraph, assert_layout_identical
 from polykws.core import PolykwsError, atomic_write_bytes, atomic_write_json, sha256_bytes
 
@@ -298,6 +298,67 @@ def export_base(
     return ex
 
 
+def _check_language_target(base: ExportedModel, model: nn.Module, labels: Sequence[str], lang: str) -> tuple[str, ...]:
+    """The checked labels; raises unless `base` is a base export, `lang` is not its code and its head has room."""
+    if not base.is_base:
+        raise ExportError(f"{base.lang!r} is a language export, not a base")
+    if lang == base.lang:
+        raise ExportError(f"language code {lang!r} equals the base's")
+    labels = _check_labels(model, labels)
+    if len(labels) > base.head_slots:
+        raise ExportError(f"{lang}: {len(labels)} labels but the base's head has {base.head_slots} slots; re-export the base with head_slots >= {len(labels)}")
+    return labels
+
+
+def _language_info(
+    base: ExportedModel, rq: Requantized, *, scales: str, head_scales: str, head_range: str, parity: dict, ops: Any, calibration_samples: int,
+    logits: np.ndarray, meta: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The language export's description: its base, quantization choices, parity and requant report."""
+    return {
+        "role": "language",
+        "base_sha256": base.sha256,
+        "base_lang": base.lang,
+        "scales": scales,
+        "head_scales": head_scales,
+        "head_range": head_range,
+        "onnx_parity": parity,
+        "ops": ops,
+        "calibration_samples": calibration_samples,
+        "head_logit_range": [float(logits.min()), float(logits.max())],
+        "head_output_qparams": list(rq.head_output) if rq.head_output else None,
+        "requant": rq.summary(),
+        "requant_tensors": [r.to_dict() for r in rq.reports],
+        **(meta or {}),
+    }
+
+
+def _blob_meta(base: ExportedModel, lang: str, *, scales: str, head_scales: str, head_range: str, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The metadata a language blob references: its base, quantization choices and training provenance."""
+    return {
+        "format": "polykws-language",
+        "lang": lang,
+        "base_lang": base.lang,
+        "base_model": base.meta.get("model_name"),
+        # The hash only: a blob cannot change the frontend (it is the base's), the full config
+        # lives in the base's manifest entry, and its ~290 B would be ~10 % of a small blob.
+        "frontend_hash": base.frontend.config_hash(),
+        "head_slots": base.head_slots,
+        "scales": scales,
+        "head_scales": head_scales,
+        "head_range": head_range,
+        **{k: v for k, v in (meta or {}).items() if k in ("method", "budget_params", "delta_config", "seed", "model_sha256")},
+    }
+
+
+def _language_blob(base: ExportedModel, data: bytes, lang: str, labels: tuple[str, ...], blob_meta: dict[str, Any]) -> bytes:
+    """The blob that turns `base.tflite` into `data`, checked to reproduce it."""
+    blob = encode_blob(base.tflite, data, lang, labels, blob_meta)
+    if apply_blob(base.tflite, blob) != data:  # encode_blob/apply_blob are tested; this guards the artifact
+        raise ExportError(f"{lang}: blob does not reproduce the language model")
+    return blob
+
+
 def export_language(
     base: ExportedModel,
     model: nn.Module,
@@ -321,13 +382,7 @@ def export_language(
     clamping). `head_scales` / `head_range`: "refit" (default) or "frozen" for the head's weight
     scales and output range. Activation ranges of the body are always the base's.
     """
-    if not base.is_base:
-        raise ExportError(f"{base.lang!r} is a language export, not a base")
-    if lang == base.lang:
-        raise ExportError(f"language code {lang!r} equals the base's")
-    labels = _check_labels(model, labels)
-    if len(labels) > base.head_slots:
-        raise ExportError(f"{lang}: {len(labels)} labels but the base's head has {base.head_slots} slots; re-export the base with head_slots >= {len(labels)}")
+    labels = _check_language_target(base, model, labels, lang)
     cal = calibration_subset(_check_features(calibration_x, base.frontend, f"{lang} calibration features"), max_calibration)
     par = _check_features(parity_x if parity_x is not None else cal, base.frontend, f"{lang} parity features")
     deploy = pad_head(model, base.head_slots)
@@ -347,42 +402,13 @@ def export_language(
     )
     assert_layout_identical(base.tflite, rq.data, f"{lang} model")
     ops = check_tflm_ops(rq.data, source=f"{lang} int8 model")
-    info = {
-        "role": "language",
-        "base_sha256": base.sha256,
-        "base_lang": base.lang,
-        "scales": scales,
-        "head_scales": head_scales,
-        "head_range": head_range,
-        "onnx_parity": parity,
-        "ops": ops,
-        "calibration_samples": len(cal),
-        "head_logit_range": [float(logits.min()), float(logits.max())],
-        "head_output_qparams": list(rq.head_output) if rq.head_output else None,
-        "requant": rq.summary(),
-        "requant_tensors": [r.to_dict() for r in rq.reports],
-        **(meta or {}),
-    }
-    blob_meta = {
-        "format": "polykws-language",
-        "lang": lang,
-        "base_lang": base.lang,
-        "base_model": base.meta.get("model_name"),
-        # The hash only: a blob cannot change the frontend (it is the base's), the full config
-        # lives in the base's manifest entry, and its ~290 B would be ~10 % of a small blob.
-        "frontend_hash": base.frontend.config_hash(),
-        "head_slots": base.head_slots,
-        "scales": scales,
-        "head_scales": head_scales,
-        "head_range": head_range,
-        **{k: v for k, v in (meta or {}).items() if k in ("method", "budget_params", "delta_config", "seed", "model_sha256")},
-    }
-    blob = encode_blob(base.tflite, rq.data, lang, labels, blob_meta)
+    policies = {"scales": scales, "head_scales": head_scales, "head_range": head_range}
+    info = _language_info(base, rq, **policies, parity=parity, ops=ops, calibration_samples=len(cal), logits=logits, meta=meta)
+    blob_meta = _blob_meta(base, lang, **policies, meta=meta)
+    blob = _language_blob(base, rq.data, lang, labels, blob_meta)
     # The blob references its metadata by hash only (meta_id); the text travels in the export
     # description and from there into the pack manifest.
     info["blob_meta"] = blob_meta
-    if apply_blob(base.tflite, blob) != rq.data:  # encode_blob/apply_blob are tested; this guards the artifact
-        raise ExportError(f"{lang}: blob does not reproduce the language model")
     ex = ExportedModel(
         lang=lang,
         labels=labels,

@@ -203,6 +203,104 @@ def _choose_scales(
     return np.where(use_refit, s_refit, s_base), use_refit & (s_refit != s_base)
 
 
+def _check_policies(scales: str, head_scales: str, head_range: str) -> None:
+    """Raise unless every scale/range policy names a known one."""
+    if scales not in SCALE_POLICIES:
+        raise ExportError(f"scales must be one of {SCALE_POLICIES}, got {scales!r}")
+    if head_scales not in HEAD_POLICIES or head_range not in HEAD_POLICIES:
+        raise ExportError(f"head_scales and head_range must be one of {HEAD_POLICIES}")
+
+
+@dataclass
+class _OpRequantizer:
+    """Requantizes weighted ops into `patch`, appending one TensorReport per op to `result`."""
+
+    gq: TfliteGraph
+    patch: _Patcher
+    result: Requantized
+    num_labels: int
+    base_num_labels: int
+    head_logit_range: tuple[float, float] | None
+    scales: str
+    head_scales: str
+    head_range: str
+
+    def op(self, oq: OpInfo, w_base: np.ndarray, b_base: np.ndarray, w_new: np.ndarray, b_new: np.ndarray, is_head: bool) -> None:
+        """Patch one op's weights, bias and scales; an untouched body op keeps the base's bytes."""
+        wq_t, bq_t = self.gq.tensors[oq.inputs[1]], self.gq.tensors[oq.inputs[2]]
+        axis = wq_t.quantized_dimension
+        s_in = float(self.gq.tensors[oq.inputs[0]].scales[0])
+        q_base_w, q_base_b = self.gq.array(wq_t), self.gq.array(bq_t)
+        s_base = wq_t.scales.copy()  # float32, what the device multiplies by
+        touched = not (_bitwise_equal(w_new, w_base) and _bitwise_equal(b_new, b_base))
+        rep = TensorReport(oq.index, oq.opcode, "head" if is_head else "body", touched, self.head_scales if is_head else self.scales, len(s_base))
+        self.result.reports.append(rep)
+        if not is_head and not touched:
+            return
+
+        if is_head:
+            s, refit = self.head_weight_scales(oq, w_new, q_base_w, s_base, axis)
+        else:
+            s, refit = _choose_scales(w_new, q_base_w, s_base, axis, self.scales)
+        q_w, clamped = quantize_weights(w_new, s, axis)
+        q_b = quantize_bias(b_new, s_in, s).astype(np.int64)
+        if is_head:
+            clamped = self.patch_head_output(oq, q_w, q_b, q_base_w, q_base_b, clamped, axis, len(s))
+
+        self.patch.data(wq_t, q_w)
+        self.patch.scales(wq_t, s.astype(np.float32))
+        self.patch.data(bq_t, q_b.astype(np.int32))
+        self.patch.scales(bq_t, bias_scales(s_in, s).astype(np.float32))
+
+        rep.channels_refit = int(np.sum(refit))
+        rep.clamped_weights = int(np.sum(clamped))
+        rep.changed_weight_bytes = int(np.sum(q_w != q_base_w))
+        rep.changed_bias_values = int(np.sum(q_b.astype(np.int32) != q_base_b))
+        rep.changed_scales = int(np.sum(s.astype(np.float32) != wq_t.scales))
+
+    def head_weight_scales(self, oq: OpInfo, w_new: np.ndarray, q_base_w: np.ndarray, s_base: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+        """The head's per-row scales and 'refit' flags under `head_scales`."""
+        if oq.opcode != "FULLY_CONNECTED" or axis != 0:
+            raise ExportError(f"op {oq.index}: the head must be a per-row quantized FULLY_CONNECTED, got {oq.opcode} (axis {axis})")
+        s, refit = _choose_scales(w_new, q_base_w, s_base, axis, "refit")
+        if self.head_scales == "frozen":
+            # Base scales where the base has a real row; rows it padded have no scale to keep.
+            keep = np.arange(len(s)) < self.base_num_labels
+            s = np.where(keep, s_base, s)
+            refit = refit & ~keep
+        # Padding rows keep the base's bytes (weights and scales): only their bias changes.
+        real = np.arange(len(s)) < self.num_labels
+        return np.where(real, s, s_base), refit & real
+
+    def head_output_qparams(self, out_t: TensorInfo, rows: int) -> tuple[float, int]:
+        """The head output's (scale, zero point) under `head_range`."""
+        if self.head_range != "refit":
+            return out_t.scales[0], int(out_t.zero_points[0])
+        if self.head_logit_range is None:
+            raise ExportError("head_range='refit' needs the language's calibration logit range")
+        lo, hi = self.head_logit_range
+        if self.num_labels < rows:
+            lo = min(lo, hi - PAD_LOGIT_GAP)
+        return activation_qparams(lo, hi)
+
+    def patch_head_output(
+        self, oq: OpInfo, q_w: np.ndarray, q_b: np.ndarray, q_base_w: np.ndarray, q_base_b: np.ndarray, clamped: np.ndarray, axis: int, rows: int
+    ) -> np.ndarray:
+        """Patch the head's output range and restore its padding rows in place; returns the clamp counts of real rows."""
+        out_t = self.gq.tensors[oq.outputs[0]]
+        out_scale, out_zp = self.head_output_qparams(out_t, rows)
+        # Slots past num_labels keep the base's bytes (weights, scales and bias): the device and
+        # the host evaluator take the arg-max over the language's own labels only
+        # (evaluate.argmax_first), so they are never read and cost the blob nothing.
+        pad = np.arange(rows) >= self.num_labels
+        _per_channel(q_w, axis)[pad] = _per_channel(q_base_w, axis)[pad]
+        q_b[pad] = q_base_b[pad]
+        self.patch.scales(out_t, np.array([out_scale], np.float32))
+        self.patch.zero_points(out_t, np.array([out_zp], np.int64))
+        self.result.head_output = (float(out_scale), int(out_zp))
+        return np.where(pad, 0, clamped)
+
+
 def requantize_language(
     base_q: bytes,
     base_f: bytes,
@@ -216,10 +314,7 @@ def requantize_language(
     head_range: str = "refit",
 ) -> Requantized:
     """The language's int8 flatbuffer, built by patching the base's bytes (see module doc)."""
-    if scales not in SCALE_POLICIES:
-        raise ExportError(f"scales must be one of {SCALE_POLICIES}, got {scales!r}")
-    if head_scales not in HEAD_POLICIES or head_range not in HEAD_POLICIES:
-        raise ExportError(f"head_scales and head_range must be one of {HEAD_POLICIES}")
+    _check_policies(scales, head_scales, head_range)
     gq, gbf, glf = TfliteGraph(base_q, "base int8"), TfliteGraph(base_f, "base float"), TfliteGraph(lang_f, "language float")
     if gbf.structure() != glf.structure():
         raise ExportError("the language model's float graph differs in structure from the base's: not the same architecture")
@@ -228,75 +323,12 @@ def requantize_language(
     head_idx = head_op_index(gq)
     patch = _Patcher(base_q)
     result = Requantized(b"")
-
+    requantizer = _OpRequantizer(gq, patch, result, num_labels, base_num_labels, head_logit_range, scales, head_scales, head_range)
     for oq, obf in pairs:
         olf = lang_pairs[oq.index]
-        wq_t, bq_t = gq.tensors[oq.inputs[1]], gq.tensors[oq.inputs[2]]
-        axis = wq_t.quantized_dimension
-        s_in = float(gq.tensors[oq.inputs[0]].scales[0])
         w_base, b_base = gbf.array(obf.inputs[1]), gbf.array(obf.inputs[2])
         w_new, b_new = glf.array(olf.inputs[1]), glf.array(olf.inputs[2])
-        q_base_w, q_base_b = gq.array(wq_t), gq.array(bq_t)
-        s_base = wq_t.scales.copy()  # float32, what the device multiplies by
-        is_head = oq.index == head_idx
-        touched = not (_bitwise_equal(w_new, w_base) and _bitwise_equal(b_new, b_base))
-        rep = TensorReport(oq.index, oq.opcode, "head" if is_head else "body", touched, head_scales if is_head else scales, len(s_base))
-        result.reports.append(rep)
-        if not is_head and not touched:
-            continue
-
-        if is_head:
-            if oq.opcode != "FULLY_CONNECTED" or axis != 0:
-                raise ExportError(f"op {oq.index}: the head must be a per-row quantized FULLY_CONNECTED, got {oq.opcode} (axis {axis})")
-            s, refit = _choose_scales(w_new, q_base_w, s_base, axis, "refit")
-            if head_scales == "frozen":
-                # Base scales where the base has a real row; rows it padded have no scale to keep.
-                keep = np.arange(len(s)) < base_num_labels
-                s = np.where(keep, s_base, s)
-                refit = refit & ~keep
-            # Padding rows keep the base's bytes (weights and scales): only their bias changes.
-            real = np.arange(len(s)) < num_labels
-            s = np.where(real, s, s_base)
-            refit = refit & real
-        else:
-            s, refit = _choose_scales(w_new, q_base_w, s_base, axis, scales)
-
-        q_w, clamped = quantize_weights(w_new, s, axis)
-        q_b = quantize_bias(b_new, s_in, s).astype(np.int64)
-
-        if is_head:
-            out_t = gq.tensors[oq.outputs[0]]
-            if head_range == "refit":
-                if head_logit_range is None:
-                    raise ExportError("head_range='refit' needs the language's calibration logit range")
-                lo, hi = head_logit_range
-                if num_labels < len(s):
-                    lo = min(lo, hi - PAD_LOGIT_GAP)
-                out_scale, out_zp = activation_qparams(lo, hi)
-            else:
-                out_scale, out_zp = out_t.scales[0], int(out_t.zero_points[0])
-            # Slots past num_labels keep the base's bytes (weights, scales and bias): the device and
-            # the host evaluator take the arg-max over the language's own labels only
-            # (evaluate.argmax_first), so they are never read and cost the blob nothing.
-            pad = np.arange(len(s)) >= num_labels
-            _per_channel(q_w, axis)[pad] = _per_channel(q_base_w, axis)[pad]
-            q_b[pad] = q_base_b[pad]
-            patch.scales(out_t, np.array([out_scale], np.float32))
-            patch.zero_points(out_t, np.array([out_zp], np.int64))
-            result.head_output = (float(out_scale), int(out_zp))
-            clamped = np.where(pad, 0, clamped)
-
-        patch.data(wq_t, q_w)
-        patch.scales(wq_t, s.astype(np.float32))
-        patch.data(bq_t, q_b.astype(np.int32))
-        patch.scales(bq_t, bias_scales(s_in, s).astype(np.float32))
-
-        rep.channels_refit = int(np.sum(refit))
-        rep.clamped_weights = int(np.sum(clamped))
-        rep.changed_weight_bytes = int(np.sum(q_w != q_base_w))
-        rep.changed_bias_values = int(np.sum(q_b.astype(np.int32) != q_base_b))
-        rep.changed_scales = int(np.sum(s.astype(np.float32) != wq_t.scales))
-
+        requantizer.op(oq, w_base, b_base, w_new, b_new, is_head=oq.index == head_idx)
     result.data = bytes(patch.out)
     return result
 
