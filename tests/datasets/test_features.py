@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polykws.datasets import features as features_mod
+from polykws.datasets import featurecache as featurecache_mod
 from polykws.datasets.augment import AugmentConfig
 from polykws.datasets.features import FeatureSplit, TaskSpec, load_task_features, split_noise_files
 from polykws.datasets.frontend import compute_features, micro_frontend, mfcc_frontend
@@ -76,7 +76,7 @@ def test_second_call_recomputes_nothing(corpus, tmp_path, monkeypatch):
     def no_compute(job):
         raise AssertionError("cache miss: a feature was recomputed")
 
-    monkeypatch.setattr(features_mod, "_compute_chunk", no_compute)
+    monkeypatch.setattr(featurecache_mod, "_compute_chunk", no_compute)
     second = load_task_features(records, task, mfcc_frontend(), **kwargs)
     for name in first:
         np.testing.assert_array_equal(first[name].x, second[name].x)
