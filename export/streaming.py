@@ -20,12 +20,12 @@ rest are false accepts) and sweeps one threshold for every keyword to draw the D
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from polykws.core import ConfigError
+from polykws.core import ConfigError, from_dict
 from polykws.datasets.frontend import FrontendConfig, StreamingFrontend, audio_to_pcm16, stream_features  # noqa: F401 (re-exported)
 from polykws.datasets.manifest import SILENCE_LABEL, UNKNOWN_LABEL
 from polykws.export.convert import ExportError
@@ -82,11 +82,7 @@ class DetectorConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DetectorConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown detector fields: {sorted(unknown)}")
-        return cls(**d)
+        return from_dict(cls, d, "detector")
 
 
 @dataclass(frozen=True)
@@ -344,11 +340,7 @@ class LanguageThresholds:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LanguageThresholds":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown threshold fields: {sorted(unknown)}")
-        return cls(**{**d, "labels": tuple(d["labels"]), "thresholds": {k: int(v) for k, v in d["thresholds"].items()}})
+        return from_dict(cls, d, "thresholds")
 
 
 def choose_thresholds(language: str, val_streams: Sequence[ScoredStream], cfg: DetectorConfig, frontend: FrontendConfig,
