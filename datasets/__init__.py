@@ -38,6 +38,7 @@ _EXPORTS = {
     "scan": "scan",
     # tasks and features
     "TaskSpec": "features",
+    "TaskOptions": "features",
     "FeatureSplit": "features",
     "load_task_features": "features",
     # augmentation

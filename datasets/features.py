@@ -23,9 +23,9 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -43,16 +43,11 @@ RESERVED_LABELS = (SILENCE_LABEL, UNKNOWN_LABEL, NOISE_LABEL)
 FEATURE_CACHE_VERSION = 1
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    """A keyword-spotting task: language, keywords (in class order), and the two extra classes.
+@dataclass(frozen=True, kw_only=True)
+class TaskOptions:
+    """What a task takes besides its language and keywords. Defined once: the runtime `TaskSpec`
+    and the pipeline's YAML task entry (`polykws.pipeline.config.TaskConfig`) both extend it."""
 
-    A keyword ``"uk:one"`` matches label ``one`` of language ``uk`` (for multi-language tasks with
-    language ``"*"``); a plain keyword matches the label in ``language``.
-    """
-
-    language: str
-    keywords: tuple[str, ...]
     silence: bool = True
     unknown: bool = True
     # None: as many as an average keyword class; else this fraction of the split's keyword clips.
@@ -66,9 +61,34 @@ class TaskSpec:
     sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "keywords", tuple(self.keywords))
         object.__setattr__(self, "unknown_words", tuple(self.unknown_words))
         object.__setattr__(self, "sources", tuple(self.sources))
+        for name in ("silence_fraction", "unknown_fraction"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 < v <= 1.0:
+                raise ConfigError(f"task {name} must be in (0, 1], got {v!r}")
+        if not 0.0 <= self.true_silence_fraction <= 1.0:
+            raise ConfigError(f"task true_silence_fraction must be in [0, 1], got {self.true_silence_fraction!r}")
+
+    def task_options(self) -> dict[str, Any]:
+        """These options alone, as `TaskSpec` keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in fields(TaskOptions)}
+
+
+@dataclass(frozen=True)
+class TaskSpec(TaskOptions):
+    """A keyword-spotting task: language, keywords (in class order), and the two extra classes.
+
+    A keyword ``"uk:one"`` matches label ``one`` of language ``uk`` (for multi-language tasks with
+    language ``"*"``); a plain keyword matches the label in ``language``.
+    """
+
+    language: str
+    keywords: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "keywords", tuple(self.keywords))
         if not self.language:
             raise ConfigError("task language must be set")
         if not self.keywords:
@@ -78,12 +98,6 @@ class TaskSpec:
         bad = [k for k in self.keywords if k in RESERVED_LABELS or not k]
         if bad:
             raise ConfigError(f"task keywords may not be empty or reserved labels: {bad}")
-        for name in ("silence_fraction", "unknown_fraction"):
-            v = getattr(self, name)
-            if v is not None and not 0.0 < v <= 1.0:
-                raise ConfigError(f"task {name} must be in (0, 1], got {v!r}")
-        if not 0.0 <= self.true_silence_fraction <= 1.0:
-            raise ConfigError(f"task true_silence_fraction must be in [0, 1], got {self.true_silence_fraction!r}")
 
     @property
     def labels(self) -> tuple[str, ...]:

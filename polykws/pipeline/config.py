@@ -14,14 +14,13 @@ relative to the repository root; anything with `://` is an fsspec URI (artifacts
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from polykws.core import ConfigError, from_dict, merge_overrides, read_yaml_mapping, to_plain
+from polykws.core import ConfigError, from_dict, merge_overrides, read_yaml_mapping
 from polykws.core import resolve_path as core_resolve_path
-from polykws.datasets.features import TaskSpec
+from polykws.datasets.features import TaskOptions, TaskSpec
 from polykws.datasets.splits import SplitConfig
 from polykws.datasets.synth import SynthConfig
 from polykws.training.adapt import TransferConfig
@@ -32,21 +31,15 @@ EXECUTORS = ("auto", "serial", "process", "ray")
 
 
 @dataclass(frozen=True)
-class TaskConfig:
-    """One language's keyword task (polykws.datasets.TaskSpec fields) over `<root>/<language>/<source>/<keyword>/`."""
+class TaskConfig(TaskOptions):
+    """One language's keyword task over `<root>/<language>/<source>/<keyword>/`: the datasets
+    layer's task options (`TaskOptions`, defined once) plus what the YAML entry adds."""
 
     keywords: tuple[str, ...] = ()  # class order; empty = every label of the language (sorted) not in unknown_words
-    sources: tuple[str, ...] = ()  # empty = every source folder
-    silence: bool = True
-    unknown: bool = True
-    # Words of this language that feed `_unknown_` (empty = every non-target word).
-    unknown_words: tuple[str, ...] = ()
-    unknown_fraction: float | None = None
-    silence_fraction: float | None = None
-    true_silence_fraction: float = 0.1
     max_per_keyword: int = 0  # 0 = all clips
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.max_per_keyword < 0:
             raise ConfigError(f"max_per_keyword must be >= 0, got {self.max_per_keyword}")
         if len(set(self.keywords)) != len(self.keywords):
@@ -56,7 +49,7 @@ class TaskConfig:
 
     def spec(self, language: str, keywords: tuple[str, ...] = ()) -> TaskSpec:
         """The datasets layer's TaskSpec for `language` (`keywords`, when given, replace the entry's)."""
-        return TaskSpec(language, tuple(keywords or self.keywords), **task_spec_options(self))
+        return TaskSpec(language, tuple(keywords or self.keywords), **self.task_options())
 
 
 @dataclass(frozen=True)
@@ -322,11 +315,9 @@ def _check_files(cfg: PipelineConfig) -> None:
         raise ConfigError(f"base.checkpoint: {resolve_path(cfg.base.checkpoint)} does not exist{hint}")
 
 
-def task_spec_options(t: TaskConfig) -> dict[str, Any]:
-    """TaskSpec keyword arguments from a task entry: every TaskSpec field but language and
-    keywords, read off TaskSpec itself so the two cannot drift apart."""
-    names = [f.name for f in dataclasses.fields(TaskSpec) if f.name not in ("language", "keywords")]
-    return {name: getattr(t, name) for name in names}
+def task_spec_options(t: TaskOptions) -> dict[str, Any]:
+    """TaskSpec keyword arguments from a task entry."""
+    return t.task_options()
 
 
 def data_roots(d: DataSection) -> list[RootConfig]:

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from polykws.pipeline import stages as S
-from polykws.pipeline.config import PipelineConfig, data_roots, resolve_path, to_plain
+from polykws.core import to_plain
+from polykws.pipeline.config import PipelineConfig, data_roots, resolve_path
 from polykws.pipeline.engine import RunResult, Stage, make_executor
 from polykws.pipeline.schedule import run_pipeline
 from polykws.pipeline.store import ArtifactStore
