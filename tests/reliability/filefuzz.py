@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from polykws.core import PolykwsError
 
@@ -160,6 +159,28 @@ def run(target: Target, seed: int, count: int = 1, folder: Path | None = None) -
 
 
 # --- the pack (firmware/pack.py) --------------------------------------------------------------
+def _mutate_bundle(rng: random.Random, files: dict[str, bytes], doc_name: str, n_ops: int, fallback=None):
+    """One to four mutations of a folder's files (in place) and of its JSON document (returned):
+    JSON edits, a dropped, corrupted or swapped binary, else `fallback(files)` when given."""
+    doc = json.loads(files[doc_name])
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(n_ops)
+        binaries = [n for n in files if n != doc_name]
+        if op <= 1:
+            doc = mutate_json(rng, doc)
+        elif op == 2 and binaries:
+            files.pop(rng.choice(binaries))
+        elif op == 3 and binaries:
+            n = rng.choice(binaries)
+            files[n] = mutate_bytes(rng, files[n])
+        elif op == 4 and len(binaries) > 1:
+            a, b = rng.sample(binaries, 2)
+            files[a], files[b] = files[b], files[a]
+        elif fallback is not None:
+            fallback(files)
+    return doc
+
+
 def pack_target(base: bytes, langs: dict[str, bytes]) -> Target:
     from polykws.export.blob import apply_blob, encode_blob, encode_flash_image
     from polykws.firmware.pack import load_pack
@@ -177,22 +198,8 @@ def pack_target(base: bytes, langs: dict[str, bytes]) -> Target:
              **{f"{lang}.blob": b for lang, b in blobs.items()}}
 
     def mutate(rng: random.Random, files: dict[str, bytes]) -> dict[str, bytes]:
-        doc = json.loads(files["manifest.json"])
-        for _ in range(rng.randint(1, 4)):
-            op = rng.randrange(6)
-            binaries = [n for n in files if n != "manifest.json"]
-            if op <= 1:
-                doc = mutate_json(rng, doc)
-            elif op == 2 and binaries:
-                files.pop(rng.choice(binaries))
-            elif op == 3 and binaries:
-                n = rng.choice(binaries)
-                files[n] = mutate_bytes(rng, files[n])
-            elif op == 4 and len(binaries) > 1:
-                a, b = rng.sample(binaries, 2)
-                files[a], files[b] = files[b], files[a]
-            else:
-                files.pop("flash.bin", None)  # the reader rebuilds the image from the listed blobs
+        # The last op drops the image: the reader rebuilds it from the listed blobs.
+        doc = _mutate_bundle(rng, files, "manifest.json", 6, lambda f: f.pop("flash.bin", None))
         if isinstance(doc, dict) and rng.random() < 0.5:
             # Recompute the recorded hashes over the mutated files: reach the rules behind them.
             for entry, key, name in _hash_fields(doc):
@@ -246,20 +253,7 @@ def export_target(base: bytes, lang_model: bytes) -> Target:
     roles = {"tflite_sha256": "lt.tflite", "float_tflite_sha256": "lt.float.tflite", "blob_sha256": "lt.blob", "onnx_sha256": "lt.onnx"}
 
     def mutate(rng: random.Random, files: dict[str, bytes]) -> dict[str, bytes]:
-        doc = json.loads(files["lt.json"])
-        for _ in range(rng.randint(1, 4)):
-            op = rng.randrange(5)
-            binaries = [n for n in files if n != "lt.json"]
-            if op <= 1:
-                doc = mutate_json(rng, doc)
-            elif op == 2 and binaries:
-                files.pop(rng.choice(binaries))
-            elif op == 3 and binaries:
-                n = rng.choice(binaries)
-                files[n] = mutate_bytes(rng, files[n])
-            elif len(binaries) > 1:
-                a, b = rng.sample(binaries, 2)
-                files[a], files[b] = files[b], files[a]
+        doc = _mutate_bundle(rng, files, "lt.json", 5)
         if isinstance(doc, dict) and rng.random() < 0.5:
             for key, name in roles.items():
                 if key in doc and name in files:
