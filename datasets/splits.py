@@ -152,3 +152,39 @@ def assign_splits(records: Iterable[ClipRecord], cfg: SplitConfig = SplitConfig(
     items = [(r.speaker_id, r.split if _namespace(r.speaker_id) in cfg.hash_namespaces else None) for r in records]
     splits, modes = plan_splits(items, cfg)
     return [replace(r, split=s) for r, s in zip(records, splits)], modes
+
+
+@dataclass(frozen=True)
+class SpeakerFolds:
+    """Speaker-level k-fold cross-validation: fold `fold` of `folds` is the test set.
+
+    Each language's speakers are ordered by their which_set hash and dealt round-robin into
+    `folds` groups, so fold sizes differ by at most one speaker and every speaker is in exactly
+    one test fold over fold = 0..folds-1. The next group (fold + 1 mod folds) is validation, the
+    rest train. Official splits (GSC, MSWC lists) are ignored: a fold must cover every speaker.
+    """
+
+    folds: int = 5
+    fold: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 3:
+            raise ConfigError(f"speaker folds must be an integer >= 3 (test, validation and train), got {self.folds!r}")
+        if isinstance(self.fold, bool) or not isinstance(self.fold, int) or not 0 <= self.fold < self.folds:
+            raise ConfigError(f"fold must be an integer in [0, {self.folds}), got {self.fold!r}")
+
+    def assignment(self, speakers: Iterable[str]) -> dict[str, str]:
+        ordered = sorted(set(speakers), key=lambda s: (speaker_percentage(s), s))
+        out = {}
+        for i, speaker in enumerate(ordered):
+            group = i % self.folds
+            out[speaker] = "test" if group == self.fold else "val" if group == (self.fold + 1) % self.folds else "train"
+        return out
+
+
+def fold_splits(records: Iterable[ClipRecord], folds: SpeakerFolds, language: str) -> list[ClipRecord]:
+    """`language`'s clip rows re-split by speaker fold; other rows (noise, other languages) unchanged."""
+    records = list(records)
+    mine = [r for r in records if r.language == language and not r.is_noise]
+    plan = folds.assignment(r.speaker_id for r in mine)
+    return [replace(r, split=plan[r.speaker_id]) if (r.language == language and not r.is_noise) else r for r in records]

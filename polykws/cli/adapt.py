@@ -67,12 +67,15 @@ def _method_config(args: argparse.Namespace):
             options["options"] = SWRConfig.with_families([f.strip() for f in args.families.split(",") if f.strip()]).options
         if args.budget_includes_head:
             options["budget_includes_head"] = True
-        if args.budget_bytes is not None:
-            options["budget_bytes"] = args.budget_bytes
-    elif args.families or args.budget_includes_head or args.budget_bytes is not None:
-        raise ConfigError("--families, --budget-includes-head and --budget-bytes apply to --method swr only")
-    if spec.budgeted and args.budget is None and args.budget_bytes is None:
-        raise ConfigError(f"method {args.method!r} needs --budget (updated body parameters)")
+    elif args.families or args.budget_includes_head:
+        raise ConfigError("--families and --budget-includes-head apply to --method swr only")
+    if args.budget_bytes is not None:
+        if not spec.budgeted:
+            raise ConfigError(f"method {args.method!r} is a fixed baseline: it takes no budget")
+        options["budget_bytes"] = args.budget_bytes
+    # SWR budgets in blob bytes by default (SWRConfig.budget_bytes); a family needs a size.
+    if spec.budgeted and args.method != "swr" and args.budget is None and args.budget_bytes is None:
+        raise ConfigError(f"method {args.method!r} needs --budget-bytes (body blob bytes) or --budget (updated body parameters)")
     mcfg = method_config(args.method, budget_params=args.budget if spec.budgeted else None, **options)
     if args.budget is not None and not spec.budgeted:
         raise ConfigError(f"method {args.method!r} is a fixed baseline: it takes no budget")

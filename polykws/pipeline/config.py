@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from polykws.core import ConfigError, from_dict, merge_overrides, read_yaml_mapping
 from polykws.core import resolve_path as core_resolve_path
 from polykws.datasets.features import TaskOptions, TaskSpec
-from polykws.datasets.splits import SplitConfig
+from polykws.datasets.splits import SpeakerFolds, SplitConfig
 from polykws.datasets.synth import SynthConfig
 from polykws.training.adapt import TransferConfig
 from polykws.training.config import FitConfig
@@ -76,6 +76,8 @@ class DataSection:
     frontend: str = "mfcc"
     # Speaker-disjoint splits (val_pct, test_pct, mode, ...).
     split: SplitConfig = field(default_factory=SplitConfig)
+    # Speaker k-fold for the transfer languages (never the base language): {folds: 5, fold: 0}.
+    speaker_folds: SpeakerFolds | None = None
     tasks: Mapping[str, TaskConfig] = field(default_factory=dict)
     # Offline augmented copies of each training clip (time shift, noise) for the base language.
     base_augment_copies: int = 0

@@ -164,11 +164,13 @@ def _data_stages(cfg: PipelineConfig, progress: bool) -> tuple[list[Stage], dict
                      deps=data_deps, version=VERSIONS["scan"], code=("polykws.datasets",), runtime=runtime))
     for lang in task_langs:
         t = d.tasks[lang]
+        # Only a transfer language's own rows are re-split, so the base stages stay the same.
+        folds = {"speaker_folds": to_plain(d.speaker_folds)} if d.speaker_folds is not None and lang in cfg.adapt.languages and lang != b.language else {}
         out.append(Stage(
             f"features/{lang}", "features", S.features_stage,
             {"language": lang, "keywords": list(t.keywords), "task_options": _task_options(t), "max_per_keyword": t.max_per_keyword,
              "frontend": d.frontend, "augment_copies": d.base_augment_copies if lang == b.language else d.adapt_augment_copies,
-             "seed": cfg.seed, **data_cfg},
+             "seed": cfg.seed, **folds, **data_cfg},
             deps=("scan", *data_deps), version=VERSIONS["features"], code=("polykws.datasets",), runtime=runtime))
     return out, runtime
 

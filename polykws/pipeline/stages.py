@@ -138,6 +138,10 @@ def features_stage(ctx: StageContext) -> dict[str, Any]:
     c = ctx.config
     roots = data_roots(ctx)
     records = load_manifest(ctx.input("scan"), roots)
+    if c.get("speaker_folds") is not None:
+        from polykws.datasets.splits import SpeakerFolds, fold_splits
+
+        records = fold_splits(records, SpeakerFolds(**c["speaker_folds"]), c["language"])
     opts = {k: tuple(v) if isinstance(v, list) else v for k, v in c["task_options"].items()}
     keywords = tuple(c["keywords"])
     if not keywords:  # every word of the language that is not reserved for _unknown_

@@ -35,11 +35,11 @@ def test_list_methods(capsys):
     "argv, message",
     [
         (["adapt", "--lang", "uk"], "needs --base and --lang"),
-        (["adapt", "--base", "B", "--lang", "uk", "--method", "swr"], "needs --budget"),
+        (["adapt", "--base", "B", "--lang", "uk", "--method", "diff_prune"], "needs --budget"),
         (["adapt", "--base", "B", "--lang", "uk", "--method", "full_ft", "--budget", "100"], "takes no budget"),
         (["adapt", "--base", "B", "--lang", "uk", "--method", "nope"], "unknown method"),
         (["adapt", "--base", "B", "--lang", "uk", "--method", "scale", "--budget", "9", "--families", "scale"], "swr only"),
-        (["adapt", "--base", "B", "--lang", "uk", "--method", "diff_prune", "--budget", "9", "--budget-bytes", "800"], "swr only"),
+        (["adapt", "--base", "B", "--lang", "uk", "--method", "diff_prune", "--budget", "9", "--budget-bytes", "800"], "not both"),
         (["adapt", "--base", "B", "--lang", "uk", "--method", "swr", "--budget-bytes", "0"], "budget_bytes must be an integer >= 1"),
     ],
 )

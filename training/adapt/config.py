@@ -44,6 +44,10 @@ class TransferConfig:
     spec_augment: SpecAugmentConfig = field(default_factory=_no_spec_augment)
     seed: int = 0
     eval_batch_size: int = 1024
+    # Where body deltas live: "int8" trains them on the base's frozen int8 grid (straight
+    # through), so the exported model changes exactly the bytes the delta moves; "float" trains
+    # them in float and leaves rounding to the exporter.
+    weight_grid: str = "int8"
     # torch intra-op threads (None leaves torch's default). The benchmark pins 1 per worker.
     num_threads: int | None = None
 
@@ -57,6 +61,7 @@ class TransferConfig:
         _check(self, "probe_epochs", isinstance(self.probe_epochs, int) and self.probe_epochs >= 0, "an integer >= 0")
         _check(self, "finalize_fraction", 0.0 < self.finalize_fraction < 1.0, "in (0, 1)")
         _check(self, "label_smoothing", self.label_smoothing < 1, "< 1")
+        _check(self, "weight_grid", self.weight_grid in ("int8", "float"), "'int8' or 'float'")
         _check(self, "num_threads", self.num_threads is None or self.num_threads >= 1, ">= 1")
         if not isinstance(self.spec_augment, SpecAugmentConfig):
             raise ConfigError(f"TransferConfig.spec_augment must be a SpecAugmentConfig, got {self.spec_augment!r}")

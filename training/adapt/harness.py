@@ -104,7 +104,7 @@ class AdaptContext:
         return train_phase(module, self.data, self.cfg, param_groups, epochs, phase=phase, net=net, history=self.history, **kwargs)
 
     def attach(self, configs: DeltaConfig | list[DeltaConfig] | tuple = ()) -> DeltaModel:
-        return attach(self.base_model, configs, head="new", num_classes=self.num_classes)
+        return attach(self.base_model, configs, head="new", num_classes=self.num_classes, weight_grid=self.cfg.weight_grid)
 
     def head_group(self, dm: DeltaModel) -> tuple[list[nn.Parameter], float, float]:
         return list(getattr(dm.model, HEAD_SITE).parameters()), self.cfg.head_lr, self.cfg.head_weight_decay

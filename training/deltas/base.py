@@ -27,12 +27,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from polykws.core import ConfigError
+from polykws.training.deltas.grid import Int8Grid
 
 SITE_KINDS = ("conv", "dw", "pw", "linear")
 # The classifier head of a DS-CNN. It is language-specific (each language has its own labels),
 # so the harness normally replaces it with a new, fully trained head (see docs/METHOD.md).
 HEAD_SITE = "head"
 BODY_TARGETS: tuple[str, ...] = ("conv0", "blocks.*.dw", "blocks.*.pw")
+# The delta-file key of a site's paid int8 positions (Int8Grid.paid).
+PAID_KEY = "grid_paid"
 
 
 def site_kind(module: nn.Module) -> str | None:
@@ -191,6 +194,7 @@ class DeltaLayer(nn.Module):
         self.site = site
         self.merged = False
         self._merged_delta: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self.grid: Int8Grid | None = None
 
     # ---- family hooks -------------------------------------------------------------------
     @classmethod
@@ -265,13 +269,30 @@ class DeltaLayer(nn.Module):
             return w - self._merged_delta[0]
         return w
 
+    def set_grid(self, grid: Int8Grid | None) -> None:
+        """Put the delta on the base's int8 grid (training/deltas/grid.py), or back in float."""
+        if self.merged:
+            raise RuntimeError(f"site {self.site!r}: unmerge before changing the weight grid")
+        self.grid = grid
+
+    def applied_delta_weight(self) -> torch.Tensor:
+        """The ΔW the layer runs and merges: the family's delta, on the int8 grid when one is set."""
+        dw = self.delta_weight()
+        return dw if self.grid is None else self.grid.project(self.base_weight(), dw)
+
+    def changed_weights(self) -> torch.Tensor:
+        """Bool mask of the weights the delta changes (int8 bytes on the grid, float values otherwise)."""
+        with torch.no_grad():
+            dw = self.delta_weight()
+            return dw != 0 if self.grid is None else self.grid.changed(self.base_weight(), dw)
+
     def trainable_count(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self.base_layer(x)
-        weight = self.base_layer.weight + self.delta_weight()
+        weight = self.base_layer.weight + self.applied_delta_weight()
         bias = self.base_layer.bias
         db = self.delta_bias()
         if db is not None:
@@ -283,7 +304,7 @@ class DeltaLayer(nn.Module):
         """Fold the delta into the base layer in place (idempotent)."""
         if self.merged:
             return
-        dw = self.delta_weight().detach().clone()
+        dw = self.applied_delta_weight().detach().clone()
         db = self.delta_bias()
         db = None if db is None else db.detach().clone()
         if db is not None and self.base_layer.bias is None:
@@ -307,11 +328,24 @@ class DeltaLayer(nn.Module):
         self.merged = False
 
     def get_delta_state(self) -> dict[str, torch.Tensor]:
-        """The tensors a delta file stores for this site: persistent state minus the base layer."""
-        return {k: v.detach().clone() for k, v in self.state_dict().items() if not k.startswith("base_layer.")}
+        """The tensors a delta file stores for this site: persistent state minus the base layer,
+        plus the paid-position mask when the grid has one."""
+        state = {k: v.detach().clone() for k, v in self.state_dict().items() if not k.startswith(("base_layer.", "grid."))}
+        if self.grid is not None and self.grid.paid is not None:
+            state[PAID_KEY] = self.grid.paid.clone()
+        return state
 
     def set_delta_state(self, state: dict[str, torch.Tensor]) -> None:
-        own = {k: v for k, v in self.state_dict().items() if not k.startswith("base_layer.")}
+        state = dict(state)
+        paid = state.pop(PAID_KEY, None)
+        if paid is not None:
+            if self.grid is None:
+                raise ConfigError(f"site {self.site!r} ({self.family}): the state has paid int8 positions but the layer is not on the int8 grid")
+            try:
+                self.grid.set_paid(paid)
+            except ValueError as exc:
+                raise ConfigError(f"site {self.site!r} ({self.family}): {exc}") from None
+        own = {k: v for k, v in self.state_dict().items() if not k.startswith(("base_layer.", "grid."))}
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         if missing or unexpected:

@@ -26,6 +26,7 @@ from torch import nn
 
 from polykws.training.checkpoint import state_sha256
 from polykws.training.deltas.base import HEAD_SITE, AttachContext, DeltaConfig, DeltaLayer, candidate_sites, match_sites
+from polykws.training.deltas.grid import WEIGHT_GRIDS, Int8Grid, fold_factor
 from polykws.training.deltas.registry import get_delta
 from polykws.core import ConfigError, PolykwsError, atomic_write_bytes
 
@@ -79,8 +80,12 @@ class DeltaModel(nn.Module):
         freeze_bn_stats: bool = True,
         bank_dir: str | Path | None = None,
         cache: dict | None = None,
+        weight_grid: str = "float",
     ):
         super().__init__()
+        if weight_grid not in WEIGHT_GRIDS:
+            raise ConfigError(f"weight_grid must be one of {WEIGHT_GRIDS}, got {weight_grid!r}")
+        self.weight_grid = weight_grid
         if head not in HEAD_MODES:
             raise ConfigError(f"head must be one of {HEAD_MODES}, got {head!r}")
         self.configs = _as_configs(configs)
@@ -126,6 +131,9 @@ class DeltaModel(nn.Module):
                 _set_submodule(model, name, layer)
             self._groups.append((cfg, names))
         self.model = model
+        if weight_grid == "int8":
+            for name, layer in self.delta_layers().items():
+                layer.set_grid(site_grid(model, name, layer.base_layer))
         self.train(False)
 
     # ---- structure ---------------------------------------------------------------------------
@@ -242,6 +250,7 @@ class DeltaModel(nn.Module):
             "head_mode": self.head_mode,
             "num_classes": self.num_classes,
             "freeze_bn_stats": self.freeze_bn_stats,
+            "weight_grid": self.weight_grid,
             "configs": [cfg.to_dict() for cfg in self.configs],
             "sites": sites,
             "head_state": head_state,
@@ -276,6 +285,7 @@ class DeltaModel(nn.Module):
             num_classes=payload["num_classes"],
             freeze_bn_stats=payload["freeze_bn_stats"],
             bank_dir=bank_dir,
+            weight_grid=payload.get("weight_grid", "float"),
         )
         layers = dm.delta_layers()
         if set(layers) != set(payload["sites"]):
@@ -292,6 +302,13 @@ class DeltaModel(nn.Module):
         if payload["head_state"] is not None:
             getattr(dm.model, HEAD_SITE).load_state_dict(payload["head_state"])
         return dm
+
+
+def site_grid(model: nn.Module, site: str, base_layer: nn.Module) -> Int8Grid | None:
+    """The base's int8 grid for a body site. The head has none: the exporter re-fits its scales."""
+    if site == HEAD_SITE:
+        return None
+    return Int8Grid(base_layer.weight, fold_factor(model, site))
 
 
 def _payload_sha(payload: dict) -> str:
@@ -337,9 +354,12 @@ def attach(
     num_classes: int | None = None,
     freeze_bn_stats: bool = True,
     bank_dir: str | Path | None = None,
+    weight_grid: str = "float",
 ) -> DeltaModel:
-    """Wrap the sites `cfg` targets with their delta layers (on a copy; `model` is untouched)."""
-    return DeltaModel(model, cfg, head=head, num_classes=num_classes, freeze_bn_stats=freeze_bn_stats, bank_dir=bank_dir)
+    """Wrap the sites `cfg` targets with their delta layers (on a copy; `model` is untouched).
+    `weight_grid="int8"` trains every body delta on the base's frozen int8 grid (deltas/grid.py)."""
+    return DeltaModel(model, cfg, head=head, num_classes=num_classes, freeze_bn_stats=freeze_bn_stats, bank_dir=bank_dir,
+                      weight_grid=weight_grid)
 
 
 def load_delta(path: str | Path, base_model: nn.Module, *, bank_dir: str | Path | None = None) -> DeltaModel:

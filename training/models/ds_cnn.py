@@ -76,6 +76,15 @@ class DSCNN(nn.Module):
     def embedding_dim(self) -> int:
         return self.spec.channels
 
+    def batchnorm_of(self, site: str) -> nn.BatchNorm2d | None:
+        """The BatchNorm that follows a conv site (export folds it into that conv), or None."""
+        if site == "conv0":
+            return self.bn0
+        prefix, _, kind = site.rpartition(".")
+        if prefix.startswith("blocks.") and kind in ("dw", "pw"):
+            return getattr(self.get_submodule(prefix), f"bn_{kind}")
+        return None
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and blocks: the (N, C, frames', features') map in front of the pooling (timm's split)."""
         x = torch.relu(self.bn0(self.conv0(self.pad0(x))))

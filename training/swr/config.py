@@ -66,50 +66,60 @@ def _literal(v: str) -> Any:
     return v
 
 
-# Default candidates; costs on a DS-CNN-S pointwise conv (64x64): scale 64, lowrank 128,
-# recast 32 / 64 / 128 / 128. Chosen on the dev language's *validation* split (docs/METHOD.md):
-# with diff_prune options in the set the search kept picking them (they fit the policy batches
-# quickly) and validation accuracy dropped by ~3 points. Every family stays available through
-# `options` (e.g. "diff_prune:k=256", "dense", "bias"). Few, distinct options also let the
-# search converge in the few hundred steps a language gets.
+# Default candidates: several families and several sizes per site, so that a byte budget from
+# about 1 KB to 30 KB has something to buy at every step. diff_prune's k runs up a geometric
+# ladder (each k is a separate option, trained in the warm-up as its own L0 search); bias and
+# scale are per channel; low-rank ranks 1-2 and a dense delta cover whole-tensor rewrites. On
+# the int8 grid each option's bytes are measured after the warm-up from the int8 bytes it moves
+# (training/deltas/blob_bytes.py: layer_body_bytes), so a size ladder is priced by the coder.
+DIFF_PRUNE_LADDER = (8, 16, 32, 64, 128, 256, 512, 1024)
 DEFAULT_OPTIONS: tuple[SWROption, ...] = (
+    SWROption("bias"),
     SWROption("scale"),
+    *(SWROption("diff_prune", (("k", k),)) for k in DIFF_PRUNE_LADDER),
     SWROption("lowrank", (("rank", 1),)),
-    SWROption("recast", (("groups", 4), ("num_templates", 8))),
-    SWROption("recast", (("groups", 8), ("num_templates", 8))),
-    SWROption("recast", (("groups", 16), ("num_templates", 8))),
-    SWROption("recast", (("groups", 8), ("num_templates", 16))),
+    SWROption("lowrank", (("rank", 2),)),
+    SWROption("dense"),
 )
+# The budget when none is given: body blob bytes (a ~3 KB blob with an 11-class head).
+DEFAULT_BUDGET_BYTES = 2000
+SEARCHES = ("policy", "greedy", "random", "uniform")
 
 
 @dataclass(frozen=True)
 class SWRConfig:
     """Scalable Weight Reparametrization (docs/METHOD.md).
 
-    `budget_params` bounds the body's updated parameters; the language head is extra and
-    reported separately, unless `budget_includes_head` (then the head is paid for first).
-    Epochs: `warmup_fraction` and `search_fraction` of TransferConfig.epochs go to the supernet
-    warm-up and the policy search; the rest fine-tunes the selected deltas, so SWR trains for
-    the same number of epochs as every other method.
+    The budget is in **body blob bytes** by default (`budget_bytes`, DEFAULT_BUDGET_BYTES when
+    neither budget is given): the bytes the body's deltas add to the language blob, not counting
+    the head, the header or the labels (`blob_bytes.head_blob_bytes` estimates those). On the
+    int8 grid (TransferConfig.weight_grid) every option is priced after the warm-up by the exact
+    v2 record of the int8 bytes it moves, the fine-tune may not move any other byte, and the final
+    selection is trimmed until its exact bytes fit. Off the grid the families' shape-only
+    estimates price the options. `budget_params` instead bounds the body's updated parameters
+    (one constraint, never both); `budget_includes_head` (parameters only) pays for the head first.
 
-    `budget_bytes` (optional, >= 1) switches the search's currency to *estimated blob bytes*: the
-    cost matrix, the dual ascent and the projection then use each family's `blob_bytes()`
-    estimate (training/deltas/blob_bytes.py: int8 weights, int32 biases, float32 scales and
-    patch-record overhead of the weight-diff blob) and the selection's estimate is <= budget_bytes.
-    There is one constraint, not two: with `budget_bytes` set, `budget_params` is ignored for
-    selection (the run still reports the body's parameter count). The byte budget covers the
-    body only (not the head, the blob header or metadata), so it cannot be combined with
-    `budget_includes_head`.
+    Epochs: the phases' fractions of TransferConfig.epochs sum to 1, so SWR trains as many
+    epochs as every other method; a search without a policy ("greedy", "random", "uniform")
+    gives the search phase's epochs to the fine-tune.
     """
 
-    budget_params: int = 1000
+    budget_params: int | None = None
     budget_includes_head: bool = False
     budget_bytes: int | None = None
+    # How options are chosen: "greedy" (first-order utility per byte, no policy network), "policy"
+    # (the learned policy, projected to the budget), and the ablations "random" (a random choice
+    # per site, projected to the budget) and "uniform" (every site spends an equal share). Greedy
+    # is the default because the policy network did not beat it at equal bytes on speaker folds
+    # (docs/METHOD.md, docs/BENCHMARKS.md).
+    search: str = "greedy"
+    # Policy inputs measured after the warm-up (the deltas have learned) instead of before it.
+    warmup_features: bool = False
     options: tuple[SWROption, ...] = DEFAULT_OPTIONS
     targets: tuple[str, ...] = BODY_TARGETS
-    warmup_fraction: float = 0.2
-    search_fraction: float = 0.6
-    finetune_fraction: float = 1.0
+    warmup_fraction: float = 0.25
+    search_fraction: float = 0.25
+    finetune_fraction: float = 0.5
     policy_hidden: int = 32
     policy_lr: float = 1e-2
     logit_bound: float = 3.0
@@ -127,8 +137,14 @@ class SWRConfig:
     refill: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.budget_params, int) or self.budget_params < 1:
+        if self.budget_params is None and self.budget_bytes is None:
+            object.__setattr__(self, "budget_bytes", DEFAULT_BUDGET_BYTES)
+        if self.budget_params is not None and self.budget_bytes is not None:
+            raise ConfigError("SWRConfig: give budget_params or budget_bytes, not both (bytes is the default currency)")
+        if self.budget_params is not None and (isinstance(self.budget_params, bool) or not isinstance(self.budget_params, int) or self.budget_params < 1):
             raise ConfigError(f"SWRConfig.budget_params must be an integer >= 1, got {self.budget_params!r}")
+        if self.search not in SEARCHES:
+            raise ConfigError(f"SWRConfig.search must be one of {SEARCHES}, got {self.search!r}")
         if self.budget_bytes is not None:
             if isinstance(self.budget_bytes, bool) or not isinstance(self.budget_bytes, int) or self.budget_bytes < 1:
                 raise ConfigError(f"SWRConfig.budget_bytes must be an integer >= 1 or None, got {self.budget_bytes!r}")

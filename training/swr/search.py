@@ -1,19 +1,25 @@
-"""SWR search: supernet warm-up, policy search under a budget, projection, fine-tune.
+"""SWR search: supernet warm-up, option pricing, search under a budget, fine-tune.
 
 The method, step by step (docs/METHOD.md has the full description):
 1. Probe the new head on the frozen base; build the supernet (every allowed option at every
    candidate site) and the per-site features (incl. target-language gradient statistics).
 2. Warm-up: each step samples one option per site uniformly, so every option's delta learns
-   something before the policy has to compare them (otherwise all deltas are 0, every option
-   looks like "none", and the cost term alone would collapse the policy to "none").
-3. Search: the policy's logits give a straight-through Gumbel-softmax sample per site; loss =
-   CE + λ·(E[cost] − B)/B, E[cost] under the policy's softmax; λ ← max(0, λ + η(E[cost] − B)/B)
-   after every step (dual ascent); deltas, head and policy train jointly; τ anneals.
-4. Selection: argmax per site, then greedy removal of the option with the lowest measured
-   utility per parameter until cost ≤ B (utility = loss increase on held training samples when
-   that site's delta is switched off). Optionally refill left-over budget greedily.
-5. Fine-tune the chosen deltas (warm-started from the supernet) with a fresh DeltaModel; the
-   policy and the supernet are dropped.
+   something before the search compares them. Then each diff_prune option keeps its k, and on
+   the int8 grid every option is priced by the exact bytes of the int8 changes it now makes.
+3. Search (`SWRConfig.search`):
+   - "policy": the policy's logits give a straight-through Gumbel-softmax sample per site;
+     loss = CE + λ·(E[cost] − B)/B with dual ascent on λ; deltas, head and policy train jointly;
+     then argmax per site, greedy removal of the lowest measured utility per unit of cost until
+     cost ≤ B, and an optional refill;
+   - "greedy": no policy; from nothing, repeatedly the site upgrade with the best first-order
+     loss decrease per extra byte that still fits;
+   - "random" and "uniform": the ablations (a random allowed choice per site, projected to B;
+     an equal share of B per site).
+   Utilities are measured on a shuffled subset of the speaker-disjoint policy split.
+4. Fine-tune the chosen deltas (warm-started from the supernet) in a fresh DeltaModel, with
+   the int8 positions each option moved at selection as the only ones it may move; the policy
+   and the supernet are dropped. If the values' entropy pushed the exact bytes over B, the
+   changes nearest to rounding back are dropped until they fit.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import torch
 from torch.nn import functional as F
 
 from polykws.training.deltas import HEAD_SITE, DeltaModel
+from polykws.training.deltas.blob_bytes import layer_body_bytes
 from polykws.training.fit import StepHooks
 from polykws.training.swr.config import SWRConfig
 from polykws.training.swr.policy import SWRPolicy, gumbel_straight_through
@@ -69,7 +76,7 @@ def project_to_budget(
         worst = None
         for i, name in enumerate(names):
             c = choices.get(name, 0)
-            if c == 0:
+            if c == 0 or float(net.costs[i, c]) <= 0:  # a free option never needs removing
                 continue
             loss_without = _loss_on(net, {**choices, name: 0}, x, y, batch)
             per_param = (loss_without - base_loss) / float(net.costs[i, c])
@@ -91,7 +98,7 @@ def project_to_budget(
             if not fits:
                 continue
             c = max(fits, key=lambda c: (float(preference[i, c]) if preference is not None else 0.0, -c))
-            gain = (base_loss - _loss_on(net, {**choices, name: c}, x, y, batch)) / float(net.costs[i, c])
+            gain = (base_loss - _loss_on(net, {**choices, name: c}, x, y, batch)) / max(float(net.costs[i, c]), 1.0)
             if gain > 0 and (best is None or gain > best[0]):
                 best = (gain, name, c)
         if best is None:
@@ -102,8 +109,143 @@ def project_to_budget(
 
 
 def estimated_blob_bytes(dm: DeltaModel) -> int:
-    """Estimated body blob bytes of a DeltaModel's delta layers (each family's `blob_bytes`)."""
-    return int(sum(type(layer).blob_bytes(layer.base_layer, layer.cfg) for layer in dm.delta_layers().values()))
+    """Body blob bytes of a DeltaModel's delta layers: exact int8 records on the grid, each
+    family's `blob_bytes` estimate otherwise (training/deltas/blob_bytes.py: layer_body_bytes)."""
+    return int(sum(layer_body_bytes(layer) for layer in dm.delta_layers().values()))
+
+
+@torch.no_grad()
+def trim_to_budget(dm: DeltaModel, budget: int) -> list[dict[str, Any]]:
+    """Hold the byte budget after fine-tuning on the grid: the paid positions are fixed, but the
+    values' entropy can drift. While over budget, the costliest site drops the tenth of its
+    changes that sit nearest to rounding back to the base byte."""
+    log: list[dict[str, Any]] = []
+    layers = {n: layer for n, layer in dm.delta_layers().items() if layer.grid is not None}
+    while estimated_blob_bytes(dm) > budget:
+        movers = {n: layer for n, layer in layers.items() if bool(layer.changed_weights().any())}
+        if not movers:
+            break
+        name, layer = max(movers.items(), key=lambda kv: layer_body_bytes(kv[1]))
+        w0, dw = layer.base_weight(), layer.delta_weight()
+        changed = layer.grid.changed(w0, dw)
+        margin = ((w0 + dw).double() / layer.grid.step - layer.grid.q0).abs()
+        margin = torch.where(changed, margin, torch.full_like(margin, float("inf")))
+        drop = max(1, int(changed.sum()) // 10)
+        keep = changed.clone().reshape(-1)
+        keep[torch.topk(margin.reshape(-1), drop, largest=False).indices] = False
+        layer.grid.set_paid(keep.reshape(changed.shape))
+        log.append({"site": name, "dropped_int8_changes": drop, "body_bytes": estimated_blob_bytes(dm)})
+    return log
+
+
+def measure_option_costs(net: Supernet, budget: int) -> None:
+    """Price every option by the bytes its warmed-up delta moves (the exact v2 record of its
+    int8 changes on the grid); options over the budget on their own leave the choice set."""
+    for i, name in enumerate(net.site_names):
+        for c, layer in net.sites[name].option_layers.items():
+            cost = layer_body_bytes(layer)
+            net.costs[i, int(c)] = cost
+            net.mask[i, int(c)] = cost <= budget
+
+
+def _site_grads(net: Supernet, choices: dict[str, int], x: torch.Tensor, y: torch.Tensor, batch: int):
+    """∂L/∂W and ∂L/∂b of every site's effective weights under `choices` (mean over x)."""
+    net.set_choices(choices)
+    net.dm.eval()
+    params = []
+    for site in net.sites.values():
+        params.append(site.base_layer.weight)
+        params.append(site.base_layer.bias)
+    for p in params:
+        p.requires_grad_(True)
+    grads = [torch.zeros_like(p) for p in params]
+    try:
+        for i in range(0, x.shape[0], batch):
+            loss = F.cross_entropy(net.dm(x[i : i + batch]), y[i : i + batch], reduction="sum") / x.shape[0]
+            for g, gi in zip(grads, torch.autograd.grad(loss, params)):
+                g += gi
+    finally:
+        for p in params:
+            p.requires_grad_(False)
+    return {n: (grads[2 * k], grads[2 * k + 1]) for k, n in enumerate(net.site_names)}
+
+
+@torch.no_grad()
+def _applied(net: Supernet, name: str, choice: int) -> tuple[torch.Tensor, torch.Tensor]:
+    site = net.sites[name]
+    w, b = site.base_layer.weight, site.base_layer.bias
+    if choice == 0:
+        return torch.zeros_like(w), torch.zeros_like(b)
+    layer = site.option_layers[str(choice)]
+    db = layer.delta_bias()
+    return layer.applied_delta_weight(), (torch.zeros_like(b) if db is None else db)
+
+
+def greedy_select(net: Supernet, budget: int, x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Greedy by first-order utility per byte, no policy network: from nothing, repeatedly take
+    the site upgrade (a site's option replaced by a costlier one, or added) with the largest
+    predicted loss decrease -⟨∂L/∂W, ΔW_new - ΔW_old⟩ per extra unit of cost that still fits."""
+    names = net.site_names
+    choices = {n: 0 for n in names}
+    log: list[dict[str, Any]] = []
+    applied = {(n, c): _applied(net, n, c) for i, n in enumerate(names) for c in range(net.mask.shape[1]) if bool(net.mask[i, c])}
+    for _ in range(len(names) * net.mask.shape[1]):
+        grads = _site_grads(net, choices, x, y, batch)
+        spent = net.cost_of(choices)
+        best = None
+        for i, n in enumerate(names):
+            cur = choices[n]
+            gw, gb = grads[n]
+            w_cur, b_cur = applied[(n, cur)]
+            for c in range(1, net.mask.shape[1]):
+                if c == cur or not bool(net.mask[i, c]):
+                    continue
+                extra = float(net.costs[i, c] - net.costs[i, cur])
+                if extra <= 0 or spent + extra > budget:
+                    continue
+                w_new, b_new = applied[(n, c)]
+                gain = -float((gw * (w_new - w_cur)).sum() + (gb * (b_new - b_cur)).sum())
+                if gain > 0 and (best is None or gain / extra > best[0]):
+                    best = (gain / extra, n, c)
+        if best is None:
+            break
+        choices[best[1]] = best[2]
+        log.append({"step": "add", "site": best[1], "option": net.options[best[2] - 1].key, "gain_per_unit": best[0]})
+    return choices, log
+
+
+def random_select(net: Supernet, budget: int, gen: torch.Generator) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Ablation: a uniformly random allowed option per site, then random sites dropped until the
+    selection fits and random options added while any still fits."""
+    names = net.site_names
+    allowed = [[c for c in range(1, net.mask.shape[1]) if bool(net.mask[i, c])] for i in range(len(names))]
+    choices = {n: (opts[int(torch.randint(len(opts), (1,), generator=gen))] if opts else 0) for n, opts in zip(names, allowed)}
+    log: list[dict[str, Any]] = []
+    while net.cost_of(choices) > budget:
+        on = [n for n in names if choices[n]]
+        n = on[int(torch.randint(len(on), (1,), generator=gen))]
+        log.append({"step": "remove", "site": n, "option": net.options[choices[n] - 1].key})
+        choices[n] = 0
+    while True:
+        left = budget - net.cost_of(choices)
+        fits = [(n, c) for i, n in enumerate(names) if not choices[n] for c in allowed[i] if float(net.costs[i, c]) <= left]
+        if not fits:
+            break
+        n, c = fits[int(torch.randint(len(fits), (1,), generator=gen))]
+        choices[n] = c
+        log.append({"step": "add", "site": n, "option": net.options[c - 1].key})
+    return choices, log
+
+
+def uniform_select(net: Supernet, budget: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Ablation: every site gets an equal share of the budget and the costliest option within it."""
+    names = net.site_names
+    share = budget / max(1, len(names))
+    choices: dict[str, int] = {}
+    for i, n in enumerate(names):
+        fits = [c for c in range(1, net.mask.shape[1]) if bool(net.mask[i, c]) and float(net.costs[i, c]) <= share]
+        choices[n] = max(fits, key=lambda c: (float(net.costs[i, c]), -c)) if fits else 0
+    return choices, [{"step": "uniform", "share": share}]
 
 
 def run_swr(ctx, cfg: SWRConfig):
@@ -112,11 +254,13 @@ def run_swr(ctx, cfg: SWRConfig):
 
     search = _Search(ctx, cfg)
     search.warm_up()
-    search.search()
+    if cfg.search == "policy":
+        search.search()
     chosen, projection_log = search.select()
     final = search.finetune(chosen)
+    trim_log = trim_to_budget(final, search.budget) if search.cost_unit == "blob_bytes" else []
     cost = final.cost()
-    # The selection's estimate, recomputed from the final layers (not from the supernet's matrix).
+    # The final layers' bytes (exact int8 records on the grid), not the supernet's matrix.
     est_bytes = estimated_blob_bytes(final)
     budget, cost_unit = search.budget, search.cost_unit
     # The projection guarantees the bound in the budget's unit; a violation is a bug, never a result.
@@ -133,7 +277,9 @@ def run_swr(ctx, cfg: SWRConfig):
         "selection": {n: net.options[c - 1].key for n, c in chosen.items() if c},
         "argmax_selection": {n: net.options[c - 1].key for n, c in argmax.items() if c},
         "argmax_cost": net.cost_of(argmax),
+        "search": cfg.search,
         "projection": projection_log,
+        "trim": trim_log,
         "lambda_final": search.lam,
         "expected_cost_trace": search.trace,
         "epochs": dict(search.epochs),
@@ -164,10 +310,12 @@ class _Search:
         self.net = build_supernet(probe, ctx.base_model, cfg.options, cfg.targets, self.budget, self.cost_unit)
         train = ctx.data["train"]
         self.gen = torch.Generator().manual_seed(tc.seed * 7919 + 11)
-        order = torch.randperm(len(train), generator=self.gen)
+        self.order = order = torch.randperm(len(train), generator=self.gen)
         self.feats = site_features(self.net, train.x[order], train.y[order], tc.batch_size, cfg.grad_stat_batches)
         self.policy = SWRPolicy(self.feats.shape[1], self.net.mask.shape[1], cfg.policy_hidden, cfg.logit_bound)
         fractions = {"warmup": cfg.warmup_fraction, "search": cfg.search_fraction, "finetune": cfg.finetune_fraction}
+        if cfg.search != "policy":  # no policy to train: its epochs fine-tune, so every search trains as long
+            fractions = {"warmup": cfg.warmup_fraction, "finetune": cfg.search_fraction + cfg.finetune_fraction}
         self.epochs = {phase: max(1, round(tc.epochs * f)) for phase, f in fractions.items()}
         self.policy_split = ctx.data[cfg.policy_data]
         self.lam, self.trace = 0.0, []
@@ -205,6 +353,11 @@ class _Search:
         # their L0 search phase (Guo et al.), and from here on each option's delta is exactly as
         # sparse as its cost says, so the policy compares options at their true cost.
         net.finalize_options()
+        if self.cost_unit == "blob_bytes" and self.ctx.cfg.weight_grid == "int8":
+            measure_option_costs(net, self.budget)
+        if self.cfg.warmup_features:
+            train = self.ctx.data["train"]
+            self.feats = site_features(net, train.x[self.order], train.y[self.order], self.ctx.cfg.batch_size, self.cfg.grad_stat_batches)
 
     def tau_at(self, step: int) -> float:
         cfg, tc = self.cfg, self.ctx.cfg
@@ -255,12 +408,24 @@ class _Search:
             self.trace.append((step, round(float(exp_cost.detach()), 1), round(self.lam, 4), round(p_none, 3)))
 
     def select(self) -> tuple[dict[str, int], list[dict[str, Any]]]:
-        """The policy's argmax per site, projected to the budget."""
+        """The search's choice per site, within the budget."""
+        # Utilities are measured on a random subset of the (speaker-disjoint) policy split: the
+        # split is stored sorted by class, so its head would be a few classes only.
+        split = self.policy_split
+        pick = torch.randperm(len(split), generator=self.gen)[: self.cfg.utility_samples]
+        ux, uy = split.x[pick], split.y[pick]
+        if self.cfg.search == "greedy":
+            self.argmax, log = greedy_select(self.net, self.budget, ux, uy, self.ctx.cfg.eval_batch_size)
+            return self.argmax, log
+        if self.cfg.search == "random":
+            self.argmax, log = random_select(self.net, self.budget, self.gen)
+            return self.argmax, log
+        if self.cfg.search == "uniform":
+            self.argmax, log = uniform_select(self.net, self.budget)
+            return self.argmax, log
         self.argmax = self.argmax_choices()
         with torch.no_grad():
             preference = torch.softmax(self.policy(self.feats, self.net.mask), dim=-1)
-        n = self.cfg.utility_samples
-        ux, uy = self.policy_split.x[:n], self.policy_split.y[:n]
         return project_to_budget(
             self.net, self.argmax, self.budget, ux, uy, self.ctx.cfg.eval_batch_size, refill=self.cfg.refill, preference=preference
         )
@@ -273,7 +438,11 @@ class _Search:
         final_layers = final.delta_layers()
         for name, c in chosen.items():
             if c:
-                final_layers[name].set_delta_state(net.sites[name].option_layers[str(c)].get_delta_state())
+                option = net.sites[name].option_layers[str(c)]
+                final_layers[name].set_delta_state(option.get_delta_state())
+                if final_layers[name].grid is not None:
+                    # The fine-tune may change the values but never the positions that were paid for.
+                    final_layers[name].grid.set_paid(option.changed_weights())
         getattr(final.model, HEAD_SITE).load_state_dict(getattr(net.dm.model, HEAD_SITE).state_dict())
         if final.needs_finalize:  # only when an option was not finalized in the supernet
             final.finalize()

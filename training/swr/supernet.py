@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from polykws.training.deltas import DeltaLayer, DeltaModel, get_delta, site_kind
 from polykws.training.deltas.base import SITE_KINDS, AttachContext, functional_forward, match_sites
+from polykws.training.deltas.model import site_grid
 from polykws.training.swr.config import SWROption
 
 
@@ -44,7 +45,7 @@ class SWRSite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.base_layer.weight, self.base_layer.bias
         for g, layer in self._active():
-            weight = weight + g * layer.delta_weight()
+            weight = weight + g * layer.applied_delta_weight()
             db = layer.delta_bias()
             if db is not None:
                 bias = bias + g * db
@@ -126,6 +127,7 @@ def build_supernet(
     sites: dict[str, SWRSite] = {}
     for i, name in enumerate(names):
         module = sites_all[name]
+        grid = site_grid(model, name, module) if dm.weight_grid == "int8" else None
         layers: dict[int, DeltaLayer] = {}
         for j, option in enumerate(options, start=1):
             cfg = option.config(name)
@@ -137,6 +139,7 @@ def build_supernet(
             if cost > budget:
                 continue
             layers[j] = layer_cls(module, cfg, site=name, context=context)
+            layers[j].set_grid(grid)
             mask[i, j] = True
         site = SWRSite(module, name, layers, num_choices)
         _set_submodule(model, name, site)

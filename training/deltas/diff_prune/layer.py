@@ -41,13 +41,17 @@ class DiffPruneLayer(DeltaLayer):
 
     @classmethod
     def group_blob_bytes(cls, modules: list[nn.Module], cfg) -> int:
-        """Estimated bytes of one config's k nonzeros spread over `modules` (k is shared)."""
-        left, total = cfg.k, 0
-        for module in modules:
-            k = int(min(left, module.weight.numel()))
-            if k > 0:
-                total += cls.blob_bytes(module, cfg.replace(k=k))
-            left -= k
+        """Estimated bytes of one config's k nonzeros spread over `modules` (k is shared). The
+        global magnitude projection spreads them over every site, so each site is priced at its
+        share of k in proportion to its size (sparser records cost more per change)."""
+        sizes = [int(m.weight.numel()) for m in modules]
+        k = min(cfg.k, sum(sizes))
+        total, left = 0, k
+        for i, (module, size) in enumerate(zip(modules, sizes)):
+            share = left if i == len(modules) - 1 else min(left, round(k * size / sum(sizes)))
+            if share > 0:
+                total += cls.blob_bytes(module, cfg.replace(k=share))
+            left -= share
         return total
 
     @classmethod

@@ -1,0 +1,178 @@
+"""Accuracy per blob byte on unseen speakers: every method, speaker 5-fold cross-validation.
+
+    nice -n 5 .venv/bin/python bench/kfold.py --seeds 0,1                       # the full grid (hours; resumable)
+    .venv/bin/python bench/kfold.py --langs lt --folds-run 0 --only head_only,swr@2000B --seeds 0
+    .venv/bin/python bench/kfold.py --report-only                                # tables and plot from finished rows
+
+Each transfer language's speakers are dealt into 5 folds (datasets.SpeakerFolds); fold f is the
+test set, fold f+1 validation, the rest train, so every speaker is tested exactly once. The base
+and its int8 export are the same for every fold (the base language is never re-split). Every
+row is an adapt stage plus an export stage of the pipeline engine (polykws.pipeline.grid) in
+the artifact store, so the grid resumes after a kill and a rerun reuses finished rows. The x
+axis is the real exported blob's bytes; accuracy is int8 under the host TFLM runtime.
+
+Confidence intervals: each (method, language, fold, seed) row is one accuracy; a method's mean
+over languages is taken per (fold, seed) pair, and the 95 % interval is the t interval over those
+pairs. Differences between methods are paired on the same (language, fold, seed) rows.
+Every method trains the same epochs (TransferConfig.epochs; SWR's phases are fractions of it).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import statistics  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+LANGS = ("uk", "ar", "bn", "gu", "lt")
+FOLDS = 5
+BASELINES = ("head_only", "bias_only", "bn_only", "lora", "full_ft")
+# Body byte budgets; with an 11-class head a blob adds about 1 KB to them (2, 3, 5 and 10 KB blobs).
+BODY_BUDGETS = (1000, 2000, 4000, 9000)
+ABLATION_BUDGET = 2000
+CSV_COLS = ["lang", "fold", "cell", "method", "budget", "seed", "status", "body_params", "updated_params", "float_acc", "int8_acc",
+            "blob_bytes", "estimated_body_blob_bytes", "body_changed_bytes", "head_patched_bytes", "test_clips", "adapt_wall_s",
+            "selection", "reason"]
+
+
+def cells(budgets: list[int], ablation_budget: int):
+    from polykws.pipeline.grid import GridCell
+
+    out = [GridCell(m, m) for m in BASELINES]
+    for b in budgets:
+        out.append(GridCell("swr", "swr", b, "bytes"))  # the default search (greedy)
+        out.append(GridCell("diff_prune", "diff_prune", b, "bytes"))
+    # Ablations and the other single families at one budget: the policy network with features
+    # from before and after the warm-up, a random policy, a uniform allocation.
+    out += [GridCell("swr_policy", "swr", ablation_budget, "bytes", {"search": "policy"}),
+            GridCell("swr_policy_warm_features", "swr", ablation_budget, "bytes", {"search": "policy", "warmup_features": True}),
+            GridCell("swr_random", "swr", ablation_budget, "bytes", {"search": "random"}),
+            GridCell("swr_uniform", "swr", ablation_budget, "bytes", {"search": "uniform"})]
+    out += [GridCell(fam, fam, ablation_budget, "bytes") for fam in ("scale", "lowrank", "dense")]
+    return out
+
+
+def t95(n: int) -> float:
+    """Two-sided 95 % Student t quantile for n - 1 degrees of freedom (n >= 2)."""
+    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+             12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}
+    df = n - 1
+    return table.get(df) or table[max(k for k in table if k <= df)] if df >= 1 else float("nan")
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    m = statistics.fmean(values)
+    if len(values) < 2:
+        return m, float("nan")
+    return m, t95(len(values)) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def summarize(rows: list[dict], langs: list[str]) -> list[dict]:
+    """Per cell: mean int8 accuracy over languages per (fold, seed), its 95 % CI, median blob bytes."""
+    by_cell: dict[str, dict[tuple, dict[str, dict]]] = {}
+    for r in rows:
+        if r.get("status") == "ok" and r.get("int8_acc") is not None:
+            by_cell.setdefault(r["cell"], {}).setdefault((r["fold"], r["seed"]), {})[r["lang"]] = r
+    out = []
+    for cell, pairs in by_cell.items():
+        complete = {k: v for k, v in pairs.items() if all(lg in v for lg in langs)}
+        if not complete:
+            continue
+        accs = [statistics.fmean(v[lg]["int8_acc"] for lg in langs) for v in complete.values()]
+        blobs = [v[lg]["blob_bytes"] for v in complete.values() for lg in langs]
+        m, ci = mean_ci(accs)
+        out.append({"cell": cell, "pairs": len(complete), "mean_acc": m, "ci95": ci, "median_blob_bytes": statistics.median(blobs),
+                    "mean_blob_bytes": statistics.fmean(blobs), "max_blob_bytes": max(blobs),
+                    "per_lang": {lg: statistics.fmean(v[lg]["int8_acc"] for v in complete.values()) for lg in langs},
+                    "keys": sorted(complete)})
+    return sorted(out, key=lambda e: e["median_blob_bytes"])
+
+
+def paired_diff(rows: list[dict], a: str, b: str) -> tuple[float, float, int] | None:
+    """Mean and 95 % CI of (a - b) over matching (lang, fold, seed) rows, averaged per (fold, seed)."""
+    idx = {(r["cell"], r["lang"], r["fold"], r["seed"]): r["int8_acc"] for r in rows if r.get("status") == "ok" and r.get("int8_acc") is not None}
+    pairs: dict[tuple, list[float]] = {}
+    for (cell, lang, fold, seed), acc in idx.items():
+        if cell == a and (b, lang, fold, seed) in idx:
+            pairs.setdefault((fold, seed), []).append(acc - idx[(b, lang, fold, seed)])
+    diffs = [statistics.fmean(v) for v in pairs.values()]
+    if not diffs:
+        return None
+    m, ci = mean_ci(diffs)
+    return m, ci, len(diffs)
+
+
+def markdown(summary: list[dict], rows: list[dict], langs: list[str], meta: dict) -> str:
+    lines = [f"Languages {', '.join(langs)}; speaker {FOLDS}-fold; seeds {meta['seeds']}; folds run {meta['folds']}. "
+             f"Base sha256 {str(meta.get('base_sha256'))[:12]}; int8 base {meta.get('base_tflite_bytes', 0):,} B.", "",
+             "| method | (fold, seed) pairs | blob B median (max) | mean int8 acc % [95 % CI] | " + " | ".join(langs) + " |",
+             "|---|---|---|---|" + "---|" * len(langs)]
+    for e in summary:
+        ci = "" if math.isnan(e["ci95"]) else f" ± {100 * e['ci95']:.1f}"
+        lines.append(f"| {e['cell']} | {e['pairs']} | {e['median_blob_bytes']:,.0f} ({e['max_blob_bytes']:,}) | {100 * e['mean_acc']:.1f}{ci} | "
+                     + " | ".join(f"{100 * e['per_lang'][lg]:.1f}" for lg in langs) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    from gridargs import add_grid_args, grid_config, parse_list
+
+    from polykws.core import atomic_path, atomic_write_json, atomic_write_text, run_context
+    from polykws.pipeline.grid import grid_rows, grid_stages, plot_accuracy, run_grid
+    from polykws.pipeline.store import ArtifactStore
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_grid_args(ap, "runs/bench_kfold", LANGS, "0,1")
+    ap.add_argument("--folds-run", default=",".join(map(str, range(FOLDS))), help="which folds to run (default all)")
+    ap.add_argument("--only", default=None, help="comma-separated cell names, e.g. head_only,swr@2000B")
+    ap.add_argument("--ablation-budget", type=int, default=ABLATION_BUDGET)
+    args = ap.parse_args()
+    args.langs = parse_list(args.langs)
+    if args.budgets == ",".join(map(str, (100, 300, 1000, 3000))):  # gridargs' parameter default
+        args.budgets = ",".join(map(str, BODY_BUDGETS))
+    grid_cells = cells(parse_list(args.budgets, int), args.ablation_budget)
+    if args.only:
+        want = set(parse_list(args.only))
+        grid_cells = [c for c in grid_cells if c.name in want]
+    seeds, folds = parse_list(args.seeds, int), parse_list(args.folds_run, int)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    meta: dict = {**run_context(), "config": args.config, "seeds": seeds, "folds": folds, "cells": [c.name for c in grid_cells]}
+    for fold in folds:  # fold-major: a partial run already covers every method on the first folds
+        cfg = grid_config(args, {"export.enabled": True, "data.speaker_folds": {"folds": FOLDS, "fold": fold}})
+        stages = grid_stages(cfg, grid_cells, seeds=seeds, fit={"epochs": args.epochs} if args.epochs else {}, export=True,
+                             progress=not args.no_progress)
+        result = run_grid(stages, ArtifactStore(cfg.artifacts_uri), executor=args.executor, workers=args.workers,
+                          ray_address=args.ray_address, show_progress=not args.no_progress)
+        meta["base_sha256"] = result["base"].summary.get("state_sha256")
+        meta["base_tflite_bytes"] = result["export_base"].summary.get("tflite_bytes")
+        rows += [{**r, "fold": fold} for r in grid_rows(result)]
+        summary = summarize(rows, args.langs)
+        with atomic_path(args.out / "results.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_COLS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+        md = markdown(summary, rows, args.langs, meta)
+        atomic_write_text(args.out / "results.md", md + "\n")
+        atomic_write_json(args.out / "summary.json", {**meta, "summary": summary,
+                                                      "rows": [{k: r.get(k) for k in CSV_COLS} for r in rows]})
+        print(md, flush=True)
+    # One line per method through its budgets (plot_accuracy joins cells by the name before "@").
+    points = {}
+    for e in summarize(rows, args.langs):
+        points[(e["cell"], "mean of " + "+".join(args.langs))] = {"blob_bytes": e["median_blob_bytes"], "mean": e["mean_acc"],
+                                                                  "sd": 0.0 if math.isnan(e["ci95"]) else e["ci95"]}
+    plot_accuracy(points, x="blob_bytes", xlabel="exported blob bytes (log; median)", ylabel="int8 TFLM accuracy, unseen speakers (%)",
+                  path=args.out / "acc_vs_blob_bytes.png")
+    print(json.dumps({"rows": len(rows), "out": str(args.out)}))
+
+
+if __name__ == "__main__":
+    main()
