@@ -32,6 +32,10 @@ def test_the_exported_model_changes_only_the_bytes_the_search_paid_for(scales, b
     paid = {site: int(layer.changed_weights().sum()) for site, layer in layers.items()}
     moves_bias = {site for site, layer in layers.items() if layer.delta_bias() is not None and bool((layer.delta_bias() != 0).any())}
     assert sum(paid.values()) > 0, "the search bought no int8 weight change: the check would be vacuous"
+    for site, layer in layers.items():
+        # The fine-tune moved no int8 byte outside the positions the selection paid for.
+        assert layer.grid is not None and layer.grid.paid is not None, f"{site}: no paid positions recorded"
+        assert not bool((layer.changed_weights() & ~layer.grid.paid).any()), f"{site}: moved an unpaid int8 byte"
     assert result.details["estimated_body_blob_bytes"] <= budget
     ex = export_language(base_export, result.model, f.labels, f.x_train, lang="ar", parity_x=f.x_test[:16], scales=scales)
     assert apply_blob(base_export.tflite, ex.blob) == ex.tflite
