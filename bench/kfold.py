@@ -2,7 +2,7 @@
 
     nice -n 5 .venv/bin/python bench/kfold.py --seeds 0,1                       # the full grid (hours; resumable)
     .venv/bin/python bench/kfold.py --langs lt --folds-run 0 --only head_only,swr@2000B --seeds 0
-    .venv/bin/python bench/kfold.py --report-only                                # tables and plot from finished rows
+    nice -n 5 .venv/bin/python bench/kfold.py --seeds 0,1 --only head_only,swr@2000B   # a rerun reuses finished rows
 
 Each transfer language's speakers are dealt into 5 folds (datasets.SpeakerFolds); fold f is the
 test set, fold f+1 validation, the rest train, so every speaker is tested exactly once. The base

@@ -28,7 +28,8 @@ def register(subparsers) -> None:
     p.add_argument("--budget", type=int, default=None, help="budget of updated body parameters (budgeted methods)")
     p.add_argument("--budget-includes-head", action="store_true", help="swr: the head is paid from the budget")
     p.add_argument("--budget-bytes", type=int, default=None,
-                   help="swr: budget the body in estimated blob bytes instead of parameters (docs/METHOD.md, Byte budgets)")
+                   help="budget of body blob bytes (budgeted methods; SWR's default currency, 2000 when no budget is given; "
+                        "docs/METHOD.md, section 5)")
     p.add_argument("--families", default=None, help="swr: comma-separated families for the options (default: SWR's defaults)")
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"pipeline config defining the corpus and the language's task (default {DEFAULT_CONFIG})")
     p.add_argument("--keywords", default=None, help="comma-separated keywords (overrides the config's task)")

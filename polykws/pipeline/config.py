@@ -112,16 +112,30 @@ class BaseSection:
             raise ConfigError("base.language must be set")
 
 
+BUDGET_UNITS = ("bytes", "params")
+
+
+def budget_kwargs(unit: str, budget: int | None) -> dict[str, int]:
+    """A budgeted method's budget as `method_config` keywords (`budget_bytes` or `budget_params`)."""
+    if budget is None:
+        return {}
+    return {"budget_bytes": int(budget)} if unit == "bytes" else {"budget_params": int(budget)}
+
+
 @dataclass(frozen=True)
 class AdaptSection:
     languages: tuple[str, ...] = ()
     methods: tuple[str, ...] = ("swr",)
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    budgets: tuple[int, ...] = (1000,)
+    # Budgets of the budgeted methods, in `budget_unit`: "bytes" = the body's blob bytes (the
+    # product's currency: a ~3 KB blob for 2000 with an 11-class head), "params" = updated body
+    # parameters.
+    budgets: tuple[int, ...] = (2000,)
+    budget_unit: str = "bytes"
     seeds: tuple[int, ...] = (0,)
     # The (method, budget) whose merged model ships: exported, packed into flash.bin, in the table.
     ship_method: str = "swr"
-    ship_budget: int = 1000
+    ship_budget: int = 2000
     # The transfer recipe; its seed and num_threads come from `seeds` and `threads_per_job`.
     fit: TransferConfig = field(default_factory=TransferConfig)
     # Torch threads per adaptation job (1 keeps jobs bit-identical however they are scheduled).
@@ -136,6 +150,8 @@ class AdaptSection:
             raise ConfigError("adapt.methods must list at least one method")
         if any(b <= 0 for b in self.budgets) or not self.budgets:
             raise ConfigError(f"adapt.budgets must be positive integers, got {list(self.budgets)}")
+        if self.budget_unit not in BUDGET_UNITS:
+            raise ConfigError(f"adapt.budget_unit must be one of {BUDGET_UNITS}, got {self.budget_unit!r}")
         if not self.seeds:
             raise ConfigError("adapt.seeds must list at least one seed")
         if self.ship_method not in self.methods:
@@ -296,7 +312,8 @@ def validate_with_layers(cfg: PipelineConfig) -> None:
     for m in cfg.adapt.methods:
         try:
             spec = get_method(m)
-            method_config(m, budget_params=cfg.adapt.budgets[0] if spec.budgeted else None, **dict(cfg.adapt.method_options.get(m, {})))
+            budget = budget_kwargs(cfg.adapt.budget_unit, cfg.adapt.budgets[0] if spec.budgeted else None)
+            method_config(m, **budget, **dict(cfg.adapt.method_options.get(m, {})))
         except ConfigError as exc:
             raise ConfigError(f"adapt.methods: {exc}") from None
     for r in cfg.data.roots:

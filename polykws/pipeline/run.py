@@ -205,7 +205,7 @@ def _adapt_stages(cfg: PipelineConfig, runtime: dict[str, Any]) -> tuple[list[St
                     out.append(Stage(
                         name, "adapt", S.adapt_stage,
                         {"language": lang, "method": method, "method_options": dict(a.method_options.get(method, {})),
-                         "budget": budget, "seed": seed, "fit": to_plain(a.fit), "threads": a.threads_per_job},
+                         "budget": budget, "budget_unit": a.budget_unit, "seed": seed, "fit": to_plain(a.fit), "threads": a.threads_per_job},
                         deps=("base", f"features/{lang}"), version=VERSIONS["adapt"], code=("polykws.training", *PATCH_CODER),
                         fanout=True, threads=a.threads_per_job, seed=seed, runtime=runtime))
                     if method == a.ship_method and (budget == a.ship_budget or budget is None) and seed == a.seeds[0]:

@@ -343,13 +343,15 @@ def adapt_stage(ctx: StageContext) -> dict[str, Any]:
     c = ctx.config
     base = load_model(ctx.input("base") / "base.pt")
     splits = load_splits(ctx.input(f"features/{c['language']}"))
-    budget = c.get("budget")
-    mcfg = method_config(c["method"], budget_params=budget, **dict(c.get("method_options") or {}))
+    from polykws.pipeline.config import budget_kwargs
+
+    budget, unit = c.get("budget"), c.get("budget_unit", "params")
+    mcfg = method_config(c["method"], **budget_kwargs(unit, budget), **dict(c.get("method_options") or {}))
     tcfg = from_dict(TransferConfig, {**c["fit"], "seed": int(c["seed"]), "num_threads": int(c["threads"])}, "adapt.fit")
     res = adapt(base.model, splits, mcfg, tcfg)
     labels = tuple(res.labels)
     sha = save_model(ctx.out / "model.pt", res.model, labels=labels, frontend=base.frontend,
-                     meta={"language": c["language"], "method": c["method"], "budget_params": budget, "seed": c["seed"],
+                     meta={"language": c["language"], "method": c["method"], f"budget_{unit}": budget, "seed": c["seed"],
                            "base_sha256": base.sha256})
     if res.delta_model is not None:
         res.delta_model.save(ctx.out / "delta.pt")
@@ -368,6 +370,7 @@ def adapt_stage(ctx: StageContext) -> dict[str, Any]:
         "language": c["language"],
         "method": c["method"],
         "budget": budget,
+        "budget_unit": unit,
         "seed": c["seed"],
         "labels": list(labels),
         "updated_params": int(res.cost.total),
