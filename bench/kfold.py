@@ -121,6 +121,55 @@ def markdown(summary: list[dict], rows: list[dict], langs: list[str], meta: dict
     return "\n".join(lines)
 
 
+def comparisons(summary: list[dict], rows: list[dict]) -> str:
+    """For each SWR cell: the best other method whose median blob is no larger, and the paired
+    difference (SWR minus it) with its 95 % CI over (fold, seed) pairs; and SWR against full FT."""
+    swr = [e for e in summary if e["cell"].split("@")[0] == "swr"]
+    others = [e for e in summary if not e["cell"].startswith("swr")]
+    lines = ["| SWR cell | its blob B (median) | best other method within those bytes | its blob B | SWR − it, pt [95 % CI], pairs | "
+             "SWR − diff_prune at the same budget | SWR − full_ft, pt [95 % CI], pairs |", "|---|---|---|---|---|---|---|"]
+    for e in swr:
+        fits = [o for o in others if o["median_blob_bytes"] <= e["median_blob_bytes"]]
+        best = max(fits, key=lambda o: o["mean_acc"]) if fits else None
+        d = paired_diff(rows, e["cell"], best["cell"]) if best else None
+        f = paired_diff(rows, e["cell"], "full_ft")
+        same = paired_diff(rows, e["cell"], "diff_prune@" + e["cell"].split("@", 1)[1]) if "@" in e["cell"] else None
+
+        def fmt(x):
+            return "-" if x is None else f"{100 * x[0]:+.1f} ± {100 * x[1]:.1f}, {x[2]}" if not math.isnan(x[1]) else f"{100 * x[0]:+.1f}, {x[2]}"
+
+        lines.append(f"| {e['cell']} | {e['median_blob_bytes']:,.0f} | {best['cell'] if best else '-'} | "
+                     f"{best['median_blob_bytes']:,.0f} | {fmt(d)} | {fmt(same)} | {fmt(f)} |" if best else
+                     f"| {e['cell']} | {e['median_blob_bytes']:,.0f} | - | - | - | {fmt(same)} | {fmt(f)} |")
+    return "\n".join(lines)
+
+
+def merge(dirs: list[Path], out: Path, langs: list[str]) -> None:
+    """One report from several runs' summary.json (rows deduplicated by cell, language, fold, seed)."""
+    from polykws.core import atomic_write_json, atomic_write_text
+    from polykws.pipeline.grid import plot_accuracy
+
+    rows, metas = {}, []
+    for d in dirs:
+        data = json.loads((d / "summary.json").read_text())
+        metas.append({k: data.get(k) for k in ("seeds", "folds", "cells", "base_sha256", "base_tflite_bytes", "host", "date")})
+        for r in data["rows"]:
+            rows[(r["cell"], r["lang"], r["fold"], r["seed"])] = r
+    rows_l = [rows[k] for k in sorted(rows)]
+    summary = summarize(rows_l, langs)
+    meta = {"seeds": sorted({r["seed"] for r in rows_l}), "folds": sorted({r["fold"] for r in rows_l}),
+            "base_sha256": metas[0]["base_sha256"], "base_tflite_bytes": metas[0]["base_tflite_bytes"]}
+    md = markdown(summary, rows_l, langs, meta) + "\n\n" + comparisons(summary, rows_l)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "results.md", md + "\n")
+    atomic_write_json(out / "summary.json", {"sources": [str(d) for d in dirs], "runs": metas, "summary": summary, "rows": rows_l})
+    points = {(e["cell"], "mean of " + "+".join(langs)): {"blob_bytes": e["median_blob_bytes"], "mean": e["mean_acc"],
+                                                           "sd": 0.0 if math.isnan(e["ci95"]) else e["ci95"]} for e in summary}
+    plot_accuracy(points, x="blob_bytes", xlabel="exported blob bytes (log; median)", ylabel="int8 TFLM accuracy, unseen speakers (%)",
+                  path=out / "acc_vs_blob_bytes.png")
+    print(md)
+
+
 def main() -> None:
     from gridargs import add_grid_args, grid_config, parse_list
 
@@ -133,8 +182,12 @@ def main() -> None:
     ap.add_argument("--folds-run", default=",".join(map(str, range(FOLDS))), help="which folds to run (default all)")
     ap.add_argument("--only", default=None, help="comma-separated cell names, e.g. head_only,swr@2000B")
     ap.add_argument("--ablation-budget", type=int, default=ABLATION_BUDGET)
+    ap.add_argument("--merge", default=None, help="comma-separated output folders of earlier runs: one report from their rows, no training")
     args = ap.parse_args()
     args.langs = parse_list(args.langs)
+    if args.merge:
+        merge([Path(d) for d in parse_list(args.merge)], args.out, args.langs)
+        return
     if args.budgets == ",".join(map(str, (100, 300, 1000, 3000))):  # gridargs' parameter default
         args.budgets = ",".join(map(str, BODY_BUDGETS))
     grid_cells = cells(parse_list(args.budgets, int), args.ablation_budget)
@@ -159,7 +212,7 @@ def main() -> None:
             w = csv.DictWriter(f, fieldnames=CSV_COLS, extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
-        md = markdown(summary, rows, args.langs, meta)
+        md = markdown(summary, rows, args.langs, meta) + "\n\n" + comparisons(summary, rows)
         atomic_write_text(args.out / "results.md", md + "\n")
         atomic_write_json(args.out / "summary.json", {**meta, "summary": summary,
                                                       "rows": [{k: r.get(k) for k in CSV_COLS} for r in rows]})
