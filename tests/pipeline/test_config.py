@@ -126,3 +126,27 @@ def test_a_task_entry_carries_every_taskspec_option_with_the_same_default():
     t = TaskConfig(keywords=("a", "b"), unknown=False, sources=("s",), silence_fraction=0.5)
     assert t.spec("xx") == TaskSpec("xx", ("a", "b"), unknown=False, sources=("s",), silence_fraction=0.5)
     assert t.spec("xx", ("c",)).keywords == ("c",)
+
+
+def test_budgets_are_blob_bytes_by_default_and_reach_the_method_as_such(tmp_path):
+    from polykws.pipeline.config import budget_kwargs
+    from polykws.pipeline.run import build_stages
+    from polykws.training.adapt import method_config
+
+    raw = _raw(tmp_path)
+    raw["adapt"].update(methods=["swr", "head_only"], ship_method="swr")
+    cfg = load_config(_write(tmp_path, raw))
+    assert cfg.adapt.budget_unit == "bytes"
+    (tmp_path / "corpus").mkdir()
+    adapt = [s for s in build_stages(cfg, progress=False) if s.kind == "adapt" and s.config["method"] == "swr"]
+    assert adapt and all(s.config["budget_unit"] == "bytes" for s in adapt)
+    swr = method_config("swr", **budget_kwargs("bytes", 300))
+    assert swr.budget_bytes == 300 and swr.budget_params is None
+    assert method_config("swr", **budget_kwargs("params", 300)).budget_params == 300
+
+
+def test_a_bad_budget_unit_is_named(tmp_path):
+    raw = _raw(tmp_path)
+    raw["adapt"]["budget_unit"] = "kilobytes"
+    with pytest.raises(ConfigError, match="budget_unit"):
+        load_config(_write(tmp_path, raw))
