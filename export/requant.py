@@ -7,8 +7,9 @@ order, so weights are matched op by op - no tensor-name matching, no model-speci
 Per weighted op (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED):
 - untouched (float weights and bias bit-identical to the base): the base's bytes stay;
 - touched body tensor: int8 on the base's per-channel scales, clamped (`frozen`), or on scales
-  re-fitted to the new weights (`refit`), or per channel whichever changes fewer bytes without
-  clamping (`auto`). Biases follow their channel's scale. Activation ranges stay the base's;
+  re-fitted to the new weights (`refit`), or per channel the base's scale unless it would clamp
+  (`auto`). Deltas trained on the base's int8 grid never clamp, so `auto` stores exactly the
+  bytes they moved. Biases follow their channel's scale. Activation ranges stay the base's;
 - the head (the FULLY_CONNECTED feeding the output SOFTMAX) is language-specific: by default its
   per-row scales are re-fitted and its output range is re-fitted on the language's calibration
   logits (a frozen range clamps logits and turns the top classes into argmax ties). Rows past
@@ -39,9 +40,6 @@ from polykws.export.tflite_graph import OpInfo, TensorInfo, TfliteGraph
 
 SCALE_POLICIES = ("frozen", "refit", "auto")
 HEAD_POLICIES = ("frozen", "refit")
-# What the auto scale policy charges per run of changed weight bytes, beside the bytes
-# themselves: a run's start has to be coded (a gap or a bitmap stretch) in the patch stream.
-RUN_COST_BYTES = 8
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # Padding rows' logit sits this many output steps below the int8 minimum: saturates to -128.
 PAD_MARGIN_STEPS = 256
@@ -184,22 +182,11 @@ def _choose_scales(
         return s_base.copy(), np.zeros(len(s_base), bool)
     if policy == "refit":
         return s_refit, ~np.isclose(s_refit, s_base, rtol=0, atol=0)
-    # auto: per channel, frozen unless it clamps or re-fitting costs fewer blob bytes. Changed
-    # weight bytes cost themselves plus RUN_COST_BYTES per run of changed bytes; a
-    # re-fit additionally rewrites the channel's 4-byte weight scale, bias and bias scale, which
-    # sit in contiguous vectors (no extra record per channel).
-    q_frozen, clamped = quantize_weights(w_new, s_base, axis)
-    q_refit, _ = quantize_weights(w_new, s_refit, axis)
-    qb = _per_channel(q_base, axis)
-
-    def blob_cost(q: np.ndarray) -> np.ndarray:
-        changed = _per_channel(q, axis) != qb
-        runs = np.sum(changed[:, 1:] & ~changed[:, :-1], axis=1) + changed[:, 0]
-        return changed.sum(axis=1) + RUN_COST_BYTES * runs
-
-    cost_frozen = blob_cost(q_frozen)
-    cost_refit = blob_cost(q_refit) + 12
-    use_refit = (clamped > 0) | (cost_refit < cost_frozen)
+    # auto: per channel, the base's scale unless the new weights would clamp on it. The frozen
+    # grid is what transfer trains on, so a re-fit there would rewrite bytes the delta never paid
+    # for; a channel that outgrew its scale (a float delta, full fine-tuning) is re-fitted.
+    _, clamped = quantize_weights(w_new, s_base, axis)
+    use_refit = clamped > 0
     return np.where(use_refit, s_refit, s_base), use_refit & (s_refit != s_base)
 
 

@@ -22,7 +22,7 @@ def _splits(f):
     return {"train": train, "val": test, "test": test}
 
 
-@pytest.mark.parametrize("scales", ["frozen"])
+@pytest.mark.parametrize("scales", ["frozen", "auto"])
 def test_the_exported_model_changes_only_the_bytes_the_search_paid_for(scales, base_export, base_model, feats):
     f = feats["ar"]
     fast = TransferConfig(epochs=3, probe_epochs=3, batch_size=32, num_threads=1)

@@ -134,6 +134,8 @@ def trim_to_budget(dm: DeltaModel, budget: int) -> list[dict[str, Any]]:
         keep = changed.clone().reshape(-1)
         keep[torch.topk(margin.reshape(-1), drop, largest=False).indices] = False
         layer.grid.set_paid(keep.reshape(changed.shape))
+        if int(layer.changed_weights().sum()) >= int(changed.sum()):
+            raise AssertionError(f"trim_to_budget: dropping paid positions at {name} did not reduce its changes")
         log.append({"site": name, "dropped_int8_changes": drop, "body_bytes": estimated_blob_bytes(dm)})
     return log
 
@@ -204,7 +206,8 @@ def greedy_select(net: Supernet, budget: int, x: torch.Tensor, y: torch.Tensor, 
                 if extra <= 0 or spent + extra > budget:
                     continue
                 w_new, b_new = applied[(n, c)]
-                gain = -float((gw * (w_new - w_cur)).sum() + (gb * (b_new - b_cur)).sum())
+                with torch.no_grad():
+                    gain = -float((gw * (w_new - w_cur)).sum() + (gb * (b_new - b_cur)).sum())
                 if gain > 0 and (best is None or gain / extra > best[0]):
                     best = (gain / extra, n, c)
         if best is None:
@@ -257,6 +260,7 @@ def run_swr(ctx, cfg: SWRConfig):
     if cfg.search == "policy":
         search.search()
     chosen, projection_log = search.select()
+    selection_cost = search.net.cost_of(chosen)
     final = search.finetune(chosen)
     trim_log = trim_to_budget(final, search.budget) if search.cost_unit == "blob_bytes" else []
     cost = final.cost()
@@ -272,6 +276,7 @@ def run_swr(ctx, cfg: SWRConfig):
     details = {
         "budget_body": budget,
         "budget_unit": cost_unit,
+        "selection_cost": selection_cost,
         "body_params": cost.body,
         "estimated_body_blob_bytes": est_bytes,
         "selection": {n: net.options[c - 1].key for n, c in chosen.items() if c},
@@ -285,6 +290,18 @@ def run_swr(ctx, cfg: SWRConfig):
         "epochs": dict(search.epochs),
     }
     return MethodRun(final, final, cost, details)
+
+
+def phase_epochs(epochs: int, cfg: SWRConfig) -> dict[str, int]:
+    """The run's epochs split over the phases; they sum to `epochs` (the budget every method gets;
+    with fewer epochs than phases, each phase still runs one). A search without a policy gives the
+    policy's epochs to the fine-tune."""
+    total = cfg.warmup_fraction + cfg.search_fraction + cfg.finetune_fraction
+    warmup = max(1, round(epochs * cfg.warmup_fraction / total))
+    if cfg.search != "policy":
+        return {"warmup": warmup, "finetune": max(1, epochs - warmup)}
+    search = max(1, round(epochs * cfg.search_fraction / total))
+    return {"warmup": warmup, "search": search, "finetune": max(1, epochs - warmup - search)}
 
 
 def _body_budget(cfg: SWRConfig, head_params: int) -> tuple[int, str]:
@@ -313,10 +330,7 @@ class _Search:
         self.order = order = torch.randperm(len(train), generator=self.gen)
         self.feats = site_features(self.net, train.x[order], train.y[order], tc.batch_size, cfg.grad_stat_batches)
         self.policy = SWRPolicy(self.feats.shape[1], self.net.mask.shape[1], cfg.policy_hidden, cfg.logit_bound)
-        fractions = {"warmup": cfg.warmup_fraction, "search": cfg.search_fraction, "finetune": cfg.finetune_fraction}
-        if cfg.search != "policy":  # no policy to train: its epochs fine-tune, so every search trains as long
-            fractions = {"warmup": cfg.warmup_fraction, "finetune": cfg.search_fraction + cfg.finetune_fraction}
-        self.epochs = {phase: max(1, round(tc.epochs * f)) for phase, f in fractions.items()}
+        self.epochs = phase_epochs(tc.epochs, cfg)
         self.policy_split = ctx.data[cfg.policy_data]
         self.lam, self.trace = 0.0, []
         self.argmax: dict[str, int] = {}
