@@ -99,7 +99,8 @@ class DataSection:
 class BaseSection:
     language: str = "en"
     model: str = "ds_cnn_s"
-    # Reuse a trained base (a polykws model file) instead of pretraining one.
+    # Reuse a trained base instead of pretraining one: a polykws model file, or "packaged" for the
+    # base shipped with the package (`polykws base info`).
     checkpoint: str = ""
     # The command that produces `checkpoint` (shown when the file is missing).
     build_command: str = ""
@@ -327,7 +328,22 @@ def validate_with_layers(cfg: PipelineConfig) -> None:
                 raise ConfigError(f"data.tasks.{lang}: {exc}") from None
 
 
+PACKAGED_BASE = "packaged"
+
+
+def base_checkpoint_path(base: BaseSection) -> Path:
+    """The file `base.checkpoint` names: the shipped base (verified) for "packaged", else the path."""
+    if base.checkpoint == PACKAGED_BASE:
+        from polykws.core.assets import shipped_base
+
+        return shipped_base().checkpoint
+    return resolve_path(base.checkpoint)
+
+
 def _check_files(cfg: PipelineConfig) -> None:
+    if cfg.base.checkpoint == PACKAGED_BASE:
+        base_checkpoint_path(cfg.base)  # ShippedBaseError names a missing or damaged file
+        return
     if cfg.base.checkpoint and not resolve_path(cfg.base.checkpoint).is_file():
         # Say how to get one: a base is a `polykws train base` output, never downloaded.
         hint = f"; build it with: {cfg.base.build_command}" if cfg.base.build_command else ""

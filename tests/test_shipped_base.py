@@ -1,0 +1,106 @@
+"""The base shipped as package data: every file verified on load, the recorded facts true of the files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+from fnmatch import fnmatch
+
+import pytest
+
+from polykws.core import repo_root, sha256_file
+from polykws.core.assets import SHIPPED_FILES, ShippedBaseError, shipped_base, shipped_base_dir
+
+
+def _copy(tmp_path):
+    dst = tmp_path / "base"
+    shutil.copytree(shipped_base_dir(), dst)
+    return dst
+
+
+def test_shipped_files_match_the_manifest():
+    sb = shipped_base()
+    assert sb.folder == repo_root() / "polykws" / "assets" / "base"
+    for name in SHIPPED_FILES:
+        path = sb.folder / name
+        assert sb.manifest["files"][name] == {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    # A few hundred KB at most: every device and every install carries it.
+    assert sum(p.stat().st_size for p in sb.folder.iterdir()) < 300_000
+
+
+def test_the_checkpoint_is_the_manifests_model():
+    from polykws.pipeline.tasks import load_language_task
+    from polykws.training.checkpoint import load_base
+    from polykws.training.profile import count_params_macs
+
+    sb = shipped_base()
+    base = load_base()
+    assert base.sha256 == sb.state_sha256 and base.labels == sb.labels
+    # The head is the English task of the real-data config, in its label order.
+    en = load_language_task("configs/shared-real.yaml", "en").task
+    assert list(base.labels) == [*en.keywords, "_silence_", "_unknown_"]
+    assert base.meta["head_slots"] == sb.head_slots == 24
+    prof = count_params_macs(base.model)
+    assert (prof.total_params, prof.total_macs) == (sb.manifest["params"], sb.manifest["macs"])
+
+
+def test_the_int8_base_has_the_recorded_head_slots_and_frontend():
+    from polykws.export.tflite_graph import TfliteGraph
+
+    sb = shipped_base()
+    g = TfliteGraph(sb.tflite.read_bytes(), "shipped base")
+    assert g.output_tensor().shape == (1, sb.head_slots) and g.output_tensor().type_name == "INT8"
+    fe = sb.manifest["frontend"]
+    assert g.input_tensor().shape[1:3] == (49, fe["num_features"])
+
+
+@pytest.mark.parametrize("name", SHIPPED_FILES)
+def test_an_edited_file_is_refused_by_name(tmp_path, name):
+    folder = _copy(tmp_path)
+    data = bytearray((folder / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (folder / name).write_bytes(bytes(data))
+    with pytest.raises(ShippedBaseError, match=rf"{name}: SHA-256 .* does not match .* recorded in base\.json"):
+        shipped_base(folder)
+
+
+def test_a_missing_file_or_manifest_is_refused_by_name(tmp_path):
+    folder = _copy(tmp_path)
+    (folder / "base.tflite").unlink()
+    with pytest.raises(ShippedBaseError, match=r"base\.tflite: missing from the shipped base"):
+        shipped_base(folder)
+    (folder / "base.json").unlink()
+    with pytest.raises(ShippedBaseError, match=r"base\.json: the shipped base's manifest is missing"):
+        shipped_base(folder)
+
+
+def test_a_manifest_without_a_files_hash_is_refused(tmp_path):
+    folder = _copy(tmp_path)
+    m = json.loads((folder / "base.json").read_text())
+    del m["files"]["base.pt"]
+    (folder / "base.json").write_text(json.dumps(m))
+    with pytest.raises(ShippedBaseError, match=r"base\.json: 'files' must record base\.pt"):
+        shipped_base(folder)
+
+
+def test_load_base_checks_the_weights_hash_too(tmp_path, monkeypatch):
+    import polykws.core.assets as assets
+    from polykws.training.checkpoint import load_base
+
+    folder = _copy(tmp_path)
+    m = json.loads((folder / "base.json").read_text())
+    m["state_sha256"] = "0" * 64
+    (folder / "base.json").write_text(json.dumps(m))
+    monkeypatch.setattr(assets, "shipped_base_dir", lambda: folder)
+    with pytest.raises(ShippedBaseError, match=r"base\.pt: weights .* differ from the manifest's 0000"):
+        load_base()
+
+
+def test_package_data_carries_every_shipped_file():
+    # What `pip install` copies: pyproject's package-data patterns for polykws.assets.
+    cfg = tomllib.loads((repo_root() / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = cfg["package-data"]["polykws.assets"]
+    for path in shipped_base_dir().iterdir():
+        rel = path.relative_to(shipped_base_dir().parent).as_posix()
+        assert any(fnmatch(rel, p) for p in patterns), f"{rel} is not package data"
