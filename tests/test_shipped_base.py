@@ -104,3 +104,25 @@ def test_package_data_carries_every_shipped_file():
     for path in shipped_base_dir().iterdir():
         rel = path.relative_to(shipped_base_dir().parent).as_posix()
         assert any(fnmatch(rel, p) for p in patterns), f"{rel} is not package data"
+
+
+@pytest.mark.shared
+def test_recorded_english_accuracies_are_remeasured(shared_data):
+    # The manifest's (and the model card's) English figures, measured again from the shipped files
+    # on the real-data config's speaker-disjoint en test split.
+    import numpy as np
+    import torch
+
+    from polykws.export.evaluate import evaluate_tflm
+    from polykws.pipeline.tasks import load_language_splits
+    from polykws.training.checkpoint import load_base
+
+    sb = shipped_base()
+    base = load_base()
+    test = load_language_splits("en", base.frontend, config=sb.manifest["config"], seed=0)["test"]
+    assert tuple(test.labels) == sb.labels and len(test.y) == sb.manifest["eval"]["clips"]
+    with torch.no_grad():
+        pred = base.model(torch.from_numpy(np.asarray(test.x))[:, None]).argmax(1).numpy()
+    assert float(np.mean(pred == test.y)) == pytest.approx(sb.manifest["eval"]["float_acc"], abs=1e-9)
+    r = evaluate_tflm(sb.tflite.read_bytes(), test.x, test.y, num_labels=len(sb.labels))
+    assert r.accuracy == pytest.approx(sb.manifest["eval"]["int8_tflm_acc"], abs=1e-9)
