@@ -126,3 +126,63 @@ def test_recorded_english_accuracies_are_remeasured(shared_data):
     assert float(np.mean(pred == test.y)) == pytest.approx(sb.manifest["eval"]["float_acc"], abs=1e-9)
     r = evaluate_tflm(sb.tflite.read_bytes(), test.x, test.y, num_labels=len(sb.labels))
     assert r.accuracy == pytest.approx(sb.manifest["eval"]["int8_tflm_acc"], abs=1e-9)
+
+
+def _card_rows() -> dict[str, str]:
+    """The model card's file table: file name -> its row."""
+    rows = {}
+    for line in (shipped_base_dir() / "MODEL_CARD.md").read_text().splitlines():
+        if line.startswith("| `"):
+            rows[line.split("`")[1]] = line
+    return rows
+
+
+def test_the_model_card_names_every_shipped_file_by_hash():
+    # Any change to a shipped file without the card fails here.
+    rows = _card_rows()
+    shipped = sorted(p.name for p in shipped_base_dir().iterdir() if p.name != "MODEL_CARD.md")
+    assert sorted(rows) == shipped
+    for name in shipped:
+        path = shipped_base_dir() / name
+        cells = [c.strip(" `") for c in rows[name].split("|")]
+        assert sha256_file(path) in cells and f"{path.stat().st_size:,}" in cells, f"{name}: card row out of date"
+    card = (shipped_base_dir() / "MODEL_CARD.md").read_text()
+    assert shipped_base().state_sha256 in card
+
+
+def test_the_model_card_quotes_the_manifests_figures():
+    sb = shipped_base()
+    card = " ".join((sb.folder / "MODEL_CARD.md").read_text().split())
+    ev = sb.manifest["eval"]
+    assert f"float {100 * ev['float_acc']:.1f} %, int8 (host TFLM) {100 * ev['int8_tflm_acc']:.1f} %" in card
+    assert f"{ev['clips']} clips" in card
+    assert f"{sb.manifest['files']['base.tflite']['bytes']:,} B" in card
+    assert f"{sb.manifest['source']['int8_tflite_bytes']:,} B" in card
+    assert f"{sb.manifest['params']:,} params, {sb.manifest['macs']:,} MACs" in card
+    assert " ".join(sb.labels[:10]) in card
+
+
+def test_the_docs_card_is_the_packaged_card():
+    assert (repo_root() / "docs" / "MODEL_CARD.md").read_bytes() == (shipped_base_dir() / "MODEL_CARD.md").read_bytes()
+
+
+def test_base_info_prints_the_card_and_verifies(capsys):
+    from polykws.cli import main
+
+    assert main(["base", "info", "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# Model card: the polykws shipped base")
+    for name in SHIPPED_FILES:
+        assert f"sha256 {sha256_file(shipped_base_dir() / name)}  ok" in out
+
+
+def test_base_info_refuses_a_damaged_install(tmp_path, monkeypatch, capsys):
+    import polykws.core.assets as assets
+    from polykws.cli import main
+
+    folder = _copy(tmp_path)
+    (folder / "base.pt").write_bytes((folder / "base.pt").read_bytes()[:-1])
+    monkeypatch.setattr(assets, "shipped_base_dir", lambda: folder)
+    assert main(["base", "info"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "base.pt: SHA-256" in captured.err and "--base" in captured.err
