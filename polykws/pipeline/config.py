@@ -100,7 +100,8 @@ class BaseSection:
     language: str = "en"
     model: str = "ds_cnn_s"
     # Reuse a trained base instead of pretraining one: a polykws model file, or "packaged" for the
-    # base shipped with the package (`polykws base info`).
+    # base shipped with the package (`polykws base info`; the default of a config without a
+    # `base` section). Empty: pretrain on the base language(s) with `fit`.
     checkpoint: str = ""
     # The command that produces `checkpoint` (shown when the file is missing).
     build_command: str = ""
@@ -281,6 +282,10 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None, *,
     exist (the given base checkpoint), for readers that want a task or the data section."""
     path = Path(path)
     raw = read_yaml_mapping(path, "name, data, base, adapt, ...")
+    if "base" not in raw:
+        # A config that does not mention the base adapts from the one every device flashes; a
+        # `base` section without `checkpoint` pretrains one (base.fit).
+        raw = {**raw, "base": {"checkpoint": PACKAGED_BASE}}
     raw = merge_overrides({"name": path.stem, **raw, "source_path": str(path)}, overrides or {})
     try:
         _check_reserved(raw)

@@ -126,3 +126,14 @@ def test_a_task_entry_carries_every_taskspec_option_with_the_same_default():
     t = TaskConfig(keywords=("a", "b"), unknown=False, sources=("s",), silence_fraction=0.5)
     assert t.spec("xx") == TaskSpec("xx", ("a", "b"), unknown=False, sources=("s",), silence_fraction=0.5)
     assert t.spec("xx", ("c",)).keywords == ("c",)
+
+
+def test_a_config_without_a_base_section_uses_the_shipped_base(tmp_path):
+    raw = _raw(tmp_path)
+    assert load_config(_write(tmp_path, raw)).base.checkpoint == ""  # a base section without checkpoint pretrains
+    del raw["base"]
+    raw["data"]["tasks"].pop("aa")  # the shipped base needs no base-language task
+    cfg = load_config(_write(tmp_path, raw))
+    assert cfg.base.checkpoint == "packaged" and cfg.base.language == "en"
+    cfg = load_config(_write(tmp_path, raw), {"base.checkpoint": "elsewhere.pt"}, check_files=False)
+    assert cfg.base.checkpoint == "elsewhere.pt"
