@@ -186,3 +186,24 @@ def test_base_info_refuses_a_damaged_install(tmp_path, monkeypatch, capsys):
     assert main(["base", "info"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "base.pt: SHA-256" in captured.err and "--base" in captured.err
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_the_recorded_build_command_rebuilds_the_shipped_files(shared_data, tmp_path):
+    # The manifest's build command, run again into a scratch folder, gives the same bytes
+    # (about 40 s: head fitting, two int8 exports, TFLM scoring).
+    import shlex
+
+    from polykws.cli import main
+
+    sb = shipped_base()
+    argv = shlex.split(sb.manifest["build_command"])[1:]
+    source = repo_root() / argv[argv.index("--from") + 1]
+    if not source.is_file():
+        pytest.skip(f"{source}: the pretrained source base is not here (build it with `polykws train base --config configs/base.yaml`)")
+    argv[argv.index("--from") + 1] = str(source)
+    argv[argv.index("--out") + 1] = str(tmp_path)
+    assert main(argv) == 0
+    for name in SHIPPED_FILES:
+        assert (tmp_path / name).read_bytes() == (sb.folder / name).read_bytes(), name
