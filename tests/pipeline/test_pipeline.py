@@ -136,6 +136,22 @@ def test_packaged_base_is_the_shipped_file(tmp_path, corpus):
     assert res["adapt/bb/head_only/s0"].summary["test_clips"] > 0
 
 
+@pytest.mark.slow
+def test_packaged_base_exports_with_its_head_slots(tmp_path, corpus):
+    """The shipped base keeps its 24 head slots through the pipeline's export: the same layout and
+    size as the shipped base.tflite, and every language blob names it."""
+    from polykws.core.assets import shipped_base
+
+    sb = shipped_base()
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run", export=True)
+    raw = {**raw, "base": {**raw["base"], "checkpoint": "packaged"}}
+    res = _run(_load(tmp_path, raw))
+    ex = res["export_base"].summary
+    assert ex["head_slots"] == sb.head_slots == 24 and ex["tflite_bytes"] == sb.manifest["files"]["base.tflite"]["bytes"]
+    manifest = json.loads((res["pack"].path / "manifest.json").read_text())
+    assert {e["base_id"] for e in manifest["languages"].values()} == {manifest["base"]["sha256"][:8]}
+
+
 def test_config_errors_name_the_file_and_field(tmp_path, corpus):
     raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run")
     raw["adapt"]["fit"]["epochs"] = 0
