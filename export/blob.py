@@ -299,14 +299,37 @@ def decode_blob(data: bytes, source: str | None = None) -> Blob:
     )
 
 
+def needed_base(base_id: str, model_size: int) -> str:
+    """Which base a blob needs, in words: its hash prefix and size, and whether that is the shipped base.
+
+    A refused blob's message names the base to flash instead; `polykws base info` prints the
+    shipped base's full hashes.
+    """
+    from polykws.core.assets import TFLITE_NAME, ShippedBaseError, read_manifest, shipped_base_dir
+
+    text = f"the base whose int8 .tflite is {model_size} bytes with SHA-256 {base_id}..."
+    try:
+        shipped = read_manifest(shipped_base_dir())["files"][TFLITE_NAME]
+    except ShippedBaseError:
+        return text + " (`polykws base info` shows the shipped base's hash)"
+    if shipped["sha256"].startswith(base_id) and shipped["bytes"] == model_size:
+        return text + ": the base shipped with polykws (`polykws base info`)"
+    return text + f"; the shipped base is {shipped['sha256'][:2 * BLOB_ID_BYTES]}... (`polykws base info`), so this blob was made against another base"
+
+
+def _refuse_base(lang: str, base: bytes, want_id: str, model_size: int) -> str:
+    have = hashlib.sha256(base).hexdigest()[: 2 * BLOB_ID_BYTES]
+    return f"blob {lang!r} needs {needed_base(want_id, model_size)}; this base is {len(base)} bytes, SHA-256 {have}..."
+
+
 def apply_blob(base: bytes, blob: bytes | Blob, source: str | None = None) -> bytes:
     """The language model: `base` patched by `blob` (rule 7). Raises BlobError, returning nothing, on refusal."""
     parsed = blob if isinstance(blob, Blob) else decode_blob(blob, source)
     base = bytes(base)
     if len(base) != parsed.model_size:
-        raise BlobError("size_mismatch", f"base is {len(base)} bytes; blob {parsed.lang!r} patches a {parsed.model_size}-byte model", source)
+        raise BlobError("size_mismatch", _refuse_base(parsed.lang, base, parsed.base_id, parsed.model_size), source)
     if hashlib.sha256(base).digest()[:BLOB_ID_BYTES].hex() != parsed.base_id:
-        raise BlobError("base_mismatch", f"blob {parsed.lang!r} was made for base {parsed.base_id}..., not this base", source)
+        raise BlobError("base_mismatch", _refuse_base(parsed.lang, base, parsed.base_id, parsed.model_size), source)
     out = bytearray(base)
     try:
         apply_records(out, decode_records(parsed.stream, parsed.model_size))
@@ -401,9 +424,9 @@ def encode_flash_image(base: bytes, blobs: Sequence[bytes]) -> bytes:
         raise BlobError("bad_size", "more than 65535 blobs")
     for p in parsed:
         if p.model_size != len(base):
-            raise BlobError("size_mismatch", f"blob {p.lang!r} patches a {p.model_size}-byte model, base is {len(base)}")
+            raise BlobError("size_mismatch", _refuse_base(p.lang, base, p.base_id, p.model_size))
         if p.base_id != base_sha[:BLOB_ID_BYTES].hex():
-            raise BlobError("base_mismatch", f"blob {p.lang!r} was made for another base")
+            raise BlobError("base_mismatch", _refuse_base(p.lang, base, p.base_id, p.model_size))
     table_end = FLASH_HEADER_SIZE + FLASH_ENTRY_SIZE * len(parsed)
     base_offset = _align(table_end, FLASH_ALIGN)
     pos = base_offset + len(base)
@@ -475,8 +498,7 @@ def decode_flash_image(data: bytes, source: str | None = None, verify_contents: 
             blob = decode_blob(image.blob_bytes(i), source=f"{source or 'flash image'} blob {i} ({e.lang})")
             if blob.lang != e.lang:
                 raise fail("bad_lang", f"table entry {i} says {e.lang!r} but the blob is {blob.lang!r}")
-            if blob.model_size != base_size:
-                raise fail("size_mismatch", f"blob {e.lang!r} patches a {blob.model_size}-byte model, base is {base_size}")
-            if blob.base_id != base_sha[:BLOB_ID_BYTES].hex():
-                raise fail("base_mismatch", f"blob {e.lang!r} was made for another base")
+            if blob.model_size != base_size or blob.base_id != base_sha[:BLOB_ID_BYTES].hex():
+                raise fail("size_mismatch" if blob.model_size != base_size else "base_mismatch",
+                           _refuse_base(e.lang, image.base, blob.base_id, blob.model_size))
     return image

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from polykws.export.api import ExportedModel
-from polykws.export.blob import BLOB_ID_BYTES, apply_blob, decode_blob, decode_flash_image, encode_flash_image, meta_id
+from polykws.export.blob import BLOB_ID_BYTES, apply_blob, decode_blob, decode_flash_image, encode_flash_image, meta_id, needed_base
 from polykws.export.convert import ExportError
 from polykws.core import atomic_write_bytes, sha256_bytes
 from polykws.core import json_default
@@ -58,7 +58,8 @@ def pack(base: ExportedModel, languages: Sequence[ExportedModel], out_dir: str |
         seen.add(ex.lang)
         blob = decode_blob(ex.blob, source=f"{ex.lang}.blob")
         if blob.base_id != base.sha256[: 2 * BLOB_ID_BYTES]:
-            raise ExportError(f"{ex.lang}.blob was made for base {blob.base_id}..., not {base.sha256[:16]}...")
+            raise ExportError(f"{ex.lang}.blob needs {needed_base(blob.base_id, blob.model_size)}; this pack's base is "
+                              f"{len(base.tflite)} bytes, SHA-256 {base.sha256[:16]}...")
         # apply_blob checks the integrity digest over model, language, labels and thresholds, so
         # the labels below (read back from the blob) are the ones the device will show.
         rebuilt = apply_blob(base.tflite, ex.blob, source=f"{ex.lang}.blob")
@@ -79,6 +80,8 @@ def pack(base: ExportedModel, languages: Sequence[ExportedModel], out_dir: str |
             "labels": list(blob.labels),
             "thresholds": list(blob.thresholds),
             "blob_digest": blob.digest,
+            # The base the blob patches, as the blob names it (leading bytes of the base's SHA-256).
+            "base_id": blob.base_id,
             "blob_meta_id": blob.meta_id,
             "blob_meta": blob_meta,
             "records": len(blob.records()),

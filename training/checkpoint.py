@@ -140,6 +140,24 @@ def load_model(path: str | Path) -> LoadedModel:
     )
 
 
+def load_base(path: str | Path | None = None) -> LoadedModel:
+    """A base model file, or the base shipped with the package when `path` is None.
+
+    The shipped base's files are checked against their recorded SHA-256 (ShippedBaseError names
+    the file), and its weights against the manifest's weights hash.
+    """
+    if path is not None:
+        return load_model(path)
+    from polykws.core.assets import ShippedBaseError, shipped_base
+
+    sb = shipped_base()
+    loaded = load_model(sb.checkpoint)
+    if loaded.sha256 != sb.state_sha256 or loaded.labels != sb.labels:
+        raise ShippedBaseError(f"{sb.checkpoint}: weights {loaded.sha256[:16]}... or labels differ from the manifest's "
+                               f"{sb.state_sha256[:16]}...; the installed base is damaged (reinstall polykws, or pass --base)")
+    return loaded
+
+
 # --- Resumable training state -------------------------------------------------------------
 # Separate from the deployable model file: it also holds optimizer/scheduler state and the
 # metric history, and is only meaningful to fit() with the same config (checked by hash).

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "polykws.cli.export",
     "polykws.cli.firmware",
     "polykws.cli.run",
+    "polykws.cli.base",
 )
 
 

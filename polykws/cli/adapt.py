@@ -1,5 +1,6 @@
 """`polykws adapt`: adapt the shared base to one language with one method under a budget.
 
+    polykws adapt --lang uk --method swr --budget-bytes 2000      # the base shipped with the package
     polykws adapt --base artifacts/base/base.pt --lang uk --method swr --budget 500 --out runs/adapt/uk-swr-500
     polykws adapt --base base.pt --lang lt --method lora --epochs 40 --seed 1
     polykws adapt --list-methods
@@ -22,7 +23,8 @@ from polykws.pipeline.tasks import DEFAULT_CONFIG
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("adapt", help="adapt the base to a new language (SWR, a delta family or a baseline)")
-    p.add_argument("--base", type=Path, help="base model file (polykws model format)")
+    p.add_argument("--base", type=Path, help="base model file (polykws model format; default: the base shipped with the package, "
+                   "see `polykws base info`)")
     p.add_argument("--lang", help="language code of the task (e.g. uk)")
     p.add_argument("--method", default="swr", help="method name (see --list-methods); default swr")
     p.add_argument("--budget", type=int, default=None, help="budget of updated body parameters (budgeted methods)")
@@ -49,8 +51,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         for name in list_methods():
             print(f"{name:12s} {'budgeted' if get_method(name).budgeted else 'fixed baseline'}")
         return 0
-    if args.base is None or args.lang is None:
-        raise ConfigError("adapt needs --base and --lang (or --list-methods)")
+    if args.lang is None:
+        raise ConfigError("adapt needs --lang (or --list-methods)")
     return run_adapt(args, _method_config(args))
 
 
@@ -88,10 +90,10 @@ def run_adapt(args: argparse.Namespace, mcfg) -> int:
 
     from polykws.core import repo_root
     from polykws.training.adapt import TransferConfig, adapt
-    from polykws.training.checkpoint import load_model
+    from polykws.training.checkpoint import load_base
     from polykws.pipeline.tasks import load_language_splits
 
-    base = load_model(args.base)
+    base = load_base(args.base)
     keywords = [k.strip() for k in args.keywords.split(",")] if args.keywords else None
     t0 = time.perf_counter()
     splits = load_language_splits(args.lang, base.frontend, config=args.config, keywords=keywords, seed=args.seed)
@@ -123,7 +125,7 @@ def _write_outputs(args: argparse.Namespace, out: Path, base, result, splits, tc
         "budget_bytes": args.budget_bytes,
         "estimated_body_blob_bytes": result.details.get("estimated_body_blob_bytes"),
         "seed": args.seed,
-        "base": str(args.base),
+        "base": str(args.base) if args.base is not None else "shipped",
         "base_sha256": base.sha256,
         "model_sha256": model_sha,
         "method_config": result.method_config,

@@ -99,7 +99,9 @@ class DataSection:
 class BaseSection:
     language: str = "en"
     model: str = "ds_cnn_s"
-    # Reuse a trained base (a polykws model file) instead of pretraining one.
+    # Reuse a trained base instead of pretraining one: a polykws model file, or "packaged" for the
+    # base shipped with the package (`polykws base info`; the default of a config without a
+    # `base` section). Empty: pretrain on the base language(s) with `fit`.
     checkpoint: str = ""
     # The command that produces `checkpoint` (shown when the file is missing).
     build_command: str = ""
@@ -280,6 +282,10 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None, *,
     exist (the given base checkpoint), for readers that want a task or the data section."""
     path = Path(path)
     raw = read_yaml_mapping(path, "name, data, base, adapt, ...")
+    if "base" not in raw:
+        # A config that does not mention the base adapts from the one every device flashes; a
+        # `base` section without `checkpoint` pretrains one (base.fit).
+        raw = {**raw, "base": {"checkpoint": PACKAGED_BASE}}
     raw = merge_overrides({"name": path.stem, **raw, "source_path": str(path)}, overrides or {})
     try:
         _check_reserved(raw)
@@ -327,7 +333,22 @@ def validate_with_layers(cfg: PipelineConfig) -> None:
                 raise ConfigError(f"data.tasks.{lang}: {exc}") from None
 
 
+PACKAGED_BASE = "packaged"
+
+
+def base_checkpoint_path(base: BaseSection) -> Path:
+    """The file `base.checkpoint` names: the shipped base (verified) for "packaged", else the path."""
+    if base.checkpoint == PACKAGED_BASE:
+        from polykws.core.assets import shipped_base
+
+        return shipped_base().checkpoint
+    return resolve_path(base.checkpoint)
+
+
 def _check_files(cfg: PipelineConfig) -> None:
+    if cfg.base.checkpoint == PACKAGED_BASE:
+        base_checkpoint_path(cfg.base)  # ShippedBaseError names a missing or damaged file
+        return
     if cfg.base.checkpoint and not resolve_path(cfg.base.checkpoint).is_file():
         # Say how to get one: a base is a `polykws train base` output, never downloaded.
         hint = f"; build it with: {cfg.base.build_command}" if cfg.base.build_command else ""

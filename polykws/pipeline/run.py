@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 from polykws.pipeline import stages as S
 from polykws.core import to_plain
-from polykws.pipeline.config import PipelineConfig, data_roots, resolve_path
+from polykws.pipeline.config import PipelineConfig, base_checkpoint_path, data_roots, resolve_path
 from polykws.pipeline.engine import RunResult, Stage, make_executor
 from polykws.pipeline.schedule import run_pipeline
 from polykws.pipeline.store import ArtifactStore
@@ -182,7 +182,7 @@ def _base_stage(cfg: PipelineConfig, runtime: dict[str, Any]) -> Stage:
     if b.checkpoint:
         from polykws.core import sha256_file
 
-        ck = resolve_path(b.checkpoint)
+        ck = base_checkpoint_path(b)
         return Stage("base", "base", S.given_base_stage, {"checkpoint_sha256": sha256_file(ck), "language": b.language, "frontend": d.frontend},
                      deps=base_feats[:1], version=VERSIONS["base"], code=("polykws.training",), runtime={**runtime, "checkpoint": str(ck)})
     return Stage("base", "base", S.base_stage,

@@ -34,7 +34,9 @@ def export_base_stage(ctx: StageContext) -> dict[str, Any]:
     base = load_model(ctx.input("base") / "base.pt")
     splits, cal = _features_for_export(ctx.input(f"features/{c['language']}"), int(c["calibration_samples"]))
     test = splits["test"]
-    head_slots = max([len(base.labels)] + [len(load_meta(ctx.input(f"features/{lang}"))["labels"]) for lang in c["languages"]])
+    # A base that records its head slots (the shipped one: 24) keeps them, so its int8 file is the shipped layout.
+    recorded_slots = base.meta.get("head_slots")
+    head_slots = max([len(base.labels), recorded_slots if isinstance(recorded_slots, int) else 0] + [len(load_meta(ctx.input(f"features/{lang}"))["labels"]) for lang in c["languages"]])
     ex = export_base(base.model, base.frontend, base.labels, cal, ctx.out, lang=c["language"], parity_x=test.x, head_slots=head_slots,
                      max_calibration=int(c["calibration_samples"]), meta={"model_name": base.model_name, "base_state_sha256": base.sha256,
                                                                           "language": c["language"]})

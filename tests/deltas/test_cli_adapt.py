@@ -34,7 +34,7 @@ def test_list_methods(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["adapt", "--lang", "uk"], "needs --base and --lang"),
+        (["adapt", "--method", "swr"], "needs --lang"),
         (["adapt", "--base", "B", "--lang", "uk", "--method", "diff_prune"], "needs --budget"),
         (["adapt", "--base", "B", "--lang", "uk", "--method", "full_ft", "--budget", "100"], "takes no budget"),
         (["adapt", "--base", "B", "--lang", "uk", "--method", "nope"], "unknown method"),
@@ -52,6 +52,12 @@ def test_bad_arguments_are_one_line_errors(argv, message, capsys, base_file):
 
 def test_unknown_language_names_the_config(base_file, capsys):
     assert main(["adapt", "--base", str(base_file), "--lang", "xx", "--method", "head_only"]) == 2
+    assert "no language 'xx'" in capsys.readouterr().err
+
+
+def test_without_base_the_shipped_base_is_used(capsys):
+    # No --base: the package's base loads (files verified) and the run gets as far as the task.
+    assert main(["adapt", "--lang", "xx", "--method", "head_only"]) == 2
     assert "no language 'xx'" in capsys.readouterr().err
 
 

@@ -150,3 +150,14 @@ def test_a_bad_budget_unit_is_named(tmp_path):
     raw["adapt"]["budget_unit"] = "kilobytes"
     with pytest.raises(ConfigError, match="budget_unit"):
         load_config(_write(tmp_path, raw))
+
+
+def test_a_config_without_a_base_section_uses_the_shipped_base(tmp_path):
+    raw = _raw(tmp_path)
+    assert load_config(_write(tmp_path, raw)).base.checkpoint == ""  # a base section without checkpoint pretrains
+    del raw["base"]
+    raw["data"]["tasks"].pop("aa")  # the shipped base needs no base-language task
+    cfg = load_config(_write(tmp_path, raw))
+    assert cfg.base.checkpoint == "packaged" and cfg.base.language == "en"
+    cfg = load_config(_write(tmp_path, raw), {"base.checkpoint": "elsewhere.pt"}, check_files=False)
+    assert cfg.base.checkpoint == "elsewhere.pt"

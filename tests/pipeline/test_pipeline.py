@@ -119,6 +119,39 @@ def test_given_base_checkpoint_is_reused_verified_and_explained(tmp_path, corpus
         _load(tmp_path, raw_missing)
 
 
+def test_packaged_base_is_the_shipped_file(tmp_path, corpus):
+    """base.checkpoint: packaged is the package's base, keyed by its verified file hash and adapted from."""
+    from polykws.core.assets import shipped_base
+
+    sb = shipped_base()
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run")
+    raw = {**raw, "base": {**raw["base"], "checkpoint": "packaged"}}
+    cfg = _load(tmp_path, raw)
+    stage = next(s for s in build_stages(cfg, progress=False) if s.name == "base")
+    assert stage.runtime["checkpoint"] == str(sb.checkpoint)
+    assert stage.config["checkpoint_sha256"] == sb.manifest["files"]["base.pt"]["sha256"]
+    res = _run(cfg)
+    assert res["base"].summary["given"] is True and res["base"].summary["state_sha256"] == sb.state_sha256
+    assert res["base"].summary["labels"] == list(sb.labels)
+    assert res["adapt/bb/head_only/s0"].summary["test_clips"] > 0
+
+
+@pytest.mark.slow
+def test_packaged_base_exports_with_its_head_slots(tmp_path, corpus):
+    """The shipped base keeps its 24 head slots through the pipeline's export: the same layout and
+    size as the shipped base.tflite, and every language blob names it."""
+    from polykws.core.assets import shipped_base
+
+    sb = shipped_base()
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run", export=True)
+    raw = {**raw, "base": {**raw["base"], "checkpoint": "packaged"}}
+    res = _run(_load(tmp_path, raw))
+    ex = res["export_base"].summary
+    assert ex["head_slots"] == sb.head_slots == 24 and ex["tflite_bytes"] == sb.manifest["files"]["base.tflite"]["bytes"]
+    manifest = json.loads((res["pack"].path / "manifest.json").read_text())
+    assert {e["base_id"] for e in manifest["languages"].values()} == {manifest["base"]["sha256"][:8]}
+
+
 def test_config_errors_name_the_file_and_field(tmp_path, corpus):
     raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run")
     raw["adapt"]["fit"]["epochs"] = 0

@@ -1,0 +1,1 @@
+"""Package data: the shipped base (`base/`), read through `polykws.core.assets`."""
