@@ -170,6 +170,54 @@ def merge(dirs: list[Path], out: Path, langs: list[str]) -> None:
     print(md)
 
 
+def collect_models(store: Path, fold: int, seed: int, out: Path) -> int:
+    """Copy every exported language model of one (fold, seed) in the grid's store, named
+    `<lang>__<cell>.tflite` with its description (method = the cell), beside the base export as
+    `base.tflite`: the folder layout `bench/blob_v2.py --models` reads. Rows of an older training
+    package in the same store (a different code hash) are left out, head-only aside (no delta)."""
+    import shutil
+    from collections import Counter
+
+    fold_of = {}
+    for sj in store.glob("features/*/stage.json"):
+        d = json.loads(sj.read_text())
+        fold_of[d["content_hash"]] = (d["config"].get("speaker_folds") or {}).get("fold")
+    adapt_code = {}
+    for sj in store.glob("bench_adapt/*/stage.json"):
+        d = json.loads(sj.read_text())
+        adapt_code[d["key"]] = d["code"].get("polykws.training")
+    current = Counter(adapt_code.values()).most_common(1)[0][0]
+    bases = {hashlib_sha(p) for p in store.glob("export_base/*/*.tflite") if not p.name.endswith(".float.tflite")}
+    if len(bases) != 1:
+        raise SystemExit(f"{store}: {len(bases)} different base exports; the models would not share one base")
+    out.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for sj in sorted(store.glob("bench_export/*/stage.json")):
+        d = json.loads(sj.read_text())
+        name = d["config"]["adapt_stage"]  # bench_adapt/<lang>/<cell>/s<seed>
+        _, lang, cell, s = name.split("/")
+        folds = {fold_of.get(v["content_hash"]) for k, v in d["inputs"].items() if k.startswith("features/")}
+        if int(s[1:]) != seed or fold not in folds or (adapt_code.get(d["inputs"][name]["key"]) != current and cell != "head_only"):
+            continue
+        model = sj.parent / f"{lang}.tflite"
+        if not model.is_file():
+            continue
+        desc = json.loads((sj.parent / f"{lang}.json").read_text())
+        desc.setdefault("meta", {}).update(method=cell, seed=seed)
+        shutil.copy(model, out / f"{lang}__{cell}.tflite")
+        (out / f"{lang}__{cell}.json").write_text(json.dumps(desc))
+        n += 1
+    base = next(p for p in sorted(store.glob("export_base/*/*.tflite")) if not p.name.endswith(".float.tflite"))
+    shutil.copy(base, out / "base.tflite")
+    return n
+
+
+def hashlib_sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def main() -> None:
     from gridargs import add_grid_args, grid_config, parse_list
 
@@ -183,8 +231,15 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma-separated cell names, e.g. head_only,swr@2000B")
     ap.add_argument("--ablation-budget", type=int, default=ABLATION_BUDGET)
     ap.add_argument("--merge", default=None, help="comma-separated output folders of earlier runs: one report from their rows, no training")
+    ap.add_argument("--collect-models", type=Path, default=None,
+                    help="copy the exported models of --folds-run's first fold and --seeds' first seed into this folder (for bench/blob_v2.py --models)")
     args = ap.parse_args()
     args.langs = parse_list(args.langs)
+    if args.collect_models:
+        store = Path(args.artifacts or "runs/bench_kfold/store")
+        n = collect_models(store, parse_list(args.folds_run, int)[0], parse_list(args.seeds, int)[0], args.collect_models)
+        print(f"{n} models in {args.collect_models}")
+        return
     if args.merge:
         merge([Path(d) for d in parse_list(args.merge)], args.out, args.langs)
         return
