@@ -124,15 +124,17 @@ def print_feature_splits(splits: dict, *, elapsed_s: float | None = None, consol
 
 
 def data_check_table(check) -> Table:
-    """The data check as one table: a row per keyword, totals last (fits 80 columns)."""
+    """The data check as one table: a row per keyword, totals last (fits 80 columns).
+
+    Durations are min-max seconds; levels are dBFS (RMS: quietest clip / median clip; peak: loudest)."""
     table = Table(title=f"data check: {check.root} ({check.layout} layout, language {check.language})")
     for col, justify in (("keyword", "left"), ("clips", "right"), ("spk", "right"), ("tr/va/te", "right"),
-                         ("dur s min/med/max", "right"), ("RMS dBFS min/med", "right"), ("peak", "right")):
+                         ("dur s", "right"), ("RMS dB min/med", "right"), ("peak dB", "right")):
         table.add_column(col, justify=justify, no_wrap=True)
     for k in check.keywords:
         d, lv = k.duration_s, k.rms_dbfs
         table.add_row(k.keyword, str(k.clips), str(k.speakers), "/".join(str(k.splits.get(s, 0)) for s in ("train", "val", "test")),
-                      f"{d[0]:.2f}/{d[1]:.2f}/{d[2]:.2f}", f"{lv[0]:.0f}/{lv[1]:.0f}", f"{k.peak_dbfs_max:.1f}")
+                      f"{d[0]:.2f}-{d[2]:.2f}", f"{lv[0]:.0f}/{lv[1]:.0f}", f"{k.peak_dbfs_max:.1f}")
     if table.rows:
         table.rows[-1].end_section = True
     speakers = f"{check.speakers}" if check.speakers_from_names else f"{check.speakers}*"
