@@ -1,0 +1,54 @@
+"""`adapt --data` and `add-language` stop at the data check, before any training, with the numbers needed;
+and the task a folder defines has `_unknown_` only when words beyond the keywords exist."""
+
+from __future__ import annotations
+
+import numpy as np
+import soundfile as sf
+
+from polykws.cli import main
+
+SR = 16000
+
+
+def _folder(root, words=("yes", "no"), speakers=("anna", "ben"), takes=4):
+    for i, word in enumerate(words):
+        d = root / "xx" / "rec" / word
+        d.mkdir(parents=True)
+        for s in speakers:
+            for k in range(takes):
+                t = np.arange(SR) / SR
+                sf.write(d / f"{s}_{k:02d}.wav", (0.3 * np.sin(2 * np.pi * (300 + 200 * i + 10 * k) * t)).astype(np.float32), SR)
+    return root
+
+
+def test_add_language_stops_at_the_data_check_and_writes_nothing(tmp_path, capsys):
+    data = _folder(tmp_path / "data")
+    pack = tmp_path / "pack"
+    rc = main(["add-language", "--data", str(data), "--lang", "xx", "--into", str(pack), "--speaker-regex", "^([a-z]+)_",
+               "--out", str(tmp_path / "work")])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert "data check" in captured.out and "yes" in captured.out
+    assert "2 speaker(s); speaker-disjoint train/val/test splits need at least 3" in captured.err
+    assert "keyword 'no': 8 usable clip(s); at least 10 are needed" in captured.err
+    assert not pack.exists() and not (tmp_path / "work").exists()
+
+
+def test_adapt_data_runs_the_same_check(tmp_path, capsys):
+    data = _folder(tmp_path / "data", speakers=("anna", "ben", "chen"), takes=2)
+    rc = main(["adapt", "--lang", "xx", "--data", str(data), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "keyword 'yes': 6 usable clip(s); at least 10 are needed" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_task_has_unknown_only_when_other_words_remain(tmp_path):
+    from polykws.datasets.check import scan_user_data
+    from polykws.pipeline.userdata import user_task
+
+    scanned = scan_user_data(_folder(tmp_path, words=("yes", "no", "maybe")), "xx", workers=1)
+    every = user_task(scanned, "xx")
+    assert every.labels == ("maybe", "no", "yes", "_silence_") and every.true_silence_fraction == 1.0
+    some = user_task(scanned, "xx", ["yes", "no"], noise_dir=tmp_path)
+    assert some.labels == ("yes", "no", "_silence_", "_unknown_") and some.true_silence_fraction < 1.0
