@@ -27,8 +27,10 @@ def register(subparsers) -> None:
     p.add_argument("--budget-bytes", type=int, default=None, help="SWR body-blob budget (default: SWR's)")
     p.add_argument("--epochs", type=int, default=None, help="adaptation epochs (default: TransferConfig's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the model is small, one thread is fastest "
+                   "on a busy machine, and the blob's bytes then do not depend on the core count)")
     p.add_argument("--out", type=Path, default=None, help="work folder (default runs/add-language/<lang>)")
+    p.add_argument("--cache-dir", default=".cache/features", help="feature cache (default .cache/features; relative paths from the checkout)")
     p.add_argument("--replace", action="store_true", help="replace the language if the pack already holds it")
     p.add_argument("-v", "--verbose", action="store_true", help="name every flagged and skipped clip")
     p.set_defaults(func=cmd_add_language)
@@ -41,7 +43,7 @@ def cmd_add_language(args: argparse.Namespace) -> int:
     spec = AddLanguageSpec(
         data=args.data, lang=args.lang, into=args.into, keywords=tuple(k.strip() for k in (args.keywords or "").split(",") if k.strip()),
         speaker_regex=args.speaker_regex, noise_dir=args.noise_dir, budget_bytes=args.budget_bytes, seed=args.seed, threads=args.threads,
-        epochs=args.epochs, out=args.out, replace=args.replace,
+        epochs=args.epochs, out=args.out, replace=args.replace, cache_dir=args.cache_dir,
     )
     r = add_language(spec, on_check=lambda check: print_data_check(check, verbose=args.verbose))
     t = r.timings_s

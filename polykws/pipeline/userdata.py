@@ -66,7 +66,8 @@ class AddLanguageSpec:
     noise_dir: Path | None = None
     budget_bytes: int | None = None  # None: SWR's default body-blob budget
     seed: int = 0
-    threads: int | None = None
+    # One torch thread: fastest for this model on shared cores, and the same bytes on any machine.
+    threads: int | None = 1
     epochs: int | None = None
     out: Path | None = None  # work folder: model, export, report (default runs/add-language/<lang>)
     replace: bool = False

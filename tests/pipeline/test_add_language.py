@@ -37,7 +37,7 @@ def test_add_language_builds_a_pack_whose_blob_runs_on_host_tflm(shared_data, tm
     src = shared_data / "kws" / "lt" / "lt_speech_commands"
     data_a = _folder(tmp_path / "a", "lt", src, LT_A)
     pack_dir, work = tmp_path / "pack", tmp_path / "work-lt"
-    rc = main(["add-language", "--data", str(data_a), "--lang", "lt", "--into", str(pack_dir), "--out", str(work), "--threads", "2"])
+    rc = main(["add-language", "--data", str(data_a), "--lang", "lt", "--into", str(pack_dir), "--out", str(work)])
     out = capsys.readouterr().out
     assert rc == 0
     assert "data check" in out and "ačiū" in out and "added to" in out
@@ -63,7 +63,7 @@ def test_add_language_builds_a_pack_whose_blob_runs_on_host_tflm(shared_data, tm
     before = {p.name: p.read_bytes() for p in pack_dir.iterdir() if p.is_file()}
     data_b = _folder(tmp_path / "b", "lx", src, LT_B)
     rc = main(["add-language", "--data", str(data_b), "--lang", "lx", "--into", str(pack_dir / "flash.bin"), "--out", str(tmp_path / "work-lx"),
-               "--threads", "2", "--epochs", "5"])
+               "--epochs", "5"])
     assert rc == 0
     assert (pack_dir / "base.tflite").read_bytes() == before["base.tflite"] and (pack_dir / "lt.blob").read_bytes() == before["lt.blob"]
     image = decode_flash_image((pack_dir / "flash.bin").read_bytes())
