@@ -190,8 +190,11 @@ def check_data(result: ScanResult, language: str, keywords: list[str] | tuple[st
     """Measure `language`'s clips in a scan (only `keywords`, when given) and judge them against `cfg`."""
     rows = [r for r in result.clips if r.language == language]
     if not rows:
-        have = sorted({r.language for r in result.clips})
-        raise PolykwsError(f"{result.root}: no clips of language {language!r} ({result.layout} layout; languages found: {', '.join(have) or 'none'})")
+        where = f"{result.layout} layout"
+        if result.layout == "folder":
+            folders = sorted(p.name for p in Path(result.root).iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+            where += f" <root>/<lang>/<source>/<keyword>/<file>; language folders here: {', '.join(folders) or 'none'}"
+        raise PolykwsError(f"{result.root}: no clips of language {language!r} ({where})")
     found = sorted({r.label for r in rows})
     if keywords:
         missing = [k for k in keywords if k not in found]

@@ -52,3 +52,43 @@ def test_the_task_has_unknown_only_when_other_words_remain(tmp_path):
     assert every.labels == ("maybe", "no", "yes", "_silence_") and every.true_silence_fraction == 1.0
     some = user_task(scanned, "xx", ["yes", "no"], noise_dir=tmp_path)
     assert some.labels == ("yes", "no", "_silence_", "_unknown_") and some.true_silence_fraction < 1.0
+
+
+def test_add_language_on_a_synthesized_folder_appends_to_a_pack(tmp_path, capsys):
+    """The whole command on espeak-ng speech (3 German digits x 12 voices, the other digits train _unknown_),
+    into a pack that already holds a language whose blob and the base keep their bytes."""
+    import json
+
+    from polykws.core.assets import shipped_base
+    from polykws.datasets.frontend import FrontendConfig
+    from polykws.datasets.synth import SynthConfig, synthesize_corpus
+    from polykws.export.api import ExportedModel
+    from polykws.export.blob import apply_blob, decode_flash_image, encode_blob
+    from polykws.export.pack import pack as write_pack
+    from polykws.export.tflite_graph import TfliteGraph
+
+    sb = shipped_base()
+    base = sb.tflite.read_bytes()
+    fc = TfliteGraph(base).weighted_ops()[-1]
+    start, _ = TfliteGraph(base).tensors[fc.inputs[1]].data_span
+    other = bytearray(base)
+    other[start:start + 64] = bytes([3]) * 64  # a language that changed one head row
+    fe = FrontendConfig.from_dict(sb.manifest["frontend"])
+    aa = ExportedModel("aa", ("a", "b"), fe, sb.head_slots, bytes(other), base, blob=encode_blob(base, bytes(other), "aa", ("a", "b")))
+    pack_dir = tmp_path / "pack"
+    write_pack(ExportedModel("en", sb.labels, fe, sb.head_slots, base, base), [aa], pack_dir)
+
+    data = tmp_path / "corpus"
+    synthesize_corpus(SynthConfig(languages=("de",), groups=("digits",), speakers=12, noise_files_per_kind=1, noise_seconds=2.0), data, workers=1)
+    rc = main(["add-language", "--data", str(data), "--into", str(pack_dir / "flash.bin"), "--epochs", "2", "--cache-dir", str(tmp_path / "cache"),
+               "--lang", "de", "--keywords", "eins,zwei,drei", "--out", str(tmp_path / "work")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "data check" in out and "eins" in out and "blob" in out
+    image = decode_flash_image((pack_dir / "flash.bin").read_bytes())
+    assert image.base == base and [b.lang for b in image.blobs] == ["aa", "de"] and image.blobs[0].data == aa.blob
+    assert (pack_dir / "aa.blob").read_bytes() == aa.blob and (pack_dir / "base.tflite").read_bytes() == base
+    assert list(json.loads((pack_dir / "manifest.json").read_text())["languages"]) == ["aa", "de"]
+    assert apply_blob(base, image.blobs[1].data) == (tmp_path / "work" / "export" / "de.tflite").read_bytes()
+    report = json.loads((tmp_path / "work" / "report.json").read_text())
+    assert report["labels"] == ["eins", "zwei", "drei", "_silence_", "_unknown_"]
