@@ -75,7 +75,10 @@ class AddLanguageSpec:
     check: DataCheckConfig = field(default_factory=DataCheckConfig)
 
     def __post_init__(self) -> None:
+        from polykws.export.blob import encode_lang
+
         object.__setattr__(self, "keywords", tuple(self.keywords))
+        encode_lang(self.lang)  # the code must fit a blob before any work is done
         if self.into.suffix != ".bin" and self.into.exists() and not self.into.is_dir():
             raise ConfigError(f"--into {self.into}: neither a pack folder nor a .bin flash image")
 

@@ -35,6 +35,11 @@ def test_add_language_stops_at_the_data_check_and_writes_nothing(tmp_path, capsy
     assert not pack.exists() and not (tmp_path / "work").exists()
 
 
+def test_a_language_code_no_blob_can_carry_is_refused_first(tmp_path, capsys):
+    rc = main(["add-language", "--data", str(tmp_path), "--lang", "Lietuva", "--into", str(tmp_path / "pack")])
+    assert rc == 2 and "language code 'Lietuva' must be 1-8 characters of [a-z0-9_-]" in capsys.readouterr().err
+
+
 def test_adapt_data_runs_the_same_check(tmp_path, capsys):
     data = _folder(tmp_path / "data", speakers=("anna", "ben", "chen"), takes=2)
     rc = main(["adapt", "--lang", "xx", "--data", str(data), "--out", str(tmp_path / "out")])
