@@ -4,6 +4,7 @@ and the task a folder defines has `_unknown_` only when words beyond the keyword
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from polykws.cli import main
@@ -59,6 +60,7 @@ def test_the_task_has_unknown_only_when_other_words_remain(tmp_path):
     assert some.labels == ("yes", "no", "_silence_", "_unknown_") and some.true_silence_fraction < 1.0
 
 
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")  # TF's own notice, from the ONNX parity check
 def test_add_language_on_a_synthesized_folder_appends_to_a_pack(tmp_path, capsys):
     """The whole command on espeak-ng speech (3 German digits x 12 voices, the other digits train _unknown_),
     into a pack that already holds a language whose blob and the base keep their bytes."""
