@@ -121,3 +121,44 @@ def print_feature_splits(splits: dict, *, elapsed_s: float | None = None, consol
             console.print(f"[yellow]note ({name}):[/yellow] {note}")
     if elapsed_s is not None:
         console.print(f"built in {elapsed_s:.1f} s")
+
+
+def data_check_table(check) -> Table:
+    """The data check as one table: a row per keyword, totals last (fits 80 columns).
+
+    Durations are min-max seconds; levels are dBFS (RMS: quietest clip / median clip; peak: loudest)."""
+    table = Table(title=f"data check: {check.root} ({check.layout} layout, language {check.language})")
+    for col, justify in (("keyword", "left"), ("clips", "right"), ("spk", "right"), ("tr/va/te", "right"),
+                         ("dur s", "right"), ("RMS dB min/med", "right"), ("peak dB", "right")):
+        table.add_column(col, justify=justify, no_wrap=True)
+    for k in check.keywords:
+        d, lv = k.duration_s, k.rms_dbfs
+        table.add_row(k.keyword, str(k.clips), str(k.speakers), "/".join(str(k.splits.get(s, 0)) for s in ("train", "val", "test")),
+                      f"{d[0]:.2f}-{d[2]:.2f}", f"{lv[0]:.0f}/{lv[1]:.0f}", f"{k.peak_dbfs_max:.1f}")
+    if table.rows:
+        table.rows[-1].end_section = True
+    speakers = f"{check.speakers}" if check.speakers_from_names else f"{check.speakers}*"
+    table.add_row("[bold]all[/bold]", str(sum(k.clips for k in check.keywords)), speakers, "", "", "", "")
+    return table
+
+
+def print_data_check(check, *, verbose: bool = False, console: Console | None = None) -> None:
+    """Table, then every flagged and skipped clip by name (the first 20 of each unless verbose), warnings and errors."""
+    from rich.markup import escape
+
+    from .check import FLAG_REASONS
+
+    console = console or _console()
+    console.print(data_check_table(check))
+    if not check.speakers_from_names:
+        console.print("* per-clip pseudo-speakers: the file names carry no speaker ids")
+    for what, items, meanings in (("flagged", check.flagged, FLAG_REASONS), ("skipped", check.skipped, SKIP_REASONS)):
+        shown = items if verbose else items[:20]
+        for path, reason, detail in shown:
+            console.print(escape(f"{what} {path}: {reason} ({detail}; {meanings.get(reason, '')})"))
+        if len(items) > len(shown):
+            console.print(f"... and {len(items) - len(shown)} more {what} clip(s)")
+    for w in check.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}")
+    for e in check.errors:
+        console.print(f"[red]error:[/red] {escape(e)}")

@@ -298,6 +298,36 @@ def export_base(
     return ex
 
 
+def base_from_tflite(
+    model: nn.Module,
+    frontend: FrontendConfig,
+    labels: Sequence[str],
+    tflite: bytes,
+    *,
+    lang: str,
+    head_slots: int,
+    parity_x: np.ndarray,
+    meta: dict[str, Any] | None = None,
+) -> ExportedModel:
+    """A base export around an int8 base that already exists (the shipped one), so languages export against its bytes.
+
+    Languages are requantized onto the base's own int8 file, so it is used as given, never
+    re-quantized; only its float graph (which `export_language` reads the base's float weights
+    from) is converted here from `model` and checked for ONNX parity on `parity_x`.
+    """
+    labels = _check_labels(model, labels)
+    gq = TfliteGraph(bytes(tflite), f"{lang} int8 base")
+    head = gq.tensors[gq.ops[head_op_index(gq)].inputs[1]]
+    rows = head.shape[head.quantized_dimension]
+    if rows != head_slots or len(labels) > head_slots:
+        raise ExportError(f"{lang} int8 base: head has {rows} rows, expected {head_slots} slots for {len(labels)} labels")
+    par = _check_features(parity_x, frontend, f"{lang} parity features")
+    with tempfile.TemporaryDirectory(prefix="polykws-export-") as tmp:
+        _, fl, parity, _ = _float_graph(pad_head(model, head_slots), frontend, par, Path(tmp))
+    return ExportedModel(lang=lang, labels=labels, frontend=frontend, head_slots=head_slots, tflite=bytes(tflite), float_tflite=fl,
+                         meta={"role": "base", "onnx_parity": parity, **(meta or {})})
+
+
 def _check_language_target(base: ExportedModel, model: nn.Module, labels: Sequence[str], lang: str) -> tuple[str, ...]:
     """The checked labels; raises unless `base` is a base export, `lang` is not its code and its head has room."""
     if not base.is_base:

@@ -15,6 +15,8 @@
 - A source without a registered speaker parser uses GSC's ``<speaker>_nohash_<n>`` names when
   any of its files has one: the files that do not match are then skipped as ``no_speaker``.
   Only a source where no file matches gets one pseudo-speaker per clip.
+- ``speaker_regex`` (a user's pattern with one group) replaces every source's parser; a name it
+  does not match is skipped as ``no_speaker``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from pathlib import Path
 from typing import Iterator
 
 from ..manifest import ANY_LANGUAGE, NOISE_LABEL
-from . import SPEAKER_PARSERS, Candidate, LayoutSkip, clip_hash_speaker, register_source
-from .speakers import gsc_style
+from . import SPEAKER_PARSERS, Candidate, SpeakerParser, LayoutSkip, clip_hash_speaker, register_source
+from .speakers import gsc_style, user_regex
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".caf", ".webm", ".mp4", ".amr", ".au", ".w64"}
 
@@ -120,8 +122,10 @@ def _keyword_files(src_dir: Path, language: str, source: str, seen: set[str]) ->
             yield f if isinstance(f, LayoutSkip) else (kw_dir.name, f)
 
 
-def iter_folder(root: Path, *, languages=None, sources=None, **_) -> Iterator[Candidate | LayoutSkip]:
+def iter_folder(root: Path, *, languages=None, sources=None, speaker_regex: str | None = None, **_) -> Iterator[Candidate | LayoutSkip]:
+    """`speaker_regex` (one group) names every source's speakers instead of the registered parsers."""
     root = Path(root)
+    user_parse = user_regex(speaker_regex) if speaker_regex is not None else None
     seen: set[str] = set()
     noise_root = root / NOISE_LABEL
     if noise_root.is_dir():
@@ -157,7 +161,7 @@ def iter_folder(root: Path, *, languages=None, sources=None, **_) -> Iterator[Ca
             for kw_dir in kw_dirs:
                 if kw_dir.name == NOISE_LABEL:
                     yield from _noise_candidates(kw_dir, root, source, seen)
-            parser = SPEAKER_PARSERS.get(source)
+            parser = SpeakerParser(source, source, user_parse) if user_parse else SPEAKER_PARSERS.get(source)
             official = _official_lists(src_dir)
             found = list(_keyword_files(src_dir, language, source, seen))
             files = [x for x in found if not isinstance(x, LayoutSkip)]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from polykws.core import ConfigError
+
 from . import register_speaker_parser
 
 _NOHASH = re.compile(r"^(?P<spk>[^_]+)_nohash_\d+")
@@ -28,6 +30,23 @@ def _regex(pattern: str, group: str = "spk"):
         return m.group(group) if m else None
 
     parse.__doc__ = f"speaker = group {group!r} of {pattern}"
+    return parse
+
+
+def user_regex(pattern: str):
+    """A user's speaker pattern (`--speaker-regex`): one group, matched at the start of the file name."""
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"--speaker-regex {pattern!r}: not a regular expression ({exc})") from None
+    if rx.groups != 1:
+        raise ConfigError(f"--speaker-regex {pattern!r}: needs exactly one group (the speaker), has {rx.groups}")
+
+    def parse(name: str) -> str | None:
+        m = rx.match(name)
+        return m.group(1) if m and m.group(1) else None
+
+    parse.__doc__ = f"speaker = group 1 of {pattern}"
     return parse
 
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "polykws.cli.data",
     "polykws.cli.train",
     "polykws.cli.adapt",
+    "polykws.cli.addlang",
     "polykws.cli.export",
     "polykws.cli.firmware",
     "polykws.cli.run",

@@ -3,11 +3,15 @@
     polykws adapt --lang uk --method swr --budget-bytes 2000      # the base shipped with the package
     polykws adapt --base artifacts/base/base.pt --lang uk --method swr --budget 500 --out runs/adapt/uk-swr-500
     polykws adapt --base base.pt --lang lt --method lora --epochs 40 --seed 1
+    polykws adapt --lang xx --data my_recordings                 # your own recordings (data check first)
     polykws adapt --list-methods
 
 The language's task (keywords, _silence_/_unknown_) and the corpus come from a pipeline config
 (default configs/shared-real.yaml: uk/ar/bn/gu digits, lt commands on ../shared), or from
---keywords. Features are cached (.cache/features), so a second run starts training at once.
+--keywords. With --data the corpus is a folder of your own recordings: a data check runs first
+(clips and speakers per keyword, durations, levels, flagged clips; too few clips or speakers stop
+the run), and the task is its words (or --keywords) plus _silence_ (and _unknown_ when other
+words remain). Features are cached (.cache/features), so a second run starts training at once.
 Writes to --out: the merged model (`model.pt`, same shapes and MACs as the base), the delta file
 (`delta.pt`, when the method has one), and `report.json` (cost, accuracies, selection, timing).
 """
@@ -35,6 +39,10 @@ def register(subparsers) -> None:
     p.add_argument("--families", default=None, help="swr: comma-separated families for the options (default: SWR's defaults)")
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"pipeline config defining the corpus and the language's task (default {DEFAULT_CONFIG})")
     p.add_argument("--keywords", default=None, help="comma-separated keywords (overrides the config's task)")
+    p.add_argument("--data", type=Path, default=None, help="your own recordings instead of the config's corpus (folder per keyword "
+                   "<data>/<lang>/<source>/<keyword>/, GSC or MSWC layout); a data check runs first")
+    p.add_argument("--speaker-regex", default=None, help="with --data: one-group regex giving the speaker from a file name")
+    p.add_argument("--noise-dir", type=Path, default=None, help="with --data: background-noise folder for _silence_ and mixing")
     p.add_argument("--epochs", type=int, default=None, help="method epochs (default: TransferConfig's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's; 1-2 on a shared machine)")
@@ -88,7 +96,7 @@ def _method_config(args: argparse.Namespace):
 def run_adapt(args: argparse.Namespace, mcfg) -> int:
     import time
 
-    from polykws.core import repo_root
+    from polykws.core import ConfigError, repo_root
     from polykws.training.adapt import TransferConfig, adapt
     from polykws.training.checkpoint import load_base
     from polykws.pipeline.tasks import load_language_splits
@@ -96,7 +104,12 @@ def run_adapt(args: argparse.Namespace, mcfg) -> int:
     base = load_base(args.base)
     keywords = [k.strip() for k in args.keywords.split(",")] if args.keywords else None
     t0 = time.perf_counter()
-    splits = load_language_splits(args.lang, base.frontend, config=args.config, keywords=keywords, seed=args.seed)
+    if args.data is not None:
+        splits = _user_splits(args, base.frontend, keywords)
+    else:
+        if args.speaker_regex or args.noise_dir:
+            raise ConfigError("--speaker-regex and --noise-dir go with --data")
+        splits = load_language_splits(args.lang, base.frontend, config=args.config, keywords=keywords, seed=args.seed)
     data_s = time.perf_counter() - t0
     tcfg = TransferConfig(seed=args.seed, num_threads=args.threads, **({"epochs": args.epochs} if args.epochs else {}))
     result = adapt(base.model, splits, mcfg, tcfg)
@@ -105,6 +118,18 @@ def run_adapt(args: argparse.Namespace, mcfg) -> int:
     _write_outputs(args, out, base, result, splits, tcfg, data_s)
     _print_result(args, out, result, splits)
     return 0
+
+
+def _user_splits(args: argparse.Namespace, frontend, keywords):
+    """The data check (printed; its errors stop the run), then the recordings' task features."""
+    from polykws.datasets.report import print_data_check
+    from polykws.pipeline.userdata import check_user_data, user_splits
+
+    scanned, check = check_user_data(args.data, args.lang, keywords=keywords, speaker_regex=args.speaker_regex)
+    print_data_check(check)
+    check.raise_on_errors()
+    splits, _ = user_splits(scanned, args.lang, frontend, keywords=keywords, noise_dir=args.noise_dir, seed=args.seed)
+    return splits
 
 
 def _write_outputs(args: argparse.Namespace, out: Path, base, result, splits, tcfg, data_s: float) -> None:
@@ -126,6 +151,7 @@ def _write_outputs(args: argparse.Namespace, out: Path, base, result, splits, tc
         "estimated_body_blob_bytes": result.details.get("estimated_body_blob_bytes"),
         "seed": args.seed,
         "base": str(args.base) if args.base is not None else "shipped",
+        "data": str(args.data) if args.data is not None else None,
         "base_sha256": base.sha256,
         "model_sha256": model_sha,
         "method_config": result.method_config,
