@@ -173,7 +173,7 @@ def test_config_errors_name_the_file_and_field(tmp_path, corpus):
 
 
 @pytest.mark.slow
-def test_full_pipeline_with_export_through_workers(tmp_path, corpus):
+def test_full_pipeline_with_export_through_workers(tmp_path, corpus, capsys):
     from polykws.pipeline.engine import ProcessExecutor
 
     raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run", export=True, methods=("head_only", "bn_only"))
@@ -196,12 +196,14 @@ def test_full_pipeline_with_export_through_workers(tmp_path, corpus):
     import numpy as np
 
     from polykws.firmware.pack import load_bench_sets, load_pack
-    from polykws.pipeline.run import write_run_vectors
+    from polykws.cli import main
     from polykws.pipeline.splitio import load_splits
 
     fp = load_pack(pack)
-    line = write_run_vectors(result, ["aa", "bb", "cc"], tmp_path / "vectors.npz")
-    assert line.startswith(f"test vectors: {tmp_path / 'vectors.npz'} (")
+    # The README's command: a second run reuses every stage and writes the vectors.
+    assert main(["run", "--config", str(tmp_path / "fixture.yaml"), "--executor", "serial", "--no-progress",
+                 "--write-vectors", str(tmp_path / "vectors.npz")]) == 0
+    assert f"test vectors: {tmp_path / 'vectors.npz'} (aa " in capsys.readouterr().out
     sets = {b.lang: b for b in load_bench_sets(tmp_path / "vectors.npz", fp, per_lang=1000)}
     base_test = load_splits(result["features/aa"].path)["test"]
     assert fp.export_accuracy["aa"] == {"int8_acc": result["export_base"].summary["int8_acc"], "test_clips": len(base_test.y)}
