@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -24,6 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (YAML-parsed), e.g. --set base.fit.epochs=5; repeatable")
     p.add_argument("--plan", action="store_true", help="list the stages and exit")
+    p.add_argument("--write-vectors", metavar="NPZ",
+                   help="also write every language's test split as firmware test vectors (for `polykws firmware bench --features`)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.set_defaults(func=handler)
 
@@ -52,4 +55,5 @@ def handler(args: argparse.Namespace) -> int:
     if args.ray_address:
         overrides["executor.ray_address"] = args.ray_address
     cfg = load_config(args.config, overrides)
-    return run(cfg, force=args.force, plan_only=args.plan, show_progress=not args.no_progress)
+    return run(cfg, force=args.force, plan_only=args.plan, show_progress=not args.no_progress,
+               vectors_path=Path(args.write_vectors) if args.write_vectors else None)

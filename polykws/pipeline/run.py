@@ -34,7 +34,7 @@ from polykws.core import ConfigError, PolykwsError, atomic_write_json, stable_ha
 # Bump a stage's version when its glue logic here changes what it writes.
 VERSIONS = {
     "corpus": "1", "scan": "2", "features": "2", "base": "1", "adapt": "1", "export_base": "1", "export": "1",
-    "pack": "1", "tflm_eval": "2", "firmware": "3", "report": "2",
+    "pack": "2", "tflm_eval": "2", "firmware": "4", "report": "2",
 }
 
 # The patch coder's modules: a stage that codes or prices patch streams is keyed on all of them.
@@ -261,7 +261,8 @@ def _task_options(t) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in task_spec_options(t).items()}
 
 
-def run(cfg: PipelineConfig, *, force: Iterable[str] = (), plan_only: bool = False, show_progress: bool = True) -> int:
+def run(cfg: PipelineConfig, *, force: Iterable[str] = (), plan_only: bool = False, show_progress: bool = True,
+        vectors_path: Path | None = None) -> int:
     from rich.console import Console
 
     console = Console(stderr=True)
@@ -295,7 +296,22 @@ def run(cfg: PipelineConfig, *, force: Iterable[str] = (), plan_only: bool = Fal
     for line in artifact_lines(result):
         print(line)
     print(f"report: {report_path}")
+    if vectors_path is not None:
+        fw = next(s for s in stages if s.name == "firmware")
+        print(write_run_vectors(result, fw.config["languages"], Path(vectors_path)))
     return 0
+
+
+def write_run_vectors(result: RunResult, languages: Iterable[str], path: Path) -> str:
+    """The test vectors the firmware stage benches (every clip of each test split), as a file for `firmware bench --features`."""
+    pack = result.outcomes["pack"].path
+    from polykws.pipeline.shipstages import split_vectors, write_vectors_npz
+
+    vectors, langs, left_out = split_vectors(pack, {lang: result.outcomes[f"features/{lang}"].path for lang in languages})
+    write_vectors_npz(path, vectors)
+    counts = ", ".join(f"{lang} {len(vectors[f'{lang}_y'])}" for lang in langs)
+    skipped = "".join(f"; left out {lang}: {why}" for lang, why in left_out.items())
+    return f"test vectors: {path} ({counts} clips{skipped})"
 
 
 def _print_plan(cfg: PipelineConfig, stages: list[Stage], store: ArtifactStore) -> None:

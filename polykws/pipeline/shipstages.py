@@ -100,6 +100,12 @@ def pack_stage(ctx: StageContext) -> dict[str, Any]:
     c = ctx.config
     base = ExportedModel.load(ctx.input("export_base"), c["base_language"])
     langs = [ExportedModel.load(ctx.input(c["ship"][lang]), lang) for lang in c["languages"]]
+    # The export stages score each model under host TFLM on its whole test split (the base only
+    # when this config has its task); the manifest carries that figure so `firmware bench` can
+    # set its own beside it.
+    for ex, stage in [(base, "export_base"), *((ex, c["ship"][ex.lang]) for ex in langs)]:
+        summary = ctx.summary(stage)
+        ex.meta.setdefault("eval", {k: summary[k] for k in ("float_acc", "int8_acc", "arena_bytes", "test_clips") if summary.get(k) is not None})
     result = pack(base, langs, ctx.out)
     image = result.flash_image
     blob_bytes = {ex.lang: len(ex.blob) for ex in langs}
@@ -167,17 +173,9 @@ def firmware_stage(ctx: StageContext) -> dict[str, Any]:
         return {"status": "skipped", "reason": reason, "headline": f"skipped: {reason}"}
     from polykws.firmware.workflow import FirmwareConfig, bench_firmware, build_firmware
 
-    vectors, langs, not_benched = {}, [], {}
-    for lang in c["languages"]:
-        test = load_splits(ctx.input(f"features/{lang}"))["test"]
-        if why := _base_task_mismatch(ctx.input("pack"), lang, test.labels):
-            not_benched[lang] = why  # the languages are benchmarked; the base has nothing to be scored on
-            continue
-        vectors[f"{lang}_x"], vectors[f"{lang}_y"] = test.x, test.y
-        langs.append(lang)
-    npz = Path(ctx.runtime.get("build_root") or ctx.out) / "vectors.npz"
-    npz.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(npz, **vectors)
+    vectors, langs, not_benched = split_vectors(ctx.input("pack"), {lang: ctx.input(f"features/{lang}") for lang in c["languages"]})
+    test_clips = {lang: len(vectors[f"{lang}_y"]) for lang in langs}
+    npz = write_vectors_npz(Path(ctx.runtime.get("build_root") or ctx.out) / "vectors.npz", vectors)
     rows, results = [], []
     for board in c["boards"]:
         for kernels in c["kernels"]:
@@ -191,11 +189,40 @@ def firmware_stage(ctx: StageContext) -> dict[str, Any]:
             results.append(d)
             for r in d["rows"]:
                 rows.append({"board": board, "kernels": kernels, "lang": r["lang"], "accuracy": r["accuracy"], "host_accuracy": r["host_accuracy"],
-                             "n": r["n"], "instructions": r["per_inference"], "unit": res.unit,
+                             "n": r["n"], "test_clips": test_clips.get(r["lang"]), "instructions": r["per_inference"], "unit": res.unit,
                              "flash_bytes": res.flash_bytes, "ram_bytes": res.ram_bytes})
     npz.unlink(missing_ok=True)
     atomic_write_json(ctx.out / "firmware.json", {"status": "measured", "rows": rows, "bench": results, "not_benched": not_benched})
     return {"status": "measured", "rows": rows, "not_benched": not_benched, "headline": f"{len(rows)} language x board rows measured under QEMU"}
+
+
+def split_vectors(pack_dir: Path, feature_dirs: dict[str, Path]) -> tuple[dict[str, np.ndarray], list[str], dict[str, str]]:
+    """`firmware bench`'s test vectors: each language's whole test split as `<lang>_x` / `<lang>_y`.
+
+    Returns the arrays, the languages they cover and, per language left out, why (a given base
+    pretrained on other classes has no test split of this config's base task).
+    """
+    vectors, langs, not_benched = {}, [], {}
+    for lang, folder in feature_dirs.items():
+        test = load_splits(folder)["test"]
+        if why := _base_task_mismatch(pack_dir, lang, test.labels):
+            not_benched[lang] = why
+            continue
+        vectors[f"{lang}_x"], vectors[f"{lang}_y"] = test.x, test.y
+        langs.append(lang)
+    return vectors, langs, not_benched
+
+
+def write_vectors_npz(path: Path, vectors: dict[str, np.ndarray]) -> Path:
+    """The vectors as one .npz (the format `polykws firmware bench --features` reads), written atomically."""
+    import io
+
+    from polykws.core import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, **vectors)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 # --- report ---------------------------------------------------------------------------------------

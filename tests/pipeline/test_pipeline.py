@@ -173,7 +173,7 @@ def test_config_errors_name_the_file_and_field(tmp_path, corpus):
 
 
 @pytest.mark.slow
-def test_full_pipeline_with_export_through_workers(tmp_path, corpus):
+def test_full_pipeline_with_export_through_workers(tmp_path, corpus, capsys):
     from polykws.pipeline.engine import ProcessExecutor
 
     raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run", export=True, methods=("head_only", "bn_only"))
@@ -191,6 +191,26 @@ def test_full_pipeline_with_export_through_workers(tmp_path, corpus):
         assert abs(r["int8_acc"] - r["float_acc"]) * r["test_clips"] <= 2 + 1e-9, r
     assert report["flash"]["base_bytes"] == len((pack / "base.tflite").read_bytes())
     assert len(report["sweep"]) == 4 and all(s["blob_bytes"] for s in report["sweep"])
+    # `firmware bench` reads the pack's own host TFLM figure from its manifest (its "pack's TFLM
+    # acc" column) and the vectors `polykws run --write-vectors` writes (README, Firmware).
+    import numpy as np
+
+    from polykws.firmware.pack import load_bench_sets, load_pack
+    from polykws.cli import main
+    from polykws.pipeline.splitio import load_splits
+
+    fp = load_pack(pack)
+    # The README's command: a second run reuses every stage and writes the vectors.
+    assert main(["run", "--config", str(tmp_path / "fixture.yaml"), "--executor", "serial", "--no-progress",
+                 "--write-vectors", str(tmp_path / "vectors.npz")]) == 0
+    assert f"test vectors: {tmp_path / 'vectors.npz'} (aa " in capsys.readouterr().out
+    sets = {b.lang: b for b in load_bench_sets(tmp_path / "vectors.npz", fp, per_lang=1000)}
+    base_test = load_splits(result["features/aa"].path)["test"]
+    assert fp.export_accuracy["aa"] == {"int8_acc": result["export_base"].summary["int8_acc"], "test_clips": len(base_test.y)}
+    for r in report["languages"]:
+        test = load_splits(result[f"features/{r['lang']}"].path)["test"]
+        assert fp.export_accuracy[r["lang"]] == {"int8_acc": r["int8_acc"], "test_clips": len(test.y)}
+        assert np.array_equal(sets[r["lang"]].labels, test.y)
 
 
 def _gsc_mswc_raw(tmp_path, gsc, mswc, store):

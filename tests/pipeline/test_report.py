@@ -85,6 +85,11 @@ def test_report_firmware_rows_and_missing_values(tmp_path):
     i = parser.cells.index("de")
     assert parser.cells[i + 6] == "-" and parser.cells[i + 7] == "-"
     assert not (tmp_path / "confusion_de.png").exists()
+    # QEMU scores a subset of the test split; the firmware table says so, so its accuracy is not
+    # mistaken for the language table's (which scores all 410 clips).
+    j = parser.cells.index("mps2-an386")
+    assert parser.cells[j + 3] == "50-clip subset of 410"
+    assert "| mps2-an386 | cmsis-nn | de | 50-clip subset of 410 |" in (tmp_path / "report.md").read_text()
 
 
 def test_report_is_deterministic(tmp_path):
