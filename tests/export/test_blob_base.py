@@ -12,7 +12,7 @@ from polykws.export.blob import BlobError, apply_blob, decode_blob, encode_blob,
 from polykws.export.tflite_graph import TfliteGraph
 
 
-def _with_head_row(base: bytes, value: int) -> bytes:
+def with_head_row(base: bytes, value: int) -> bytes:
     """`base` with row 0 of the head's int8 weights set to `value`."""
     g = TfliteGraph(base, "base")
     fc = g.weighted_ops()[-1]
@@ -30,11 +30,11 @@ def shipped():
 
 def test_a_blob_for_the_shipped_base_names_it(shipped):
     sb, base = shipped
-    target = _with_head_row(base, 5)
+    target = with_head_row(base, 5)
     blob = encode_blob(base, target, "xx", list(sb.labels))
     assert decode_blob(blob).base_id == sb.tflite_sha256[:8]
     assert apply_blob(base, blob) == target
-    other = _with_head_row(base, 9)  # same size, other bytes: another base
+    other = with_head_row(base, 9)  # same size, other bytes: another base
     with pytest.raises(BlobError, match=r"needs the base whose int8 \.tflite is 46952 bytes with SHA-256 4d03774e\.\.\.: "
                                         r"the base shipped with polykws \(`polykws base info`\); this base is 46952 bytes") as e:
         apply_blob(other, blob)
@@ -43,8 +43,8 @@ def test_a_blob_for_the_shipped_base_names_it(shipped):
 
 def test_a_blob_made_against_another_base_is_refused_by_the_shipped_one(shipped):
     sb, base = shipped
-    other = _with_head_row(base, 9)
-    blob = encode_blob(other, _with_head_row(other, 3), "yy", list(sb.labels))
+    other = with_head_row(base, 9)
+    blob = encode_blob(other, with_head_row(other, 3), "yy", list(sb.labels))
     want = decode_blob(blob).base_id
     with pytest.raises(BlobError, match=rf"needs the base whose int8 \.tflite is 46952 bytes with SHA-256 {want}\.\.\.; the shipped "
                                         rf"base is {sb.tflite_sha256[:8]}\.\.\. \(`polykws base info`\), so this blob was made against another base"):
@@ -67,7 +67,7 @@ def test_the_pack_manifest_names_the_base_for_the_pack_and_every_blob(shipped, t
     b = ExportedModel("en", sb.labels, fe, sb.head_slots, base, base)
 
     def lang(code: str, against: bytes, value: int) -> ExportedModel:
-        target = _with_head_row(against, value)
+        target = with_head_row(against, value)
         labels = tuple(f"{code}{i}" for i in range(10))
         return ExportedModel(code, labels, fe, sb.head_slots, target, target, blob=encode_blob(against, target, code, list(labels), {}))
 
@@ -75,7 +75,7 @@ def test_the_pack_manifest_names_the_base_for_the_pack_and_every_blob(shipped, t
     m = json.loads((tmp_path / "pack" / "manifest.json").read_text())
     assert m["base"]["sha256"] == sb.tflite_sha256
     assert [e["base_id"] for e in m["languages"].values()] == [sb.tflite_sha256[:8]] * 2
-    stranger = lang("ar", _with_head_row(base, 9), 3)
+    stranger = lang("ar", with_head_row(base, 9), 3)
     with pytest.raises(ExportError, match=r"ar\.blob needs the base whose int8 \.tflite is 46952 bytes .* made against another base; "
                                           rf"this pack's base is 46952 bytes, SHA-256 {sb.tflite_sha256[:16]}"):
         pack(b, [stranger], tmp_path / "pack2")

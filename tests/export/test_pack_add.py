@@ -15,16 +15,8 @@ from polykws.export.api import ExportedModel
 from polykws.export.blob import apply_blob, decode_flash_image, encode_blob
 from polykws.export.convert import ExportError
 from polykws.export.pack import add_language, add_to_flash_image, pack
-from polykws.export.tflite_graph import TfliteGraph
 
-
-def _with_head_row(base: bytes, value: int) -> bytes:
-    g = TfliteGraph(base, "base")
-    fc = g.weighted_ops()[-1]
-    start, _ = g.tensors[fc.inputs[1]].data_span
-    out = bytearray(base)
-    out[start:start + 64] = bytes([value & 0xFF]) * 64
-    return bytes(out)
+from .test_blob_base import with_head_row
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +27,7 @@ def models():
     base = ExportedModel("en", sb.labels, fe, sb.head_slots, base_bytes, base_bytes)
 
     def lang(code: str, value: int) -> ExportedModel:
-        target = _with_head_row(base_bytes, value)
+        target = with_head_row(base_bytes, value)
         labels = ("a", "b", "_silence_")
         return ExportedModel(code, labels, fe, sb.head_slots, target, base_bytes, meta={"method": "swr"},
                              blob=encode_blob(base_bytes, target, code, labels))
@@ -86,7 +78,7 @@ def test_a_new_pack_folder_is_created_and_damage_is_refused(models, tmp_path):
         add_language(out, base, langs["cc"])
     other = tmp_path / "other"
     pack(base, [langs["aa"]], other)
-    (other / "base.tflite").write_bytes(_with_head_row(base.tflite, 1))
+    (other / "base.tflite").write_bytes(with_head_row(base.tflite, 1))
     with pytest.raises(ExportError, match="is not the base this language was exported against"):
         add_language(other, base, langs["cc"])
 
