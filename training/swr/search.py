@@ -5,7 +5,7 @@ The method, step by step (docs/METHOD.md has the full description):
    candidate site) and the per-site features (incl. target-language gradient statistics).
 2. Warm-up: each step samples one option per site uniformly, so every option's delta learns
    something before the search compares them. Then each diff_prune option keeps its k, and on
-   the int8 grid every option is priced by the exact bytes of the int8 changes it now makes.
+   the int8 grid every option is priced by the exact bytes of the int8 changes its warmed-up delta makes.
 3. Search (`SWRConfig.search`):
    - "policy": the policy's logits give a straight-through Gumbel-softmax sample per site;
      loss = CE + λ·(E[cost] − B)/B with dual ascent on λ; deltas, head and policy train jointly;
