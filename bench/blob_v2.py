@@ -68,8 +68,15 @@ def find_jobs_store(store: Path) -> list[dict]:
             print(f"skip {js}: base {meta.get('base_sha256', '?')[:12]} or model not found", file=sys.stderr)
             continue
         jobs.append({"lang": d["lang"], "method": meta.get("method") or "?", "seed": meta.get("seed"),
-                     "budget": meta.get("budget_params"), "labels": d["labels"], "model": str(model), "base": str(base)})
+                     "budget": _budget(meta), "labels": d["labels"], "model": str(model), "base": str(base)})
     return jobs
+
+
+def _budget(meta: dict) -> str | None:
+    """The export's budget as a table cell: parameters as a number, body blob bytes with a "B"."""
+    if meta.get("budget_bytes") is not None:
+        return f"{meta['budget_bytes']}B"
+    return meta.get("budget_params")
 
 
 def find_jobs_dir(folder: Path) -> list[dict]:
@@ -85,7 +92,7 @@ def find_jobs_dir(folder: Path) -> list[dict]:
         meta = d.get("meta") or {}
         labels = d.get("labels") or [f"label{i}" for i in range(12)]
         jobs.append({"lang": d.get("lang") or p.stem, "method": meta.get("method") or p.stem, "seed": meta.get("seed"),
-                     "budget": meta.get("budget_params"), "labels": labels, "model": str(p), "base": str(base)})
+                     "budget": _budget(meta), "labels": labels, "model": str(p), "base": str(base)})
     return jobs
 
 

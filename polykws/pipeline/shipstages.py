@@ -70,9 +70,10 @@ def export_language_stage(ctx: StageContext) -> dict[str, Any]:
     splits, cal = _features_for_export(ctx.input(f"features/{c['language']}"), int(c["calibration_samples"]))
     test = splits["test"]
     adapt_summary = ctx.summary(c["adapt_stage"])
+    budget_key = f"budget_{adapt_summary.get('budget_unit', 'params')}"  # budget_bytes or budget_params
     ex = export_language(base, lm.model, lm.labels, cal, ctx.out, lang=c["language"], parity_x=test.x, scales=c.get("scales", "frozen"),
                          max_calibration=int(c["calibration_samples"]),
-                         meta={"method": adapt_summary.get("method"), "budget_params": adapt_summary.get("budget"),
+                         meta={"method": adapt_summary.get("method"), budget_key: adapt_summary.get("budget"),
                                "seed": adapt_summary.get("seed"), "model_sha256": lm.sha256})
     patched = apply_blob(base.tflite, ex.blob)
     if patched != ex.tflite:

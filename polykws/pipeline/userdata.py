@@ -129,7 +129,7 @@ def add_language(spec: AddLanguageSpec, *, on_check=None) -> AddLanguageResult:
     timings["features"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    mcfg = method_config("swr", budget_params=None, **({"budget_bytes": spec.budget_bytes} if spec.budget_bytes is not None else {}))
+    mcfg = method_config("swr", **({"budget_bytes": spec.budget_bytes} if spec.budget_bytes is not None else {}))
     tcfg = TransferConfig(seed=spec.seed, num_threads=spec.threads, **({"epochs": spec.epochs} if spec.epochs else {}))
     result = adapt(base.model, splits, mcfg, tcfg)
     timings["adapt"] = time.perf_counter() - t
@@ -143,7 +143,7 @@ def add_language(spec: AddLanguageSpec, *, on_check=None) -> AddLanguageResult:
     base_ex = base_from_tflite(base.model, base.frontend, base.labels, sb.tflite.read_bytes(), lang=str(sb.manifest["language"]),
                                head_slots=sb.head_slots, parity_x=test.x, meta={"model_name": base.model_name})
     ex = export_language(base_ex, result.model, result.labels, train_x, None, lang=spec.lang, parity_x=test.x,
-                         meta={"method": result.method, "budget_params": None, "seed": spec.seed, "model_sha256": model_sha})
+                         meta={"method": result.method, "budget_bytes": mcfg.budget_bytes, "seed": spec.seed, "model_sha256": model_sha})
     ev = evaluate_export(ex, result.model, test.x, test.y)
     ex.save(out / "export")
     timings["export"] = time.perf_counter() - t
