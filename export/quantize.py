@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from polykws.core.int8 import WEIGHT_QMAX, ZERO_CHANNEL_HALF_RANGE
+
 INT8_MIN, INT8_MAX = -128, 127
-WEIGHT_QMAX = 127  # narrow range: the converter never emits -128 for weights
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-ZERO_CHANNEL_HALF_RANGE = np.float32(5e-7)
 
 _F32 = np.float32
 

@@ -23,10 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from polykws.core.int8 import WEIGHT_QMAX, ZERO_CHANNEL_HALF_RANGE
+
 WEIGHT_GRIDS = ("int8", "float")
-WEIGHT_QMAX = 127
-# The exporter's scale for an all-zero channel (export.quantize.ZERO_CHANNEL_HALF_RANGE / 127).
-_ZERO_CHANNEL_AMAX = 1e-8
 
 
 def _round_half_away(x: torch.Tensor) -> torch.Tensor:
@@ -47,7 +46,7 @@ class Int8Grid(nn.Module):
         g = torch.ones(w.shape[0], dtype=torch.float64) if fold is None else fold.detach().to(torch.float64)
         folded = w * _channel_view(g, w.dim())
         amax = folded.abs().flatten(1).amax(dim=1)
-        scale = torch.where(amax > 0, amax, torch.full_like(amax, _ZERO_CHANNEL_AMAX)).to(torch.float32).to(torch.float64) / WEIGHT_QMAX
+        scale = torch.where(amax > 0, amax, torch.full_like(amax, float(ZERO_CHANNEL_HALF_RANGE))).to(torch.float32).to(torch.float64) / WEIGHT_QMAX
         # A channel whose BN gain is 0 outputs a constant: its weights cannot matter, never move them.
         live = g.abs() > 0
         step = torch.where(live, scale / torch.where(live, g, torch.ones_like(g)), torch.full_like(g, float("inf")))
