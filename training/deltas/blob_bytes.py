@@ -151,21 +151,6 @@ def sparse_weight_bytes(nonzeros: int, numel: int | None = None) -> int:
     return int(round(estimate_record_bytes(span, nonzeros, 1, INT8_DELTA_BITS)))
 
 
-# What every language blob pays besides its body deltas: header, digest, CRC and record framing
-# (docs/BLOB_FORMAT.md), plus the label table, plus the new head, whose int8 weights share nothing
-# with the base's head (about 8 bits each) and whose per-row scales and biases are re-fitted.
-BLOB_FIXED_BYTES = 94
-HEAD_INT8_BITS = 7.6
-HEAD_ROW_BYTES = 9.0
-
-
-def head_blob_bytes(num_classes: int, embedding_dim: int, labels: tuple[str, ...] = ()) -> int:
-    """Estimated bytes of a blob with no body delta: its fixed part, labels and the new head."""
-    label_bytes = sum(len(label.encode("utf-8")) + 1 for label in labels) if labels else 6 * num_classes
-    weights = estimate_record_bytes(num_classes * embedding_dim, num_classes * embedding_dim, 1, HEAD_INT8_BITS)
-    return int(round(BLOB_FIXED_BYTES + label_bytes + weights + HEAD_ROW_BYTES * num_classes))
-
-
 def layer_body_bytes(layer) -> int:
     """Bytes a delta layer's site adds to the blob: the exact v2 record of its changed int8
     weights on the base's grid (an estimate from the family when it is not on the grid), plus
