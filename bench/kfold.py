@@ -178,6 +178,8 @@ def collect_models(store: Path, fold: int, seed: int, out: Path) -> int:
     import shutil
     from collections import Counter
 
+    from polykws.core import sha256_file
+
     fold_of = {}
     for sj in store.glob("features/*/stage.json"):
         d = json.loads(sj.read_text())
@@ -187,7 +189,7 @@ def collect_models(store: Path, fold: int, seed: int, out: Path) -> int:
         d = json.loads(sj.read_text())
         adapt_code[d["key"]] = d["code"].get("polykws.training")
     current = Counter(adapt_code.values()).most_common(1)[0][0]
-    bases = {hashlib_sha(p) for p in store.glob("export_base/*/*.tflite") if not p.name.endswith(".float.tflite")}
+    bases = {sha256_file(p) for p in store.glob("export_base/*/*.tflite") if not p.name.endswith(".float.tflite")}
     if len(bases) != 1:
         raise SystemExit(f"{store}: {len(bases)} different base exports; the models would not share one base")
     out.mkdir(parents=True, exist_ok=True)
@@ -210,12 +212,6 @@ def collect_models(store: Path, fold: int, seed: int, out: Path) -> int:
     base = next(p for p in sorted(store.glob("export_base/*/*.tflite")) if not p.name.endswith(".float.tflite"))
     shutil.copy(base, out / "base.tflite")
     return n
-
-
-def hashlib_sha(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main() -> None:

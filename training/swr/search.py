@@ -120,12 +120,15 @@ def trim_to_budget(dm: DeltaModel, budget: int) -> list[dict[str, Any]]:
     values' entropy can drift. While over budget, the costliest site drops the tenth of its
     changes that sit nearest to rounding back to the base byte."""
     log: list[dict[str, Any]] = []
-    layers = {n: layer for n, layer in dm.delta_layers().items() if layer.grid is not None}
-    while estimated_blob_bytes(dm) > budget:
-        movers = {n: layer for n, layer in layers.items() if bool(layer.changed_weights().any())}
+    layers = dm.delta_layers()
+    # Per-site bytes, re-coded only for the site a step trims (every other site stays as it was).
+    cost = {n: layer_body_bytes(layer) for n, layer in layers.items()}
+    while sum(cost.values()) > budget:
+        movers = [n for n, layer in layers.items() if layer.grid is not None and bool(layer.changed_weights().any())]
         if not movers:
             break
-        name, layer = max(movers.items(), key=lambda kv: layer_body_bytes(kv[1]))
+        name = max(movers, key=cost.__getitem__)
+        layer = layers[name]
         w0, dw = layer.base_weight(), layer.delta_weight()
         changed = layer.grid.changed(w0, dw)
         margin = ((w0 + dw).double() / layer.grid.step - layer.grid.q0).abs()
@@ -136,7 +139,8 @@ def trim_to_budget(dm: DeltaModel, budget: int) -> list[dict[str, Any]]:
         layer.grid.set_paid(keep.reshape(changed.shape))
         if int(layer.changed_weights().sum()) >= int(changed.sum()):
             raise AssertionError(f"trim_to_budget: dropping paid positions at {name} did not reduce its changes")
-        log.append({"site": name, "dropped_int8_changes": drop, "body_bytes": estimated_blob_bytes(dm)})
+        cost[name] = layer_body_bytes(layer)
+        log.append({"site": name, "dropped_int8_changes": drop, "body_bytes": sum(cost.values())})
     return log
 
 
