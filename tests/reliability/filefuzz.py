@@ -380,7 +380,8 @@ def model_target(marker: Path) -> Target:
 
     def check(folder: Path, loaded) -> None:
         assert not marker.exists(), "a model file ran code on load"
-        doc = torch.load(folder / "model.pt", weights_only=True)
+        # The reader maps every storage to the CPU; a mutated location tag must read the same here.
+        doc = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
         assert loaded.sha256 == doc["state_sha256"] == state_sha256(loaded.model)
 
     def read(folder: Path):
