@@ -380,9 +380,11 @@ def model_target(marker: Path) -> Target:
 
     def check(folder: Path, loaded) -> None:
         assert not marker.exists(), "a model file ran code on load"
-        # The reader maps every storage to the CPU; a mutated location tag must read the same here.
-        doc = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
-        assert loaded.sha256 == doc["state_sha256"] == state_sha256(loaded.model)
+        # torch stores data.pkl uncompressed, so the recorded hash is in the file's bytes verbatim.
+        # The file is not read back through torch: on a corrupt archive its zip reader is not
+        # repeatable, and the property is about what load_model returned.
+        assert loaded.sha256 == state_sha256(loaded.model), "the returned weights are not the ones hashed"
+        assert loaded.sha256.encode() in (folder / "model.pt").read_bytes(), "the returned weights' SHA-256 is not the one the file records"
 
     def read(folder: Path):
         try:
