@@ -56,6 +56,10 @@ def cells(budgets: list[int], ablation_budget: int):
             GridCell("swr_random", "swr", ablation_budget, "bytes", {"search": "random"}),
             GridCell("swr_uniform", "swr", ablation_budget, "bytes", {"search": "uniform"})]
     out += [GridCell(fam, fam, ablation_budget, "bytes") for fam in ("scale", "lowrank", "dense")]
+    # SWR over the sparse options only (bias and the diff_prune ladder, up to whole pointwise
+    # tensors): is the choice between families worth anything over the choice of sizes?
+    sparse = ["bias", *(f"diff_prune:k={k}" for k in (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096))]
+    out += [GridCell("swr_sparse", "swr", b, "bytes", {"options": sparse}) for b in budgets]
     return out
 
 

@@ -171,3 +171,28 @@ def test_swr_option_parsing():
     assert SWROption.parse("lowrank:rank=4") == SWROption("lowrank", (("rank", 4),))
     assert SWROption.parse({"family": "recast", "groups": 4}).key == "recast(groups=4)"
     assert SWRConfig(options=("scale", "diff_prune:k=32")).options[1].config("conv0").k == 32
+
+
+def test_diff_prune_size_ladder_is_nested(base):
+    """Every k of a site trains one shared search state, and each k projects it: a smaller k's
+    positions are a subset of a larger k's, with the same values there."""
+    dm = _context(base).attach(())
+    net = build_supernet(dm, base, SWRConfig().options, SWRConfig().targets, budget=10**6)
+    g = torch.Generator().manual_seed(0)
+    for site in net.sites.values():
+        ladder = sorted((l for l in site.option_layers.values() if l.family == "diff_prune"), key=lambda l: l.cfg.k)
+        assert len(ladder) >= 2, site.site
+        assert all(l.w is ladder[0].w and l.log_alpha is ladder[0].log_alpha for l in ladder)
+        with torch.no_grad():
+            ladder[0].w.add_(torch.randn(ladder[0].w.shape, generator=g))
+            ladder[0].log_alpha.add_(torch.randn(ladder[0].log_alpha.shape, generator=g))
+    params = net.delta_parameters()  # what the optimizer gets: each shared tensor once
+    assert len(params) == len({id(p) for p in params})
+    net.finalize_options()
+    for site in net.sites.values():
+        ladder = sorted((l for l in site.option_layers.values() if l.family == "diff_prune"), key=lambda l: l.cfg.k)
+        for small, large in zip(ladder, ladder[1:]):
+            ds, dl = small.delta_weight().flatten(), large.delta_weight().flatten()
+            assert small.indices.numel() == min(small.cfg.k, ds.numel())
+            assert set(small.indices.tolist()) <= set(large.indices.tolist()), (site.site, small.cfg.k, large.cfg.k)
+            assert torch.equal(ds[small.indices], dl[small.indices])

@@ -180,6 +180,11 @@ class DeltaLayer(nn.Module):
     # True when training must call `finalize()` between a search phase and a fine-tune phase
     # (diff_prune projects to exactly k nonzeros there). The harness reads this flag.
     needs_finalize: ClassVar[bool] = False
+    # Parameters of the search phase that do not depend on the option's size (diff_prune's dense
+    # diff and gate logits do not depend on k). SWR lets the sizes of one family at one site
+    # share them, so its size ladder is nested: every warm-up step that picks any size trains
+    # the one search state, and each size is a projection of it.
+    shared_search_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, base_layer: nn.Module, cfg: DeltaConfig, *, site: str, context: AttachContext):
         super().__init__()

@@ -68,7 +68,8 @@ def _literal(v: str) -> Any:
 
 # Default candidates: several families and several sizes per site, so that a byte budget from
 # about 1 KB to 30 KB has something to buy at every step. diff_prune's k runs up a geometric
-# ladder (each k is a separate option, trained in the warm-up as its own L0 search); bias and
+# ladder (the sizes of one site share one L0 search state, so each k is the top-k of the same
+# warmed-up diff: the ladder is nested); bias and
 # scale are per channel; low-rank ranks 1-2 and a dense delta cover whole-tensor rewrites. On
 # the int8 grid each option's bytes are measured after the warm-up from the int8 bytes it moves
 # (training/deltas/blob_bytes.py: layer_body_bytes), so a size ladder is priced by the coder.

@@ -4,7 +4,8 @@ The method, step by step (docs/METHOD.md has the full description):
 1. Probe the new head on the frozen base; build the supernet (every allowed option at every
    candidate site) and the per-site features (incl. target-language gradient statistics).
 2. Warm-up: each step samples one option per site uniformly, so every option's delta learns
-   something before the search compares them. Then each diff_prune option keeps its k, and on
+   something before the search compares them; the diff_prune sizes of a site share one L0
+   search state, so any k drawn trains it. Then each diff_prune option keeps its top k, and on
    the int8 grid every option is priced by the exact bytes of the int8 changes its warmed-up delta makes.
 3. Search (`SWRConfig.search`):
    - "policy": the policy's logits give a straight-through Gumbel-softmax sample per site;

@@ -102,6 +102,19 @@ def _set_submodule(root: nn.Module, dotted: str, new: nn.Module) -> None:
 COST_UNITS = ("params", "blob_bytes")
 
 
+def _share_search_state(layers: dict[int, DeltaLayer], j: int) -> None:
+    """Tie option j's size-independent search parameters to the first option of its family at
+    the site (DeltaLayer.shared_search_state), so the family's size ladder is nested."""
+    layer = layers[j]
+    for other in layers.values():
+        if other is layer:
+            return
+        if type(other) is type(layer) and layer.shared_search_state:
+            for pname in layer.shared_search_state:
+                setattr(layer, pname, getattr(other, pname))
+            return
+
+
 def build_supernet(
     dm: DeltaModel,
     base_model: nn.Module,
@@ -140,6 +153,7 @@ def build_supernet(
                 continue
             layers[j] = layer_cls(module, cfg, site=name, context=context)
             layers[j].set_grid(grid)
+            _share_search_state(layers, j)
             mask[i, j] = True
         site = SWRSite(module, name, layers, num_choices)
         _set_submodule(model, name, site)

@@ -21,6 +21,7 @@ class DiffPruneLayer(DeltaLayer):
     """
 
     needs_finalize = True
+    shared_search_state = ("w", "log_alpha")
 
     def __init__(self, base_layer, cfg, *, site, context):
         super().__init__(base_layer, cfg, site=site, context=context)
