@@ -75,10 +75,9 @@ def load_data_config(path: str):
 
 def scan_records(cfg):
     from polykws.datasets.scan import scan
-    from polykws.datasets.splits import SplitConfig
     from polykws.pipeline.config import data_roots, resolve_path
 
-    split = SplitConfig(**cfg.data.split)
+    split = cfg.data.split  # the pipeline config parses it into a SplitConfig
     records = []
     for r in data_roots(cfg.data):
         opts = {"gsc_language": r.gsc_language} if r.layout in ("gsc_v2", "auto") else {}

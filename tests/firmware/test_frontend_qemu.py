@@ -1,0 +1,75 @@
+"""The on-device micro frontend under QEMU equals the host's, value for value (needs TFLM_DIR and
+kissfft v130; skips with a reason otherwise, as in CI).
+
+One continuous stream, never reset: silence, tones, noise at several levels, noise bursts with a
+speech-like envelope and a chirp, after a full-scale square wave whose values pass the range the
+model's input quantizer clips. Every raw uint16 frame and every int8 model frame must equal
+pymicro-features + the host quantizer. The runner is built from host-generated tables
+(polykws.firmware.frontendgen), so the device runs no floating-point initialisation.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from polykws.core import PolykwsError
+from polykws.datasets.frontend import micro_frontend
+
+pytestmark = pytest.mark.tflm
+
+SR = 16000
+
+
+def signal_stream() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    t = np.arange(SR) / SR
+    parts = [
+        np.zeros(SR // 2),
+        0.999 * np.sign(np.sin(2 * np.pi * 2000 * t)),  # full scale after silence: past the quantizer's clip
+        0.25 * np.sin(2 * np.pi * 440 * t),
+        0.05 * np.sin(2 * np.pi * 3000 * t),
+        rng.normal(0, 0.01, SR),
+        rng.normal(0, 0.2, SR),
+        rng.normal(0, 0.3, SR) * np.abs(np.sin(2 * np.pi * 3 * t)) ** 2,  # syllable-like bursts
+        0.5 * np.sin(2 * np.pi * (100 * t + 3500 * t**2)),  # chirp 100 Hz -> 7.1 kHz
+        np.zeros(SR // 3),
+    ]
+    audio = np.concatenate(parts)
+    return np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def runner(tflm_dir, tmp_path_factory):
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
+        pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed (.ci/run installs them from Debian)")
+    from polykws.firmware.frontendcheck import FrontendSources, build_frontend_runner
+    from polykws.firmware.frontendgen import InputQuant
+
+    try:
+        sources = FrontendSources.from_env()
+    except PolykwsError as exc:
+        pytest.skip(str(exc))
+    fe = micro_frontend()
+    quant = InputQuant.pinned(fe.value_range)
+    tmp = tmp_path_factory.mktemp("fe")
+    elf = build_frontend_runner(fe, quant, sources, tmp / "gen", build_root=tmp / "build")
+    return elf, fe, quant
+
+
+def test_device_frontend_is_bit_exact_on_a_stream(runner):
+    from polykws.firmware.frontendcheck import check_stream, host_raw_frames
+    from polykws.firmware.frontendgen import quantizer_table
+
+    elf, fe, quant = runner
+    pcm = signal_stream()
+    result = check_stream(elf, pcm, fe, quant)
+    steps = len(pcm) // fe.stride_samples
+    assert result.raw_frames == steps - (fe.window_samples // fe.stride_samples - 1)
+    assert result.model_frames == (result.raw_frames + 1) // 2
+    assert result.bit_exact, result
+    # The stream reaches past the quantizer table, so its saturating end is checked too.
+    assert host_raw_frames(pcm, fe).max() >= quantizer_table(fe, quant).size
+    assert 20_000 < result.instructions_per_frame < 400_000  # about 81K on the M4 (docs/BENCHMARKS.md)
