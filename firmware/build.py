@@ -122,13 +122,34 @@ def run_make(
     return proc
 
 
-def build_host_blob_runner(build_root: Path | None = None, sanitize: bool = True) -> Path:
-    """blob.c + the vector runner for the host (gcc), with ASan/UBSan when the compiler has them."""
+def _host_runner(target: str, exe: str, build_root: Path | None, sanitize: bool) -> Path:
     require_tool(os.environ.get("HOST_CC", "gcc"))
     root = Path(build_root) if build_root else default_build_root()
     extra = [] if sanitize else ["HOST_SANITIZE="]
-    run_make("host-blob-test", "mps2-an386", build_root=root, extra_vars=extra, nice=False)
-    return root / "host" / "blob_runner"
+    run_make(target, "mps2-an386", build_root=root, extra_vars=extra, nice=False)
+    return root / "host" / exe
+
+
+def _board_runner(target: str, elf: str, board: str, build_root: Path | None) -> Path:
+    require_tool("arm-none-eabi-gcc")
+    root = Path(build_root) if build_root else default_build_root()
+    run_make(target, board, build_root=root, nice=False)
+    return root / board / elf
+
+
+def build_host_blob_runner(build_root: Path | None = None, sanitize: bool = True) -> Path:
+    """blob.c + the vector runner for the host (gcc), with ASan/UBSan when the compiler has them."""
+    return _host_runner("host-blob-test", "blob_runner", build_root, sanitize)
+
+
+def build_host_detector_runner(build_root: Path | None = None, sanitize: bool = True) -> Path:
+    """detector.c + its test runner for the host (gcc), with ASan/UBSan when the compiler has them."""
+    return _host_runner("host-detector-test", "detector_runner", build_root, sanitize)
+
+
+def build_detector_runner(board: str, build_root: Path | None = None) -> Path:
+    """detector.c + its test runner for a Cortex-M board (semihosting I/O)."""
+    return _board_runner("detector-test", "detector_runner.elf", board, build_root)
 
 
 def host_sanitizers_available() -> bool:
@@ -147,10 +168,7 @@ def host_sanitizers_available() -> bool:
 
 def build_blob_runner(board: str, build_root: Path | None = None) -> Path:
     """blob.c + the vector runner for a Cortex-M board (semihosting I/O)."""
-    require_tool("arm-none-eabi-gcc")
-    root = Path(build_root) if build_root else default_build_root()
-    run_make("blob-test", board, build_root=root, nice=False)
-    return root / board / "blob_runner.elf"
+    return _board_runner("blob-test", "blob_runner.elf", board, build_root)
 
 
 def build_app(
