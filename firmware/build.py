@@ -179,19 +179,24 @@ def build_app(
     build_root: Path | None = None,
     jobs: int = 2,
     profile: bool = False,
+    main: str = "main",
+    extra_vars: list[str] | None = None,
 ) -> Path:
     """The TFLM application for `board` with `kernels`, embedding the generated sources in gen_dir.
 
     `profile`: a separate ELF that also prints per-op SysTick counts of each language's first inference.
+    `main`: "main" (benchmark vectors) or "stream_main" (PCM in, detections out; needs the
+    frontend's sources in `extra_vars`, see polykws.firmware.streamcheck).
     """
     require_tool("arm-none-eabi-gcc")
     root = Path(build_root) if build_root else default_build_root()
     gen_dir = Path(gen_dir).resolve()
     if not (gen_dir / "pkw_model.h").is_file():
         raise PolykwsError(f"{gen_dir}: no pkw_model.h; generate the model sources first (polykws firmware build --pack ...)")
-    app_dir = gen_dir / f"app-{board}-{kernels}{'-profile' if profile else ''}"
-    extra = [f"GEN_DIR={gen_dir}", f"APP_DIR={app_dir}", f"PROFILE={int(profile)}"]
-    run_make("app", board, kernels, root, extra + third_party.make_vars(), jobs=jobs)
+    suffix = ("-profile" if profile else "") + ("" if main == "main" else f"-{main}")
+    app_dir = gen_dir / f"app-{board}-{kernels}{suffix}"
+    extra = [f"GEN_DIR={gen_dir}", f"APP_DIR={app_dir}", f"PROFILE={int(profile)}", f"APP_MAIN={main}"]
+    run_make("app", board, kernels, root, extra + third_party.make_vars() + list(extra_vars or []), jobs=jobs)
     return app_dir / "pkw_app.elf"
 
 

@@ -100,13 +100,29 @@ ifeq ($(strip $(GEN_DIR)),)
 endif
 GEN_DIR := $(abspath $(GEN_DIR))
 
-APP_CXX_SRCS := $(wildcard $(FW_DIR)/app/*.cc)
+# APP_MAIN picks the program: main (benchmark vectors, the default) or stream_main (PCM in,
+# detections out: adds the on-device frontend, the detector and TFLM's microfrontend library).
+APP_MAIN ?= main
+APP_MAINS := $(FW_DIR)/app/main.cc $(FW_DIR)/app/stream_main.cc
+ifeq ($(filter $(APP_MAIN),main stream_main),)
+  $(error APP_MAIN=$(APP_MAIN) must be main or stream_main)
+endif
+APP_CXX_SRCS := $(filter-out $(APP_MAINS),$(wildcard $(FW_DIR)/app/*.cc)) $(FW_DIR)/app/$(APP_MAIN).cc
 APP_C_SRCS := $(BLOB_SRCS) $(STARTUP_SRCS) $(wildcard $(GEN_DIR)/*.c)
 APP_OBJ_DIR := $(APP_DIR)/obj
+STREAM_INCLUDES :=
+FE_LIB_OBJS :=
+ifeq ($(APP_MAIN),stream_main)
+  $(call require_frontend_sources)
+  APP_CXX_SRCS += $(FW_DIR)/frontend.cc
+  APP_C_SRCS += $(FW_DIR)/detector.c
+  STREAM_INCLUDES := -I$(KISSFFT_DIR)
+  FE_LIB_OBJS := $(patsubst $(FE_LIB)/%,$(APP_OBJ_DIR)/felib/%.o,$(FE_RUNTIME_C) $(FE_RUNTIME_CC))
+endif
 APP_OBJS := $(patsubst /%,$(APP_OBJ_DIR)/%.o,$(APP_CXX_SRCS) $(APP_C_SRCS))
 # PROFILE=1 (see Makefile): per-op SysTick timing of the first inference per language.
 APP_CXXFLAGS := $(TFLM_CXXFLAGS) -DPKW_PROFILE=$(PROFILE) -DPKW_FAST_MEAN=$(FAST_MEAN) -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -I$(GEN_DIR) -I$(FW_DIR) \
-  -I$(FW_DIR)/boards/common -I$(FW_DIR)/app
+  -I$(FW_DIR)/boards/common -I$(FW_DIR)/app $(STREAM_INCLUDES)
 APP_CFLAGS := $(FW_CFLAGS) $(WARN_C) -MMD -MP -I$(GEN_DIR)
 APP_ELF := $(APP_DIR)/pkw_app.elf
 
@@ -118,12 +134,21 @@ $(APP_OBJ_DIR)/%.c.o: /%.c
 	@mkdir -p $(@D)
 	$(CC) $(APP_CFLAGS) -c $< -o $@
 
+# TFLM's microfrontend library: its own code, compiled as TFLM's Makefile does (no -Werror).
+$(APP_OBJ_DIR)/felib/%.c.o: $(FE_LIB)/%.c
+	@mkdir -p $(@D)
+	$(CC) $(BOARD_CPU_FLAGS) -std=c11 -O2 -ffunction-sections -fdata-sections -I$(TFLM_DIR) -I$(KISSFFT_DIR) -c $< -o $@
+
+$(APP_OBJ_DIR)/felib/%.cc.o: $(FE_LIB)/%.cc
+	@mkdir -p $(@D)
+	$(CXX) $(TFLM_CXXFLAGS) -O2 -I$(KISSFFT_DIR) -c $< -o $@
+
 # The generated sources change with every pack; rebuild their objects whenever they do.
 $(APP_OBJS): $(wildcard $(GEN_DIR)/*.h)
 
-$(APP_ELF): $(APP_OBJS) $(TFLM_LIB) $(BOARD_LD) $(FW_DIR)/boards/common/sections.ld
+$(APP_ELF): $(APP_OBJS) $(FE_LIB_OBJS) $(TFLM_LIB) $(BOARD_LD) $(FW_DIR)/boards/common/sections.ld
 	$(CXX) $(BOARD_CPU_FLAGS) $(BOARD_LIBC_SPECS) -nostartfiles -Wl,--gc-sections -L$(FW_DIR)/boards/common \
-	  -T$(BOARD_LD) -Wl,-Map=$(APP_DIR)/pkw_app.map $(APP_OBJS) $(TFLM_LIB) -lm -o $@
+	  -T$(BOARD_LD) -Wl,-Map=$(APP_DIR)/pkw_app.map $(APP_OBJS) $(FE_LIB_OBJS) $(TFLM_LIB) -lm -o $@
 	$(SIZE) $@
 
 app: $(APP_ELF)

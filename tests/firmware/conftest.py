@@ -14,7 +14,8 @@ import pytest
 
 
 def build_int8_fc_model(seed: int = 0, frames: int = 49, features: int = 10, slots: int = 12,
-                        mean_axes: tuple[int, ...] = (1, 2)) -> bytes:
+                        mean_axes: tuple[int, ...] = (1, 2), output_qparams: tuple[float, int] = (0.05, 3),
+                        weight_scale: float = 0.02) -> bytes:
     """input (1,49,10,1) -> RESHAPE (1,7,7,10) -> MEAN over `mean_axes` -> RESHAPE (1,10) -> FULLY_CONNECTED -> (1,slots).
 
     MEAN is the DS-CNN export's pooling op (and the firmware's fast path); its input and output
@@ -55,7 +56,7 @@ def build_int8_fc_model(seed: int = 0, frames: int = 49, features: int = 10, slo
     model.buffers = [buffer(None), buffer(None), buffer(None), buffer(i32([1, side, side, ch])), buffer(i32(list(mean_axes))),
                      buffer(None), buffer(i32([1, ch])), buffer(None), buffer(weights.tobytes()), buffer(bias.astype("<i4").tobytes()),
                      buffer(None)]  # fmt: skip
-    in_scale, pooled_scale, w_scale = 0.1, 0.037, 0.02
+    in_scale, pooled_scale, w_scale = 0.1, 0.037, weight_scale
     tensors = [
         tensor("input", (1, frames, features, 1), s.TensorType.INT8, 1, qparams(in_scale, -4)),
         tensor("grid", (1, side, side, ch), s.TensorType.INT8, 2, qparams(in_scale, -4)),
@@ -66,7 +67,7 @@ def build_int8_fc_model(seed: int = 0, frames: int = 49, features: int = 10, slo
         tensor("flat", (1, ch), s.TensorType.INT8, 7, qparams(pooled_scale, 7)),
         tensor("weights", (slots, ch), s.TensorType.INT8, 8, qparams(w_scale, 0)),
         tensor("bias", (slots,), s.TensorType.INT32, 9, qparams(pooled_scale * w_scale, 0)),
-        tensor("output", (1, slots), s.TensorType.INT8, 10, qparams(0.05, 3)),
+        tensor("output", (1, slots), s.TensorType.INT8, 10, qparams(*output_qparams)),
     ]
     codes = []
     for code in (s.BuiltinOperator.RESHAPE, s.BuiltinOperator.MEAN, s.BuiltinOperator.FULLY_CONNECTED):
@@ -124,3 +125,33 @@ def int8_models():
 @pytest.fixture(scope="session")
 def int8_model_factory():
     return build_int8_fc_model
+
+
+@pytest.fixture(scope="session")
+def int8_variant_factory():
+    return language_variant
+
+
+def signal_stream() -> np.ndarray:
+    """8 s of int16 PCM that reaches every corner of the micro frontend: silence, a full-scale square
+    wave past the quantizer's clip, tones, noise at several levels, syllable-like bursts, a chirp."""
+    rng = np.random.default_rng(3)
+    t = np.arange(16000) / 16000
+    parts = [
+        np.zeros(8000),
+        0.999 * np.sign(np.sin(2 * np.pi * 2000 * t)),  # full scale after silence: past the quantizer's clip
+        0.25 * np.sin(2 * np.pi * 440 * t),
+        0.05 * np.sin(2 * np.pi * 3000 * t),
+        rng.normal(0, 0.01, 16000),
+        rng.normal(0, 0.2, 16000),
+        rng.normal(0, 0.3, 16000) * np.abs(np.sin(2 * np.pi * 3 * t)) ** 2,  # syllable-like bursts
+        0.5 * np.sin(2 * np.pi * (100 * t + 3500 * t**2)),  # chirp 100 Hz -> 7.1 kHz
+        np.zeros(16000 // 3),
+    ]
+    audio = np.concatenate(parts)
+    return np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
+
+
+@pytest.fixture(scope="session")
+def signal_pcm() -> np.ndarray:
+    return signal_stream()

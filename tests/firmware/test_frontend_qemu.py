@@ -12,34 +12,12 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 
 from polykws.core import PolykwsError
 from polykws.datasets.frontend import micro_frontend
 
 pytestmark = pytest.mark.tflm
-
-SR = 16000
-
-
-def signal_stream() -> np.ndarray:
-    rng = np.random.default_rng(3)
-    t = np.arange(SR) / SR
-    parts = [
-        np.zeros(SR // 2),
-        0.999 * np.sign(np.sin(2 * np.pi * 2000 * t)),  # full scale after silence: past the quantizer's clip
-        0.25 * np.sin(2 * np.pi * 440 * t),
-        0.05 * np.sin(2 * np.pi * 3000 * t),
-        rng.normal(0, 0.01, SR),
-        rng.normal(0, 0.2, SR),
-        rng.normal(0, 0.3, SR) * np.abs(np.sin(2 * np.pi * 3 * t)) ** 2,  # syllable-like bursts
-        0.5 * np.sin(2 * np.pi * (100 * t + 3500 * t**2)),  # chirp 100 Hz -> 7.1 kHz
-        np.zeros(SR // 3),
-    ]
-    audio = np.concatenate(parts)
-    return np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
-
 
 @pytest.fixture(scope="module")
 def runner(tflm_dir, tmp_path_factory):
@@ -59,12 +37,12 @@ def runner(tflm_dir, tmp_path_factory):
     return elf, fe, quant
 
 
-def test_device_frontend_is_bit_exact_on_a_stream(runner):
+def test_device_frontend_is_bit_exact_on_a_stream(runner, signal_pcm):
     from polykws.firmware.frontendcheck import check_stream, host_raw_frames
     from polykws.firmware.frontendgen import quantizer_table
 
     elf, fe, quant = runner
-    pcm = signal_stream()
+    pcm = signal_pcm
     result = check_stream(elf, pcm, fe, quant)
     steps = len(pcm) // fe.stride_samples
     assert result.raw_frames == steps - (fe.window_samples // fe.stride_samples - 1)

@@ -1,0 +1,91 @@
+"""The streaming firmware (APP_MAIN=stream_main) against the host's detector, event for event.
+
+The device hears a PCM stream through its PCM source (under QEMU a host file over semihosting),
+runs the micro frontend, the ring, the model every stride and the detector; the host runs
+`polykws.export.streaming.detect` over the tflite-micro runtime on the same samples. Detections
+(class, model frame) must be identical.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from polykws.core import PolykwsError
+from polykws.datasets.frontend import FrontendConfig
+from polykws.export.blob import apply_blob, decode_blob, decode_flash_image
+from polykws.export.evaluate import find_arena_bytes, input_qparams
+from polykws.export.streaming import DetectorConfig, detect, threshold_vector
+from polykws.firmware import gen
+from polykws.firmware.build import ThirdParty, build_app, default_build_root, run_make
+from polykws.firmware.frontendcheck import FrontendSources
+from polykws.firmware.frontendgen import InputQuant, frontend_state, write_frontend_sources, write_stream_config
+from polykws.firmware.qemu import run_elf
+
+
+@dataclass(frozen=True)
+class StreamRun:
+    detections: list[tuple[int, int]]  # (class, model frame)
+    steps: int
+    model_frames: int
+    inferences: int
+    instructions: dict[str, float]  # frontend / invoke / detector, per 10 ms step or per inference
+
+
+def language_model(image: bytes, lang: str) -> tuple[bytes, tuple[str, ...]]:
+    """The language's model and labels from a flash image (the base, or the base + its blob)."""
+    img = decode_flash_image(image, source="flash image")
+    for entry in img.blobs:
+        if entry.lang == lang:
+            return apply_blob(img.base, entry.data), tuple(decode_blob(entry.data).labels)
+    raise PolykwsError(f"no blob for language {lang!r} in the flash image (it has {[e.lang for e in img.blobs]})")
+
+
+def build_stream_app(gen_dir: Path, image: bytes, *, base_lang: str, base_labels: Sequence[str], lang: str,
+                     thresholds: dict[str, int] | int, frontend: FrontendConfig, detector: DetectorConfig,
+                     board: str, kernels: str, third_party: ThirdParty, sources: FrontendSources,
+                     build_root: Path | None = None) -> Path:
+    gen_dir = Path(gen_dir).resolve()
+    root = (Path(build_root) if build_root else default_build_root()).resolve()
+    model, labels = language_model(image, lang)
+    gen.generate_app_sources(gen_dir, image, base_lang=base_lang, base_labels=base_labels, bench_sets=[],
+                             arena_bytes=find_arena_bytes(model), frontend=frontend, source=f"stream app ({lang})")
+    scale, zp = input_qparams(model)
+    run_make("host-frontend-dump", board, build_root=root, extra_vars=sources.make_vars(), nice=False)
+    write_frontend_sources(gen_dir, frontend, InputQuant(scale, zp), frontend_state(root / "host" / "frontend_state_dump", frontend))
+    write_stream_config(gen_dir, lang, threshold_vector(labels, thresholds).tolist(), detector.plan(frontend))
+    return build_app(board, kernels, gen_dir, third_party, root, main="stream_main", extra_vars=sources.make_vars())
+
+
+def run_stream(elf: Path, pcm: np.ndarray, board: str, timeout_s: float = 1800.0) -> StreamRun:
+    pcm = np.asarray(pcm)
+    if pcm.dtype != np.int16 or pcm.ndim != 1:
+        raise PolykwsError(f"the stream must be 1-D int16 PCM, got {pcm.dtype} {pcm.shape}")
+    with tempfile.TemporaryDirectory(prefix="pkw-stream-") as tmp:
+        (Path(tmp) / "stream.pcm").write_bytes(pcm.astype("<i2").tobytes())
+        run = run_elf(elf, board, cwd=Path(tmp), timeout_s=timeout_s)
+    if "PKW_END status=ok" not in run.stdout:
+        raise PolykwsError(f"{elf.name} did not finish on {board}:\n{run.stdout[-1500:]}{run.stderr[-500:]}")
+    dets = [(int(c), int(f)) for c, f in re.findall(r"^PKW_DET class=(\d+) frame=(\d+)", run.stdout, re.M)]
+    m = re.search(r"PKW_STREAM steps=(\d+) model_frames=(\d+) inferences=(\d+) frontend_ticks=(\d+) invoke_ticks=(\d+) "
+                  r"detector_ticks=(\d+) units_per_tick_milli=(\d+)", run.stdout)
+    if not m:
+        raise PolykwsError(f"{elf.name}: no PKW_STREAM line:\n{run.stdout[-1500:]}")
+    steps, frames, inf, fe_t, inv_t, det_t, milli = (int(g) for g in m.groups())
+    per = milli / 1000.0
+    return StreamRun(dets, steps, frames, inf, {
+        "frontend_per_step": fe_t * per / max(1, steps),
+        "invoke_per_inference": inv_t * per / max(1, inf),
+        "detector_per_inference": det_t * per / max(1, inf),
+    })
+
+
+def host_detections(image: bytes, lang: str, pcm: np.ndarray, frontend: FrontendConfig, detector: DetectorConfig,
+                    thresholds: dict[str, int] | int) -> list[tuple[int, int]]:
+    model, labels = language_model(image, lang)
+    return [(labels.index(d.keyword), d.frame) for d in detect(model, labels, pcm, frontend, detector, thresholds)]

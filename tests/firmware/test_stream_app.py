@@ -1,0 +1,51 @@
+"""The device hears: the streaming firmware's detections on QEMU equal the host's, event for event
+(needs TFLM_DIR, the other TFLM checkouts and kissfft; skips with a reason otherwise, as in CI).
+
+A pack of a (1, 49, 40, 1)-input int8 model with an int8 softmax-scaled output (1/256, -128) and
+one blob language is built into the streaming app (app/stream_main.cc): PCM from a host file over
+semihosting -> on-device micro frontend -> ring -> model every stride -> detector. The host runs
+`polykws.export.streaming.detect` over the tflite-micro runtime on the same samples.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from polykws.core import PolykwsError
+from polykws.datasets.frontend import micro_frontend
+from polykws.export.blob import encode_blob, encode_flash_image
+from polykws.export.streaming import DetectorConfig
+
+pytestmark = pytest.mark.tflm
+
+LABELS = ["_silence_", "_unknown_"] + [f"kw{i}" for i in range(8)]
+
+
+def test_stream_app_detections_equal_the_host(tflm_dir, int8_model_factory, int8_variant_factory, signal_pcm, tmp_path):
+    from polykws.firmware.build import ThirdParty
+    from polykws.firmware.frontendcheck import FrontendSources
+    from polykws.firmware.streamcheck import build_stream_app, host_detections, run_stream
+
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
+        pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed (.ci/run installs them from Debian)")
+    try:
+        third, sources = ThirdParty.from_env("cmsis-nn"), FrontendSources.from_env()
+    except PolykwsError as exc:
+        pytest.skip(str(exc))
+    # Small weights keep the softmax-scaled outputs (1/256 per step) off their rails.
+    base = int8_model_factory(seed=3, features=40, slots=12, output_qparams=(1.0 / 256.0, -128), weight_scale=1e-3)
+    lt = int8_variant_factory(base, 9, fraction=0.5)
+    image = encode_flash_image(base, [encode_blob(base, lt, "lt", LABELS, {"lang": "lt"})])
+    fe, det = micro_frontend(), DetectorConfig(stride_ms=100, average_window_ms=200, refractory_ms=300)
+    pcm = signal_pcm  # silence, tones, noise, bursts, a chirp, a full-scale square wave
+    thresholds = {lb: 30 + 25 * (i % 5) for i, lb in enumerate(LABELS[2:])}
+    host = host_detections(image, "lt", pcm, fe, det, thresholds)
+    assert len(host) >= 3 and len({k for k, _ in host}) >= 2, "the stream must make several keywords fire on the host"
+    elf = build_stream_app(tmp_path / "gen", image, base_lang="en", base_labels=[f"en{i}" for i in range(12)], lang="lt",
+                           thresholds=thresholds, frontend=fe, detector=det, board="mps2-an386", kernels="cmsis-nn",
+                           third_party=third, sources=sources)
+    run = run_stream(elf, pcm, "mps2-an386")
+    assert run.model_frames == (len(pcm) // fe.stride_samples - 2 + 1) // 2
+    assert run.detections == host
