@@ -16,6 +16,7 @@
 #include "blob.h"
 #include "board.h"
 #include "kws_runtime.h"
+#include "u64.h"
 #include "pkw_model.h"
 
 #if defined(CMSIS_NN)
@@ -24,23 +25,12 @@
 #define PKW_KERNELS "reference"
 #endif
 
+using pkw::U64;
+
 namespace {
 
 pkw::KwsRuntime g_runtime;
 
-// newlib-nano's printf has no %llu: format 64-bit counts by hand (rotating buffers so several
-// can appear in one printf).
-const char* U64(uint64_t v) {
-  static char bufs[4][21];
-  static unsigned next = 0;
-  char* end = bufs[next++ & 3u] + 20;
-  *end = 0;
-  do {
-    *--end = static_cast<char>('0' + v % 10u);
-    v /= 10u;
-  } while (v != 0);
-  return end;
-}
 
 int Fail(const char* what, pkw::Status st) {
   printf("PKW_ERROR stage=%s status=%s image_error=%s blob_error=%s\n", what, pkw::StatusName(st),

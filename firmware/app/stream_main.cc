@@ -20,11 +20,14 @@
 #include "detector.h"
 #include "frontend.h"
 #include "kws_runtime.h"
+#include "u64.h"
 #include "pkw_model.h"
 #include "pkw_stream_config.h"
 
 static_assert(PKW_INPUT_BYTES == PKW_DET_WINDOW_FRAMES * PKW_FE_NUM_CHANNELS,
               "the model's input must be the ring: window frames x frontend channels");
+
+using pkw::U64;
 
 namespace {
 
@@ -42,17 +45,6 @@ struct PcmSource {
   void Close() { fclose(f); }
 };
 
-const char* U64(uint64_t v) {
-  static char bufs[4][21];
-  static unsigned next = 0;
-  char* end = bufs[next++ & 3u] + 20;
-  *end = 0;
-  do {
-    *--end = static_cast<char>('0' + v % 10u);
-    v /= 10u;
-  } while (v != 0);
-  return end;
-}
 
 int Fail(const char* what) {
   printf("PKW_ERROR stage=%s\nPKW_END status=error\n", what);
