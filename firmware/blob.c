@@ -685,3 +685,8 @@ size_t pkw_active_label(const pkw_active *active, const char *const *base_labels
     out[len] = 0;
     return len;
 }
+
+int pkw_active_threshold(const pkw_active *active, uint32_t index) {
+    if (active == NULL || !active->is_blob || index >= active->num_labels || active->blob.num_thresholds == 0) return -1;
+    return active->blob.data[active->blob.thresholds_offset + index];
+}

@@ -155,6 +155,11 @@ pkwb_status pkw_switch(const pkwf_image *image, const char *lang, const char *ba
  * selected or `index` is past its labels. */
 size_t pkw_active_label(const pkw_active *active, const char *const *base_labels, uint32_t index, char *out, size_t cap);
 
+/* The active blob's detection threshold for label `index` (0..255, covered by the integrity
+ * digest), or -1 when the active language carries none (the base, a blob without thresholds, no
+ * language selected, or `index` past its labels). */
+int pkw_active_threshold(const pkw_active *active, uint32_t index);
+
 #ifdef __cplusplus
 }
 #endif

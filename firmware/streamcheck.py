@@ -31,14 +31,24 @@ from polykws.firmware.qemu import run_elf
 @dataclass(frozen=True)
 class StreamRun:
     detections: list[tuple[int, int]]  # (class, model frame)
+    threshold_source: str  # "blob" (the language's own) or "generated"
     steps: int
     model_frames: int
     inferences: int
     instructions: dict[str, float]  # frontend / invoke / detector, per 10 ms step or per inference
 
 
+def blob_thresholds(image: bytes, lang: str) -> dict[str, int] | None:
+    """The thresholds the language's blob carries, by label (None when it carries none)."""
+    img = decode_flash_image(image, source="flash image")
+    blob = next((decode_blob(e.data) for e in img.blobs if e.lang == lang), None)
+    if blob is None or not blob.thresholds:
+        return None
+    return dict(zip(blob.labels, blob.thresholds))
+
+
 def language_model(image: bytes, lang: str) -> tuple[bytes, tuple[str, ...]]:
-    """The language's model and labels from a flash image (the base, or the base + its blob)."""
+    """The language's model and labels from its blob in a flash image."""
     img = decode_flash_image(image, source="flash image")
     for entry in img.blobs:
         if entry.lang == lang:
@@ -72,13 +82,14 @@ def run_stream(elf: Path, pcm: np.ndarray, board: str, timeout_s: float = 1800.0
     if "PKW_END status=ok" not in run.stdout:
         raise PolykwsError(f"{elf.name} did not finish on {board}:\n{run.stdout[-1500:]}{run.stderr[-500:]}")
     dets = [(int(c), int(f)) for c, f in re.findall(r"^PKW_DET class=(\d+) frame=(\d+)", run.stdout, re.M)]
+    source = re.search(r"^PKW_LANG .* thresholds=(\w+)", run.stdout, re.M)
     m = re.search(r"PKW_STREAM steps=(\d+) model_frames=(\d+) inferences=(\d+) frontend_ticks=(\d+) invoke_ticks=(\d+) "
                   r"detector_ticks=(\d+) units_per_tick_milli=(\d+)", run.stdout)
     if not m:
         raise PolykwsError(f"{elf.name}: no PKW_STREAM line:\n{run.stdout[-1500:]}")
     steps, frames, inf, fe_t, inv_t, det_t, milli = (int(g) for g in m.groups())
     per = milli / 1000.0
-    return StreamRun(dets, steps, frames, inf, {
+    return StreamRun(dets, source.group(1) if source else "?", steps, frames, inf, {
         "frontend_per_step": fe_t * per / max(1, steps),
         "invoke_per_inference": inv_t * per / max(1, inf),
         "detector_per_inference": det_t * per / max(1, inf),

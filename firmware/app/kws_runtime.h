@@ -55,6 +55,8 @@ class KwsRuntime {
   // when no language is selected, which is the state a refused SelectLanguage leaves.
   void Label(uint32_t index, char* out, size_t cap) const;
   uint32_t num_labels() const { return num_labels_; }
+  // The active blob's detection threshold for label `index` (0..255), or -1 when it carries none.
+  int Threshold(uint32_t index) const { return pkw_active_threshold(&active_, index); }
   uint32_t num_languages() const;       // base + blobs
   const char* language_at(uint32_t i);  // 0 = the base language
   size_t arena_used_bytes() const;

@@ -4,7 +4,8 @@
  * 16 kHz mono) read over semihosting. Each 10 ms step goes through the on-device micro frontend
  * (frontend.cc, never reset); every model frame enters the ring; the model runs every
  * PKW_DET_STRIDE_FRAMES model frames and the detector (detector.c) smooths and decides, as in
- * docs/STREAMING.md. The language is PKW_STREAM_LANG with its generated thresholds.
+ * docs/STREAMING.md. The language is PKW_STREAM_LANG, with the thresholds its blob carries (the
+ * generated ones when it carries none).
  *
  * Output lines (key=value, parsed by polykws.firmware.streamcheck):
  *   PKW_LANG ...                       the selected language
@@ -36,6 +37,7 @@ int16_t g_pcm[PKW_FE_STEP_SAMPLES];
 int8_t g_ring_data[PKW_INPUT_BYTES];
 int8_t g_input[PKW_INPUT_BYTES];
 int8_t g_scores[PKW_NUM_CLASSES];
+uint16_t g_thresholds[PKW_STREAM_NUM_LABELS];
 
 // A PCM source: where a board's microphone driver plugs in. Here: a host file over semihosting.
 struct PcmSource {
@@ -58,7 +60,19 @@ int main(void) {
   if (g_runtime.Init(pkw_flash_image, pkw_flash_image_len) != pkw::Status::kOk) return Fail("init");
   if (g_runtime.SelectLanguage(PKW_STREAM_LANG) != pkw::Status::kOk) return Fail("select");
   if (g_runtime.num_labels() != PKW_STREAM_NUM_LABELS) return Fail("labels");
-  printf("PKW_LANG lang=%s labels=%lu\n", PKW_STREAM_LANG, (unsigned long)g_runtime.num_labels());
+  // Thresholds travel with the language: the blob's own (covered by its integrity digest) when it
+  // has them, else the generated ones. _silence_ and _unknown_ never fire.
+  bool from_blob = true;
+  for (uint32_t k = 0; k < PKW_STREAM_NUM_LABELS; ++k) {
+    char label[64];
+    g_runtime.Label(k, label, sizeof label);
+    const int t = g_runtime.Threshold(k);
+    if (t < 0) from_blob = false;
+    g_thresholds[k] = (strcmp(label, "_silence_") == 0 || strcmp(label, "_unknown_") == 0) ? PKW_DET_NEVER
+                      : t >= 0 ? static_cast<uint16_t>(t) : pkw_stream_thresholds[k];
+  }
+  printf("PKW_LANG lang=%s labels=%lu thresholds=%s\n", PKW_STREAM_LANG, (unsigned long)g_runtime.num_labels(),
+         from_blob ? "blob" : "generated");
   if (pkw_frontend_init() != PKW_FE_OK) return Fail("frontend");
   pkw_det_config cfg;
   cfg.window_frames = PKW_DET_WINDOW_FRAMES;
@@ -66,7 +80,7 @@ int main(void) {
   cfg.average_inferences = PKW_DET_AVERAGE_INFERENCES;
   cfg.refractory_frames = PKW_DET_REFRACTORY_FRAMES;
   cfg.num_labels = PKW_STREAM_NUM_LABELS;
-  cfg.thresholds = pkw_stream_thresholds;
+  cfg.thresholds = g_thresholds;
   pkw_detector det;
   if (pkw_det_init(&det, &cfg) != PKW_DET_OK) return Fail("detector");
   pkw_ring ring;

@@ -26,7 +26,7 @@ LABELS = ["_silence_", "_unknown_"] + [f"kw{i}" for i in range(8)]
 def test_stream_app_detections_equal_the_host(tflm_dir, int8_model_factory, int8_variant_factory, signal_pcm, tmp_path):
     from polykws.firmware.build import ThirdParty
     from polykws.firmware.frontendcheck import FrontendSources
-    from polykws.firmware.streamcheck import build_stream_app, host_detections, run_stream
+    from polykws.firmware.streamcheck import blob_thresholds, build_stream_app, host_detections, run_stream
 
     if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
         pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed (.ci/run installs them from Debian)")
@@ -37,15 +37,20 @@ def test_stream_app_detections_equal_the_host(tflm_dir, int8_model_factory, int8
     # Small weights keep the softmax-scaled outputs (1/256 per step) off their rails.
     base = int8_model_factory(seed=3, features=40, slots=12, output_qparams=(1.0 / 256.0, -128), weight_scale=1e-3)
     lt = int8_variant_factory(base, 9, fraction=0.5)
-    image = encode_flash_image(base, [encode_blob(base, lt, "lt", LABELS, {"lang": "lt"})])
+    # The language's thresholds ship in its blob; _silence_ and _unknown_ never fire, whatever they hold.
+    thresholds = {lb: (255 if lb.startswith("_") else 30 + 25 * (i % 5)) for i, lb in enumerate(LABELS)}
+    image = encode_flash_image(base, [encode_blob(base, lt, "lt", LABELS, {"lang": "lt"}, thresholds=bytes(thresholds.values()))])
+    assert blob_thresholds(image, "lt") == thresholds
     fe, det = micro_frontend(), DetectorConfig(stride_ms=100, average_window_ms=200, refractory_ms=300)
     pcm = signal_pcm  # silence, tones, noise, bursts, a chirp, a full-scale square wave
-    thresholds = {lb: 30 + 25 * (i % 5) for i, lb in enumerate(LABELS[2:])}
-    host = host_detections(image, "lt", pcm, fe, det, thresholds)
+    keyword_thresholds = {lb: t for lb, t in thresholds.items() if not lb.startswith("_")}
+    host = host_detections(image, "lt", pcm, fe, det, keyword_thresholds)
     assert len(host) >= 3 and len({k for k, _ in host}) >= 2, "the stream must make several keywords fire on the host"
+    # The generated fallback thresholds never fire: every detection must come from the blob's.
     elf = build_stream_app(tmp_path / "gen", image, base_lang="en", base_labels=[f"en{i}" for i in range(12)], lang="lt",
-                           thresholds=thresholds, frontend=fe, detector=det, board="mps2-an386", kernels="cmsis-nn",
+                           thresholds=256, frontend=fe, detector=det, board="mps2-an386", kernels="cmsis-nn",
                            third_party=third, sources=sources)
     run = run_stream(elf, pcm, "mps2-an386")
     assert run.model_frames == (len(pcm) // fe.stride_samples - 2 + 1) // 2
+    assert run.threshold_source == "blob"
     assert run.detections == host
