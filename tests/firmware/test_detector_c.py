@@ -13,7 +13,6 @@ import shutil
 import struct
 import subprocess
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
