@@ -7,7 +7,8 @@ bench/frontend_warm.py), loaded as the feature cache loads them (1 s), as int16.
 streams, each run once through the firmware's frontend (firmware/frontend.cc on the board's
 QEMU machine, never reset) and through pymicro-features + the host quantizer:
 - clean: the clips back to back;
-- noisy: each clip mixed with the config's test-split background noise at 10 dB SNR (the noise
+- noisy: each clip mixed with the config's test-split background noise at 10 dB SNR over its
+  active speech (`polykws.datasets.augment.mix_at_snr`; the noise
   reduction and PCAN state then track a real noise floor).
 Every raw uint16 frame and every int8 model frame is compared (the model input quantization is
 the range the exporter pins for the micro frontend, [0, 26]). Also reported: instructions per
@@ -44,15 +45,11 @@ def object_sizes(app_dir: Path) -> dict:
 
 
 def noisy(clips: list[np.ndarray], noise: list[np.ndarray], snr_db: float, seed: int) -> list[np.ndarray]:
+    """Each clip mixed with a random stretch of a random noise recording at `snr_db` (active speech)."""
+    from polykws.datasets.augment import mix_at_snr, random_crop
+
     rng = np.random.default_rng(seed)
-    out = []
-    for c in clips:
-        n = noise[int(rng.integers(len(noise)))]
-        start = int(rng.integers(0, max(1, len(n) - len(c))))
-        seg = np.resize(n[start : start + len(c)], len(c))
-        p_c, p_n = float(np.mean(c**2)) + 1e-12, float(np.mean(seg**2)) + 1e-12
-        out.append(c + seg * np.sqrt(p_c / p_n / 10 ** (snr_db / 10)))
-    return out
+    return [mix_at_snr(c, random_crop(noise[int(rng.integers(len(noise)))], len(c), rng), snr_db) for c in clips]
 
 
 def main() -> int:

@@ -74,14 +74,21 @@ class AppReport:
         return sw[-1].select_ticks * self.units_per_tick
 
 
-def parse_app_output(text: str, source: str = "firmware") -> AppReport:
-    """Parse the PKW_ lines; PolykwsError naming the failure when the run did not end with status=ok."""
+def require_clean_end(text: str, source: str = "firmware") -> list[str]:
+    """The PKW_ lines of a firmware run; PolykwsError naming the failure when it reported an error
+    or did not end with `PKW_END status=ok` (every firmware program ends that way)."""
     lines = [ln for ln in text.splitlines() if ln.startswith("PKW_")]
     errors = [ln for ln in lines if ln.startswith(("PKW_ERROR", "PKW_FAULT"))]
     end = [ln for ln in lines if ln.startswith("PKW_END")]
     if errors or not end or "status=ok" not in end[-1]:
         tail = "\n".join(text.splitlines()[-15:])
         raise PolykwsError(f"{source}: run failed ({errors[0] if errors else 'no PKW_END status=ok'}); last output:\n{tail}")
+    return lines
+
+
+def parse_app_output(text: str, source: str = "firmware") -> AppReport:
+    """Parse the PKW_ lines; PolykwsError naming the failure when the run did not end with status=ok."""
+    lines = require_clean_end(text, source)
     report = AppReport(header={}, image={})
     for ln in lines:
         tag, _, rest = ln.partition(" ")

@@ -20,6 +20,7 @@ import numpy as np
 from polykws.core import PolykwsError
 from polykws.datasets.frontend import FrontendConfig, stream_features
 from polykws.export.quantize import quantize_activations
+from polykws.firmware.bench import require_clean_end
 from polykws.firmware.build import TFLM_DOWNLOADS, default_build_root, require_tool, run_make
 from polykws.firmware.frontendgen import InputQuant, frontend_state, write_frontend_sources
 from polykws.firmware.qemu import run_elf
@@ -49,13 +50,19 @@ class FrontendSources:
         return [f"TFLM_DIR={self.tflm_dir}", f"KISSFFT_DIR={self.kissfft_dir}"]
 
 
+def generate_frontend_tables(gen_dir: Path, frontend: FrontendConfig, quant: InputQuant, sources: FrontendSources,
+                             board: str, build_root: Path) -> None:
+    """Build the host tool, populate the state with it and write pkw_frontend_tables.{h,c} to gen_dir."""
+    run_make("host-frontend-dump", board, build_root=build_root, extra_vars=sources.make_vars(), nice=False)
+    write_frontend_sources(gen_dir, frontend, quant, frontend_state(build_root / "host" / "frontend_state_dump", frontend))
+
+
 def build_frontend_runner(frontend: FrontendConfig, quant: InputQuant, sources: FrontendSources, gen_dir: Path,
                           board: str = "mps2-an386", build_root: Path | None = None) -> Path:
     """Host tool -> tables (gen_dir) -> the runner ELF for `board`."""
     root = (Path(build_root) if build_root else default_build_root()).resolve()  # make runs in firmware/
     gen_dir = Path(gen_dir).resolve()
-    run_make("host-frontend-dump", board, build_root=root, extra_vars=sources.make_vars(), nice=False)
-    write_frontend_sources(gen_dir, frontend, quant, frontend_state(root / "host" / "frontend_state_dump", frontend))
+    generate_frontend_tables(gen_dir, frontend, quant, sources, board, root)
     require_tool("arm-none-eabi-gcc")
     run_make("frontend-test", board, build_root=root, extra_vars=sources.make_vars() + [f"FE_GEN_DIR={gen_dir}"], nice=False)
     return gen_dir / f"frontend-{board}" / "frontend_runner.elf"
@@ -102,8 +109,7 @@ def check_stream(elf: Path, pcm: np.ndarray, frontend: FrontendConfig, quant: In
         work = Path(tmp)
         (work / "fe_in.pcm").write_bytes(pcm.astype("<i2").tobytes())
         run = run_elf(elf, board, cwd=work, timeout_s=timeout_s)
-        if "PKW_END status=ok" not in run.stdout:
-            raise PolykwsError(f"{elf.name} did not finish on {board}:\n{run.stdout[-1500:]}{run.stderr[-500:]}")
+        require_clean_end(run.stdout, f"{elf.name} on {board}")
         m = re.search(r"PKW_FE raw_frames=(\d+) model_frames=(\d+) push_ticks=(\d+) max_push_ticks=(\d+) units_per_tick_milli=(\d+)", run.stdout)
         if not m:
             raise PolykwsError(f"{elf.name}: no PKW_FE line in its output:\n{run.stdout[-1500:]}")

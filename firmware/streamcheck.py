@@ -22,9 +22,10 @@ from polykws.export.blob import apply_blob, decode_blob, decode_flash_image
 from polykws.export.evaluate import find_arena_bytes, input_qparams
 from polykws.export.streaming import DetectorConfig, detect, threshold_vector
 from polykws.firmware import gen
-from polykws.firmware.build import ThirdParty, build_app, default_build_root, run_make
-from polykws.firmware.frontendcheck import FrontendSources
-from polykws.firmware.frontendgen import InputQuant, frontend_state, write_frontend_sources, write_stream_config
+from polykws.firmware.bench import require_clean_end
+from polykws.firmware.build import ThirdParty, build_app, default_build_root
+from polykws.firmware.frontendcheck import FrontendSources, generate_frontend_tables
+from polykws.firmware.frontendgen import InputQuant, write_stream_config
 from polykws.firmware.qemu import run_elf
 
 
@@ -38,22 +39,25 @@ class StreamRun:
     instructions: dict[str, float]  # frontend / invoke / detector, per 10 ms step or per inference
 
 
+def _language_blob(image: bytes, lang: str) -> tuple[bytes, bytes]:
+    """(base, the language's blob bytes) from a flash image."""
+    img = decode_flash_image(image, source="flash image")
+    for entry in img.blobs:
+        if entry.lang == lang:
+            return img.base, entry.data
+    raise PolykwsError(f"no blob for language {lang!r} in the flash image (it has {[e.lang for e in img.blobs]})")
+
+
 def blob_thresholds(image: bytes, lang: str) -> dict[str, int] | None:
     """The thresholds the language's blob carries, by label (None when it carries none)."""
-    img = decode_flash_image(image, source="flash image")
-    blob = next((decode_blob(e.data) for e in img.blobs if e.lang == lang), None)
-    if blob is None or not blob.thresholds:
-        return None
-    return dict(zip(blob.labels, blob.thresholds))
+    blob = decode_blob(_language_blob(image, lang)[1])
+    return dict(zip(blob.labels, blob.thresholds)) if blob.thresholds else None
 
 
 def language_model(image: bytes, lang: str) -> tuple[bytes, tuple[str, ...]]:
     """The language's model and labels from its blob in a flash image."""
-    img = decode_flash_image(image, source="flash image")
-    for entry in img.blobs:
-        if entry.lang == lang:
-            return apply_blob(img.base, entry.data), tuple(decode_blob(entry.data).labels)
-    raise PolykwsError(f"no blob for language {lang!r} in the flash image (it has {[e.lang for e in img.blobs]})")
+    base, blob = _language_blob(image, lang)
+    return apply_blob(base, blob), tuple(decode_blob(blob).labels)
 
 
 def build_stream_app(gen_dir: Path, image: bytes, *, base_lang: str, base_labels: Sequence[str], lang: str,
@@ -65,9 +69,7 @@ def build_stream_app(gen_dir: Path, image: bytes, *, base_lang: str, base_labels
     model, labels = language_model(image, lang)
     gen.generate_app_sources(gen_dir, image, base_lang=base_lang, base_labels=base_labels, bench_sets=[],
                              arena_bytes=find_arena_bytes(model), frontend=frontend, source=f"stream app ({lang})")
-    scale, zp = input_qparams(model)
-    run_make("host-frontend-dump", board, build_root=root, extra_vars=sources.make_vars(), nice=False)
-    write_frontend_sources(gen_dir, frontend, InputQuant(scale, zp), frontend_state(root / "host" / "frontend_state_dump", frontend))
+    generate_frontend_tables(gen_dir, frontend, InputQuant(*input_qparams(model)), sources, board, root)
     write_stream_config(gen_dir, lang, threshold_vector(labels, thresholds).tolist(), detector.plan(frontend))
     return build_app(board, kernels, gen_dir, third_party, root, main="stream_main", extra_vars=sources.make_vars())
 
@@ -79,8 +81,7 @@ def run_stream(elf: Path, pcm: np.ndarray, board: str, timeout_s: float = 1800.0
     with tempfile.TemporaryDirectory(prefix="pkw-stream-") as tmp:
         (Path(tmp) / "stream.pcm").write_bytes(pcm.astype("<i2").tobytes())
         run = run_elf(elf, board, cwd=Path(tmp), timeout_s=timeout_s)
-    if "PKW_END status=ok" not in run.stdout:
-        raise PolykwsError(f"{elf.name} did not finish on {board}:\n{run.stdout[-1500:]}{run.stderr[-500:]}")
+    require_clean_end(run.stdout, f"{elf.name} on {board}")
     dets = [(int(c), int(f)) for c, f in re.findall(r"^PKW_DET class=(\d+) frame=(\d+)", run.stdout, re.M)]
     source = re.search(r"^PKW_LANG .* thresholds=(\w+)", run.stdout, re.M)
     m = re.search(r"PKW_STREAM steps=(\d+) model_frames=(\d+) inferences=(\d+) frontend_ticks=(\d+) invoke_ticks=(\d+) "
