@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -381,9 +381,10 @@ def _blob_meta(base: ExportedModel, lang: str, *, scales: str, head_scales: str,
     }
 
 
-def _language_blob(base: ExportedModel, data: bytes, lang: str, labels: tuple[str, ...], blob_meta: dict[str, Any]) -> bytes:
+def _language_blob(base: ExportedModel, data: bytes, lang: str, labels: tuple[str, ...], blob_meta: dict[str, Any],
+                   thresholds: bytes = b"") -> bytes:
     """The blob that turns `base.tflite` into `data`, checked to reproduce it."""
-    blob = encode_blob(base.tflite, data, lang, labels, blob_meta)
+    blob = encode_blob(base.tflite, data, lang, labels, blob_meta, thresholds=thresholds)
     if apply_blob(base.tflite, blob) != data:  # encode_blob/apply_blob are tested; this guards the artifact
         raise ExportError(f"{lang}: blob does not reproduce the language model")
     return blob
@@ -453,6 +454,24 @@ def export_language(
     if out_dir is not None:
         ex.save(out_dir)
     return ex
+
+
+def with_thresholds(base: ExportedModel, language: ExportedModel, thresholds: bytes) -> ExportedModel:
+    """`language` with its blob re-encoded to carry per-label detection thresholds (one byte per label).
+
+    The model bytes are unchanged; the thresholds are covered by the blob's integrity digest, so
+    the device uses exactly the ones chosen for this model.
+    """
+    if language.blob is None:
+        raise ExportError(f"{language.lang!r} has no blob (is it the base?)")
+    thresholds = bytes(thresholds)
+    if len(thresholds) != language.num_labels:
+        raise ExportError(f"{language.lang}: {len(thresholds)} thresholds for {language.num_labels} labels")
+    blob_meta = language.meta.get("blob_meta")
+    if blob_meta is None:
+        raise ExportError(f"{language.lang}: the export carries no blob metadata to re-encode its blob with")
+    blob = _language_blob(base, language.tflite, language.lang, tuple(language.labels), blob_meta, thresholds)
+    return replace(language, blob=blob)
 
 
 def evaluate_export(ex: ExportedModel, model: nn.Module | None, x: np.ndarray, y: np.ndarray, *, cross_check_ref: bool = True) -> dict[str, Any]:

@@ -332,6 +332,9 @@ class LanguageThresholds:
     val_hours: float
     detector: dict = field(default_factory=dict)
     frontend_hash: str = ""
+    # False when no threshold a blob can carry reaches the target on validation: the thresholds
+    # are then the ones with the fewest validation false accepts, and val_fa_per_hour says how many.
+    met_target: bool = True
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -342,22 +345,35 @@ class LanguageThresholds:
     def from_dict(cls, d: dict) -> "LanguageThresholds":
         return from_dict(cls, d, "thresholds")
 
+    def blob_bytes(self) -> bytes:
+        """One byte per label, as a language blob carries them (docs/BLOB_FORMAT.md).
+
+        `_silence_` and `_unknown_` never fire whatever their byte; it is written as 255.
+        """
+        return bytes(255 if lb in NEVER_FIRE else self.thresholds[lb] for lb in self.labels)
+
+
+# A blob carries one byte per label, so a shipped threshold is at most 255.
+SHIPPABLE_THRESHOLDS = range(THRESHOLD_MAX)
+
 
 def choose_thresholds(language: str, val_streams: Sequence[ScoredStream], cfg: DetectorConfig, frontend: FrontendConfig,
                       target_fa_per_hour: float = 1.0) -> LanguageThresholds:
-    """The threshold (one for every keyword) with the lowest validation FRR at <= target FA/h.
+    """The threshold (one for every keyword, 0..255) with the lowest validation FRR at <= target FA/h.
 
-    When no threshold reaches the target, every keyword gets THRESHOLD_MAX (never fires) and the
-    validation figures say so (FRR 1.0).
+    When no threshold reaches the target, the one with the fewest validation false accepts is
+    taken (ties: the lower FRR) and `met_target` is False: a detector that never fires would
+    ship a silent language, and the validation FA/h shows how far the target is.
     """
     if not val_streams:
         raise ConfigError(f"{language}: no validation stream to choose thresholds on")
     labels = val_streams[0].trace.labels
     plan = cfg.plan(frontend)
-    points = det_curve(val_streams, cfg, plan.refractory_frames)
+    points = det_curve(val_streams, cfg, plan.refractory_frames, SHIPPABLE_THRESHOLDS)
     best = operating_point(points, target_fa_per_hour)
+    met = best is not None
     if best is None:
-        best = points[-1]
+        best = min(points, key=lambda p: (p.false_accepts, p.frr, -p.threshold))
     hours = sum(s.duration_s for s in val_streams) / 3600.0
     return LanguageThresholds(
         language=language,
@@ -369,6 +385,7 @@ def choose_thresholds(language: str, val_streams: Sequence[ScoredStream], cfg: D
         val_hours=hours,
         detector=cfg.to_dict(),
         frontend_hash=frontend.config_hash(),
+        met_target=met,
     )
 
 

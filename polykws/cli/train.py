@@ -1,4 +1,5 @@
-"""`polykws train base --config ... [--resume]` and `polykws eval --model ... --config ...`."""
+"""`polykws train base --config ... [--resume]`, `polykws eval --model ... --config ...` and
+`polykws eval --streaming --pack ... --config ...`."""
 
 from __future__ import annotations
 
@@ -18,11 +19,17 @@ def register(subparsers) -> None:
     base.add_argument("--no-progress", action="store_true", help="no progress bar (epoch summary lines only)")
     base.set_defaults(func=cmd_train_base)
 
-    ev = subparsers.add_parser("eval", help="score a model file on a config's speaker-disjoint test split")
-    ev.add_argument("--model", type=Path, required=True, help="model file (best.pt or a base under artifacts/)")
-    ev.add_argument("--config", type=Path, required=True, help="training config whose data defines the task")
+    ev = subparsers.add_parser("eval", help="score a model file on a config's speaker-disjoint test split, or a pack on streams (--streaming)")
+    ev.add_argument("--model", type=Path, default=None, help="model file (best.pt or a base under artifacts/)")
+    ev.add_argument("--config", type=Path, required=True,
+                    help="training config whose data defines the task; with --streaming, a `polykws run` config (data and `streaming` sections)")
     ev.add_argument("--split", choices=("test", "val", "train"), default="test")
-    ev.add_argument("--out", type=Path, default=None, help="report folder (default: <model dir>/eval-<split>)")
+    ev.add_argument("--out", type=Path, default=None, help="report folder (default: <model dir>/eval-<split>; with --streaming: eval-streaming)")
+    ev.add_argument("--streaming", action="store_true",
+                    help="FRR vs false accepts per hour on long noisy streams of each language's val/test speakers (docs/STREAMING.md)")
+    ev.add_argument("--pack", type=Path, default=None, help="with --streaming: a pack folder (base.tflite + <lang>.blob + manifest.json)")
+    ev.add_argument("--export", type=Path, action="append", default=[], help="with --streaming: an export folder (<lang>.tflite + <lang>.json); repeatable")
+    ev.add_argument("--langs", default="", help="with --streaming: comma-separated languages (default: every model's)")
     ev.set_defaults(func=cmd_eval)
 
 
@@ -55,6 +62,12 @@ def cmd_train_base(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.streaming:
+        return cmd_eval_streaming(args)
+    if args.model is None:
+        from polykws.core import PolykwsError
+
+        raise PolykwsError("give --model (a model file), or --streaming with --pack/--export")
     from polykws.datasets.frontend import frontend_by_name
     from polykws.training.checkpoint import load_model
     from polykws.training.data import build_base_splits
@@ -76,3 +89,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(report.summary())
     print(f"report: {out}")
     return 0
+
+
+def cmd_eval_streaming(args: argparse.Namespace) -> int:
+    from polykws.core import PolykwsError, atomic_write_json, atomic_write_text
+    from polykws.pipeline.config import load_config
+    from polykws.pipeline.streameval import (config_noise, config_records, evaluate_language, models_from_exports, models_from_pack,
+                                             plot_det, results_table)
+
+    if not args.pack and not args.export:
+        raise PolykwsError("--streaming needs --pack or --export")
+    cfg = load_config(args.config, check_files=False)
+    models = {**(models_from_pack(args.pack) if args.pack else {}), **models_from_exports(args.export)}
+    langs = [x for x in args.langs.split(",") if x] or sorted(models)
+    missing = [x for x in langs if x not in models or x not in cfg.data.tasks]
+    if missing:
+        raise PolykwsError(f"no model or no task in {args.config} for {missing} (models: {sorted(models)})")
+    out = args.out or Path("eval-streaming")
+    out.mkdir(parents=True, exist_ok=True)
+    records, noise = config_records(cfg), config_noise(cfg)
+    rows = []
+    for lang in langs:
+        print(f"{lang}: scoring streams", flush=True)
+        rows += evaluate_language(models[lang], cfg.data.tasks[lang].spec(lang), records, noise, cfg.streaming, parity=True,
+                                  log=lambda line: print(line, flush=True))
+    atomic_write_json(out / "streaming.json", rows)
+    table = results_table(rows)
+    atomic_write_text(out / "results.md", "\n".join(table) + "\n")
+    plot_det(rows, out / "det.png")
+    print("\n".join(table))
+    print(f"report: {out / 'results.md'}, DET: {out / 'det.png'}")
+    return 0
+

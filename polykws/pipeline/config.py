@@ -23,6 +23,7 @@ from polykws.core import resolve_path as core_resolve_path
 from polykws.datasets.features import TaskOptions, TaskSpec
 from polykws.datasets.splits import SpeakerFolds, SplitConfig
 from polykws.datasets.synth import SynthConfig
+from polykws.export.streaming import FRONTEND_STATES, DetectorConfig
 from polykws.training.adapt import TransferConfig
 from polykws.training.config import FitConfig
 
@@ -206,6 +207,41 @@ class FirmwareSection:
 
 
 @dataclass(frozen=True)
+class StreamingSection:
+    """How languages are scored on streams and how their shipped thresholds are chosen."""
+
+    # On: every shipped language is scored on streams after export, and its blob carries the
+    # thresholds chosen on validation streams (the report shows FRR at 1 FA/h beside clip accuracy).
+    enabled: bool = False
+    target_fa_per_hour: float = 1.0
+    snrs_db: tuple[float, ...] = (20.0, 10.0, 5.0, 0.0)
+    # Negative audio per SNR (unknown words, other languages' words, noise alone); 4 x 900 s is
+    # an hour of negatives per language.
+    test_negative_s_per_snr: float = 900.0
+    val_negative_s_per_snr: float = 300.0
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    # warm: one frontend over the whole stream, as on the device; reset: a host-only measurement
+    # that gives every inference the per-clip features of its second of audio.
+    frontend_state: str = "warm"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "snrs_db", tuple(float(s) for s in self.snrs_db))
+        if not self.target_fa_per_hour > 0:
+            raise ConfigError(f"streaming.target_fa_per_hour must be > 0, got {self.target_fa_per_hour!r}")
+        if self.test_negative_s_per_snr < 0 or self.val_negative_s_per_snr < 0:
+            raise ConfigError("streaming.*_negative_s_per_snr must be >= 0")
+        if self.frontend_state not in FRONTEND_STATES:
+            raise ConfigError(f"streaming.frontend_state must be one of {FRONTEND_STATES}, got {self.frontend_state!r}")
+
+    def stream_config(self, split: str):
+        from polykws.datasets.streams import StreamConfig
+
+        neg = self.val_negative_s_per_snr if split == "val" else self.test_negative_s_per_snr
+        return StreamConfig(snrs_db=self.snrs_db, negative_s_per_snr=neg, seed=self.seed)
+
+
+@dataclass(frozen=True)
 class ExecutorSection:
     kind: str = "auto"
     workers: int = 0  # 0 = CPU count
@@ -228,6 +264,7 @@ class PipelineConfig:
     export: ExportSection = field(default_factory=ExportSection)
     firmware: FirmwareSection = field(default_factory=FirmwareSection)
     executor: ExecutorSection = field(default_factory=ExecutorSection)
+    streaming: StreamingSection = field(default_factory=StreamingSection)
     artifacts: str = "artifacts/store"
     output: str = ""  # default runs/<name>
     seed: int = 0
@@ -253,6 +290,8 @@ class PipelineConfig:
             raise ConfigError("data.roots uses @corpus but there is no corpus section to synthesize it")
         if not self.data.roots and self.data.root == "@corpus" and self.corpus is None:
             raise ConfigError("data.root is @corpus but there is no corpus section to synthesize it")
+        if self.streaming.enabled and not self.export.enabled:
+            raise ConfigError("streaming.enabled needs export.enabled: streams are scored on the exported int8 models")
         for lang in self.base.pool_languages:
             if lang in self.adapt.languages:
                 raise ConfigError(

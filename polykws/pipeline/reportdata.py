@@ -91,7 +91,19 @@ def _language_data(ctx: StageContext, lang: str, job: str, tflm: dict[str, Any],
         "arena_bytes": (tflm.get(lang) or {}).get("arena_bytes"),
         "confusion": conf,
         "confusion_kind": kind,
+        "streaming": _streaming_data(ctx, lang),
     }
+
+
+def _streaming_data(ctx: StageContext, lang: str) -> dict[str, Any] | None:
+    """The language's streaming figures and DET curve, when its streams were scored."""
+    stage = (ctx.config.get("ship_streaming") or {}).get(lang)
+    if not stage or stage not in ctx.inputs:
+        return None
+    s = ctx.summary(stage)
+    row = _json(ctx.input(stage) / "streaming.json") or {}
+    curve = {k: row[k] for k in ("language", "frontend", "frontend_state", "detector", "det") if k in row}
+    return {k: v for k, v in s.items() if k not in ("headline", "language")} | {"curve": curve or None}
 
 
 def _sweep_data(ctx: StageContext) -> list[dict[str, Any]]:
@@ -170,6 +182,8 @@ def collect_report_data(ctx: StageContext) -> dict[str, Any]:
         "sweep": _sweep_data(ctx),
         "flash": _flash_data(c["base_language"], pack, languages),
         "firmware": _firmware_data(ctx),
+        "streaming_reason": None if c.get("ship_streaming") else
+        "Not scored on streams: streaming.enabled is false in this config (FRR at a fixed false-accept rate needs it).",
         "stages": _stage_rows(ctx),
         "notes": notes,
         "ship": {"method": c.get("ship_method"), "budget": c.get("ship_budget")},

@@ -34,7 +34,7 @@ from polykws.core import ConfigError, PolykwsError, atomic_write_json, stable_ha
 # Bump a stage's version when its glue logic here changes what it writes.
 VERSIONS = {
     "corpus": "1", "scan": "2", "features": "2", "base": "1", "adapt": "1", "export_base": "1", "export": "1",
-    "pack": "2", "tflm_eval": "2", "firmware": "4", "report": "2",
+    "pack": "2", "tflm_eval": "2", "firmware": "4", "report": "2", "streaming": "1",
 }
 
 # The patch coder's modules: a stage that codes or prices patch streams is keyed on all of them.
@@ -107,6 +107,7 @@ def build_stages(cfg: PipelineConfig, *, progress: bool = True) -> list[Stage]:
         "base_language": cfg.base.language, "languages": list(a.languages), "frontend": cfg.data.frontend, "model": cfg.base.model,
         "ship_adapt": ship_adapt, "ship_export": ship_export, "export_jobs": export_jobs, "adapt_jobs": adapt_jobs,
         "ship_method": a.ship_method, "ship_budget": a.ship_budget, "export_enabled": cfg.export.enabled,
+        "ship_streaming": {s.config["language"]: s.name for s in out if s.kind == "streaming"},
         "command": f"polykws run --config {cfg.source_path}" if cfg.source_path else "",
     }
     out.append(Stage("report", "report", S.report_stage, report_cfg, deps=tuple(s.name for s in out),
@@ -233,12 +234,36 @@ def _export_stages(cfg: PipelineConfig, runtime: dict[str, Any], adapt_jobs: lis
                          deps=("export_base", job, f"features/{lang}"), version=VERSIONS["export"], code=("polykws.export", *PATCH_CODER),
                          fanout=True, threads=1, runtime=runtime))
     ship_export = {lang: export_jobs[job] for lang, job in ship_adapt.items()}
-    out.append(Stage("pack", "pack", S.pack_stage, {"languages": list(a.languages), "base_language": b.language, "ship": ship_export},
-                     deps=("export_base", *ship_export.values()), version=VERSIONS["pack"], code=("polykws.export", *PATCH_CODER)))
+    streaming = _streaming_stages(cfg, runtime, ship_export)
+    out += streaming
+    pack_cfg: dict[str, Any] = {"languages": list(a.languages), "base_language": b.language, "ship": ship_export}
+    if streaming:
+        pack_cfg["models"] = {s.config["language"]: s.name for s in streaming}
+    out.append(Stage("pack", "pack", S.pack_stage, pack_cfg,
+                     deps=("export_base", *ship_export.values(), *(s.name for s in streaming)), version=VERSIONS["pack"],
+                     code=("polykws.export", *PATCH_CODER)))
     out.append(Stage("tflm_eval", "tflm_eval", S.tflm_eval_stage, {"base_language": b.language, "ship": ship_export},
                      deps=("pack", *ship_export.values(), *feats_all), version=VERSIONS["tflm_eval"], code=("polykws.export", *PATCH_CODER)))
     out.append(_firmware_stage(cfg, runtime, feats_all))
     return out, export_jobs, ship_export
+
+
+def _streaming_stages(cfg: PipelineConfig, runtime: dict[str, Any], ship_export: dict[str, str]) -> list[Stage]:
+    """streaming/<lang> for each shipped language when streaming.enabled: FRR at a fixed FA/h, thresholds into its blob."""
+    if not cfg.streaming.enabled:
+        return []
+    corpus = ("corpus",) if any(r.path == "@corpus" for r in data_roots(cfg.data)) else ()
+    out = []
+    for lang, export_stage in ship_export.items():
+        t = cfg.data.tasks[lang]
+        out.append(Stage(
+            f"streaming/{lang}", "streaming", S.streaming_stage,
+            {"language": lang, "base_language": cfg.base.language, "export_stage": export_stage, "keywords": list(t.keywords),
+             "task_options": _task_options(t), "streaming": to_plain(cfg.streaming)},
+            deps=("export_base", export_stage, "scan", *corpus), version=VERSIONS["streaming"],
+            code=("polykws.export", "polykws.datasets", "polykws.pipeline.streameval", *PATCH_CODER), fanout=True, threads=1,
+            runtime=runtime))
+    return out
 
 
 def _firmware_stage(cfg: PipelineConfig, runtime: dict[str, Any], feats_all: tuple[str, ...]) -> Stage:

@@ -93,6 +93,44 @@ def export_language_stage(ctx: StageContext) -> dict[str, Any]:
     }
 
 
+def streaming_stage(ctx: StageContext) -> dict[str, Any]:
+    """A shipped language on long noisy streams (polykws.pipeline.streameval): thresholds chosen on
+    validation streams, FRR at a fixed FA/h on test ones; the language's export again, its blob
+    now carrying those thresholds (what `pack` ships)."""
+    from polykws.export.api import ExportedModel, with_thresholds
+    from polykws.export.streaming import LanguageThresholds
+    from polykws.pipeline.config import StreamingSection
+    from polykws.pipeline.stages import data_roots, load_manifest, noise_paths, task_from_stage_config
+    from polykws.pipeline.streameval import StreamModel, evaluate_language, plot_det, results_table, row_summary
+    from polykws.core import atomic_write_text, from_dict
+
+    c = ctx.config
+    lang = c["language"]
+    settings = from_dict(StreamingSection, dict(c["streaming"]), "streaming")
+    base = ExportedModel.load(ctx.input("export_base"), c["base_language"])
+    ex = ExportedModel.load(ctx.input(c["export_stage"]), lang)
+    records = load_manifest(ctx.input("scan"), data_roots(ctx))
+    task = task_from_stage_config(c, records)
+    model = StreamModel(ex.tflite, tuple(ex.labels), ex.frontend, f"{c['export_stage']}/{lang}.tflite")
+    quiet = not ctx.runtime.get("progress", True)
+    [row] = evaluate_language(model, task, records, noise_paths(ctx, records), settings, parity=True,
+                              log=(lambda _: None) if quiet else print)
+    shipped = with_thresholds(base, ex, LanguageThresholds.from_dict(row["thresholds"]).blob_bytes())
+    shipped.save(ctx.out)
+    atomic_write_json(ctx.out / "streaming.json", row)
+    atomic_write_text(ctx.out / "results.md", "\n".join(results_table([row])) + "\n")
+    plot_det([row], ctx.out / "det.png", title=f"{lang}: DET, test streams")
+    s = row_summary(row)
+    frr1 = s["frr_at_1_fa_per_hour"]
+    return {
+        "language": lang,
+        **s,
+        "blob_bytes": len(shipped.blob),
+        "headline": (f"FRR {_pct(frr1)} at 1 FA/h (test oracle); shipped threshold {s['threshold']}: "
+                     f"FRR {_pct(s['shipped_frr'])} at {s['shipped_fa_per_hour']:.1f} FA/h"),
+    }
+
+
 def pack_stage(ctx: StageContext) -> dict[str, Any]:
     """base.tflite + <lang>.blob + manifest.json + flash.bin for the shipped languages (export.pack)."""
     from polykws.export.api import ExportedModel
@@ -100,7 +138,10 @@ def pack_stage(ctx: StageContext) -> dict[str, Any]:
 
     c = ctx.config
     base = ExportedModel.load(ctx.input("export_base"), c["base_language"])
-    langs = [ExportedModel.load(ctx.input(c["ship"][lang]), lang) for lang in c["languages"]]
+    # A language's model folder: its streaming stage (the blob with thresholds) when streams are
+    # scored, else its export stage.
+    models = c.get("models") or c["ship"]
+    langs = [ExportedModel.load(ctx.input(models[lang]), lang) for lang in c["languages"]]
     # The export stages score each model under host TFLM on its whole test split (the base only
     # when this config has its task); the manifest carries that figure so `firmware bench` can
     # set its own beside it.

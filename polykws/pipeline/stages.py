@@ -9,6 +9,7 @@ on where the store lives.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from polykws.pipeline.shipstages import (  # noqa: F401 - the stage table is `st
     firmware_stage,
     pack_stage,
     report_stage,
+    streaming_stage,
     tflm_eval_stage,
 )
 from polykws.pipeline.splitio import load_meta, load_splits, save_splits
@@ -130,9 +132,29 @@ def load_manifest(scan_dir: Path, roots: list[Path]):
     return out
 
 
+def task_from_stage_config(c: dict[str, Any], records):
+    """A stage config's language task (`language`, `keywords`, `task_options`) as a TaskSpec."""
+    from polykws.datasets.features import TaskSpec
+
+    opts = {k: tuple(v) if isinstance(v, list) else v for k, v in c["task_options"].items()}
+    keywords = tuple(c["keywords"])
+    if not keywords:  # every word of the language that is not reserved for _unknown_
+        keywords = tuple(sorted({r.label for r in records if r.language == c["language"] and not r.is_noise}
+                                - set(opts.get("unknown_words") or ())))
+    return TaskSpec(c["language"], keywords, **opts)
+
+
+def noise_paths(ctx: StageContext, records) -> list[str]:
+    """The run's background-noise files: the configured folder's, else the corpora's own noise rows."""
+    root = noise_dir(ctx)
+    if root is not None:
+        return [str(root / rel) for rel in json.loads((ctx.input("scan") / "noise.json").read_text())]
+    return [r.path for r in records if r.is_noise]
+
+
 def features_stage(ctx: StageContext) -> dict[str, Any]:
     """One language's task: speaker-disjoint train/val/test feature arrays (+ _silence_/_unknown_)."""
-    from polykws.datasets.features import TaskSpec, load_task_features
+    from polykws.datasets.features import load_task_features
     from polykws.datasets.frontend import frontend_by_name
 
     c = ctx.config
@@ -142,12 +164,7 @@ def features_stage(ctx: StageContext) -> dict[str, Any]:
         from polykws.datasets.splits import SpeakerFolds, fold_splits
 
         records = fold_splits(records, SpeakerFolds(**c["speaker_folds"]), c["language"])
-    opts = {k: tuple(v) if isinstance(v, list) else v for k, v in c["task_options"].items()}
-    keywords = tuple(c["keywords"])
-    if not keywords:  # every word of the language that is not reserved for _unknown_
-        keywords = tuple(sorted({r.label for r in records if r.language == c["language"] and not r.is_noise}
-                                - set(opts.get("unknown_words") or ())))
-    task = TaskSpec(c["language"], keywords, **opts)
+    task = task_from_stage_config(c, records)
     frontend = frontend_by_name(c["frontend"])
     noise = noise_dir(ctx)
     splits = load_task_features(

@@ -252,6 +252,35 @@ def test_blob_round_trip_for_every_delta_family(family, base_export, base_model,
     assert r.accuracy == r2.accuracy and np.array_equal(r.outputs, r2.outputs)
 
 
+def test_thresholds_ride_in_the_blob_under_its_digest(base_export, base_model, feats, tmp_path):
+    from polykws.export.api import with_thresholds
+    from polykws.export.blob import BlobError
+    from polykws.export.pack import pack
+
+    f = feats["ar"]
+    lang = _merged_language(base_model, "bias", num_classes=len(f.labels))
+    ex = export_language(base_export, lang, f.labels, f.x_train, lang="ar", parity_x=f.x_test[:16], meta={"method": "bias"})
+    thr = bytes(range(100, 100 + len(f.labels)))
+    shipped = with_thresholds(base_export, ex, thr)
+    blob = decode_blob(shipped.blob)
+    assert blob.thresholds == thr and blob.labels == ex.labels and blob.meta_id == meta_id(ex.meta["blob_meta"])
+    assert apply_blob(base_export.tflite, shipped.blob) == ex.tflite  # the model is unchanged
+    # The pack ships them: manifest entry and the blob inside flash.bin.
+    manifest = pack(base_export, [shipped], tmp_path / "pack").manifest
+    assert manifest["languages"]["ar"]["thresholds"] == list(thr)
+    # A threshold changed after the fact (CRC recomputed) no longer matches the digest.
+    import zlib
+
+    b = bytearray(shipped.blob)
+    at = len(b) - 4 - len(blob.stream) - 1
+    b[at] ^= 1
+    b[-4:] = zlib.crc32(bytes(b[:-4])).to_bytes(4, "little")
+    with pytest.raises(BlobError, match="digest"):
+        apply_blob(base_export.tflite, bytes(b))
+    with pytest.raises(ExportError, match="thresholds for"):
+        with_thresholds(base_export, ex, thr[:-1])
+
+
 def test_diff_prune_frozen_changes_only_its_k_weight_bytes(base_export, base_model, feats):
     from polykws.training.deltas import DiffPruneConfig, attach
 

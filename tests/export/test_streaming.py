@@ -137,6 +137,23 @@ def test_det_and_thresholds():
     assert again == th
 
 
+def test_thresholds_that_miss_the_target_are_the_fewest_false_accepts_a_blob_can_carry():
+    cfg = DetectorConfig()
+    # A negative bump at the largest score: no threshold up to 255 is free of false accepts, so
+    # a 0.5 FA/h target is missed; 256 (never fire) is not a threshold a blob can carry.
+    tr = _trace([[200, 0, 0, 0], [255, 0, 0, 0], [120, 0, 0, 0]], frames=[20, 500, 1480])
+    s = ScoredStream("s", tr, (_ev("go", 0.6),), 3600.0)
+    th = choose_thresholds("xx", [s], cfg, mfcc_frontend(), target_fa_per_hour=0.5)
+    assert not th.met_target
+    # Thresholds 201..255 each leave one false accept (the 255 bump) and miss "go": the fewest
+    # false accepts, then the lowest FRR, is 121..200 with FRR 0 and one false accept.
+    assert th.thresholds == {"go": 200, "stop": 200} and (th.val_frr, th.val_fa_per_hour) == (0.0, 1.0)
+    assert th.blob_bytes() == bytes([200, 200, 255, 255])
+    met = choose_thresholds("xx", [s], cfg, mfcc_frontend(), target_fa_per_hour=1.0)
+    assert met.met_target and met.thresholds["go"] == 200
+    assert LanguageThresholds.from_dict(json.loads(json.dumps(th.to_dict()))) == th
+
+
 @pytest.mark.shared
 def test_streaming_model_equals_clip_evaluation(base_export, feats, shared_data):
     """On real speech, every ring the detector feeds TFLM is the clip pipeline's int8 input, and so are the outputs."""

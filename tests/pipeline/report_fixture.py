@@ -17,6 +17,16 @@ def confusion(labels, acc, n_per_class, seed):
     return m.tolist()
 
 
+def streaming(lang: str, i: int) -> dict:
+    """A streaming stage's summary as the report reads it, with a made-up DET curve."""
+    det = [{"threshold": t, "frr": min(1.0, 0.1 + t / 300 + 0.05 * i), "fa_per_hour": max(0.0, 40.0 - t / 6), "false_accepts": 0,
+            "hits": 0, "keywords": 40, "median_latency_s": 0.3} for t in range(257)]
+    return {"frr_at_1_fa_per_hour": 0.25 + 0.1 * i, "frr_at_0_5_fa_per_hour": 0.3 + 0.1 * i, "threshold": 200 + i,
+            "threshold_met_target": i != 2, "target_fa_per_hour": 1.0, "shipped_frr": 0.3 + 0.1 * i, "shipped_fa_per_hour": 0.8 + i,
+            "median_latency_s": 0.31, "test_hours": 1.25, "test_negative_hours": 1.0, "test_keywords": 400 + i,
+            "curve": {"language": lang, "frontend": "mfcc", "frontend_state": "warm", "detector": {"average_window_ms": 400}, "det": det}}
+
+
 def report_data(firmware_measured: bool = False) -> dict:
     langs = {"de": ["null", "eins", "zwei", "drei"], "fr": ["zéro", "un", "deux", "trois"], "uk": ["нуль", "один", "два"]}
     languages, sweep, blobs, full = [], [], {}, {}
@@ -26,6 +36,7 @@ def report_data(firmware_measured: bool = False) -> dict:
             "lang": lang, "method": "swr", "budget": 1000, "keywords": kws, "labels": labels, "test_clips": 40 + i,
             "float_acc": 0.9 - 0.05 * i, "int8_acc": 0.895 - 0.05 * i, "updated_params": 1234 + i,
             "blob_bytes": 2100 + 10 * i, "tflite_bytes": 45856, "confusion": confusion(labels, 0.9 - 0.05 * i, 8, i),
+            "streaming": streaming(lang, i),
         })
         blobs[lang] = 2100 + 10 * i
         full[lang] = 45856

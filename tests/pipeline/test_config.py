@@ -161,3 +161,23 @@ def test_a_config_without_a_base_section_uses_the_shipped_base(tmp_path):
     assert cfg.base.checkpoint == "packaged" and cfg.base.language == "en"
     cfg = load_config(_write(tmp_path, raw), {"base.checkpoint": "elsewhere.pt"}, check_files=False)
     assert cfg.base.checkpoint == "elsewhere.pt"
+
+
+def test_streaming_section_is_typed_and_checked(tmp_path):
+    from polykws.export.streaming import DetectorConfig
+
+    raw = _raw(tmp_path)
+    raw["export"]["enabled"] = True
+    raw["streaming"] = {"enabled": True, "snrs_db": [10], "detector": {"stride_ms": 100, "average_window_ms": 300}}
+    cfg = load_config(_write(tmp_path, raw))
+    assert cfg.streaming.snrs_db == (10.0,) and cfg.streaming.detector == DetectorConfig(stride_ms=100, average_window_ms=300)
+    raw["export"]["enabled"] = False
+    with pytest.raises(ConfigError, match="streaming.enabled needs export.enabled"):
+        load_config(_write(tmp_path, raw))
+    raw["export"]["enabled"] = True
+    raw["streaming"]["frontend_state"] = "cold"
+    with pytest.raises(ConfigError, match="frontend_state must be one of"):
+        load_config(_write(tmp_path, raw))
+    raw["streaming"] = {"enabled": True, "detector": {"stride_ms": 200, "average_window_ms": 500}}
+    with pytest.raises(ConfigError, match="multiple of stride_ms"):
+        load_config(_write(tmp_path, raw))

@@ -177,6 +177,8 @@ def test_full_pipeline_with_export_through_workers(tmp_path, corpus, capsys):
     from polykws.pipeline.engine import ProcessExecutor
 
     raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run", export=True, methods=("head_only", "bn_only"))
+    raw["streaming"] = {"enabled": True, "snrs_db": [10.0], "val_negative_s_per_snr": 20.0, "test_negative_s_per_snr": 20.0,
+                        "detector": {"stride_ms": 100, "average_window_ms": 200, "refractory_ms": 600}}
     cfg = _load(tmp_path, raw)
     with ProcessExecutor(2) as ex:
         result = run_pipeline(build_stages(cfg, progress=False), ArtifactStore(cfg.artifacts_uri), ex, show_progress=False)
@@ -190,6 +192,21 @@ def test_full_pipeline_with_export_through_workers(tmp_path, corpus, capsys):
         # a broken requantization flips many).
         assert abs(r["int8_acc"] - r["float_acc"]) * r["test_clips"] <= 2 + 1e-9, r
     assert report["flash"]["base_bytes"] == len((pack / "base.tflite").read_bytes())
+    # Streams: each shipped blob carries the thresholds its streaming stage chose on validation
+    # streams (one byte per label, _silence_/_unknown_ 255), and the report shows FRR at 1 FA/h.
+    from polykws.export.blob import decode_blob
+
+    manifest = json.loads((pack / "manifest.json").read_text())
+    for r in report["languages"]:
+        row = json.loads((result[f"streaming/{r['lang']}"].path / "streaming.json").read_text())
+        chosen = row["thresholds"]["thresholds"]
+        blob = decode_blob((pack / f"{r['lang']}.blob").read_bytes())
+        assert list(blob.thresholds) == [255 if lb in ("_silence_", "_unknown_") else chosen[lb] for lb in blob.labels]
+        assert manifest["languages"][r["lang"]]["thresholds"] == list(blob.thresholds)
+        assert r["streaming"]["frr_at_1_fa_per_hour"] == (row["oracle"]["1.0"] or {}).get("frr")
+        assert r["streaming"]["test_keywords"] > 0
+    assert "FRR @1 FA/h" in (tmp_path / "run" / "report" / "report.md").read_text()
+    assert (tmp_path / "run" / "report" / "streaming_det.png").exists()
     assert len(report["sweep"]) == 4 and all(s["blob_bytes"] for s in report["sweep"])
     # `firmware bench` reads the pack's own host TFLM figure from its manifest (its "pack's TFLM
     # acc" column) and the vectors `polykws run --write-vectors` writes (README, Firmware).

@@ -45,32 +45,36 @@ def test_report_files_and_tables(tmp_path):
     data = report_data()
     written = render_report(data, tmp_path)
     names = {p.name for p in written}
-    assert {"index.html", "report.md", "accuracy_vs_bytes.png", "flash_budget.png", "confusion_de.png", "confusion_uk.png"} <= names
+    assert {"index.html", "report.md", "accuracy_vs_bytes.png", "flash_budget.png", "streaming_det.png", "confusion_de.png", "confusion_uk.png"} <= names
     page = (tmp_path / "index.html").read_text()
     parser = _Collect()
     parser.feed(page)
     # Every referenced image exists and is a decodable PNG of a sane size.
     import matplotlib.image as mpimg
 
-    assert len(parser.imgs) == 2 + 4
+    assert len(parser.imgs) == 3 + 4
     for src in parser.imgs:
         img = mpimg.imread(tmp_path / src)
         assert img.shape[0] > 150 and img.shape[1] > 150, src
     cells = parser.cells
-    # Per-language table: keywords, test clips, float/int8 accuracy, updated params, blob bytes.
+    # Per-language table: keywords, test clips, float/int8 accuracy, FRR at 1 FA/h, updated params, blob bytes.
     i = cells.index("de")
-    assert cells[i : i + 10] == ["de", "swr", "1,000", "null, eins, zwei, drei (+2 filler)", "40", "90.0%", "89.5%", "-0.5 pt", "1,234", "2,100"]
+    assert cells[i : i + 11] == ["de", "swr", "1,000", "null, eins, zwei, drei (+2 filler)", "40", "90.0%", "89.5%", "-0.5 pt", "25.0%", "1,234", "2,100"]
     # Flash budget: base + blobs against N full models.
     shared = 45856 + 2100 + 2110 + 2120
     assert f"{shared:,}" in cells and f"{4 * 45856:,}" in cells
     assert f"shared layout uses {100 * shared / (4 * 45856):.1f}%" in cells
     assert "Firmware stage skipped: TFLM_DIR is not set" in page
     md = (tmp_path / "report.md").read_text()
-    assert "| de | swr | 1,000 | null, eins, zwei, drei (+2 filler) | 40 | 90.0% | 89.5% | -0.5 pt | 1,234 | 2,100 |" in md
+    assert "| de | swr | 1,000 | null, eins, zwei, drei (+2 filler) | 40 | 90.0% | 89.5% | -0.5 pt | 25.0% | 1,234 | 2,100 |" in md
+    # Streaming view: per language FRR at 0.5 and 1 FA/h, the shipped threshold (and when validation missed the target).
+    assert "| de | 1.25 (1.00) | 400 | 30.0% | 25.0% | 200 | 30.0% | 0.8 | 0.31 |" in md
+    assert "| uk | 1.25 (1.00) | 402 | 50.0% | 45.0% | 202 (val misses 1 FA/h) | 50.0% | 2.8 | 0.31 |" in md
+    assert "![DET curves](streaming_det.png)" in md
     assert "![accuracy vs bytes](accuracy_vs_bytes.png)" in md and "Skipped: TFLM_DIR is not set" in md
     # Method comparison: means over the three languages.
     assert "| swr | 1,000 | 3 | 1 | 1,100 | 82.0% | 81.6% | 2,317 |" in md
-    assert "| **mean of 3** |  |  |  | 123 | **85.0%** | **84.5%** | -0.5 pt | 1,235 | 2,110 |" in md
+    assert "| **mean of 3** |  |  |  | 123 | **85.0%** | **84.5%** | -0.5 pt | 35.0% | 1,235 | 2,110 |" in md
 
 
 def test_report_firmware_rows_and_missing_values(tmp_path):
@@ -108,13 +112,13 @@ def test_report_renders_in_headless_chromium(tmp_path):
         subprocess.run(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
-             f"--screenshot={shot}", "--window-size=1280,3000", (tmp_path / "report" / "index.html").as_uri()],
+             f"--screenshot={shot}", "--window-size=1280,4000", (tmp_path / "report" / "index.html").as_uri()],
             check=True, capture_output=True, timeout=120,
         )
     import matplotlib.image as mpimg
 
     img = (mpimg.imread(shot)[..., :3] * 255).astype(np.int16)
-    assert img.shape[:2] == (3000, 1280)
+    assert img.shape[:2] == (4000, 1280)
     # The PNG figures really load in the page: the flash plot's base colour (#4c72b0) and the
     # confusion matrices' dark blue occur only inside the images, not in the HTML's own CSS.
     base_blue = np.abs(img - np.array([0x4C, 0x72, 0xB0])).sum(-1) < 12

@@ -1,0 +1,270 @@
+"""Streaming evaluation of shipped language models: FRR at a fixed false-accept rate on long noisy streams.
+
+What `polykws run` (the `streaming/<lang>` stages), `polykws eval --streaming` and
+bench/streaming.py share. Per language:
+
+1. seeded streams (polykws.datasets.streams) from the language's validation and test speakers,
+   keyword clips and negatives in the config's background noise at each SNR;
+2. the streaming detector (polykws.export.streaming, docs/STREAMING.md) over the host TFLM
+   runtime: the model runs once per stream and the traces are kept;
+3. one threshold for every keyword, chosen on the validation streams at the target FA/h
+   (`choose_thresholds`), then scored on the test streams; the test DET curve (every threshold
+   0..256) gives FRR at 0.5 and 1 FA/h, the best test operating point (an oracle, reported
+   beside the validation-chosen one).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from polykws.core import ConfigError, PolykwsError
+from polykws.datasets.frontend import FrontendConfig
+from polykws.export.streaming import DetectorConfig
+from polykws.pipeline.config import StreamingSection
+
+ORACLE_FA_PER_HOUR = (0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class StreamModel:
+    """An int8 language model as the detector needs it."""
+
+    tflite: bytes = field(repr=False)
+    labels: tuple[str, ...]
+    frontend: FrontendConfig
+    source: str
+
+
+def models_from_pack(pack_dir: str | Path) -> dict[str, StreamModel]:
+    """Every language of a pack folder (base.tflite + <lang>.blob + manifest.json), rebuilt as base + blob."""
+    from polykws.export.blob import apply_blob
+
+    p = Path(pack_dir)
+    try:
+        man = json.loads((p / "manifest.json").read_text())
+        base = (p / man["base"]["file"]).read_bytes()
+        fe = FrontendConfig.from_dict(man["frontend"])
+        entries = man["languages"].items()
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PolykwsError(f"{p}: not a readable pack folder ({type(exc).__name__}: {exc})") from None
+    out = {}
+    for lang, entry in entries:
+        src = p / entry["file"]
+        out[lang] = StreamModel(apply_blob(base, src.read_bytes(), source=str(src)), tuple(entry["labels"]), fe, str(src))
+    return out
+
+
+def models_from_exports(folders: Sequence[str | Path]) -> dict[str, StreamModel]:
+    """Every language model of export folders (<lang>.tflite + <lang>.json)."""
+    from polykws.export.api import ExportedModel
+
+    out = {}
+    for d in map(Path, folders):
+        for js in sorted(d.glob("*.json")):
+            if js.name == "stage.json" or not (d / f"{js.stem}.tflite").is_file():
+                continue
+            ex = ExportedModel.load(d, js.stem)
+            out[ex.lang] = StreamModel(ex.tflite, tuple(ex.labels), ex.frontend, str(d / f"{ex.lang}.tflite"))
+    return out
+
+
+def config_records(cfg) -> list:
+    """Scanned clip records of a pipeline config's corpora, with the config's speaker-disjoint splits."""
+    from polykws.datasets.scan import scan
+    from polykws.pipeline.config import data_roots, resolve_path
+
+    records = []
+    for r in data_roots(cfg.data):
+        if r.path.startswith("@corpus"):
+            raise ConfigError(f"{cfg.source_path}: data root {r.path} is the pipeline's synthesized corpus; "
+                              "score its streams inside `polykws run` (streaming.enabled: true)")
+        opts = {"gsc_language": r.gsc_language} if r.layout in ("gsc_v2", "auto") else {}
+        res = scan(resolve_path(r.path), layout=r.layout, languages=list(r.languages) or list(cfg.data.tasks), split=cfg.data.split, **opts)
+        records += res.records
+    return records
+
+
+def config_noise(cfg) -> list[str]:
+    """The config's background-noise files (streams need at least one)."""
+    from polykws.datasets.features import noise_files
+    from polykws.pipeline.config import resolve_path
+
+    if not cfg.data.noise_dir:
+        raise ConfigError(f"{cfg.source_path}: data.noise_dir is empty; streams need background noise")
+    return noise_files(resolve_path(cfg.data.noise_dir))
+
+
+def model_label(labels: Sequence[str], lang: str, keyword: str) -> str:
+    """The model's name for a task keyword: the plain word, or `<lang>:<word>` in a multi-language head."""
+    return keyword if keyword in labels else f"{lang}:{keyword}"
+
+
+def score_split(model: StreamModel, task, records, noise_paths: Sequence[str], split: str, stream_cfg, det_cfg: DetectorConfig,
+                *, frontend_state: str = "warm", parity: bool = False, log: Callable[[str], None] = print):
+    """(ScoredStream per stream, info) for one split; `parity` also compares the first stream's
+    int8 ring with the per-clip features of the same second of audio."""
+    from polykws.datasets.frontend import compute_features
+    from polykws.datasets.streams import iter_streams
+    from polykws.export.evaluate import find_arena_bytes, input_qparams, quantize_features
+    from polykws.export.quantize import quantize_activations
+    from polykws.export.streaming import ScoredStream, score_stream, stream_features, stream_pcm
+
+    arena = find_arena_bytes(model.tflite)
+    scored, info = [], {"streams": [], "parity": None}
+    for s in iter_streams(records, task, noise_paths, split, stream_cfg):
+        pcm = stream_pcm(s.audio)
+        tr = score_stream(model.tflite, model.labels, pcm, model.frontend, det_cfg, arena, frontend_state)
+        truth = tuple(replace(e, label=model_label(model.labels, task.language, e.label)) for e in s.keyword_events)
+        scored.append(ScoredStream(s.name, tr, truth, s.duration_s))
+        info["streams"].append({"name": s.name, "duration_s": s.duration_s, "keywords": len(truth), "events": len(s.events),
+                                "inferences": int(tr.frames.size)})
+        log(f"  {s.name}: {s.duration_s:.0f} s, {len(truth)} keywords, {tr.frames.size} inferences")
+        if parity and info["parity"] is None:
+            fe = model.frontend
+            plan = det_cfg.plan(fe)
+            q = quantize_activations(stream_features(pcm, fe), *input_qparams(model.tflite))
+            newest = tr.frames[:: max(1, tr.frames.size // 200)][:200]
+            diff = same = 0
+            for n in newest:
+                start = int(n - (plan.window_frames - 1)) * plan.frame_hop_samples
+                clip = quantize_features(model.tflite, compute_features(pcm[start : start + fe.clip_samples].astype(np.float32) / 32768.0, fe)[None])[0, ..., 0]
+                ring = q[n - plan.window_frames + 1 : n + 1]
+                diff += int(np.sum(clip != ring))
+                same += int(clip.size)
+            info["parity"] = {"windows": int(len(newest)), "int8_values": same, "int8_values_differing": diff, "stream": s.name}
+        del s, pcm
+    return scored, info
+
+
+def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[str], settings: StreamingSection,
+                      *, average_windows_ms: Sequence[int] = (), parity: bool = False,
+                      log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """One row per averaging window (default: the detector's own): thresholds chosen on the
+    validation streams, the test DET curve, FRR at 0.5 and 1 FA/h, FRR by SNR and latency.
+
+    The model runs once per stream; every window re-averages its outputs.
+    """
+    from polykws.export.streaming import choose_thresholds, decide, det_curve, match, operating_point
+
+    lang = task.language
+    t0 = time.time()
+    det_cfg = settings.detector
+    val, val_info = score_split(model, task, records, noise_paths, "val", settings.stream_config("val"), det_cfg,
+                                frontend_state=settings.frontend_state, log=log)
+    test, test_info = score_split(model, task, records, noise_paths, "test", settings.stream_config("test"), det_cfg,
+                                  frontend_state=settings.frontend_state, parity=parity, log=log)
+    rows = []
+    for avg_ms in list(average_windows_ms) or [det_cfg.average_window_ms]:
+        dc = replace(det_cfg, average_window_ms=int(avg_ms))
+        plan = dc.plan(model.frontend)
+        val_w = [replace(s, trace=s.trace.resmoothed(plan.average_inferences)) for s in val]
+        test_w = [replace(s, trace=s.trace.resmoothed(plan.average_inferences)) for s in test]
+        th = choose_thresholds(lang, val_w, dc, model.frontend, settings.target_fa_per_hour)
+        points = det_curve(test_w, dc, plan.refractory_frames)
+        thr = next(iter(th.thresholds.values()))
+        chosen = next(p for p in points if p.threshold == thr)
+        per_snr = {}
+        for snr in settings.snrs_db:
+            streams = [s for s in test_w if s.name.endswith(f"/snr{snr:g}") and "/positive/" in s.name]
+            hits = sum(match(decide(s.trace, thr, plan.refractory_frames), s.truth, s.trace.sample_rate_hz, dc).hits for s in streams)
+            kws = sum(len(s.truth) for s in streams)
+            per_snr[f"{snr:g}"] = {"keywords": kws, "frr": 1.0 - hits / kws if kws else None}
+        rows.append({
+            "language": lang,
+            "model": model.source,
+            "frontend": model.frontend.kind,
+            "frontend_state": settings.frontend_state,
+            "labels": list(model.labels),
+            "detector": dc.to_dict(),
+            "test_hours": sum(s.duration_s for s in test) / 3600.0,
+            "test_negative_hours": sum(s.duration_s for s in test if "/negative/" in s.name) / 3600.0,
+            "test_keywords": chosen.keywords,
+            "val": {"hours": th.val_hours, "streams": val_info["streams"]},
+            "thresholds": th.to_dict(),
+            "at_val_threshold": {**chosen.to_dict(), "frr_by_snr": per_snr},
+            "oracle": {str(fa): (p.to_dict() if (p := operating_point(points, fa)) else None) for fa in ORACLE_FA_PER_HOUR},
+            "det": [p.to_dict() for p in points],
+            "parity": test_info["parity"],
+            "streams": test_info["streams"],
+            "wall_s": time.time() - t0,
+        })
+    return rows
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def results_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The markdown table of streaming rows (docs/BENCHMARKS.md, `polykws eval --streaming`)."""
+    lines = [
+        "| lang | frontend (state) | avg ms | test h (neg h) | keywords | FRR @0.5 FA/h | FRR @1 FA/h | thr (val @target) | test FRR / FA/h at thr | FRR by SNR (dB) | thr 0: FRR / FA/h | thr 255: FRR / FA/h | median latency s (thr 0) | ring vs clip int8 differing |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        o5, o1, a = r["oracle"]["0.5"], r["oracle"]["1.0"], r["at_val_threshold"]
+        snr = " / ".join(f"{k}: {_pct(v['frr'])}" for k, v in a["frr_by_snr"].items())
+        det = {p["threshold"]: p for p in r["det"]}
+        lat = det[0]["median_latency_s"]
+        ends = " | ".join(f"{_pct(det[t]['frr'])} / {det[t]['fa_per_hour']:.0f}" for t in (0, 255))
+        par = r["parity"] or {}
+        parity = f"{par.get('int8_values_differing', 0)}/{par.get('int8_values', 0)}" if par else "-"
+        th = r["thresholds"]
+        thr = f"{next(iter(th['thresholds'].values()))}" + ("" if th.get("met_target", True) else " (target not met)")
+        lines.append(
+            f"| {r['language']} | {r['frontend']} ({r['frontend_state']}) | {r['detector']['average_window_ms']} | "
+            f"{r['test_hours']:.2f} ({r['test_negative_hours']:.2f}) | {r['test_keywords']} | "
+            f"{_pct(o5['frr'] if o5 else None)} | {_pct(o1['frr'] if o1 else None)} | {thr} | "
+            f"{_pct(a['frr'])} / {a['fa_per_hour']:.2f} | {snr} | {ends} | {'-' if lat is None else f'{lat:.2f}'} | {parity} |")
+    return lines
+
+
+def plot_det(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "DET, test streams") -> Path:
+    """FRR against false accepts per hour (log axis), one curve per row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        # Points with no false accept have no place on a log axis; a curve that never gets there ends early.
+        pts = sorted((p for p in r["det"] if p["fa_per_hour"] > 0), key=lambda p: p["fa_per_hour"])
+        ax.plot([p["fa_per_hour"] for p in pts], [100 * p["frr"] for p in pts], marker=".", ms=2,
+                label=f"{r['language']} ({r['frontend']}, {r['frontend_state']}, avg {r['detector']['average_window_ms']} ms)")
+    ax.set_xscale("log")
+    ax.set_xlabel("false accepts per hour")
+    ax.set_ylabel("FRR %")
+    for fa, ls in zip(ORACLE_FA_PER_HOUR, (":", "-")):
+        ax.axvline(fa, color="grey", lw=0.5, ls=ls)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def row_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """The figures a report shows for one language (no curve, no stream list)."""
+    a, th = row["at_val_threshold"], row["thresholds"]
+    return {
+        "frr_at_1_fa_per_hour": (row["oracle"]["1.0"] or {}).get("frr"),
+        "frr_at_0_5_fa_per_hour": (row["oracle"]["0.5"] or {}).get("frr"),
+        "threshold": next(iter(th["thresholds"].values())),
+        "threshold_met_target": th.get("met_target", True),
+        "target_fa_per_hour": th["target_fa_per_hour"],
+        "shipped_frr": a["frr"],
+        "shipped_fa_per_hour": a["fa_per_hour"],
+        "median_latency_s": a.get("median_latency_s"),
+        "test_hours": row["test_hours"],
+        "test_negative_hours": row["test_negative_hours"],
+        "test_keywords": row["test_keywords"],
+    }
