@@ -87,6 +87,24 @@ def test_macs_follow_the_frontend_shape():
     assert micro.total_macs - 768 == 4 * (mfcc.total_macs - 768)
 
 
+def test_fb40_variant_costs_what_ds_cnn_s_costs_on_mfcc():
+    """ds_cnn_s_fb40 on 49x40: conv0 10x8, stride 2x8, TF-SAME.
+
+    out = ceil(49/2) x ceil(40/8) = 25x5 (the MFCC map); conv0 params = 64*10*8 + 64 = 5,184,
+    MACs = 125*64*80 = 640,000. Blocks and head as in ds_cnn_s on MFCC, so params = 23,756 +
+    2,560 = 26,316 and MACs = 2,656,768 + 320,000 = 2,976,768.
+    """
+    from polykws.training.models import create_model
+
+    model = create_model("ds_cnn_s_fb40", num_classes=12, input_shape=micro_frontend().input_shape)
+    prof = count_params_macs(model)
+    assert model.model_name == "ds_cnn_s_fb40"
+    assert prof.by_name()["conv0"].output_shape == (64, 25, 5)
+    assert (prof.by_name()["conv0"].params, prof.by_name()["conv0"].macs) == (5_184, 640_000)
+    assert (prof.total_params, prof.total_macs) == (26_316, 2_976_768)
+    assert {n for n, _ in model.named_modules()} == {n for n, _ in ds_cnn_s().named_modules()}
+
+
 def test_profile_refuses_parameters_it_cannot_attribute():
     class Odd(nn.Module):
         def __init__(self):
