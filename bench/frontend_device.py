@@ -54,8 +54,9 @@ def noisy(clips: list[np.ndarray], noise: list[np.ndarray], snr_db: float, seed:
 
 def main() -> int:
     from frontend_warm import pick_clips  # bench/frontend_warm.py
-    from streaming import load_data_config, scan_records  # bench/streaming.py
+    from streaming import load_data_config  # bench/streaming.py
 
+    from polykws.pipeline.streameval import config_records
     from polykws.core import atomic_write_json, atomic_write_text, run_context
     from polykws.datasets.features import noise_files
     from polykws.datasets.frontend import audio_to_pcm16, micro_frontend
@@ -78,7 +79,7 @@ def main() -> int:
     cfg = load_data_config(args.config)
     fe = micro_frontend()
     quant = InputQuant.pinned(fe.value_range)
-    clips = pick_clips(cfg, scan_records(cfg), args)
+    clips = pick_clips(cfg, config_records(cfg), args)
     noise = split_noise_waves(noise_files(resolve_path(cfg.data.noise_dir)), "test", fe.sample_rate_hz)
     elf = build_frontend_runner(fe, quant, FrontendSources.from_env(), out / "gen", board=args.board, build_root=out / "build")
     result = {"context": run_context(), "board": args.board, "clips": len(clips), "langs": args.langs.split(","),

@@ -212,15 +212,16 @@ def main() -> int:
     from polykws.datasets.streams import split_noise_waves
     from polykws.pipeline.config import resolve_path
 
-    from streaming import load_data_config, scan_records  # bench/streaming.py
+    from streaming import load_data_config  # bench/streaming.py
 
+    from polykws.pipeline.streameval import config_records
     args = parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     cfg = load_data_config(args.config)
     fe = micro_frontend()
-    records = scan_records(cfg)
+    records = config_records(cfg)
     noise_dir = resolve_path(cfg.data.noise_dir)
     noise_waves = split_noise_waves(noise_files(noise_dir), "test", fe.sample_rate_hz)
     result = {"context": run_context(), "warmup_s": args.warmup_s, "frontend": fe.to_dict(), "stats": {}, "accuracy": None}
