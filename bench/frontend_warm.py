@@ -21,9 +21,12 @@ frontend warmed on zeros should equal a reset one).
 Figures: differences in frontend units (x 0.0390625) and on the int8 model input over the pinned
 range [0, 26] (scale 26/255, zero point -128), over all frames and over the first 10 frames of a
 clip (where a reset frontend's noise estimate is still rising). With ``--train-lang``, a DS-CNN-S
-is trained from scratch on that language's reset micro features (the project's feature cache
-and ``training.fit``) and its float test accuracy is scored on the reset and warm features of
-every condition; the model is exported to int8 (<out>/export_<lang>, for bench/streaming.py).
+is trained from scratch on that language's micro features (the project's feature cache and
+``training.fit``; ``--augment-copies`` noisy copies per clip) once per ``--train-warm-ms`` value
+(0: reset features; else augmented copies and ``_silence_`` crops from a frontend warmed that
+long on their own background, ``load_task_features(frontend_warm_ms=...)``), and its float test
+accuracy is scored on the reset and warm features of every condition; each model is exported to
+int8 (<out>/export_<lang>[_aug<n>_warm<ms>], for bench/streaming.py).
 Writes <out>/warm_vs_reset.json and results.md.
 """
 
@@ -95,8 +98,9 @@ def stats(reset: np.ndarray, warm: np.ndarray, cfg) -> dict:
     }
 
 
-def train_micro_model(lang, cfg, records, noise_dir, args, out):
-    """DS-CNN-S from scratch on the language's reset micro features (the project's cache and fit)."""
+def train_micro_model(lang, cfg, records, noise_dir, args, out, warm_ms: float = 0.0):
+    """DS-CNN-S from scratch on the language's micro features (the project's cache and fit): reset
+    features, or with `warm_ms` augmented copies and _silence_ crops from a warmed frontend."""
     import torch
 
     from polykws.datasets.features import TaskSpec, load_task_features
@@ -112,13 +116,14 @@ def train_micro_model(lang, cfg, records, noise_dir, args, out):
     from polykws.datasets.frontend import micro_frontend
 
     fe = micro_frontend()
-    splits = load_task_features(records, task, fe, cache_dir=Path(".cache/features"), noise_dir=noise_dir, seed=0, progress=False)
+    splits = load_task_features(records, task, fe, cache_dir=Path(".cache/features"), noise_dir=noise_dir, seed=0, progress=False,
+                                augment_copies=args.augment_copies, frontend_warm_ms=warm_ms)
     torch.set_num_threads(1)
     seed_everything(0)
     model = create_model("ds_cnn_s", num_classes=len(task.labels), input_shape=fe.input_shape)
     fit_cfg = FitConfig(epochs=args.epochs, batch_size=64, label_smoothing=0.05, progress=False, num_threads=1)
     # A finished run is reused and a killed one continues (training.fit checks the config hash).
-    run_dir = out / f"model_{lang}"
+    run_dir = out / (f"model_{lang}" + (f"_aug{args.augment_copies}_warm{warm_ms:g}" if args.augment_copies or warm_ms else ""))
     res = fit(model, loaders_from_splits(splits, batch_size=64, seed=0), fit_cfg, run_dir=run_dir, frontend=fe,
               resume=(run_dir / CHECKPOINT_NAME).exists())
     from polykws.training.checkpoint import load_model
@@ -142,6 +147,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--warmup-s", type=float, default=5.0)
     ap.add_argument("--train-lang", default="uk", help="train a micro model on this language and score warm vs reset accuracy ('' to skip)")
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--augment-copies", type=int, default=0, help="augmented (noisy) copies per training clip")
+    ap.add_argument("--train-warm-ms", default="0",
+                    help="comma-separated: one model per value, its augmented copies and _silence_ crops from a frontend warmed this long")
     ap.add_argument("--out", default="artifacts/bench/frontend_warm")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args()
@@ -165,26 +173,28 @@ def pick_clips(cfg, records, args) -> list:
     return clips
 
 
-def score_micro_model(cfg, records, noise_dir, noise_waves, fe, args, out: Path) -> tuple[dict, dict]:
+def score_micro_model(cfg, records, noise_dir, noise_waves, fe, args, out: Path, warm_ms: float = 0.0) -> tuple[dict, dict]:
     """Warm vs reset accuracy of a micro model trained on --train-lang, and its int8 export."""
     from polykws.datasets.audio import load_audio
     from polykws.export.api import export_base
 
-    model, task, splits = train_micro_model(args.train_lang, cfg, records, noise_dir, args, out)
+    model, task, splits = train_micro_model(args.train_lang, cfg, records, noise_dir, args, out, warm_ms)
     test = splits["test"]
     keep = np.array([o == "clip" for o in test.origin]) & (test.y < len(task.keywords))
     paths = [p for p, k in zip(test.paths, keep) if k]
     y = test.y[keep]
     kw_clips = [load_audio(p if os.path.isabs(p) else p) for p in paths]
-    acc = {"language": args.train_lang, "test_keyword_clips": int(len(y)), "reset_cache_acc": accuracy(model, test.x[keep], y)}
+    acc = {"language": args.train_lang, "test_keyword_clips": int(len(y)), "reset_cache_acc": accuracy(model, test.x[keep], y),
+           "train_warm_ms": warm_ms, "augment_copies": args.augment_copies}
     for name, snr in CONDITIONS:
         reset, warm = clip_pairs(kw_clips, noise_waves, fe, snr, args.warmup_s, args.seed)
         acc[name] = {"reset": accuracy(model, reset, y), "warm": accuracy(model, warm, y)}
         print(name, acc[name], flush=True)
-    # int8 export of the same model, for bench/streaming.py --export <out>/export_<lang>
-    ex = export_base(model, fe, task.labels, splits["train"].x, out / f"export_{args.train_lang}", lang=args.train_lang,
+    # int8 export of the same model, for bench/streaming.py --export <out>/export_<lang>[_warm<ms>]
+    exp = out / (f"export_{args.train_lang}" + (f"_aug{args.augment_copies}_warm{warm_ms:g}" if args.augment_copies or warm_ms else ""))
+    ex = export_base(model, fe, task.labels, splits["train"].x, exp, lang=args.train_lang,
                      parity_x=test.x, meta={"model_name": "ds_cnn_s", "trained_by": "bench/frontend_warm.py"})
-    return acc, {"dir": str(out / f"export_{args.train_lang}"), "tflite_bytes": len(ex.tflite), "tflite_sha256": ex.sha256}
+    return acc, {"dir": str(exp), "tflite_bytes": len(ex.tflite), "tflite_sha256": ex.sha256}
 
 
 def report_lines(result: dict, args) -> list[str]:
@@ -196,10 +206,11 @@ def report_lines(result: dict, args) -> list[str]:
     for name, s in result["stats"].items():
         lines.append(f"| {name} | {s['int8_differing_pct']:.1f} | {s['int8_mean_abs_diff_lsb']:.2f} ({s['int8_first10_mean_abs_diff_lsb']:.2f} / {s['int8_after10_mean_abs_diff_lsb']:.2f}) | "
                      f"{s['int8_mean_signed_diff_lsb']:+.2f} | {s['int8_max_abs_diff_lsb']} | {s['int8_input_std_lsb']:.1f} |")
-    if result["accuracy"]:
-        a = result["accuracy"]
-        lines += ["", f"DS-CNN-S trained on {a['language']} reset micro features, float test accuracy on {a['test_keyword_clips']} keyword clips "
-                  f"(cache features: {100 * a['reset_cache_acc']:.1f} %):", "", "| condition | reset | warm |", "|---|---|---|"]
+    for a in result["accuracy"] or []:
+        how = f"warm-up {a['train_warm_ms']:g} ms" if a["train_warm_ms"] else "reset"
+        lines += ["", f"DS-CNN-S trained on {a['language']} micro features ({how}, {a['augment_copies']} augmented copies per clip), "
+                  f"float test accuracy on {a['test_keyword_clips']} keyword clips (cache features: {100 * a['reset_cache_acc']:.1f} %):", "",
+                  "| condition | reset | warm |", "|---|---|---|"]
         for name, _ in CONDITIONS:
             lines.append(f"| {name} | {100 * a[name]['reset']:.1f} | {100 * a[name]['warm']:.1f} |")
     return lines
@@ -215,6 +226,7 @@ def main() -> int:
     from streaming import load_data_config  # bench/streaming.py
 
     from polykws.pipeline.streameval import config_records
+
     args = parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -233,7 +245,11 @@ def main() -> int:
         print(name, json.dumps(result["stats"][name]), flush=True)
 
     if args.train_lang:
-        result["accuracy"], result["export"] = score_micro_model(cfg, records, noise_dir, noise_waves, fe, args, out)
+        result["accuracy"], result["export"] = [], []
+        for warm_ms in (float(v) for v in args.train_warm_ms.split(",") if v):
+            acc, ex = score_micro_model(cfg, records, noise_dir, noise_waves, fe, args, out, warm_ms)
+            result["accuracy"].append(acc)
+            result["export"].append(ex)
     result["wall_s"] = time.time() - t0
     atomic_write_json(out / "warm_vs_reset.json", result)
 

@@ -123,13 +123,20 @@ def active_power(x: np.ndarray, frame: int = 160) -> float:
     return float(active.mean())
 
 
-def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """speech + noise scaled so that active-speech power / noise power = snr_db."""
+def noise_scale(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> float:
+    """The factor on `noise` that makes active-speech power / noise power = snr_db (0 if either is silent)."""
     p_speech = active_power(speech)
     p_noise = float(np.mean(noise.astype(np.float64) ** 2))
     if p_noise <= 0 or p_speech <= 0:
+        return 0.0
+    return math.sqrt(p_speech / (p_noise * 10.0 ** (snr_db / 10.0)))
+
+
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """speech + noise scaled so that active-speech power / noise power = snr_db."""
+    scale = noise_scale(speech, noise, snr_db)
+    if scale == 0.0:
         return speech.copy()
-    scale = math.sqrt(p_speech / (p_noise * 10.0 ** (snr_db / 10.0)))
     return (speech + scale * noise).astype(np.float32)
 
 
@@ -148,6 +155,27 @@ def augment_waveform(
     sample_rate_hz: int = 16000,
 ) -> np.ndarray:
     """One random perturbation of a 1 s clip; the same rng state gives the same output."""
+    return augment_waveform_warm(x, cfg, rng, noise_pool, sample_rate_hz, warm_samples=0)[1]
+
+
+def augment_waveform_warm(
+    x: np.ndarray,
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+    noise_pool: Sequence[np.ndarray] = (),
+    sample_rate_hz: int = 16000,
+    *,
+    warm_samples: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(preceding, clip): `augment_waveform`'s clip plus the `warm_samples` of background before it.
+
+    The background is one stretch of the noise recording at one level: it runs on under the clip,
+    as it does in a room, so a stateful frontend (the micro frontend's noise estimate and PCAN)
+    can be run over `preceding` first, as on a device that listens continuously. Without noise
+    the preceding audio is digital silence. With `warm_samples=0` the clip is `augment_waveform`'s.
+    """
+    if warm_samples < 0:
+        raise ConfigError(f"warm_samples must be >= 0, got {warm_samples}")
     n = x.shape[0]
     y = x.astype(np.float32, copy=True)
     # Draw every random number up front, in a fixed order, so outputs depend only on rng's seed.
@@ -170,9 +198,14 @@ def augment_waveform(
     elif shift < 0:
         y = np.concatenate([y[-shift:], np.zeros(-shift, np.float32)])
     y = y * np.float32(10.0 ** (gain_db / 20.0))
+    preceding = np.zeros(warm_samples, np.float32)
     if do_noise and noise_idx >= 0:
-        y = mix_at_snr(y, random_crop(noise_pool[noise_idx], n, np.random.default_rng(noise_seed)), snr_db)
-    return np.clip(y, -1.0, 1.0).astype(np.float32)
+        bed = random_crop(noise_pool[noise_idx], n + warm_samples, np.random.default_rng(noise_seed))
+        scale = noise_scale(y, bed[warm_samples:], snr_db)
+        if scale != 0.0:
+            preceding = (scale * bed[:warm_samples]).astype(np.float32)
+            y = (y + scale * bed[warm_samples:]).astype(np.float32)
+    return np.clip(preceding, -1.0, 1.0).astype(np.float32), np.clip(y, -1.0, 1.0).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------

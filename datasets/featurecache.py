@@ -17,8 +17,8 @@ from polykws.core import sha256_file, stable_hash
 
 from ._parallel import parallel_map
 from .audio import BadAudioError, load_audio, load_waveform
-from .augment import AugmentConfig, augment_waveform
-from .frontend import FrontendConfig, compute_features_batch
+from .augment import AugmentConfig, augment_waveform_warm
+from .frontend import FrontendConfig, compute_features_batch, compute_features_warm
 
 
 
@@ -37,6 +37,9 @@ class _Example:
     aug_seed: int = 0
     noise_offset: int = 0
     noise_gain: float = 0.0
+    # Background the frontend runs over before the example (augmented copies and silence crops):
+    # features from a warm frontend, as on a device that listens continuously. 0 = a fresh frontend.
+    warm_samples: int = 0
 
 
 def _feature_path(cache_dir: Path, frontend: FrontendConfig, key: str) -> Path:
@@ -77,21 +80,31 @@ def _compute_chunk(job: tuple) -> list:
     results: list = [None] * len(examples)
     waves, where = [], []
     for i, ex in enumerate(examples):
+        w = ex.warm_samples
+        preceding = np.zeros(w, np.float32)
         try:
             if ex.kind == "silence":
                 if ex.path:
                     noise = _noise_wave(ex.path, frontend.sample_rate_hz)
                     seg = np.resize(noise, frontend.clip_samples) if noise.shape[0] < frontend.clip_samples else noise[ex.noise_offset : ex.noise_offset + frontend.clip_samples]
                     wave = (seg * np.float32(ex.noise_gain)).astype(np.float32)
+                    # The same recording before the crop (wrapping around a short file), at the same gain.
+                    preceding = (np.take(noise, np.arange(ex.noise_offset - w, ex.noise_offset), mode="wrap") * np.float32(ex.noise_gain)).astype(np.float32)
                 else:
                     wave = np.zeros(frontend.clip_samples, np.float32)
             else:
                 wave = load_audio(ex.path, frontend.sample_rate_hz, frontend.clip_samples)
                 if ex.kind == "augmented":
                     pool = [_noise_wave(p, frontend.sample_rate_hz) for p in noise_paths]
-                    wave = augment_waveform(wave, aug, np.random.default_rng(ex.aug_seed), pool, frontend.sample_rate_hz)
+                    preceding, wave = augment_waveform_warm(wave, aug, np.random.default_rng(ex.aug_seed), pool, frontend.sample_rate_hz,
+                                                            warm_samples=w)
         except BadAudioError as exc:
             results[i] = ("bad", exc.path, exc.reason, exc.detail)
+            continue
+        if w:
+            feats = compute_features_warm(wave, preceding, frontend)
+            _write_cache_file(_feature_path(Path(cache_dir), frontend, ex.key), feats)
+            results[i] = feats
             continue
         waves.append(wave)
         where.append(i)

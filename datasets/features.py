@@ -9,11 +9,16 @@ when enabled. :func:`load_task_features` builds train/val/test :class:`FeatureSp
 - ``_silence_`` is built from background noise: random 1 s crops of the split's noise files at a
   random volume in [0, 1] (as TF's speech_commands does), plus ``true_silence_fraction`` of all-zero
   clips. Noise files are split by file (never shared between splits);
-- ``augment_copies`` extra training rows per training clip come from ``augment_waveform``.
+- ``augment_copies`` extra training rows per training clip come from ``augment_waveform``;
+- with ``frontend_warm_ms`` (micro frontend only), augmented rows and ``_silence_`` crops are
+  computed by a frontend that first ran over that much of the same background (the noise stretch
+  before the crop, at the same level), as on a device that listens continuously; clean clips have
+  no background to warm on and keep a fresh frontend.
 
 Caching: every example's features live in ``<cache_dir>/<frontend hash>/<key[:2]>/<key>.npy`` where
 key hashes the frontend hash, the audio file's SHA-256 and the loader version (plus the augment
-config, seed and copy index for augmented rows, or the noise file, offset and gain for silence).
+config, seed and copy index for augmented rows, or the noise file, offset and gain for silence;
+and the warm-up length when there is one).
 A second call finds every key and computes nothing. Misses are computed by a process pool (all
 cores, one thread each).
 """
@@ -257,6 +262,7 @@ class _SplitPlanner:
     augment_copies: int
     max_per_keyword: int
     notes: dict[str, list[str]]
+    warm_samples: int = 0
     fe_hash: str = field(init=False)
     index: dict[str, int] = field(init=False)
 
@@ -315,8 +321,8 @@ class _SplitPlanner:
             wave = self.noise_waves[path]
             offset = int(rng.integers(0, max(1, wave.shape[0] - self.frontend.clip_samples + 1)))
             gain = float(rng.uniform(0.0, 1.0))
-            key = _cache_key(self.fe_hash, noise=self.hashes[path], offset=offset, gain=gain, loader=LOADER_VERSION)
-            examples.append(_Example("silence", label, "", path, key, noise_offset=offset, noise_gain=gain))
+            key = _cache_key(self.fe_hash, noise=self.hashes[path], offset=offset, gain=gain, loader=LOADER_VERSION, **self._warm_key())
+            examples.append(_Example("silence", label, "", path, key, noise_offset=offset, noise_gain=gain, warm_samples=self.warm_samples))
         return examples
 
     def augmented_examples(self, base: list[_Example]) -> list[_Example]:
@@ -326,9 +332,15 @@ class _SplitPlanner:
             for e in base:
                 audio = self.hashes[e.path]
                 aug_seed = _seed_for(self.seed, "augment", audio, copy)
-                key = _cache_key(self.fe_hash, audio=audio, loader=LOADER_VERSION, aug=aug_id, seed=aug_seed, noise=self.noise_pool_key)
-                examples.append(_Example("augmented", e.label_idx, e.speaker, e.path, key, copy=copy, aug_seed=aug_seed))
+                key = _cache_key(self.fe_hash, audio=audio, loader=LOADER_VERSION, aug=aug_id, seed=aug_seed, noise=self.noise_pool_key,
+                                 **self._warm_key())
+                examples.append(_Example("augmented", e.label_idx, e.speaker, e.path, key, copy=copy, aug_seed=aug_seed,
+                                         warm_samples=self.warm_samples))
         return examples
+
+    def _warm_key(self) -> dict[str, int]:
+        # Only a warm frontend enters the key, so reset features keep their cache files.
+        return {"warm": self.warm_samples} if self.warm_samples else {}
 
 
 def _sort_results(
@@ -372,6 +384,16 @@ def _feature_split(
     )
 
 
+def warm_samples_for(frontend: FrontendConfig, frontend_warm_ms: float) -> int:
+    """Samples of preceding background for `frontend_warm_ms`; refused where it cannot matter."""
+    if frontend_warm_ms < 0:
+        raise ConfigError(f"frontend_warm_ms must be >= 0, got {frontend_warm_ms!r}")
+    if frontend_warm_ms and frontend.kind != "micro":
+        raise ConfigError(f"frontend_warm_ms applies to the micro frontend (noise reduction and PCAN carry state); "
+                          f"{frontend.kind} has no state across frames")
+    return int(round(frontend.sample_rate_hz * frontend_warm_ms / 1000.0))
+
+
 def load_task_features(
     records: Sequence[ClipRecord],
     task: TaskSpec,
@@ -386,10 +408,16 @@ def load_task_features(
     progress: bool = True,
     strict: bool = False,
     max_per_keyword: int = 0,
+    frontend_warm_ms: float = 0.0,
 ) -> dict[str, FeatureSplit]:
-    """Build {"train", "val", "test"} FeatureSplits for task from manifest rows (see module doc)."""
+    """Build {"train", "val", "test"} FeatureSplits for task from manifest rows (see module doc).
+
+    `frontend_warm_ms`: the frontend first runs over this much of the background that augmented
+    copies and `_silence_` crops are made of (module doc), as a device's does.
+    """
     if augment_copies < 0:
         raise ConfigError(f"augment_copies must be >= 0, got {augment_copies}")
+    warm_samples = warm_samples_for(frontend, frontend_warm_ms)
     if augment_copies and augment is None:
         augment = AugmentConfig()
     cache_dir = Path(cache_dir)
@@ -410,7 +438,7 @@ def load_task_features(
     planner = _SplitPlanner(
         task, frontend, seed, hashes, noise_waves,
         noise_pool_key=stable_hash(sorted(hashes.get(p, p) for p in train_noise)),
-        augment=augment, augment_copies=augment_copies, max_per_keyword=max_per_keyword, notes=notes,
+        augment=augment, augment_copies=augment_copies, max_per_keyword=max_per_keyword, notes=notes, warm_samples=warm_samples,
     )
     plan = {split: planner.plan(split, keyword_rows.get(split, []), other_rows.get(split, []), noise_by_split[split]) for split in SPLITS}
 

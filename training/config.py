@@ -158,11 +158,14 @@ class DataConfig:
     test_pct: float = 10.0
     # Offline augmented copies of each training clip (speed, pitch, shift, gain, noise).
     augment_copies: int = 0
+    # micro frontend: augmented copies and _silence_ crops come from a frontend warmed on this much
+    # of their background first, as on a device (datasets.load_task_features). 0 = a fresh frontend.
+    frontend_warm_ms: float = 0.0
     cache_dir: str = ".cache/features"
     manifest_dir: str = ".cache/manifests"
 
     def __post_init__(self) -> None:
-        _non_negative(self, "augment_copies", "max_per_keyword", "min_train_clips")
+        _non_negative(self, "augment_copies", "max_per_keyword", "min_train_clips", "frontend_warm_ms")
         for name in ("val_pct", "test_pct"):
             v = getattr(self, name)
             if not 0.0 < v < 50.0:

@@ -245,4 +245,5 @@ def build_base_splits(data_cfg, frontend, *, seed: int = 0, progress: bool = Fal
         seed=seed,
         progress=progress,
         max_per_keyword=data_cfg.max_per_keyword,
+        frontend_warm_ms=data_cfg.frontend_warm_ms,
     )

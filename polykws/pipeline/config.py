@@ -83,15 +83,24 @@ class DataSection:
     # Offline augmented copies of each training clip (time shift, noise) for the base language.
     base_augment_copies: int = 0
     adapt_augment_copies: int = 0
+    # micro frontend: augmented copies and _silence_ crops are computed by a frontend warmed on
+    # this much of their background first, as on a device that never resets it. 0 = fresh.
+    frontend_warm_ms: float = 0.0
     cache_dir: str = ".cache/features"
 
     def __post_init__(self) -> None:
-        from polykws.datasets.frontend import FRONTENDS
+        from polykws.datasets.frontend import FRONTENDS, frontend_by_name
 
         if self.frontend not in FRONTENDS:
             raise ConfigError(f"data.frontend: unknown frontend {self.frontend!r}; known: {', '.join(sorted(FRONTENDS))}")
         if self.base_augment_copies < 0 or self.adapt_augment_copies < 0:
             raise ConfigError("data.*_augment_copies must be >= 0")
+        from polykws.datasets.features import warm_samples_for
+
+        try:
+            warm_samples_for(frontend_by_name(self.frontend), self.frontend_warm_ms)
+        except ConfigError as exc:
+            raise ConfigError(f"data.{exc}") from None
         if not self.tasks:
             raise ConfigError("data.tasks must name at least the base language's task")
 

@@ -171,7 +171,7 @@ def _data_stages(cfg: PipelineConfig, progress: bool) -> tuple[list[Stage], dict
             f"features/{lang}", "features", S.features_stage,
             {"language": lang, "keywords": list(t.keywords), "task_options": _task_options(t), "max_per_keyword": t.max_per_keyword,
              "frontend": d.frontend, "augment_copies": d.base_augment_copies if lang == b.language else d.adapt_augment_copies,
-             "seed": cfg.seed, **folds, **data_cfg},
+             "seed": cfg.seed, **folds, **data_cfg, **({"frontend_warm_ms": d.frontend_warm_ms} if d.frontend_warm_ms else {})},
             deps=("scan", *data_deps), version=VERSIONS["features"], code=("polykws.datasets",), runtime=runtime))
     return out, runtime
 

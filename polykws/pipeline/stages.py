@@ -176,6 +176,7 @@ def features_stage(ctx: StageContext) -> dict[str, Any]:
         augment_copies=int(c["augment_copies"]),
         seed=int(c["seed"]),
         max_per_keyword=int(c.get("max_per_keyword") or 0),
+        frontend_warm_ms=float(c.get("frontend_warm_ms") or 0.0),
         progress=_progress(ctx),
     )
     # Paths in the artifact are relative to their corpus root (the data and the store may move).

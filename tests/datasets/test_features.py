@@ -105,6 +105,45 @@ def test_augmented_copies_are_seeded(corpus, tmp_path):
     np.testing.assert_array_equal(a.x[clip_rows], c.x[clip_rows])  # originals do not depend on it
 
 
+def test_warm_frontend_features_are_what_a_listening_device_computes(corpus, tmp_path):
+    """With frontend_warm_ms, augmented copies and _silence_ crops come from a frontend that first
+    ran over the same background; each equals compute_features_warm on independently rebuilt audio."""
+    from polykws.datasets import augment as aug_mod
+    from polykws.datasets.audio import load_waveform
+    from polykws.datasets.frontend import compute_features_warm
+
+    root, records = corpus
+    task = TaskSpec("en", ("yes", "no"), unknown=False)
+    aug = AugmentConfig(noise_prob=1.0, speed_prob=0.0, pitch_prob=0.0)
+    kw = dict(augment=aug, augment_copies=1, seed=0, workers=1, progress=False)
+    fe = micro_frontend()
+    warm = load_task_features(records, task, fe, cache_dir=tmp_path / "w", frontend_warm_ms=2000.0, **kw)["train"]
+    reset = load_task_features(records, task, fe, cache_dir=tmp_path / "r", **kw)["train"]
+    assert warm.paths == reset.paths and np.array_equal(warm.y, reset.y)
+    clip_rows = [i for i, o in enumerate(warm.origin) if o == "clip"]
+    np.testing.assert_array_equal(warm.x[clip_rows], reset.x[clip_rows])  # clean clips: no background to warm on
+    # An augmented copy: rebuild its audio and background from the same seed and pool.
+    from polykws.datasets.featurecache import _seed_for
+    from polykws.datasets.features import _audio_hashes
+
+    i = warm.origin.index("augmented")
+    path = warm.paths[i]
+    noise_paths = sorted(split_noise_files(sorted(str(p) for p in (root / NOISE_LABEL).glob("*.wav")))["train"])
+    pool = [load_waveform(p, 16000, allow_silent=True) for p in noise_paths]
+    seed = _seed_for(0, "augment", _audio_hashes([path])[path], 1)
+    preceding, wave = aug_mod.augment_waveform_warm(load_audio(path), aug, np.random.default_rng(seed), pool, 16000, warm_samples=32000)
+    np.testing.assert_array_equal(warm.x[i], compute_features_warm(wave, preceding, fe))
+    assert not np.array_equal(warm.x[i], reset.x[i])
+    # The clip under the warm-up is the reset path's clip when there is no warm-up.
+    _, same = aug_mod.augment_waveform_warm(load_audio(path), aug, np.random.default_rng(seed), pool, 16000, warm_samples=0)
+    np.testing.assert_array_equal(same, aug_mod.augment_waveform(load_audio(path), aug, np.random.default_rng(seed), pool, 16000))
+    # _silence_ crops differ too (noise estimate and PCAN already adapted), digital silence barely.
+    sil = [j for j, o in enumerate(warm.origin) if o == "silence" and not warm.paths[j].endswith("zeros")]
+    assert sil and any(not np.array_equal(warm.x[j], reset.x[j]) for j in sil)
+    with pytest.raises(ConfigError, match="no state across frames"):
+        load_task_features(records, task, mfcc_frontend(), cache_dir=tmp_path / "m", frontend_warm_ms=500.0, **kw)
+
+
 def test_unknown_and_silence_need_their_material(corpus, tmp_path):
     root, records = corpus
     clips = [r for r in records if not r.is_noise]
