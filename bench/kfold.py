@@ -3,6 +3,7 @@
     nice -n 5 .venv/bin/python bench/kfold.py --seeds 0,1                       # the full grid (hours; resumable)
     .venv/bin/python bench/kfold.py --langs lt --folds-run 0 --only head_only,swr@2000B --seeds 0
     nice -n 5 .venv/bin/python bench/kfold.py --seeds 0,1 --only head_only,swr@2000B   # a rerun reuses finished rows
+    .venv/bin/python bench/kfold.py --compare runs/bench_kfold/A,runs/bench_kfold/B --out runs/bench_kfold/A_vs_B
 
 Each transfer language's speakers are dealt into 5 folds (datasets.SpeakerFolds); fold f is the
 test set, fold f+1 validation, the rest train, so every speaker is tested exactly once. The base
@@ -148,6 +149,38 @@ def comparisons(summary: list[dict], rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def compare(a_dir: Path, b_dir: Path, out: Path, langs: list[str]) -> None:
+    """Two runs of the grid on the same folds (e.g. two frontends): per cell in both, each side's
+    mean and median blob, and B - A paired over (language, fold, seed), averaged per (fold, seed)."""
+    from polykws.core import atomic_write_json, atomic_write_text
+
+    sides = []
+    for d in (a_dir, b_dir):
+        rows = json.loads((d / "summary.json").read_text())["rows"]
+        sides.append([r for r in rows if r["lang"] in langs])
+    a_sum = {e["cell"]: e for e in summarize(sides[0], langs)}
+    b_sum = {e["cell"]: e for e in summarize(sides[1], langs)}
+    lines = [f"A = {a_dir}, B = {b_dir}; languages {', '.join(langs)}.", "",
+             "| method | A: blob B median, mean int8 acc % | B: blob B median, mean int8 acc % | B − A, pt [95 % CI], (fold, seed) pairs | "
+             + " | ".join(f"B − A {lg}" for lg in langs) + " |", "|---|---|---|---|" + "---|" * len(langs)]
+    out_rows = []
+    for cell in [c for c in b_sum if c in a_sum]:
+        tagged = [{**r, "cell": "A"} for r in sides[0] if r["cell"] == cell] + [{**r, "cell": "B"} for r in sides[1] if r["cell"] == cell]
+        d = paired_diff(tagged, "B", "A")
+        if d is None:
+            continue
+        per_lang = {lg: paired_diff([r for r in tagged if r["lang"] == lg], "B", "A") for lg in langs}
+        ea, eb = a_sum[cell], b_sum[cell]
+        ci = "" if math.isnan(d[1]) else f" ± {100 * d[1]:.1f}"
+        lines.append(f"| {cell} | {ea['median_blob_bytes']:,.0f}, {100 * ea['mean_acc']:.1f} | {eb['median_blob_bytes']:,.0f}, {100 * eb['mean_acc']:.1f} | "
+                     f"{100 * d[0]:+.1f}{ci}, {d[2]} | " + " | ".join("-" if v is None else f"{100 * v[0]:+.1f}" for v in per_lang.values()) + " |")
+        out_rows.append({"cell": cell, "a": ea, "b": eb, "b_minus_a": d, "per_lang": per_lang})
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
+    atomic_write_json(out / "compare.json", {"a": str(a_dir), "b": str(b_dir), "cells": out_rows})
+    print("\n".join(lines))
+
+
 def merge(dirs: list[Path], out: Path, langs: list[str]) -> None:
     """One report from several runs' summary.json (rows deduplicated by cell, language, fold, seed)."""
     from polykws.core import atomic_write_json, atomic_write_text
@@ -231,6 +264,7 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma-separated cell names, e.g. head_only,swr@2000B")
     ap.add_argument("--ablation-budget", type=int, default=ABLATION_BUDGET)
     ap.add_argument("--merge", default=None, help="comma-separated output folders of earlier runs: one report from their rows, no training")
+    ap.add_argument("--compare", default=None, help="A,B: two output folders (e.g. two frontends on the same folds): B - A per method, paired")
     ap.add_argument("--collect-models", type=Path, default=None,
                     help="copy the exported models of --folds-run's first fold and --seeds' first seed into this folder (for bench/blob_v2.py --models)")
     args = ap.parse_args()
@@ -242,6 +276,10 @@ def main() -> None:
         return
     if args.merge:
         merge([Path(d) for d in parse_list(args.merge)], args.out, args.langs)
+        return
+    if args.compare:
+        a, b = (Path(d) for d in parse_list(args.compare))
+        compare(a, b, args.out, args.langs)
         return
     if args.budgets == ",".join(map(str, (100, 300, 1000, 3000))):  # gridargs' parameter default
         args.budgets = ",".join(map(str, BODY_BUDGETS))
