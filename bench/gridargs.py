@@ -12,7 +12,9 @@ def grid_config(args, extra: dict | None = None):
     """The pipeline config the grid runs on: its data, tasks and store; --base, --langs and the store override it."""
     from polykws.pipeline.config import load_config
 
-    overrides = {"adapt.languages": args.langs, "firmware.enabled": "off", **(extra or {})}
+    from polykws.core import parse_set_overrides
+
+    overrides = {**parse_set_overrides(args.set), "adapt.languages": args.langs, "firmware.enabled": "off", **(extra or {})}
     if args.base:
         overrides["base.checkpoint"] = str(args.base.resolve())
     if args.artifacts:
@@ -23,6 +25,8 @@ def grid_config(args, extra: dict | None = None):
 def add_grid_args(ap: argparse.ArgumentParser, out_default: str, langs: tuple[str, ...], seeds: str) -> None:
     ap.add_argument("--base", type=Path, default=None, help="base model file (default: the config's base)")
     ap.add_argument("--config", default="configs/shared-real.yaml", help="pipeline config with the corpus, tasks and artifact store")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value (YAML-parsed), e.g. --set data.frontend=micro; repeatable")
     ap.add_argument("--artifacts", default=None, help="artifact store for the grid's stages (default: the config's)")
     ap.add_argument("--langs", default=",".join(langs))
     ap.add_argument("--budgets", default=",".join(map(str, BUDGETS)))

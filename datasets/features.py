@@ -4,8 +4,9 @@ A :class:`TaskSpec` names a language and its keywords; ``_silence_`` and ``_unkn
 when enabled. :func:`load_task_features` builds train/val/test :class:`FeatureSplit` arrays:
 
 - keyword clips come from rows whose label is a keyword, in the row's (speaker-disjoint) split;
-- ``_unknown_`` is a seeded sample of the language's non-target words, as many as an average
-  keyword class unless ``unknown_fraction`` says otherwise (GSC: 10 % with 10 keywords, the same);
+- ``_unknown_`` is a seeded sample of the language's non-target words (plus every word of the
+  ``unknown_languages``), as many as an average keyword class unless ``unknown_fraction`` says
+  otherwise (GSC: 10 % with 10 keywords, the same);
 - ``_silence_`` is built from background noise: random 1 s crops of the split's noise files at a
   random volume in [0, 1] (as TF's speech_commands does), plus ``true_silence_fraction`` of all-zero
   clips. Noise files are split by file (never shared between splits);
@@ -62,12 +63,19 @@ class TaskOptions:
     true_silence_fraction: float = 0.1
     # Restrict the non-target words used for _unknown_ (empty: all of them).
     unknown_words: tuple[str, ...] = ()
+    # Other languages whose words (every label, each clip in its own split) also feed _unknown_:
+    # speech a device hears and must not answer to. A task whose own corpus has no other words
+    # (digits only) gets an _unknown_ class this way.
+    unknown_languages: tuple[str, ...] = ()
     # Only rows from these sources (empty: all).
     sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "unknown_words", tuple(self.unknown_words))
+        object.__setattr__(self, "unknown_languages", tuple(self.unknown_languages))
         object.__setattr__(self, "sources", tuple(self.sources))
+        if self.unknown_languages and not self.unknown:
+            raise ConfigError("task unknown_languages needs unknown: true (their words feed _unknown_)")
         for name in ("silence_fraction", "unknown_fraction"):
             v = getattr(self, name)
             if v is not None and not 0.0 < v <= 1.0:
@@ -100,6 +108,8 @@ class TaskSpec(TaskOptions):
             raise ConfigError("task needs at least one keyword")
         if len(set(self.keywords)) != len(self.keywords):
             raise ConfigError(f"task keywords repeat: {self.keywords}")
+        if self.language in self.unknown_languages:
+            raise ConfigError(f"task unknown_languages names the task's own language {self.language!r} (its words are unknown_words)")
         bad = [k for k in self.keywords if k in RESERVED_LABELS or not k]
         if bad:
             raise ConfigError(f"task keywords may not be empty or reserved labels: {bad}")
@@ -197,6 +207,9 @@ def _partition_rows(
     for r in records:
         if r.is_noise:  # noise serves every task, whatever its source filter
             noise_paths.append(r.path)
+            continue
+        if r.language in task.unknown_languages and not task.matches_language(r):
+            other_rows[r.split].append(r)  # the source filter is about the task's own corpus
             continue
         if task.sources and r.source not in task.sources:
             continue

@@ -32,18 +32,11 @@ def register(subparsers) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    import yaml
-
+    from polykws.core import parse_set_overrides
     from polykws.pipeline.config import load_config
     from polykws.pipeline.run import run
-    from polykws.core import ConfigError
 
-    overrides = {}
-    for item in args.set:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        k, v = item.split("=", 1)
-        overrides[k.strip()] = yaml.safe_load(v)
+    overrides = parse_set_overrides(args.set)
     if args.artifacts:
         overrides["artifacts"] = args.artifacts
     if args.output:

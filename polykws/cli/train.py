@@ -17,6 +17,8 @@ def register(subparsers) -> None:
     base.add_argument("--epochs", type=int, default=None, help="override fit.epochs")
     base.add_argument("--out", type=Path, default=None, help="also copy the best model file here (e.g. artifacts/base/ds_cnn_s_mfcc.pt)")
     base.add_argument("--no-progress", action="store_true", help="no progress bar (epoch summary lines only)")
+    base.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config value (YAML-parsed), e.g. --set data.frontend_warm_ms=0; repeatable")
     base.set_defaults(func=cmd_train_base)
 
     ev = subparsers.add_parser("eval", help="score a model file on a config's speaker-disjoint test split, or a pack on streams (--streaming)")
@@ -34,9 +36,12 @@ def register(subparsers) -> None:
 
 
 def _load(args: argparse.Namespace):
+    from polykws.core import parse_set_overrides
     from polykws.training.config import load_train_config
 
-    overrides = {"fit": {"epochs": args.epochs}} if getattr(args, "epochs", None) else None
+    overrides = parse_set_overrides(getattr(args, "set", []))
+    if getattr(args, "epochs", None):
+        overrides["fit.epochs"] = args.epochs
     return load_train_config(args.config, overrides)
 
 

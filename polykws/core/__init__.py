@@ -2,7 +2,7 @@
 environment paths, worker lifetime and the strict config converter. It imports nothing else from polykws.
 """
 
-from polykws.core.config import from_dict, from_yaml_file, merge_overrides, read_yaml_mapping, to_plain
+from polykws.core.config import from_dict, from_yaml_file, merge_overrides, parse_set_overrides, read_yaml_mapping, to_plain
 from polykws.core.env import repo_root, resolve_path, run_context, shared_dir
 from polykws.core.errors import ConfigError, PolykwsError
 from polykws.core.io import (
@@ -31,6 +31,7 @@ __all__ = [
     "json_default",
     "from_yaml_file",
     "merge_overrides",
+    "parse_set_overrides",
     "read_yaml_mapping",
     "repo_root",
     "resolve_path",

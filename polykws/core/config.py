@@ -75,6 +75,19 @@ def from_yaml_file(cls: type, path: Any, overrides: Mapping[str, Any] | None = N
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def parse_set_overrides(items: typing.Iterable[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings (a command line's `--set`) as overrides, each value parsed as YAML."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
 def merge_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """`raw` with `overrides` applied: nested mappings merge, `a.b.c` keys address nested fields."""
     out = dict(raw)

@@ -115,6 +115,7 @@ def streaming_stage(ctx: StageContext) -> dict[str, Any]:
     quiet = not ctx.runtime.get("progress", True)
     [row] = evaluate_language(model, task, records, noise_paths(ctx, records), settings, parity=True,
                               log=(lambda _: None) if quiet else print)
+    row.pop("wall_s")  # the stage's manifest has it; the artifact holds only what the same inputs reproduce
     shipped = with_thresholds(base, ex, LanguageThresholds.from_dict(row["thresholds"]).blob_bytes())
     shipped.save(ctx.out)
     atomic_write_json(ctx.out / "streaming.json", row)

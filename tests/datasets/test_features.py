@@ -144,6 +144,26 @@ def test_warm_frontend_features_are_what_a_listening_device_computes(corpus, tmp
         load_task_features(records, task, mfcc_frontend(), cache_dir=tmp_path / "m", frontend_warm_ms=500.0, **kw)
 
 
+def test_unknown_languages_feed_unknown_with_their_own_splits(corpus, tmp_path):
+    from dataclasses import replace
+
+    root, records = corpus
+    # cat and dog become another language's words: English then has no non-target word left.
+    mixed = [replace(r, language="de") if r.label in ("cat", "dog") else r for r in records]
+    task = TaskSpec("en", ("yes", "no", "up"), unknown_languages=("de",))
+    splits = load_task_features(mixed, task, mfcc_frontend(), cache_dir=tmp_path / "c", workers=1, progress=False)
+    split_of = {r.path: r.split for r in mixed}
+    for name, sp in splits.items():
+        unknown = [p for p, y in zip(sp.paths, sp.y) if sp.labels[y] == "_unknown_"]
+        assert unknown and all(Path(p).parent.name in ("cat", "dog") and split_of[p] == name for p in unknown)
+    with pytest.raises(PolykwsError, match="no non-target words"):
+        load_task_features(mixed, TaskSpec("en", ("yes", "no", "up")), mfcc_frontend(), cache_dir=tmp_path / "d", workers=1, progress=False)
+    with pytest.raises(ConfigError, match="own language"):
+        TaskSpec("en", ("yes",), unknown_languages=("en",))
+    with pytest.raises(ConfigError, match="needs unknown: true"):
+        TaskSpec("en", ("yes",), unknown=False, unknown_languages=("de",))
+
+
 def test_unknown_and_silence_need_their_material(corpus, tmp_path):
     root, records = corpus
     clips = [r for r in records if not r.is_noise]
