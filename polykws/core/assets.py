@@ -115,3 +115,11 @@ def shipped_base(folder: Path | None = None) -> ShippedBase:
     manifest = read_manifest(folder)
     verify_files(folder, manifest)
     return ShippedBase(folder, manifest)
+
+
+def shipped_base_frontend() -> str:
+    """The shipped base's frontend kind, from its manifest (what its features must be computed with)."""
+    kind = read_manifest(shipped_base_dir()).get("frontend", {}).get("kind")
+    if not isinstance(kind, str):
+        raise ShippedBaseError(f"{shipped_base_dir() / 'base.json'}: the manifest names no frontend kind")
+    return kind

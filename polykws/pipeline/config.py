@@ -335,6 +335,13 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None, *,
         # `base` section without `checkpoint` pretrains one (base.fit).
         raw = {**raw, "base": {"checkpoint": PACKAGED_BASE}}
     raw = merge_overrides({"name": path.stem, **raw, "source_path": str(path)}, overrides or {})
+    data = raw.get("data")
+    if isinstance(data, Mapping) and "frontend" not in data and isinstance(raw.get("base"), Mapping) \
+            and raw["base"].get("checkpoint") == PACKAGED_BASE:
+        # Features must be the base's: a config that names no frontend takes the shipped base's.
+        from polykws.core.assets import shipped_base_frontend
+
+        raw = {**raw, "data": {**data, "frontend": shipped_base_frontend()}}
     try:
         _check_reserved(raw)
         cfg = from_dict(PipelineConfig, raw)

@@ -126,7 +126,9 @@ def test_packaged_base_is_the_shipped_file(tmp_path, corpus):
     sb = shipped_base()
     raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run")
     raw = {**raw, "base": {**raw["base"], "checkpoint": "packaged"}}
+    del raw["data"]["frontend"]  # a config that names no frontend takes the shipped base's
     cfg = _load(tmp_path, raw)
+    assert cfg.data.frontend == sb.manifest["frontend"]["kind"]
     stage = next(s for s in build_stages(cfg, progress=False) if s.name == "base")
     assert stage.runtime["checkpoint"] == str(sb.checkpoint)
     assert stage.config["checkpoint_sha256"] == sb.manifest["files"]["base.pt"]["sha256"]
@@ -145,6 +147,7 @@ def test_packaged_base_exports_with_its_head_slots(tmp_path, corpus):
     sb = shipped_base()
     raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run", export=True)
     raw = {**raw, "base": {**raw["base"], "checkpoint": "packaged"}}
+    raw["data"]["frontend"] = sb.manifest["frontend"]["kind"]
     res = _run(_load(tmp_path, raw))
     ex = res["export_base"].summary
     assert ex["head_slots"] == sb.head_slots == 24 and ex["tflite_bytes"] == sb.manifest["files"]["base.tflite"]["bytes"]
