@@ -46,7 +46,8 @@ SECTIONS = {
 # Commands cheap enough to run for real in the default suite.
 RUN = {("base", "info")}
 # `polykws run` configs whose data or base cannot exist on a fresh clone.
-NO_PLAN = {"configs/shared-real.yaml": "needs ../shared recordings and the base that `polykws train base` writes"}
+NO_PLAN = {"configs/shared-real.yaml": "needs ../shared recordings and the base that `polykws train base` writes",
+           "configs/shared-real-micro.yaml": "needs ../shared recordings and the base that `polykws train base` writes"}
 
 
 PLACEHOLDER = "__README_PLACEHOLDER__"
