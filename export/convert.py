@@ -32,6 +32,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from polykws.datasets.frontend import FrontendConfig
 from polykws.core import PolykwsError, atomic_write_bytes
@@ -53,14 +54,26 @@ class ExportError(PolykwsError):
 
 
 class Deployable(nn.Module):
-    """model -> softmax probabilities, the graph the device runs."""
+    """model -> softmax probabilities, the graph the device runs.
+
+    The global pooling is one average pool over the whole feature map, which TFLite gets as
+    AVERAGE_POOL_2D: CMSIS-NN has a kernel for it that is bit-exact against the host's TFLM
+    runtime, so the firmware needs no kernel of its own (MEAN has none in CMSIS-NN and TFLM's
+    reference MEAN costs about 1M instructions more per inference on an M4;
+    docs/BENCHMARKS.md, "Global pooling on the device"). Numerically it is the model's `mean`.
+    """
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(x), dim=-1)
+        features = getattr(self.model, "forward_features", None)
+        if features is None:
+            return torch.softmax(self.model(x), dim=-1)
+        f = features(x)
+        pooled = F.avg_pool2d(f, kernel_size=(int(f.shape[2]), int(f.shape[3]))).flatten(1)
+        return torch.softmax(self.model.forward_head(pooled), dim=-1)
 
 
 def head_of(model: nn.Module) -> nn.Linear:

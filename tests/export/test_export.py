@@ -37,7 +37,7 @@ from .conftest import HEAD_SLOTS, train
 
 pytestmark = pytest.mark.shared
 
-DS_CNN_S_OPS = ["CONV_2D"] + ["DEPTHWISE_CONV_2D", "CONV_2D"] * 4 + ["MEAN", "FULLY_CONNECTED", "SOFTMAX"]
+DS_CNN_S_OPS = ["CONV_2D"] + ["DEPTHWISE_CONV_2D", "CONV_2D"] * 4 + ["AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"]
 # Torch modules in the order of the TFLite graph's weighted ops (conv0, dw/pw per block, head).
 DS_CNN_S_SITES = ["conv0"] + [f"blocks.{i}.{k}" for i in range(4) for k in ("dw", "pw")] + ["head"]
 PARITY_MAX_ABS = 1e-4

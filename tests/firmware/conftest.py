@@ -18,8 +18,8 @@ def build_int8_fc_model(seed: int = 0, frames: int = 49, features: int = 10, slo
                         weight_scale: float = 0.02) -> bytes:
     """input (1,49,10,1) -> RESHAPE (1,7,7,10) -> MEAN over `mean_axes` -> RESHAPE (1,10) -> FULLY_CONNECTED -> (1,slots).
 
-    MEAN is the DS-CNN export's pooling op (and the firmware's fast path); its input and output
-    scales and zero points differ so the requantization is exercised.
+    MEAN is the pooling of packs exported with `mean` (the firmware's fast path serves them); its
+    input and output scales and zero points differ so the requantization is exercised.
     """
     import flatbuffers
     from ai_edge_litert import schema_py_generated as s
