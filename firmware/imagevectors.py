@@ -71,8 +71,10 @@ def image_cases(rng: random.Random) -> list[tuple[str, bytes]]:
 def switch_cases(rng: random.Random) -> list[tuple[str, bytes, list[str]]]:
     """Language switches, with a blob whose labels were swapped behind a fresh CRC in the middle."""
     base = random_model(rng, 6_000)
+    # Each language its own thresholds (en none): switching language must switch them.
+    thresholds = {"en": b"", "uk": bytes([10, 20, 255]), "lt": bytes([200, 100, 255])}
     blobs = {lang: encode_blob(base, patched_model(rng, base, sorted(rng.sample(range(len(base)), 40))), lang,
-                               [f"{lang}_up", f"{lang}_dn", "_silence_"], {}) for lang in ("en", "uk", "lt")}
+                               [f"{lang}_up", f"{lang}_dn", "_silence_"], {}, thresholds=thresholds[lang]) for lang in ("en", "uk", "lt")}
     forged = bytearray(blobs["uk"])
     at = BLOB_PREFIX_SIZE
     n0 = forged[at]

@@ -51,7 +51,8 @@ class Expectation:
     # first failing blob, so only the prefix up to and including it is compared.
     blobs: list[tuple[str, str, str, bytes]] = field(default_factory=list)
     # switch: per language switch (lang, code, active language or "-", labels hex, output path, model)
-    switches: list[tuple[str, str, str, str, str, bytes]] = field(default_factory=list)
+    # (language, code, active language, labels hex, thresholds hex, output file, model bytes)
+    switches: list[tuple[str, str, str, str, str, str, bytes]] = field(default_factory=list)
 
 
 class _Writer:
@@ -132,13 +133,13 @@ class _Writer:
                         raise BlobError("base_mismatch", "blob names another base")
                     model = apply_blob(img.base, blob)
                     labels = ",".join(x.encode().hex() for x in blob.labels)
-                    exp.switches.append((lang, "ok", lang, labels, out, model))
+                    exp.switches.append((lang, "ok", lang, labels, blob.thresholds.hex(), out, model))
                 except BlobError as exc:
-                    exp.switches.append((lang, exc.code, "-", "", "", b""))
+                    exp.switches.append((lang, exc.code, "-", "", "", "", b""))
             elif lang == "base":
-                exp.switches.append((lang, "ok", "base", ",".join(x.encode().hex() for x in ("b0", "b1", "b2")), out, img.base))
+                exp.switches.append((lang, "ok", "base", ",".join(x.encode().hex() for x in ("b0", "b1", "b2")), "", out, img.base))
             else:
-                exp.switches.append((lang, "bad_argument", "-", "", "", b""))
+                exp.switches.append((lang, "bad_argument", "-", "", "", "", b""))
         self._add(f"switch {fi} {','.join(langs)} {prefix}", exp)
         return exp
 
@@ -328,8 +329,8 @@ def check_runner_output(expect: list[Expectation], text: str, out_dir: Path) -> 
             if len(lines) != len(e.switches):
                 problems.append(f"{e.name}: C made {len(lines)} switches, Python {len(e.switches)}")
                 continue
-            for line, (lang, code, active, labels, out, data) in zip(lines, e.switches):
-                want = [lang, code, f"active={active}", f"labels={labels}"]
+            for line, (lang, code, active, labels, thresholds, out, data) in zip(lines, e.switches):
+                want = [lang, code, f"active={active}", f"labels={labels}", f"thresholds={thresholds}"]
                 if line.split(" ") != want:
                     problems.append(f"{e.name}: switch to {lang}: C {line!r}, Python {' '.join(want)!r}")
                 elif code == "ok" and (not (out_dir / out).is_file() or (out_dir / out).read_bytes() != data):

@@ -185,6 +185,13 @@ int main(int argc, char **argv) {
                     if (k) printf(",");
                     print_hex((const uint8_t *)label, got);
                 }
+                /* The active language's thresholds: a switch must switch them too. */
+                printf(" thresholds=");
+                for (k = 0; k < 256u; ++k) {
+                    int t = pkw_active_threshold(&active, k);
+                    if (t < 0) break;
+                    printf("%02x", (unsigned)t);
+                }
                 printf("\n");
                 if (st == PKWB_OK) {
                     char path[360];

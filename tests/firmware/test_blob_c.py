@@ -60,10 +60,19 @@ def test_a_refused_switch_leaves_no_language(vectors):
     expected state is no active language and no labels (the C runner is then held to it)."""
     _, expect = vectors
     sw = next(e for e in expect if e.name == "switch_refused_keeps_nothing")
-    codes = [(lang, code, active, labels) for lang, code, active, labels, _, _ in sw.switches]
+    codes = [(lang, code, active, labels, thresholds) for lang, code, active, labels, thresholds, _, _ in sw.switches]
     assert codes[0][1] == "ok" and codes[0][3]
-    assert codes[1] == ("uk", "target_mismatch", "-", "")
-    assert codes[2][1] == "ok" and codes[3] == ("uk", "target_mismatch", "-", "")
+    assert codes[1] == ("uk", "target_mismatch", "-", "", "")
+    assert codes[2][1] == "ok" and codes[3] == ("uk", "target_mismatch", "-", "", "")
+
+
+def test_switching_language_switches_thresholds(vectors):
+    """The vectors hold languages with different thresholds (and one with none), so the C runner,
+    which prints the active language's thresholds after every switch, is held to each."""
+    _, expect = vectors
+    sw = next(e for e in expect if e.name == "switch_good")
+    got = {lang: thresholds for lang, code, _, _, thresholds, _, _ in sw.switches if code == "ok"}
+    assert got == {"en": "", "uk": "0a14ff", "base": "", "lt": "c864ff"}
 
 
 def test_c_error_names_match_python():
