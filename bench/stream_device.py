@@ -102,7 +102,8 @@ def main() -> int:
         raise SystemExit(f"{args.pack}: the firmware computes the micro frontend; this pack's is {fe.kind}")
     det = cfg.streaming.detector
     third, sources = ThirdParty.from_env(args.kernels), FrontendSources.from_env()
-    records, noise = config_records(cfg), config_noise(cfg)
+    records = config_records(cfg)
+    noise = config_noise(cfg, records)
     langs = [x for x in args.langs.split(",") if x] or list(man["languages"])
     result = {"context": run_context(), "board": args.board, "kernels": args.kernels, "detector": det.to_dict(), "seconds": args.seconds,
               "snr_db": args.snr_db, "pack": str(args.pack), "languages": {}}

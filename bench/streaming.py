@@ -100,7 +100,7 @@ def main() -> int:
     ctx = run_context()
     if not args.report_only:
         records = config_records(cfg)
-        noise = config_noise(cfg)
+        noise = config_noise(cfg, records)
         for lang in langs:
             paths = {w: out / "rows" / f"{lang}.{args.frontend_state}.avg{w}.json" for w in windows}
             if all(p.exists() for p in paths.values()):

@@ -112,7 +112,8 @@ def cmd_eval_streaming(args: argparse.Namespace) -> int:
         raise PolykwsError(f"no model or no task in {args.config} for {missing} (models: {sorted(models)})")
     out = args.out or Path("eval-streaming")
     out.mkdir(parents=True, exist_ok=True)
-    records, noise = config_records(cfg), config_noise(cfg)
+    records = config_records(cfg)
+    noise = config_noise(cfg, records)
     rows = []
     for lang in langs:
         print(f"{lang}: scoring streams", flush=True)

@@ -90,14 +90,16 @@ def config_records(cfg) -> list:
     return records
 
 
-def config_noise(cfg) -> list[str]:
-    """The config's background-noise files (streams need at least one)."""
+def config_noise(cfg, records) -> list[str]:
+    """The background-noise files streams are built on, as the pipeline's stages take them: the
+    config's noise folder, else the corpora's own noise rows (`_background_noise_`)."""
     from polykws.datasets.features import noise_files
     from polykws.pipeline.config import resolve_path
 
-    if not cfg.data.noise_dir:
-        raise ConfigError(f"{cfg.source_path}: data.noise_dir is empty; streams need background noise")
-    return noise_files(resolve_path(cfg.data.noise_dir))
+    paths = noise_files(resolve_path(cfg.data.noise_dir)) if cfg.data.noise_dir else [r.path for r in records if r.is_noise]
+    if not paths:
+        raise ConfigError(f"{cfg.source_path}: no background noise (data.noise_dir is empty and the corpora have none); streams need it")
+    return paths
 
 
 def model_label(labels: Sequence[str], lang: str, keyword: str) -> str:

@@ -210,6 +210,16 @@ def test_full_pipeline_with_export_through_workers(tmp_path, corpus, capsys):
         assert r["streaming"]["test_keywords"] > 0
     assert "FRR @1 FA/h" in (tmp_path / "run" / "report" / "report.md").read_text()
     assert (tmp_path / "run" / "report" / "streaming_det.png").exists()
+    # `polykws eval --streaming` on the pack, with the same config, is the stages' evaluation:
+    # the same streams, curve, thresholds and operating points.
+    from polykws.cli import main as cli_main
+
+    assert cli_main(["eval", "--streaming", "--config", str(tmp_path / "fixture.yaml"), "--pack", str(pack),
+                     "--out", str(tmp_path / "eval_streaming")]) == 0
+    for row in json.loads((tmp_path / "eval_streaming" / "streaming.json").read_text()):
+        stage_row = json.loads((result[f"streaming/{row['language']}"].path / "streaming.json").read_text())
+        for key in ("det", "thresholds", "oracle", "at_val_threshold", "test_keywords"):
+            assert row[key] == stage_row[key], (row["language"], key)
     assert len(report["sweep"]) == 4 and all(s["blob_bytes"] for s in report["sweep"])
     # `firmware bench` reads the pack's own host TFLM figure from its manifest (its "pack's TFLM
     # acc" column) and the vectors `polykws run --write-vectors` writes (README, Firmware).
