@@ -48,20 +48,17 @@ def load_data_config(path: str):
 
 
 def report(out: Path, rows: list[dict], ctx: dict) -> None:
-    from polykws.core import atomic_write_text
-    from polykws.pipeline.streameval import plot_det, results_table
+    from polykws.pipeline.streameval import write_results
 
-    lines = [f"Streaming detection (docs/STREAMING.md), host TFLM; {ctx['date']}, {ctx['machine']}.",
-             f"Command: `{ctx['command']}`", "", *results_table(rows)]
-    atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
-    plot_det(rows, out / "det.png", title="DET, test streams (SNR 20/10/5/0 dB)")
+    write_results(out, rows, header=[f"Streaming detection (docs/STREAMING.md), host TFLM; {ctx['date']}, {ctx['machine']}.",
+                                     f"Command: `{ctx['command']}`", ""], title="DET, test streams (SNR 20/10/5/0 dB)")
 
 
 def main() -> int:
     from polykws.core import atomic_write_json, run_context
     from polykws.export.streaming import DetectorConfig
     from polykws.pipeline.config import StreamingSection
-    from polykws.pipeline.streameval import config_noise, config_records, evaluate_language, models_from_exports, models_from_pack
+    from polykws.pipeline.streameval import config_noise, config_records, evaluate_language, select_models
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True)
@@ -87,11 +84,8 @@ def main() -> int:
     out = Path(args.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
     cfg = load_data_config(args.config)
-    models = {**(models_from_pack(args.pack) if args.pack else {}), **models_from_exports(args.export)}
-    langs = [lang for lang in (args.langs.split(",") if args.langs else models) if lang]
-    missing = [lang for lang in langs if lang not in models or lang not in cfg.data.tasks]
-    if missing:
-        raise SystemExit(f"no model or no task in {args.config} for: {missing} (models: {sorted(models)})")
+    models = select_models(args.pack, args.export, cfg.data.tasks, [lang for lang in args.langs.split(",") if lang])
+    langs = list(models)
     windows = [int(w) for w in args.average_windows_ms.split(",") if w]
     det_cfg = DetectorConfig(stride_ms=args.stride_ms, average_window_ms=windows[0], refractory_ms=args.refractory_ms)
     settings = StreamingSection(enabled=True, target_fa_per_hour=args.target_fa, snrs_db=SNRS, test_negative_s_per_snr=args.negative_s_per_snr,

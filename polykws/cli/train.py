@@ -97,33 +97,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_streaming(args: argparse.Namespace) -> int:
-    from polykws.core import PolykwsError, atomic_write_json, atomic_write_text
+    from polykws.core import PolykwsError, atomic_write_json
     from polykws.pipeline.config import load_config
-    from polykws.pipeline.streameval import (config_noise, config_records, evaluate_language, models_from_exports, models_from_pack,
-                                             plot_det, results_table)
+    from polykws.pipeline.streameval import config_noise, config_records, evaluate_language, results_table, select_models, write_results
 
     if not args.pack and not args.export:
         raise PolykwsError("--streaming needs --pack or --export")
     cfg = load_config(args.config, check_files=False)
-    models = {**(models_from_pack(args.pack) if args.pack else {}), **models_from_exports(args.export)}
-    langs = [x for x in args.langs.split(",") if x] or sorted(models)
-    missing = [x for x in langs if x not in models or x not in cfg.data.tasks]
-    if missing:
-        raise PolykwsError(f"no model or no task in {args.config} for {missing} (models: {sorted(models)})")
+    models = select_models(args.pack, args.export, cfg.data.tasks, [x for x in args.langs.split(",") if x])
     out = args.out or Path("eval-streaming")
     out.mkdir(parents=True, exist_ok=True)
     records = config_records(cfg)
     noise = config_noise(cfg, records)
     rows = []
-    for lang in langs:
+    for lang, model in models.items():
         print(f"{lang}: scoring streams", flush=True)
-        rows += evaluate_language(models[lang], cfg.data.tasks[lang].spec(lang), records, noise, cfg.streaming, parity=True,
+        rows += evaluate_language(model, cfg.data.tasks[lang].spec(lang), records, noise, cfg.streaming, parity=True,
                                   log=lambda line: print(line, flush=True))
     atomic_write_json(out / "streaming.json", rows)
-    table = results_table(rows)
-    atomic_write_text(out / "results.md", "\n".join(table) + "\n")
-    plot_det(rows, out / "det.png")
-    print("\n".join(table))
+    write_results(out, rows)
+    print("\n".join(results_table(rows)))
     print(f"report: {out / 'results.md'}, DET: {out / 'det.png'}")
     return 0
-

@@ -165,8 +165,7 @@ def _data_stages(cfg: PipelineConfig, progress: bool) -> tuple[list[Stage], dict
                      deps=data_deps, version=VERSIONS["scan"], code=("polykws.datasets",), runtime=runtime))
     for lang in task_langs:
         t = d.tasks[lang]
-        # Only a transfer language's own rows are re-split, so the base stages stay the same.
-        folds = {"speaker_folds": to_plain(d.speaker_folds)} if d.speaker_folds is not None and lang in cfg.adapt.languages and lang != b.language else {}
+        folds = _fold_config(cfg, lang)
         out.append(Stage(
             f"features/{lang}", "features", S.features_stage,
             {"language": lang, "keywords": list(t.keywords), "task_options": _task_options(t), "max_per_keyword": t.max_per_keyword,
@@ -248,6 +247,17 @@ def _export_stages(cfg: PipelineConfig, runtime: dict[str, Any], adapt_jobs: lis
     return out, export_jobs, ship_export
 
 
+def _fold_config(cfg: PipelineConfig, lang: str) -> dict[str, Any]:
+    """The speaker-fold re-split of `lang`, for the stages that read its rows (features, streams).
+
+    Only a transfer language's own rows are re-split, so the base stages stay the same.
+    """
+    d = cfg.data
+    if d.speaker_folds is not None and lang in cfg.adapt.languages and lang != cfg.base.language:
+        return {"speaker_folds": to_plain(d.speaker_folds)}
+    return {}
+
+
 def _streaming_stages(cfg: PipelineConfig, runtime: dict[str, Any], ship_export: dict[str, str]) -> list[Stage]:
     """streaming/<lang> for each shipped language when streaming.enabled: FRR at a fixed FA/h, thresholds into its blob."""
     if not cfg.streaming.enabled:
@@ -259,7 +269,7 @@ def _streaming_stages(cfg: PipelineConfig, runtime: dict[str, Any], ship_export:
         out.append(Stage(
             f"streaming/{lang}", "streaming", S.streaming_stage,
             {"language": lang, "base_language": cfg.base.language, "export_stage": export_stage, "keywords": list(t.keywords),
-             "task_options": _task_options(t), "streaming": to_plain(cfg.streaming)},
+             "task_options": _task_options(t), "streaming": to_plain(cfg.streaming), **_fold_config(cfg, lang)},
             deps=("export_base", export_stage, "scan", *corpus), version=VERSIONS["streaming"],
             code=("polykws.export", "polykws.datasets", "polykws.pipeline.streameval", *PATCH_CODER), fanout=True, threads=1,
             runtime=runtime))

@@ -100,27 +100,26 @@ def streaming_stage(ctx: StageContext) -> dict[str, Any]:
     from polykws.export.api import ExportedModel, with_thresholds
     from polykws.export.streaming import LanguageThresholds
     from polykws.pipeline.config import StreamingSection
-    from polykws.pipeline.stages import data_roots, load_manifest, noise_paths, task_from_stage_config
-    from polykws.pipeline.streameval import StreamModel, evaluate_language, plot_det, results_table, row_summary
-    from polykws.core import atomic_write_text, from_dict
+    from polykws.pipeline.stages import language_records, noise_dir, task_from_stage_config
+    from polykws.pipeline.streameval import StreamModel, evaluate_language, row_summary, stream_noise, write_results
+    from polykws.core import from_dict
 
     c = ctx.config
     lang = c["language"]
     settings = from_dict(StreamingSection, dict(c["streaming"]), "streaming")
     base = ExportedModel.load(ctx.input("export_base"), c["base_language"])
     ex = ExportedModel.load(ctx.input(c["export_stage"]), lang)
-    records = load_manifest(ctx.input("scan"), data_roots(ctx))
+    records = language_records(ctx)
     task = task_from_stage_config(c, records)
     model = StreamModel(ex.tflite, tuple(ex.labels), ex.frontend, f"{c['export_stage']}/{lang}.tflite")
     quiet = not ctx.runtime.get("progress", True)
-    [row] = evaluate_language(model, task, records, noise_paths(ctx, records), settings, parity=True,
+    [row] = evaluate_language(model, task, records, stream_noise(noise_dir(ctx), records, ctx.name), settings, parity=True,
                               log=(lambda _: None) if quiet else print)
     row.pop("wall_s")  # the stage's manifest has it; the artifact holds only what the same inputs reproduce
     shipped = with_thresholds(base, ex, LanguageThresholds.from_dict(row["thresholds"]).blob_bytes())
     shipped.save(ctx.out)
     atomic_write_json(ctx.out / "streaming.json", row)
-    atomic_write_text(ctx.out / "results.md", "\n".join(results_table([row])) + "\n")
-    plot_det([row], ctx.out / "det.png", title=f"{lang}: DET, test streams")
+    write_results(ctx.out, [row], title=f"{lang}: DET, test streams")
     s = row_summary(row)
     frr1 = s["frr_at_1_fa_per_hour"]
     return {

@@ -9,7 +9,6 @@ on where the store lives.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -144,12 +143,15 @@ def task_from_stage_config(c: dict[str, Any], records):
     return TaskSpec(c["language"], keywords, **opts)
 
 
-def noise_paths(ctx: StageContext, records) -> list[str]:
-    """The run's background-noise files: the configured folder's, else the corpora's own noise rows."""
-    root = noise_dir(ctx)
-    if root is not None:
-        return [str(root / rel) for rel in json.loads((ctx.input("scan") / "noise.json").read_text())]
-    return [r.path for r in records if r.is_noise]
+def language_records(ctx: StageContext):
+    """The scan's rows, with the stage's language re-split into speaker folds when its config says so."""
+    records = load_manifest(ctx.input("scan"), data_roots(ctx))
+    c = ctx.config
+    if c.get("speaker_folds") is not None:
+        from polykws.datasets.splits import SpeakerFolds, fold_splits
+
+        records = fold_splits(records, SpeakerFolds(**c["speaker_folds"]), c["language"])
+    return records
 
 
 def features_stage(ctx: StageContext) -> dict[str, Any]:
@@ -159,11 +161,7 @@ def features_stage(ctx: StageContext) -> dict[str, Any]:
 
     c = ctx.config
     roots = data_roots(ctx)
-    records = load_manifest(ctx.input("scan"), roots)
-    if c.get("speaker_folds") is not None:
-        from polykws.datasets.splits import SpeakerFolds, fold_splits
-
-        records = fold_splits(records, SpeakerFolds(**c["speaker_folds"]), c["language"])
+    records = language_records(ctx)
     task = task_from_stage_config(c, records)
     frontend = frontend_by_name(c["frontend"])
     noise = noise_dir(ctx)

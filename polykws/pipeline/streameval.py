@@ -90,16 +90,33 @@ def config_records(cfg) -> list:
     return records
 
 
-def config_noise(cfg, records) -> list[str]:
-    """The background-noise files streams are built on, as the pipeline's stages take them: the
-    config's noise folder, else the corpora's own noise rows (`_background_noise_`)."""
+def stream_noise(noise_dir: str | Path | None, records, source: str) -> list[str]:
+    """The background-noise files streams are built on: the configured noise folder's, else the
+    corpora's own noise rows (`_background_noise_`). One rule for the pipeline's stages and the CLI."""
     from polykws.datasets.features import noise_files
+
+    paths = noise_files(noise_dir) if noise_dir else [r.path for r in records if r.is_noise]
+    if not paths:
+        raise ConfigError(f"{source}: no background noise (data.noise_dir is empty and the corpora have none); streams need it")
+    return paths
+
+
+def config_noise(cfg, records) -> list[str]:
+    """`stream_noise` for a pipeline config's data section."""
     from polykws.pipeline.config import resolve_path
 
-    paths = noise_files(resolve_path(cfg.data.noise_dir)) if cfg.data.noise_dir else [r.path for r in records if r.is_noise]
-    if not paths:
-        raise ConfigError(f"{cfg.source_path}: no background noise (data.noise_dir is empty and the corpora have none); streams need it")
-    return paths
+    return stream_noise(resolve_path(cfg.data.noise_dir) if cfg.data.noise_dir else None, records, cfg.source_path)
+
+
+def select_models(pack: str | Path | None, exports: Sequence[str | Path], tasks, langs: Sequence[str] = ()) -> dict[str, StreamModel]:
+    """The models of a pack folder and export folders, for `langs` (default: every one of them);
+    each must have a task in `tasks` (a config's data.tasks)."""
+    models = {**(models_from_pack(pack) if pack else {}), **models_from_exports(exports)}
+    langs = list(langs) or sorted(models)
+    missing = [lang for lang in langs if lang not in models or lang not in tasks]
+    if missing:
+        raise PolykwsError(f"no model or no task for {missing} (models: {sorted(models)}; tasks: {sorted(tasks)})")
+    return {lang: models[lang] for lang in langs}
 
 
 def model_label(labels: Sequence[str], lang: str, keyword: str) -> str:
@@ -252,6 +269,16 @@ def plot_det(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "DET
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def write_results(out: str | Path, rows: Sequence[dict[str, Any]], *, header: Sequence[str] = (),
+                  title: str = "DET, test streams") -> None:
+    """<out>/results.md (the rows' table under `header`) and <out>/det.png."""
+    from polykws.core import atomic_write_text
+
+    out = Path(out)
+    atomic_write_text(out / "results.md", "\n".join([*header, *results_table(rows)]) + "\n")
+    plot_det(rows, out / "det.png", title=title)
 
 
 def row_summary(row: dict[str, Any]) -> dict[str, Any]:

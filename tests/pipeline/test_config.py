@@ -181,3 +181,19 @@ def test_streaming_section_is_typed_and_checked(tmp_path):
     raw["streaming"] = {"enabled": True, "detector": {"stride_ms": 200, "average_window_ms": 500}}
     with pytest.raises(ConfigError, match="multiple of stride_ms"):
         load_config(_write(tmp_path, raw))
+
+
+def test_streams_are_built_on_the_same_speaker_folds_as_the_features(tmp_path):
+    """With data.speaker_folds, a language's streaming stage re-splits its rows as its features
+    stage does, so test streams never hold a speaker the fold trained on."""
+    from polykws.pipeline.run import build_stages
+
+    raw = _raw(tmp_path)
+    (tmp_path / "corpus").mkdir()
+    raw["export"]["enabled"] = True
+    raw["data"]["speaker_folds"] = {"folds": 5, "fold": 2}
+    raw["streaming"] = {"enabled": True}
+    stages = {s.name: s for s in build_stages(load_config(_write(tmp_path, raw)), progress=False)}
+    for lang in raw["adapt"]["languages"]:
+        folds = stages[f"features/{lang}"].config["speaker_folds"]
+        assert folds == {"folds": 5, "fold": 2} and stages[f"streaming/{lang}"].config["speaker_folds"] == folds
