@@ -1,6 +1,7 @@
 """Blob v2 against a generic embedded delta tool (detools), per exported language model.
 
     nice -n 5 .venv/bin/python bench/blob_v2.py --store artifacts/store --out runs/bench/blob_v2
+    .venv/bin/python bench/blob_v2.py --store runs/bench/store_blob_real --head-weight-bits 6 --out runs/bench/blob_v2_h6
     .venv/bin/python bench/blob_v2.py --models DIR --out runs/bench/blob_v2_dir   # base.tflite + <name>.tflite (+ <name>.json)
 
 For every language model exported against a base (a pipeline store's `export/*/<lang>.tflite`
@@ -10,7 +11,8 @@ the language `.tflite`, labels from the export description); `detools.create_pat
 heatshrink, lzma and crle compression (sequential bsdiff, the tool's defaults) and the smallest of
 the three; their ratio; and a lower bound for the change: the bytes that differ and an order-0
 entropy estimate of them (`polykws.core.patchcode.entropy_bound_bytes`: value-difference entropy
-plus the information of which bytes changed), with the gap of the v2 blob to it.
+plus the information of which bytes changed), with the gap of the v2 blob to it. A store's exports
+are taken at one head width (`--head-weight-bits`, the export's `head_weight_bits`; 8 by default).
 
 Rows are cached one file each under <out>/rows/ (atomic writes), so an interrupted run resumes;
 the outputs (results.csv, results.md, summary.json with `run_context()`) are sorted and depend
@@ -68,7 +70,8 @@ def find_jobs_store(store: Path) -> list[dict]:
             print(f"skip {js}: base {meta.get('base_sha256', '?')[:12]} or model not found", file=sys.stderr)
             continue
         jobs.append({"lang": d["lang"], "method": meta.get("method") or "?", "seed": meta.get("seed"),
-                     "budget": _budget(meta), "labels": d["labels"], "model": str(model), "base": str(base)})
+                     "budget": _budget(meta), "labels": d["labels"], "model": str(model), "base": str(base),
+                     "head_weight_bits": int(meta.get("head_weight_bits", 8))})
     return jobs
 
 
@@ -96,6 +99,35 @@ def find_jobs_dir(folder: Path) -> list[dict]:
     return jobs
 
 
+def context_gain(base: bytes, target: bytes) -> dict[str, float]:
+    """How much a context model could save on the int8 tensors' changes, before learning costs.
+
+    Per int8 region of the base (`tflite_regions`, width 1) that changes: the empirical order-0
+    entropy of its byte differences (zeros included: values and positions together), and the
+    same conditioned on the previous element's difference magnitude (0, 1, 2-3, 4-7, 8-15, 16+).
+    Their ratio bounds what a coder conditioning on the neighbouring change could gain.
+    """
+    import numpy as np
+
+    from polykws.core.patchcode import tflite_regions
+
+    def h(v: "np.ndarray") -> float:
+        counts = np.unique(v, return_counts=True)[1]
+        p = counts / len(v)
+        return float(-(p * np.log2(p)).sum() * len(v))
+
+    a, b = np.frombuffer(base, np.uint8), np.frombuffer(target, np.uint8)
+    order0 = ctx = 0.0
+    for s, e, w in tflite_regions(base):
+        if w != 1 or np.array_equal(a[s:e], b[s:e]):
+            continue
+        d = ((b[s:e].astype(np.int64) - a[s:e]) + 128) % 256 - 128
+        prev = np.digitize(np.abs(np.concatenate(([0], d[:-1]))), [1, 2, 4, 8, 16])
+        order0 += h(d)
+        ctx += sum(h(d[prev == k]) for k in np.unique(prev))
+    return {"int8_order0_bytes": round(order0 / 8, 1), "int8_context_bytes": round(ctx / 8, 1)}
+
+
 def job_key(job: dict) -> str:
     return f"{job['method']}__{job['budget']}__{job['lang']}__s{job['seed']}__{_sha(Path(job['model']).read_bytes())[:12]}"
 
@@ -114,6 +146,7 @@ def run_row(job: dict) -> dict:
     det = detools_sizes(base, target)
     best = min(det.values())
     bound = entropy_bound_bytes(base, target)
+    gain = context_gain(base, target)
     return {
         "method": job["method"], "budget": job["budget"], "lang": job["lang"], "seed": job["seed"],
         "base_bytes": len(base), "v2_bytes": len(blob), "v2_stream_bytes": len(parsed.stream),
@@ -123,6 +156,7 @@ def run_row(job: dict) -> dict:
         "ratio_v2_over_detools": len(blob) / best,
         "changed_bytes": bound["changed_bytes"], "entropy_bound_bytes": round(bound["entropy_bytes"], 1),
         "gap_v2_over_bound": round(len(blob) / bound["entropy_bytes"], 3) if bound["entropy_bytes"] else None,
+        **gain,
         "model": job["model"],
     }
 
@@ -135,8 +169,9 @@ def report(rows: list[dict]) -> tuple[str, dict]:
     by_method: dict[str, list[dict]] = {}
     for r in rows:
         by_method.setdefault(_label(r), []).append(r)
-    lines = ["| method | jobs | v2 (mean B) | detools-best (mean B) | v2 / detools | max per-job ratio | changed bytes (mean) | entropy bound (mean B) | v2 / bound |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | jobs | v2 (mean B) | detools-best (mean B) | v2 / detools | max per-job ratio | changed bytes (mean) | entropy bound (mean B) | v2 / bound "
+             "| int8 changes with a neighbour context / order-0 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     method_ratios = []
     for m in sorted(by_method, key=lambda k: statistics.mean(r["v2_bytes"] for r in by_method[k])):
         rs = by_method[m]
@@ -145,8 +180,11 @@ def report(rows: list[dict]) -> tuple[str, dict]:
         ch = statistics.mean(r["changed_bytes"] for r in rs)
         eb = statistics.mean(r["entropy_bound_bytes"] for r in rs)
         method_ratios.append(v2 / det)
+        o0 = sum(r.get("int8_order0_bytes", 0.0) for r in rs)
+        cx = sum(r.get("int8_context_bytes", 0.0) for r in rs)
+        ctx_cell = f"{cx / o0:.2f}" if o0 else "-"
         lines.append(f"| {m} | {len(rs)} | {v2:,.0f} | {det:,.0f} | {v2 / det:.2f} | {max(r['ratio_v2_over_detools'] for r in rs):.2f} | "
-                     f"{ch:,.0f} | {eb:,.0f} | {v2 / eb:.2f} |")
+                     f"{ch:,.0f} | {eb:,.0f} | {v2 / eb:.2f} | {ctx_cell} |")
     job_ratios = [r["ratio_v2_over_detools"] for r in rows]
     summary = {
         "jobs": len(rows),
@@ -170,9 +208,16 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--store", type=Path, help="pipeline artifact store (export/ and export_base/)")
     src.add_argument("--models", type=Path, help="folder with base.tflite and language .tflite files")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--head-weight-bits", type=int, default=8, help="with --store: the exports whose head uses this many bits")
     args = ap.parse_args(argv)
 
-    jobs = find_jobs_store(args.store) if args.store else find_jobs_dir(args.models)
+    if args.store:
+        found = find_jobs_store(args.store)
+        jobs = [j for j in found if j["head_weight_bits"] == args.head_weight_bits]
+        if len(jobs) < len(found):
+            print(f"{len(found) - len(jobs)} exports with another head width left out", file=sys.stderr)
+    else:
+        jobs = find_jobs_dir(args.models)
     if not jobs:
         raise SystemExit("no language models found")
     rows_dir = args.out / "rows"

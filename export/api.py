@@ -39,6 +39,7 @@ from polykws.export.convert import (
 from polykws.export.requant import Requantized, head_op_index, pad_head_rows, requantize_language, verify_requantizer
 from polykws.export.tflite_graph import TfliteGraph, assert_layout_identical
 from polykws.core import PolykwsError, atomic_write_bytes, atomic_write_json, sha256_bytes
+from polykws.core.int8 import HEAD_WEIGHT_BITS
 
 EXPORT_FORMAT_VERSION = 1
 # ONNX parity on real features: probabilities agree to float32 rounding, argmax everywhere.
@@ -341,8 +342,8 @@ def _check_language_target(base: ExportedModel, model: nn.Module, labels: Sequen
 
 
 def _language_info(
-    base: ExportedModel, rq: Requantized, *, scales: str, head_scales: str, head_range: str, parity: dict, ops: Any, calibration_samples: int,
-    logits: np.ndarray, meta: dict[str, Any] | None,
+    base: ExportedModel, rq: Requantized, *, scales: str, head_scales: str, head_range: str, head_weight_bits: int, parity: dict, ops: Any,
+    calibration_samples: int, logits: np.ndarray, meta: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The language export's description: its base, quantization choices, parity and requant report."""
     return {
@@ -352,6 +353,7 @@ def _language_info(
         "scales": scales,
         "head_scales": head_scales,
         "head_range": head_range,
+        "head_weight_bits": head_weight_bits,
         "onnx_parity": parity,
         "ops": ops,
         "calibration_samples": calibration_samples,
@@ -363,7 +365,8 @@ def _language_info(
     }
 
 
-def _blob_meta(base: ExportedModel, lang: str, *, scales: str, head_scales: str, head_range: str, meta: dict[str, Any] | None) -> dict[str, Any]:
+def _blob_meta(base: ExportedModel, lang: str, *, scales: str, head_scales: str, head_range: str, head_weight_bits: int,
+               meta: dict[str, Any] | None) -> dict[str, Any]:
     """The metadata a language blob references: its base, quantization choices and training provenance."""
     return {
         "format": "polykws-language",
@@ -377,6 +380,7 @@ def _blob_meta(base: ExportedModel, lang: str, *, scales: str, head_scales: str,
         "scales": scales,
         "head_scales": head_scales,
         "head_range": head_range,
+        "head_weight_bits": head_weight_bits,
         **{k: v for k, v in (meta or {}).items() if k in ("method", "budget_params", "delta_config", "seed", "model_sha256")},
     }
 
@@ -401,6 +405,7 @@ def export_language(
     scales: str = "frozen",
     head_scales: str = "refit",
     head_range: str = "refit",
+    head_weight_bits: int = HEAD_WEIGHT_BITS,
     parity_x: np.ndarray | None = None,
     max_calibration: int = 500,
     meta: dict[str, Any] | None = None,
@@ -411,9 +416,12 @@ def export_language(
     `scales`: how touched body tensors are quantized - "frozen" (base scales, clamped),
     "refit" (new per-channel scales) or "auto" (per channel, fewer changed bytes without
     clamping). `head_scales` / `head_range`: "refit" (default) or "frozen" for the head's weight
-    scales and output range. Activation ranges of the body are always the base's.
+    scales and output range; `head_weight_bits` how many bits of int8 the re-fitted head's rows use
+    (HEAD_WEIGHT_BITS; 8 is the converter's own quantization). Activation ranges of the body are
+    always the base's.
     """
     labels = _check_language_target(base, model, labels, lang)
+    head_weight_bits = head_weight_bits if head_scales == "refit" else 8  # frozen rows keep the base's 8 bits
     cal = calibration_subset(_check_features(calibration_x, base.frontend, f"{lang} calibration features"), max_calibration)
     par = _check_features(parity_x if parity_x is not None else cal, base.frontend, f"{lang} parity features")
     deploy = pad_head(model, base.head_slots)
@@ -430,10 +438,11 @@ def export_language(
         scales=scales,
         head_scales=head_scales,
         head_range=head_range,
+        head_weight_bits=head_weight_bits,
     )
     assert_layout_identical(base.tflite, rq.data, f"{lang} model")
     ops = check_tflm_ops(rq.data, source=f"{lang} int8 model")
-    policies = {"scales": scales, "head_scales": head_scales, "head_range": head_range}
+    policies = {"scales": scales, "head_scales": head_scales, "head_range": head_range, "head_weight_bits": head_weight_bits}
     info = _language_info(base, rq, **policies, parity=parity, ops=ops, calibration_samples=len(cal), logits=logits, meta=meta)
     blob_meta = _blob_meta(base, lang, **policies, meta=meta)
     blob = _language_blob(base, rq.data, lang, labels, blob_meta)

@@ -12,8 +12,10 @@ Per weighted op (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED):
   bytes they moved. Biases follow their channel's scale. Activation ranges stay the base's;
 - the head (the FULLY_CONNECTED feeding the output SOFTMAX) is language-specific: by default its
   per-row scales are re-fitted and its output range is re-fitted on the language's calibration
-  logits (a frozen range clamps logits and turns the top classes into argmax ties). Rows past
-  the language's `num_labels` keep the base's bytes: nothing reads them (argmax_first).
+  logits (a frozen range clamps logits and turns the top classes into argmax ties). Re-fitted
+  rows may use fewer than 8 bits (`head_weight_bits`: int8 values within +-(2^(bits-1)-1)), which
+  the device runs unchanged and the blob codes in fewer bytes. Rows past the language's
+  `num_labels` keep the base's bytes: nothing reads them (argmax_first).
 
 The result is written into a copy of the base's bytes; only tensor data and quantization
 vectors change, which `tflite_graph.assert_layout_identical` then proves.
@@ -173,11 +175,16 @@ def verify_requantizer(gq: TfliteGraph, gf: TfliteGraph, skip_rows: dict[int, in
     return checked
 
 
+def head_qmax(head_weight_bits: int) -> int:
+    """The largest |int8| of a head row quantized to `head_weight_bits` (8: the converter's 127)."""
+    return (1 << (head_weight_bits - 1)) - 1
+
+
 def _choose_scales(
-    w_new: np.ndarray, q_base: np.ndarray, s_base: np.ndarray, axis: int, policy: str
+    w_new: np.ndarray, q_base: np.ndarray, s_base: np.ndarray, axis: int, policy: str, qmax: int = WEIGHT_QMAX
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(per-channel double scales, per-channel 'refit' flags)."""
-    s_refit = weight_scales(w_new, axis)
+    """(per-channel double scales, per-channel 'refit' flags); re-fitted scales put max |w| at +-qmax."""
+    s_refit = weight_scales(w_new, axis, qmax)
     if policy == "frozen":
         return s_base.copy(), np.zeros(len(s_base), bool)
     if policy == "refit":
@@ -190,8 +197,10 @@ def _choose_scales(
     return np.where(use_refit, s_refit, s_base), use_refit & (s_refit != s_base)
 
 
-def _check_policies(scales: str, head_scales: str, head_range: str) -> None:
+def _check_policies(scales: str, head_scales: str, head_range: str, head_weight_bits: int = 8) -> None:
     """Raise unless every scale/range policy names a known one."""
+    if isinstance(head_weight_bits, bool) or not isinstance(head_weight_bits, int) or not 2 <= head_weight_bits <= 8:
+        raise ExportError(f"head_weight_bits must be an integer in 2..8, got {head_weight_bits!r}")
     if scales not in SCALE_POLICIES:
         raise ExportError(f"scales must be one of {SCALE_POLICIES}, got {scales!r}")
     if head_scales not in HEAD_POLICIES or head_range not in HEAD_POLICIES:
@@ -211,6 +220,7 @@ class _OpRequantizer:
     scales: str
     head_scales: str
     head_range: str
+    head_weight_bits: int = 8
 
     def op(self, oq: OpInfo, w_base: np.ndarray, b_base: np.ndarray, w_new: np.ndarray, b_new: np.ndarray, is_head: bool) -> None:
         """Patch one op's weights, bias and scales; an untouched body op keeps the base's bytes."""
@@ -249,7 +259,7 @@ class _OpRequantizer:
         """The head's per-row scales and 'refit' flags under `head_scales`."""
         if oq.opcode != "FULLY_CONNECTED" or axis != 0:
             raise ExportError(f"op {oq.index}: the head must be a per-row quantized FULLY_CONNECTED, got {oq.opcode} (axis {axis})")
-        s, refit = _choose_scales(w_new, q_base_w, s_base, axis, "refit")
+        s, refit = _choose_scales(w_new, q_base_w, s_base, axis, "refit", head_qmax(self.head_weight_bits))
         if self.head_scales == "frozen":
             # Base scales where the base has a real row; rows it padded have no scale to keep.
             keep = np.arange(len(s)) < self.base_num_labels
@@ -299,9 +309,10 @@ def requantize_language(
     scales: str = "frozen",
     head_scales: str = "refit",
     head_range: str = "refit",
+    head_weight_bits: int = 8,
 ) -> Requantized:
     """The language's int8 flatbuffer, built by patching the base's bytes (see module doc)."""
-    _check_policies(scales, head_scales, head_range)
+    _check_policies(scales, head_scales, head_range, head_weight_bits)
     gq, gbf, glf = TfliteGraph(base_q, "base int8"), TfliteGraph(base_f, "base float"), TfliteGraph(lang_f, "language float")
     if gbf.structure() != glf.structure():
         raise ExportError("the language model's float graph differs in structure from the base's: not the same architecture")
@@ -310,7 +321,8 @@ def requantize_language(
     head_idx = head_op_index(gq)
     patch = _Patcher(base_q)
     result = Requantized(b"")
-    requantizer = _OpRequantizer(gq, patch, result, num_labels, base_num_labels, head_logit_range, scales, head_scales, head_range)
+    requantizer = _OpRequantizer(gq, patch, result, num_labels, base_num_labels, head_logit_range, scales, head_scales, head_range,
+                                 head_weight_bits)
     for oq, obf in pairs:
         olf = lang_pairs[oq.index]
         w_base, b_base = gbf.array(obf.inputs[1]), gbf.array(obf.inputs[2])
@@ -373,6 +385,7 @@ __all__ = [
     "Requantized",
     "TensorReport",
     "head_op_index",
+    "head_qmax",
     "pad_head_rows",
     "requantize_language",
     "verify_requantizer",

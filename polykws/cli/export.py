@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from polykws.core import PolykwsError
+from polykws.core.int8 import HEAD_WEIGHT_BITS
 
 
 def register(subparsers) -> None:
@@ -39,6 +40,8 @@ def register(subparsers) -> None:
                    help="language only: how touched tensors are quantized (default: frozen base scales)")
     p.add_argument("--head-scales", choices=("frozen", "refit"), default="refit")
     p.add_argument("--head-range", choices=("frozen", "refit"), default="refit")
+    p.add_argument("--head-weight-bits", type=int, choices=range(2, 9), default=HEAD_WEIGHT_BITS, metavar="2..8",
+                   help=f"bits of int8 the re-fitted head uses (default {HEAD_WEIGHT_BITS}; 8: the converter's own)")
     p.add_argument("--calibration-samples", type=int, default=500)
     p.set_defaults(func=export_handler)
 
@@ -115,7 +118,8 @@ def export_handler(args: argparse.Namespace) -> int:
         if loaded.frontend.config_hash() != base.frontend.config_hash():
             raise PolykwsError(f"{args.model}: frontend {loaded.frontend.config_hash()} differs from the base's {base.frontend.config_hash()}")
         ex = export_language(base, loaded.model, loaded.labels, feats["calibration"], None, lang=args.lang, scales=args.scales,
-                             head_scales=args.head_scales, head_range=args.head_range, parity_x=test_x,
+                             head_scales=args.head_scales, head_range=args.head_range,
+                             head_weight_bits=args.head_weight_bits, parity_x=test_x,
                              max_calibration=args.calibration_samples, meta=meta)
     if test_x is not None:
         evaluate_export(ex, loaded.model, test_x, feats["test_y"])

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 from polykws.core import ConfigError, from_dict, merge_overrides, read_yaml_mapping
 from polykws.core import resolve_path as core_resolve_path
+from polykws.core.int8 import HEAD_WEIGHT_BITS
 from polykws.datasets.features import TaskOptions, TaskSpec
 from polykws.datasets.splits import SpeakerFolds, SplitConfig
 from polykws.datasets.synth import SynthConfig
@@ -190,12 +191,22 @@ class ExportSection:
     # fewer bytes without clamping. docs/BENCHMARKS.md (Export) measured auto/refit blobs at a
     # third of frozen ones for per-channel deltas.
     scales: str = "auto"
+    # Bits of int8 the re-fitted language head uses: its rows' values span +-(2^(bits-1)-1); 8 is
+    # the converter's own quantization. The default (HEAD_WEIGHT_BITS, 6) scores as 8 bits do on
+    # speaker folds and saves about 170 B per blob (docs/BENCHMARKS.md, "Blob v2").
+    head_weight_bits: int = HEAD_WEIGHT_BITS
 
     def __post_init__(self) -> None:
         if self.calibration_samples < 1:
             raise ConfigError("export.calibration_samples must be >= 1")
         if self.scales not in ("frozen", "refit", "auto"):
             raise ConfigError(f"export.scales must be frozen, refit or auto, got {self.scales!r}")
+        if isinstance(self.head_weight_bits, bool) or not isinstance(self.head_weight_bits, int) or not 2 <= self.head_weight_bits <= 8:
+            raise ConfigError(f"export.head_weight_bits must be an integer in 2..8, got {self.head_weight_bits!r}")
+
+    def language_options(self) -> dict[str, Any]:
+        """How a language export stage quantizes (its stage config: part of its cache key)."""
+        return {"scales": self.scales, "head_weight_bits": self.head_weight_bits}
 
 
 @dataclass(frozen=True)

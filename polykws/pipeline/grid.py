@@ -94,7 +94,7 @@ def _row_stages(cfg: PipelineConfig, cell: GridCell, lang: str, seed: int, fit: 
         return [adapt]
     export_stage = Stage(f"bench_export/{lang}/{cell.name}/s{seed}", "bench_export", export_row_stage,
                          {"language": lang, "base_language": cfg.base.language, "calibration_samples": cfg.export.calibration_samples,
-                          "adapt_stage": name, "scales": cfg.export.scales},
+                          "adapt_stage": name, **cfg.export.language_options()},
                          deps=("export_base", name, f"features/{lang}"), version=GRID_VERSION, code=("polykws.export",),
                          fanout=True, threads=1)
     return [adapt, export_stage]

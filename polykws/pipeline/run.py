@@ -229,7 +229,7 @@ def _export_stages(cfg: PipelineConfig, runtime: dict[str, Any], adapt_jobs: lis
         name = export_jobs[job] = "export/" + job.split("/", 1)[1]
         out.append(Stage(name, "export", S.export_language_stage,
                          {"language": lang, "base_language": b.language, "calibration_samples": e.calibration_samples,
-                          "adapt_stage": job, "scales": e.scales},
+                          "adapt_stage": job, **e.language_options()},
                          deps=("export_base", job, f"features/{lang}"), version=VERSIONS["export"], code=("polykws.export", *PATCH_CODER),
                          fanout=True, threads=1, runtime=runtime))
     ship_export = {lang: export_jobs[job] for lang, job in ship_adapt.items()}

@@ -72,6 +72,7 @@ def export_language_stage(ctx: StageContext) -> dict[str, Any]:
     adapt_summary = ctx.summary(c["adapt_stage"])
     budget_key = f"budget_{adapt_summary.get('budget_unit', 'params')}"  # budget_bytes or budget_params
     ex = export_language(base, lm.model, lm.labels, cal, ctx.out, lang=c["language"], parity_x=test.x, scales=c.get("scales", "frozen"),
+                         head_weight_bits=int(c["head_weight_bits"]),
                          max_calibration=int(c["calibration_samples"]),
                          meta={"method": adapt_summary.get("method"), budget_key: adapt_summary.get("budget"),
                                "seed": adapt_summary.get("seed"), "model_sha256": lm.sha256})

@@ -350,6 +350,32 @@ def test_trained_language_int8_matches_float(base_export, base_model, feats):
     assert ev["tflm_vs_ref_argmax_disagreements"] == 0 and ev["tflm_vs_ref_max_abs_diff_lsb"] <= REF_MAX_LSB
 
 
+def test_head_weight_bits_narrow_the_head_and_leave_the_body(base_export, base_model, feats):
+    """A 6-bit head: every real row's int8 values within +-31 with 31 reached, the body's bytes
+    those of the 8-bit export, TFLM within the int8 tolerance of float, and a smaller blob."""
+    f = feats["ar"]
+    lang = _merged_language(base_model, "bias", num_classes=10)
+    kw = dict(lang="ar", parity_x=f.x_test[:16], scales="auto")
+    ex8 = export_language(base_export, lang, f.labels, f.x_train, head_weight_bits=8, **kw)
+    ex6 = export_language(base_export, lang, f.labels, f.x_train, **kw)  # the default: HEAD_WEIGHT_BITS = 6
+    g8, g6 = TfliteGraph(ex8.tflite), TfliteGraph(ex6.tflite)
+    head = g6.ops[head_op_index(g6)]
+    w6 = g6.array(head.inputs[1])[:10].astype(int)
+    assert np.abs(w6).max(axis=1).tolist() == [31] * 10
+    assert np.abs(g8.array(g8.ops[head_op_index(g8)].inputs[1])[:10]).max(axis=1).tolist() == [127] * 10
+    for op8, op6 in zip(g8.weighted_ops()[:-1], g6.weighted_ops()[:-1]):
+        for k in (1, 2):
+            assert np.array_equal(g8.array(op8.inputs[k]), g6.array(op6.inputs[k]))
+    assert ex6.meta["head_weight_bits"] == 6 and ex6.meta["blob_meta"]["head_weight_bits"] == 6
+    assert len(ex6.blob) < len(ex8.blob) - 100
+    ev = evaluate_export(ex6, lang, f.x_test, f.y_test)
+    assert ev["int8_acc"] >= ev["float_acc"] - INT8_MAX_ACC_DROP
+    with pytest.raises(ExportError, match="head_weight_bits"):
+        export_language(base_export, lang, f.labels, f.x_train, head_weight_bits=9, **kw)
+    frozen = export_language(base_export, lang, f.labels, f.x_train, head_scales="frozen", **kw)
+    assert frozen.meta["head_weight_bits"] == 8  # frozen rows keep the base's scales and 8 bits
+
+
 @pytest.mark.parametrize("lang_code, n", [("lt", 12), ("bn", 8)])
 def test_label_counts_other_than_the_base(lang_code, n, base_export, base_model, feats):
     """12 labels (= head_slots) and 8 labels on a 10-label base: same layout; head slots past the

@@ -152,6 +152,21 @@ def test_a_bad_budget_unit_is_named(tmp_path):
         load_config(_write(tmp_path, raw))
 
 
+def test_head_weight_bits_reach_every_language_export_stage(tmp_path):
+    from polykws.pipeline.run import build_stages
+
+    raw = _raw(tmp_path)
+    raw["export"] = {"head_weight_bits": 6}
+    cfg = load_config(_write(tmp_path, raw))
+    (tmp_path / "corpus").mkdir(exist_ok=True)
+    exports = [s for s in build_stages(cfg, progress=False) if s.kind == "export"]
+    assert exports and all(s.config["head_weight_bits"] == 6 for s in exports)
+    for bad in (9, 1, True, "6"):
+        raw["export"] = {"head_weight_bits": bad}
+        with pytest.raises(ConfigError, match="head_weight_bits"):
+            load_config(_write(tmp_path, raw))
+
+
 def test_a_config_without_a_base_section_uses_the_shipped_base(tmp_path):
     raw = _raw(tmp_path)
     assert load_config(_write(tmp_path, raw)).base.checkpoint == ""  # a base section without checkpoint pretrains
