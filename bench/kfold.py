@@ -61,6 +61,12 @@ def cells(budgets: list[int], ablation_budget: int):
     # tensors): is the choice between families worth anything over the choice of sizes?
     sparse = ["bias", *(f"diff_prune:k={k}" for k in (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096))]
     out += [GridCell("swr_sparse", "swr", b, "bytes", {"options": sparse}) for b in budgets]
+    # A longer warm-up (half the epochs instead of a quarter): do better-trained search states
+    # choose better positions?
+    out += [GridCell("swr_warm50", "swr", b, "bytes", {"warmup_fraction": 0.5, "search_fraction": 0.25, "finetune_fraction": 0.25})
+            for b in budgets]
+    out += [GridCell("swr_warm75", "swr", b, "bytes", {"warmup_fraction": 0.75, "search_fraction": 0.125, "finetune_fraction": 0.125})
+            for b in budgets]
     return out
 
 
