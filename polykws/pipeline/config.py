@@ -141,7 +141,7 @@ class AdaptSection:
     methods: tuple[str, ...] = ("swr",)
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Budgets of the budgeted methods, in `budget_unit`: "bytes" = the body's blob bytes (the
-    # product's currency: a ~3 KB blob for 2000 with an 11-class head), "params" = updated body
+    # product's currency: a ~2.8 KB blob for 2000 with an 11-class 6-bit head), "params" = updated body
     # parameters.
     budgets: tuple[int, ...] = (2000,)
     budget_unit: str = "bytes"
