@@ -82,7 +82,7 @@ DEFAULT_OPTIONS: tuple[SWROption, ...] = (
     SWROption("lowrank", (("rank", 2),)),
     SWROption("dense"),
 )
-# The budget when none is given: body blob bytes (a ~3 KB blob with an 11-class head).
+# The budget when none is given: body blob bytes (a ~2.8 KB blob with an 11-class 6-bit head).
 DEFAULT_BUDGET_BYTES = 2000
 SEARCHES = ("policy", "greedy", "random", "uniform")
 
@@ -93,7 +93,7 @@ class SWRConfig:
 
     The budget is in **body blob bytes** by default (`budget_bytes`, DEFAULT_BUDGET_BYTES when
     neither budget is given): the bytes the body's deltas add to the language blob, not counting
-    the head, the header or the labels (about 0.9 KB more for 10-11 labels, docs/METHOD.md). On the
+    the head, the header or the labels (about 0.75 KB more for 10-11 labels, docs/METHOD.md). On the
     int8 grid (TransferConfig.weight_grid) every option is priced after the warm-up by the exact
     v2 record of the int8 bytes it moves, the fine-tune may not move any other byte, and the final
     selection is trimmed until its exact bytes fit. Off the grid the families' shape-only
