@@ -155,7 +155,9 @@ def load_pack(path: str | Path) -> FirmwarePack:
     except BlobError as exc:
         raise PolykwsError(str(exc)) from None
     listed = manifest.get("languages")
-    if isinstance(listed, dict) and listed and tuple(listed) != tuple(e.lang for e in img.entries):
+    # The manifest is JSON with sorted keys and the device switches by name, so the two must hold
+    # the same languages, in any order.
+    if isinstance(listed, dict) and listed and sorted(listed) != sorted(e.lang for e in img.entries):
         raise PolykwsError(
             f"{pack}: manifest.json lists {', '.join(listed)} but flash.bin holds {', '.join(e.lang for e in img.entries)}"
         )

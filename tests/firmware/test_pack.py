@@ -36,6 +36,20 @@ def test_load_pack(pack_dir):
         load_pack(pack_dir)
 
 
+def test_manifest_and_image_must_hold_the_same_languages_in_any_order(pack_dir):
+    """A pack's manifest.json is written with sorted keys, its flash.bin in the config's language
+    order: the same languages in another order load; a language on one side only is refused."""
+    manifest = json.loads((pack_dir / "manifest.json").read_text())
+    (pack_dir / "manifest.json").write_text(json.dumps({**manifest, "languages": {"uk": {}, "lt": {}}}))
+    assert load_pack(pack_dir).languages == ("lt", "uk")  # image order
+    (pack_dir / "manifest.json").write_text(json.dumps({**manifest, "languages": {"lt": {}, "fr": {}}}))
+    with pytest.raises(PolykwsError, match="manifest.json lists lt, fr but flash.bin holds lt, uk"):
+        load_pack(pack_dir)
+    (pack_dir / "manifest.json").write_text(json.dumps({**manifest, "languages": {"lt": {}}}))
+    with pytest.raises(PolykwsError, match="flash.bin holds lt, uk"):
+        load_pack(pack_dir)
+
+
 def test_bench_vectors_subset_and_quantization(pack_dir, tmp_path):
     p = load_pack(pack_dir)
     rng = np.random.default_rng(0)
