@@ -9,5 +9,5 @@ WEIGHT_QMAX = 127  # narrow range: the converter never emits -128 for weights
 ZERO_CHANNEL_HALF_RANGE = np.float32(5e-7)
 # Bits of int8 a language's re-fitted head uses (its rows' values within +-31). On speaker folds
 # 6 bits score as 8 do (paired differences within +-0.2 pt for every method) and every blob is
-# about 170 B smaller; 4 bits cost 0.3-0.7 pt (docs/BENCHMARKS.md, "Blob v2").
+# about 170 B smaller; 4 bits cost SWR 0.7 pt (docs/BENCHMARKS.md, "Blob v2").
 HEAD_WEIGHT_BITS = 6
