@@ -35,9 +35,12 @@ from pathlib import Path  # noqa: E402
 LANGS = ("uk", "ar", "bn", "gu", "lt")
 FOLDS = 5
 BASELINES = ("head_only", "bias_only", "bn_only", "lora", "full_ft")
-# Body byte budgets; with an 11-class head a blob adds about 1 KB to them (2, 3, 5 and 10 KB blobs).
-BODY_BUDGETS = (1000, 2000, 4000, 9000)
+# Body byte budgets. The head, header, digest and labels add 0.7-0.9 KB (an 11- or 12-class 6-bit
+# head), so every blob fits within 2, 3, 5, 10 and 20 KB.
+BODY_BUDGETS = (1000, 2000, 4000, 9000, 19000)
 ABLATION_BUDGET = 2000
+# The issue's blob budgets: a method fits one when its largest blob over every (language, fold, seed) does.
+BLOB_BUDGETS_KB = (2, 3, 5, 10, 20)
 CSV_COLS = ["lang", "fold", "cell", "method", "budget", "seed", "status", "body_params", "updated_params", "float_acc", "int8_acc",
             "blob_bytes", "estimated_body_blob_bytes", "body_changed_bytes", "head_patched_bytes", "test_clips", "adapt_wall_s",
             "selection", "reason"]
@@ -155,6 +158,27 @@ def comparisons(summary: list[dict], rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def by_blob_budget(summary: list[dict], rows: list[dict], budgets_kb=BLOB_BUDGETS_KB) -> str:
+    """Per blob budget: the best SWR cell and the best other method whose largest blob fits it
+    (every row, not the median, so no language's blob overflows), and their paired difference."""
+    lines = ["| blob budget | best SWR cell (largest blob) | its acc % | best other method (largest blob) | its acc % | "
+             "SWR − it, pt [95 % CI], pairs | SWR − full_ft, pt [95 % CI], pairs |", "|---|---|---|---|---|---|---|"]
+
+    def fmt(x):
+        return "-" if x is None else f"{100 * x[0]:+.2f} ± {100 * x[1]:.2f}, {x[2]}" if not math.isnan(x[1]) else f"{100 * x[0]:+.2f}, {x[2]}"
+
+    for kb in budgets_kb:
+        fits = [e for e in summary if e["max_blob_bytes"] <= 1000 * kb]
+        swr = [e for e in fits if e["cell"].split("@")[0] == "swr"]
+        others = [e for e in fits if not e["cell"].startswith("swr")]
+        if not swr or not others:
+            continue
+        s, o = max(swr, key=lambda e: e["mean_acc"]), max(others, key=lambda e: e["mean_acc"])
+        lines.append(f"| {kb} KB | {s['cell']} ({s['max_blob_bytes']:,}) | {100 * s['mean_acc']:.2f} | {o['cell']} ({o['max_blob_bytes']:,}) | "
+                     f"{100 * o['mean_acc']:.2f} | {fmt(paired_diff(rows, s['cell'], o['cell']))} | {fmt(paired_diff(rows, s['cell'], 'full_ft'))} |")
+    return "\n".join(lines)
+
+
 def compare(a_dir: Path, b_dir: Path, out: Path, langs: list[str]) -> None:
     """Two runs of the grid on the same folds (e.g. two frontends): per cell in both, each side's
     mean and median blob, and B - A paired over (language, fold, seed), averaged per (fold, seed)."""
@@ -202,7 +226,7 @@ def merge(dirs: list[Path], out: Path, langs: list[str]) -> None:
     summary = summarize(rows_l, langs)
     meta = {"seeds": sorted({r["seed"] for r in rows_l}), "folds": sorted({r["fold"] for r in rows_l}),
             "base_sha256": metas[0]["base_sha256"], "base_tflite_bytes": metas[0]["base_tflite_bytes"]}
-    md = markdown(summary, rows_l, langs, meta) + "\n\n" + comparisons(summary, rows_l)
+    md = markdown(summary, rows_l, langs, meta) + "\n\n" + comparisons(summary, rows_l) + "\n\n" + by_blob_budget(summary, rows_l)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.md", md + "\n")
     atomic_write_json(out / "summary.json", {"sources": [str(d) for d in dirs], "runs": metas, "summary": summary, "rows": rows_l})
@@ -311,7 +335,7 @@ def main() -> None:
             w = csv.DictWriter(f, fieldnames=CSV_COLS, extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
-        md = markdown(summary, rows, args.langs, meta) + "\n\n" + comparisons(summary, rows)
+        md = markdown(summary, rows, args.langs, meta) + "\n\n" + comparisons(summary, rows) + "\n\n" + by_blob_budget(summary, rows)
         atomic_write_text(args.out / "results.md", md + "\n")
         atomic_write_json(args.out / "summary.json", {**meta, "summary": summary,
                                                       "rows": [{k: r.get(k) for k in CSV_COLS} for r in rows]})

@@ -84,3 +84,21 @@ def test_blob_grid_exports_each_row_against_the_base(tmp_path):
     assert head["body_patched_bytes"] + head["head_patched_bytes"] > 0 and head["fixed_bytes"] > 0
     assert 0.0 <= head["int8_acc"] <= 1.0 and head["float_acc"] == head["test_acc"]
     assert rows["dense@1"]["status"] == "infeasible" and "blob_bytes" not in rows["dense@1"]
+
+
+def test_kfold_blob_budgets_fit_by_the_largest_blob_and_pair_on_the_same_rows():
+    kfold = _bench_module("kfold")
+    langs = ["aa", "bb"]
+    # (cell, per-language blob bytes, accuracy per (fold, seed)); diff_prune@2000B's median blob
+    # fits 3 KB, its largest does not.
+    table = {"full_ft": ((9000, 9000), 0.90), "swr@1000B": ((1800, 1900), 0.86), "swr@2000B": ((2800, 2900), 0.88),
+             "diff_prune@1000B": ((1700, 1800), 0.85), "diff_prune@2000B": ((2900, 3100), 0.95)}
+    rows = [{"cell": cell, "lang": lg, "fold": fold, "seed": 0, "status": "ok", "blob_bytes": blobs[i],
+             "int8_acc": acc + 0.01 * fold}
+            for cell, (blobs, acc) in table.items() for i, lg in enumerate(langs) for fold in range(3)]
+    summary = kfold.summarize(rows, langs)
+    lines = {ln.split(" |")[0].strip("| "): ln for ln in kfold.by_blob_budget(summary, rows, (2, 3, 10)).splitlines()[2:]}
+    assert "swr@1000B (1,900)" in lines["2 KB"] and "diff_prune@1000B (1,800)" in lines["2 KB"] and "+1.00 ± 0.00, 3" in lines["2 KB"]
+    assert "swr@2000B (2,900)" in lines["3 KB"] and "diff_prune@1000B" in lines["3 KB"], "a blob over the budget does not fit"
+    assert "+3.00 ± 0.00, 3" in lines["3 KB"] and "-2.00 ± 0.00, 3" in lines["3 KB"]
+    assert "diff_prune@2000B (3,100)" in lines["10 KB"] and "-7.00 ± 0.00, 3" in lines["10 KB"]
