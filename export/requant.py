@@ -8,8 +8,10 @@ Per weighted op (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED):
 - untouched (float weights and bias bit-identical to the base): the base's bytes stay;
 - touched body tensor: int8 on the base's per-channel scales, clamped (`frozen`), or on scales
   re-fitted to the new weights (`refit`), or per channel the base's scale unless it would clamp
-  (`auto`). Deltas trained on the base's int8 grid never clamp, so `auto` stores exactly the
-  bytes they moved. Biases follow their channel's scale. Activation ranges stay the base's;
+  or the channel was rescaled as a whole (`auto`: a re-fitted scale that gives back the base's
+  int8 row, where the frozen one would rewrite most of it, as BatchNorm-only transfer does).
+  Deltas trained on the base's int8 grid never clamp and are sparse edits, so `auto` stores
+  exactly the bytes they moved. Biases follow their channel's scale. Activation ranges stay the base's;
 - the head (the FULLY_CONNECTED feeding the output SOFTMAX) is language-specific: by default its
   per-row scales are re-fitted and its output range is re-fitted on the language's calibration
   logits (a frozen range clamps logits and turns the top classes into argmax ties). Re-fitted
@@ -189,11 +191,19 @@ def _choose_scales(
         return s_base.copy(), np.zeros(len(s_base), bool)
     if policy == "refit":
         return s_refit, ~np.isclose(s_refit, s_base, rtol=0, atol=0)
-    # auto: per channel, the base's scale unless the new weights would clamp on it. The frozen
-    # grid is what transfer trains on, so a re-fit there would rewrite bytes the delta never paid
-    # for; a channel that outgrew its scale (a float delta, full fine-tuning) is re-fitted.
-    _, clamped = quantize_weights(w_new, s_base, axis)
-    use_refit = clamped > 0
+    # auto: per channel, the base's scale unless the new weights would clamp on it, or unless the
+    # channel was rescaled as a whole. The frozen grid is what transfer trains on, so a re-fit
+    # there would rewrite bytes the delta never paid for; a channel that outgrew its scale (a
+    # float delta, full fine-tuning) is re-fitted. A rescaled channel (BatchNorm's gamma folded
+    # in) rewrites most of its bytes on the frozen grid, while a re-fitted scale gives back the
+    # base's int8 row exactly: the blob then carries one scale instead of the row. A sparse
+    # edit on the grid changes few bytes, so it keeps the base's scale and its paid bytes.
+    q_frozen, clamped = quantize_weights(w_new, s_base, axis)
+    q_refit, _ = quantize_weights(w_new, s_refit, axis)
+    base_rows = _per_channel(q_base, axis)
+    rewritten = np.sum(_per_channel(q_frozen, axis) != base_rows, axis=1)
+    rescaled = np.all(_per_channel(q_refit, axis) == base_rows, axis=1) & (2 * rewritten > base_rows.shape[1])
+    use_refit = (clamped > 0) | rescaled
     return np.where(use_refit, s_refit, s_base), use_refit & (s_refit != s_base)
 
 

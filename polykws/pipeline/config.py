@@ -187,9 +187,10 @@ class ExportSection:
     # not only the shipped one per language.
     all_jobs: bool = True
     # How tensors a delta touched are quantized (export.api.export_language): "frozen" base
-    # scales (clamped), "refit" new per-channel scales, or "auto" per channel, whichever changes
-    # fewer bytes without clamping. docs/BENCHMARKS.md (Export) measured auto/refit blobs at a
-    # third of frozen ones for per-channel deltas.
+    # scales (clamped), "refit" new per-channel scales, or "auto" per channel: the base's scale,
+    # re-fitted where the weights would clamp or where the whole channel was rescaled (the
+    # re-fitted scale gives back the base's int8 row; export/requant.py). docs/BENCHMARKS.md
+    # (Export) measured auto/refit blobs at a third of frozen ones for per-channel deltas.
     scales: str = "auto"
     # Bits of int8 the re-fitted language head uses: its rows' values span +-(2^(bits-1)-1); 8 is
     # the converter's own quantization. The default (HEAD_WEIGHT_BITS, 6) scores as 8 bits do on

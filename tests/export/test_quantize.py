@@ -100,3 +100,29 @@ def test_activation_qparams_keep_zero_exact_and_cover_the_range(rmin, rmax):
     x = np.linspace(lo, hi, 101, dtype=np.float32)
     err = np.abs(dequantize(quantize_activations(x, scale, zp), scale, zp) - x)
     assert err.max() <= scale + 1e-6  # half a step of rounding plus at most half a step of zero-point nudging
+
+
+def test_auto_scales_absorb_a_rescaled_channel_and_keep_a_sparse_edit():
+    from polykws.export.requant import _choose_scales
+
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(0, 0.1, (6, 3, 3, 16)).astype(np.float32)  # channels on axis 3, as a depthwise kernel
+    s0 = weight_scales(w0, 3)
+    q0, _ = quantize_weights(w0, s0, 3)
+    w = w0.copy()
+    w[..., 0] *= 0.8  # BatchNorm's gamma folded in: the whole channel rescaled
+    w[0, 1, 1, 1] += float(s0[1])  # a sparse edit: one value one step up on the frozen grid
+    w[..., 2] *= 1.3  # outgrew its scale: would clamp on the frozen grid
+    w[..., 3] *= 1.0 + 1e-4  # rescaled too little to move a byte on the frozen grid
+    tests = {"auto": (True, False, True, False), "frozen": (False, False, False, False)}
+    for policy, want in tests.items():
+        s, refit = _choose_scales(w, q0, s0, 3, policy)
+        kept = s[:4] == s0[:4]
+        assert list(~kept) == list(want), policy
+        assert list(refit[:4]) == list(want), policy
+        if policy == "auto":
+            q, clamped = quantize_weights(w, s, 3)
+            assert np.array_equal(q[..., 0], q0[..., 0]), "the rescaled channel keeps the base's int8 row"
+            assert int(np.sum(q[..., 1] != q0[..., 1])) == 1, "the sparse edit changes the one byte it paid for"
+            assert int(clamped.sum()) == 0
+    assert np.array_equal(_choose_scales(w0, q0, s0, 3, "auto")[0], s0), "an untouched tensor keeps every base scale"
