@@ -39,7 +39,8 @@ BASELINES = ("head_only", "bias_only", "bn_only", "lora", "full_ft")
 # head), so every blob fits within 2, 3, 5, 10 and 20 KB.
 BODY_BUDGETS = (1000, 2000, 4000, 9000, 19000)
 ABLATION_BUDGET = 2000
-# The blob budgets: a method fits one when its largest blob over every (language, fold, seed) does.
+# Blob budgets of the by-budget table: a method fits one when its largest blob over every
+# (language, fold, seed) does.
 BLOB_BUDGETS_KB = (2, 3, 5, 10, 20)
 CSV_COLS = ["lang", "fold", "cell", "method", "budget", "seed", "status", "body_params", "updated_params", "float_acc", "int8_acc",
             "blob_bytes", "estimated_body_blob_bytes", "body_changed_bytes", "head_patched_bytes", "test_clips", "adapt_wall_s",

@@ -415,8 +415,9 @@ def export_language(
     `model` is the merged language model (same architecture as the base's, its own head).
     `scales`: how touched body tensors are quantized - "frozen" (base scales, clamped),
     "refit" (new per-channel scales) or "auto" (per channel the base's scale, re-fitted where
-    the weights would clamp or the whole channel was rescaled; export/requant.py). `head_scales` / `head_range`: "refit" (default) or "frozen" for the head's weight
-    scales and output range; `head_weight_bits` how many bits of int8 the re-fitted head's rows use
+    the weights would clamp or the whole channel was rescaled; export/requant.py).
+    `head_scales` / `head_range`: "refit" (default) or "frozen" for the head's weight scales and
+    output range; `head_weight_bits` how many bits of int8 the re-fitted head's rows use
     (HEAD_WEIGHT_BITS; 8 is the converter's own quantization). Activation ranges of the body are
     always the base's.
     """

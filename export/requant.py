@@ -11,7 +11,8 @@ Per weighted op (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED):
   or the channel was rescaled as a whole (`auto`: a re-fitted scale that gives back the base's
   int8 row, where the frozen one would rewrite most of it, as BatchNorm-only transfer does).
   Deltas trained on the base's int8 grid never clamp and are sparse edits, so `auto` stores
-  exactly the bytes they moved. Biases follow their channel's scale. Activation ranges stay the base's;
+  exactly the bytes they moved. Biases follow their channel's scale. Activation ranges stay the
+  base's;
 - the head (the FULLY_CONNECTED feeding the output SOFTMAX) is language-specific: by default its
   per-row scales are re-fitted and its output range is re-fitted on the language's calibration
   logits (a frozen range clamps logits and turns the top classes into argmax ties). Re-fitted
