@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from polykws.core.int8 import head_weight_bits_error
 from polykws.export.convert import ExportError
 from polykws.export.quantize import (
     INT8_MIN,
@@ -210,8 +211,8 @@ def _choose_scales(
 
 def _check_policies(scales: str, head_scales: str, head_range: str, head_weight_bits: int = 8) -> None:
     """Raise unless every scale/range policy names a known one."""
-    if isinstance(head_weight_bits, bool) or not isinstance(head_weight_bits, int) or not 2 <= head_weight_bits <= 8:
-        raise ExportError(f"head_weight_bits must be an integer in 2..8, got {head_weight_bits!r}")
+    if (why := head_weight_bits_error(head_weight_bits)) is not None:
+        raise ExportError(f"head_weight_bits {why}")
     if scales not in SCALE_POLICIES:
         raise ExportError(f"scales must be one of {SCALE_POLICIES}, got {scales!r}")
     if head_scales not in HEAD_POLICIES or head_range not in HEAD_POLICIES:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from polykws.core import PolykwsError
-from polykws.core.int8 import HEAD_WEIGHT_BITS
+from polykws.core.int8 import HEAD_WEIGHT_BITS, HEAD_WEIGHT_BITS_RANGE
 
 
 def register(subparsers) -> None:
@@ -40,7 +40,8 @@ def register(subparsers) -> None:
                    help="language only: how touched tensors are quantized (default: frozen base scales)")
     p.add_argument("--head-scales", choices=("frozen", "refit"), default="refit")
     p.add_argument("--head-range", choices=("frozen", "refit"), default="refit")
-    p.add_argument("--head-weight-bits", type=int, choices=range(2, 9), default=HEAD_WEIGHT_BITS, metavar="2..8",
+    p.add_argument("--head-weight-bits", type=int, choices=HEAD_WEIGHT_BITS_RANGE, default=HEAD_WEIGHT_BITS,
+                   metavar=f"{HEAD_WEIGHT_BITS_RANGE[0]}..{HEAD_WEIGHT_BITS_RANGE[-1]}",
                    help=f"bits of int8 the re-fitted head uses (default {HEAD_WEIGHT_BITS}; 8: the converter's own)")
     p.add_argument("--calibration-samples", type=int, default=500)
     p.set_defaults(func=export_handler)

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from polykws.core import ConfigError, from_dict, merge_overrides, read_yaml_mapping
 from polykws.core import resolve_path as core_resolve_path
-from polykws.core.int8 import HEAD_WEIGHT_BITS
+from polykws.core.int8 import HEAD_WEIGHT_BITS, head_weight_bits_error
 from polykws.datasets.features import TaskOptions, TaskSpec
 from polykws.datasets.splits import SpeakerFolds, SplitConfig
 from polykws.datasets.synth import SynthConfig
@@ -202,8 +202,8 @@ class ExportSection:
             raise ConfigError("export.calibration_samples must be >= 1")
         if self.scales not in ("frozen", "refit", "auto"):
             raise ConfigError(f"export.scales must be frozen, refit or auto, got {self.scales!r}")
-        if isinstance(self.head_weight_bits, bool) or not isinstance(self.head_weight_bits, int) or not 2 <= self.head_weight_bits <= 8:
-            raise ConfigError(f"export.head_weight_bits must be an integer in 2..8, got {self.head_weight_bits!r}")
+        if (why := head_weight_bits_error(self.head_weight_bits)) is not None:
+            raise ConfigError(f"export.head_weight_bits {why}")
 
     def language_options(self) -> dict[str, Any]:
         """How a language export stage quantizes (its stage config: part of its cache key)."""
