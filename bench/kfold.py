@@ -136,6 +136,14 @@ def markdown(summary: list[dict], rows: list[dict], langs: list[str], meta: dict
     return "\n".join(lines)
 
 
+def fmt_diff(x: tuple[float, float, int] | None, digits: int) -> str:
+    """A paired difference (mean, 95 % CI, pairs) in points: "+0.4 ± 0.6, 10"; "-" when none."""
+    if x is None:
+        return "-"
+    ci = "" if math.isnan(x[1]) else f" ± {100 * x[1]:.{digits}f}"
+    return f"{100 * x[0]:+.{digits}f}{ci}, {x[2]}"
+
+
 def comparisons(summary: list[dict], rows: list[dict]) -> str:
     """For each SWR cell: the best other method whose median blob is no larger, and the paired
     difference (SWR minus it) with its 95 % CI over (fold, seed) pairs; and SWR against full FT."""
@@ -149,13 +157,9 @@ def comparisons(summary: list[dict], rows: list[dict]) -> str:
         d = paired_diff(rows, e["cell"], best["cell"]) if best else None
         f = paired_diff(rows, e["cell"], "full_ft")
         same = paired_diff(rows, e["cell"], "diff_prune@" + e["cell"].split("@", 1)[1]) if "@" in e["cell"] else None
-
-        def fmt(x):
-            return "-" if x is None else f"{100 * x[0]:+.1f} ± {100 * x[1]:.1f}, {x[2]}" if not math.isnan(x[1]) else f"{100 * x[0]:+.1f}, {x[2]}"
-
         lines.append(f"| {e['cell']} | {e['median_blob_bytes']:,.0f} | {best['cell'] if best else '-'} | "
-                     f"{best['median_blob_bytes']:,.0f} | {fmt(d)} | {fmt(same)} | {fmt(f)} |" if best else
-                     f"| {e['cell']} | {e['median_blob_bytes']:,.0f} | - | - | - | {fmt(same)} | {fmt(f)} |")
+                     f"{best['median_blob_bytes']:,.0f} | {fmt_diff(d, 1)} | {fmt_diff(same, 1)} | {fmt_diff(f, 1)} |" if best else
+                     f"| {e['cell']} | {e['median_blob_bytes']:,.0f} | - | - | - | {fmt_diff(same, 1)} | {fmt_diff(f, 1)} |")
     return "\n".join(lines)
 
 
@@ -164,10 +168,6 @@ def by_blob_budget(summary: list[dict], rows: list[dict], budgets_kb=BLOB_BUDGET
     (every row, not the median, so no language's blob overflows), and their paired difference."""
     lines = ["| blob budget | best SWR cell (largest blob) | its acc % | best other method (largest blob) | its acc % | "
              "SWR − it, pt [95 % CI], pairs | SWR − full_ft, pt [95 % CI], pairs |", "|---|---|---|---|---|---|---|"]
-
-    def fmt(x):
-        return "-" if x is None else f"{100 * x[0]:+.2f} ± {100 * x[1]:.2f}, {x[2]}" if not math.isnan(x[1]) else f"{100 * x[0]:+.2f}, {x[2]}"
-
     for kb in budgets_kb:
         fits = [e for e in summary if e["max_blob_bytes"] <= 1000 * kb]
         swr = [e for e in fits if e["cell"].split("@")[0] == "swr"]
@@ -176,7 +176,7 @@ def by_blob_budget(summary: list[dict], rows: list[dict], budgets_kb=BLOB_BUDGET
             continue
         s, o = max(swr, key=lambda e: e["mean_acc"]), max(others, key=lambda e: e["mean_acc"])
         lines.append(f"| {kb} KB | {s['cell']} ({s['max_blob_bytes']:,}) | {100 * s['mean_acc']:.2f} | {o['cell']} ({o['max_blob_bytes']:,}) | "
-                     f"{100 * o['mean_acc']:.2f} | {fmt(paired_diff(rows, s['cell'], o['cell']))} | {fmt(paired_diff(rows, s['cell'], 'full_ft'))} |")
+                     f"{100 * o['mean_acc']:.2f} | {fmt_diff(paired_diff(rows, s['cell'], o['cell']), 2)} | {fmt_diff(paired_diff(rows, s['cell'], 'full_ft'), 2)} |")
     return "\n".join(lines)
 
 
