@@ -71,6 +71,15 @@ def cells(budgets: list[int], ablation_budget: int):
             for b in budgets]
     out += [GridCell("swr_warm75", "swr", b, "bytes", {"warmup_fraction": 0.75, "search_fraction": 0.125, "finetune_fraction": 0.125})
             for b in budgets]
+    # The warm-up without "none" draws: every site trains jointly, as in diff_prune's search.
+    out += [GridCell("swr_joint", "swr", b, "bytes", {"warmup_none": False}) for b in budgets]
+    out += [GridCell("swr_joint_warm50", "swr", b, "bytes", {"warmup_none": False, "warmup_fraction": 0.5,
+                                                             "search_fraction": 0.25, "finetune_fraction": 0.25}) for b in budgets]
+    out += [GridCell("swr_support", "swr", b, "bytes", {"finetune_positions": "support"}) for b in budgets]
+    out += [GridCell("swr_sparse_support", "swr", b, "bytes", {"options": sparse, "finetune_positions": "support"}) for b in budgets]
+    out += [GridCell("swr_measured", "swr", b, "bytes", {"search": "measured"}) for b in budgets]
+    # SWR on the sites diff_prune's global magnitude projection fills (conv0 and the pointwise convs).
+    out += [GridCell("swr_no_dw", "swr", b, "bytes", {"targets": ["conv0", "blocks.*.pw"]}) for b in budgets]
     return out
 
 

@@ -14,10 +14,14 @@ from polykws.training.swr.config import SEARCHES
 from .test_swr import FAST, synthetic_splits
 
 
-@pytest.mark.parametrize("search", SEARCHES)
-def test_each_search_holds_the_byte_budget_and_the_paid_positions(search, base):
+VARIANTS = [{"search": s} for s in SEARCHES] + [{"warmup_none": False}, {"finetune_positions": "support"}]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()))
+def test_each_search_holds_the_byte_budget_and_the_paid_positions(variant, base):
     budget = 1200
-    result = adapt(base, synthetic_splits(), SWRConfig(budget_bytes=budget, search=search), FAST)
+    result = adapt(base, synthetic_splits(), SWRConfig(budget_bytes=budget, **variant), FAST)
+    search = variant.get("search", "greedy")
     d = result.details
     assert d["search"] == search and d["budget_unit"] == "blob_bytes"
     layers = result.delta_model.delta_layers()
@@ -30,6 +34,65 @@ def test_each_search_holds_the_byte_budget_and_the_paid_positions(search, base):
     assert d["selection_cost"] <= budget, f"{search}: selected {d['selection_cost']} B for a {budget} B budget"
     # Compute-matched: the phases' epochs sum to TransferConfig.epochs.
     assert sum(d["epochs"].values()) == FAST.epochs
+
+
+@pytest.mark.parametrize("warmup_none", [True, False])
+def test_the_warm_up_draws_none_only_when_asked(warmup_none, base, monkeypatch):
+    from polykws.training.swr import search
+    from polykws.training.swr.supernet import Supernet
+
+    drawn: list[dict[str, int]] = []
+    state = {"warm": True, "eval": False}
+    set_choices, eval_gates, finalize = Supernet.set_choices, search._Search.eval_gates, Supernet.finalize_options
+
+    def record(self, choices):
+        if state["warm"] and not state["eval"]:
+            drawn.append(dict(choices))
+        set_choices(self, choices)
+
+    def evaluating(self):
+        state["eval"] = True
+        eval_gates(self)
+        state["eval"] = False
+
+    def warm_up_ends(self):
+        state["warm"] = False
+        finalize(self)
+
+    monkeypatch.setattr(Supernet, "set_choices", record)
+    monkeypatch.setattr(search._Search, "eval_gates", evaluating)
+    monkeypatch.setattr(Supernet, "finalize_options", warm_up_ends)
+    cfg = SWRConfig(budget_bytes=1200, search="uniform", warmup_none=warmup_none)
+    adapt(base, synthetic_splits(n_train=256), cfg, FAST)
+    nones = sum(v == 0 for c in drawn for v in c.values())
+    assert len(drawn) >= 8 and all(len(c) == 9 for c in drawn)
+    assert (nones > 0) == warmup_none, f"{nones} 'none' draws in {len(drawn)} warm-up steps with warmup_none={warmup_none}"
+
+
+@pytest.mark.parametrize("positions", ["moved", "support"])
+def test_the_fine_tune_may_move_exactly_the_positions_it_is_given(positions, base, monkeypatch):
+    from polykws.training.swr import search
+
+    seen: dict[str, tuple] = {}
+    finetune = search._Search.finetune
+
+    def checked(self, chosen):
+        options = {n: self.net.sites[n].option_layers[str(c)] for n, c in chosen.items() if c}
+        masks = {n: (o.changed_weights().clone(), (o.delta_weight() != 0).detach().clone()) for n, o in options.items()}
+        final = finetune(self, chosen)  # the paid masks are set here; only the trim changes them later
+        for n, layer in final.delta_layers().items():
+            if layer.grid is not None:
+                seen[n] = (*masks[n], layer.grid.paid.clone())
+        return final
+
+    monkeypatch.setattr(search._Search, "finetune", checked)
+    adapt(base, synthetic_splits(), SWRConfig(budget_bytes=3000, finetune_positions=positions), FAST)
+    assert seen
+    for site, (moved, nonzero, paid) in seen.items():
+        want = moved | nonzero if positions == "support" else moved
+        assert bool((paid == want).all()), f"{positions}: {site} may move {int(paid.sum())} positions, expected {int(want.sum())}"
+    # The two settings differ: some selected delta is nonzero where it has not moved a byte yet.
+    assert any(bool((nonzero & ~moved).any()) for moved, nonzero, _ in seen.values())
 
 
 def test_greedy_spends_more_of_a_larger_budget(base):
@@ -54,3 +117,5 @@ def test_budgets_in_params_and_bytes_are_exclusive():
         SWRConfig(budget_params=100, budget_bytes=100)
     with pytest.raises(ConfigError, match="search"):
         SWRConfig(search="annealing")
+    with pytest.raises(ConfigError, match="finetune_positions"):
+        SWRConfig(finetune_positions="all")

@@ -102,3 +102,26 @@ def test_kfold_blob_budgets_fit_by_the_largest_blob_and_pair_on_the_same_rows():
     assert "swr@2000B (2,900)" in lines["3 KB"] and "diff_prune@1000B" in lines["3 KB"], "a blob over the budget does not fit"
     assert "+3.00 ± 0.00, 3" in lines["3 KB"] and "-2.00 ± 0.00, 3" in lines["3 KB"]
     assert "diff_prune@2000B (3,100)" in lines["10 KB"] and "-7.00 ± 0.00, 3" in lines["10 KB"]
+
+
+def test_kfold_sites_counts_the_int8_weights_a_model_moves_on_the_base_grid():
+    import copy
+
+    import torch
+
+    from polykws.training.deltas.model import site_grid
+    from polykws.training.models import ds_cnn_s
+
+    sites = _bench_module("kfold_sites")
+    torch.manual_seed(0)
+    base = ds_cnn_s(num_classes=4).eval()
+    model = copy.deepcopy(base)
+    layer = model.get_submodule("blocks.1.pw")
+    grid = site_grid(base, "blocks.1.pw", base.get_submodule("blocks.1.pw"))
+    with torch.no_grad():
+        for idx, dq in (((3, 5), 3.0), ((7, 1), -2.0), ((0, 0), 0.4)):  # 0.4 of a step rounds back to the base byte
+            i = (*idx, 0, 0)
+            layer.weight[i] = float((grid.q0[i] + dq) * grid.step[i])
+    got = sites.site_changes(base, model)
+    assert got["blocks.1.pw"] == (2, 2.5)
+    assert all(v == (0, 0.0) for k, v in got.items() if k != "blocks.1.pw") and "conv0" in got

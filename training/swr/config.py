@@ -84,7 +84,7 @@ DEFAULT_OPTIONS: tuple[SWROption, ...] = (
 )
 # The budget when none is given: body blob bytes (a ~2.8 KB blob with an 11-class 6-bit head).
 DEFAULT_BUDGET_BYTES = 2000
-SEARCHES = ("policy", "greedy", "random", "uniform")
+SEARCHES = ("policy", "greedy", "measured", "random", "uniform")
 
 
 @dataclass(frozen=True)
@@ -109,13 +109,21 @@ class SWRConfig:
     budget_includes_head: bool = False
     budget_bytes: int | None = None
     # How options are chosen: "greedy" (first-order utility per byte, no policy network), "policy"
-    # (the learned policy, projected to the budget), and the ablations "random" (a random choice
-    # per site, projected to the budget) and "uniform" (every site spends an equal share). Greedy
-    # is the default because the policy network did not beat it at equal bytes on speaker folds
-    # (docs/METHOD.md, docs/BENCHMARKS.md).
+    # (the learned policy, projected to the budget), "measured" (greedy on the measured loss
+    # decrease per byte of each site's best first-order upgrade), and the ablations "random" (a
+    # random choice per site, projected to the budget) and "uniform" (every site spends an equal
+    # share). Greedy is the default because neither the policy network nor the measured loss beat
+    # it at equal bytes on speaker folds (docs/METHOD.md, docs/BENCHMARKS.md).
     search: str = "greedy"
     # Policy inputs measured after the warm-up (the deltas have learned) instead of before it.
     warmup_features: bool = False
+    # The warm-up draws "none" at a site as often as any option (True), or only options (False):
+    # every site then trains its deltas jointly every step, as diff_prune's L0 search does.
+    warmup_none: bool = True
+    # Which int8 positions the fine-tune may move: "moved", those each option moved when it was
+    # priced; "support", also every position where its warmed-up delta is nonzero (for
+    # diff_prune, the top-k entries whose gates are open), with the byte budget held by the trim.
+    finetune_positions: str = "moved"
     options: tuple[SWROption, ...] = DEFAULT_OPTIONS
     targets: tuple[str, ...] = BODY_TARGETS
     warmup_fraction: float = 0.25
@@ -170,6 +178,8 @@ class SWRConfig:
         for name in ("policy_lr", "tau_start", "tau_end", "dual_lr", "logit_bound"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"SWRConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.finetune_positions not in ("moved", "support"):
+            raise ConfigError(f"SWRConfig.finetune_positions must be 'moved' or 'support', got {self.finetune_positions!r}")
         if self.policy_data not in ("val", "train"):
             raise ConfigError(f"SWRConfig.policy_data must be 'val' or 'train', got {self.policy_data!r}")
         if self.tau_end > self.tau_start:

@@ -14,6 +14,8 @@ The method, step by step (docs/METHOD.md has the full description):
      cost ≤ B, and an optional refill;
    - "greedy": no policy; from nothing, repeatedly the site upgrade with the best first-order
      loss decrease per extra byte that still fits;
+   - "measured": the same, but each site's best first-order upgrade is evaluated and the largest
+     measured loss decrease per extra byte is taken;
    - "random" and "uniform": the ablations (a random allowed choice per site, projected to B;
      an equal share of B per site).
    Utilities are measured on a shuffled subset of the speaker-disjoint policy split.
@@ -222,6 +224,51 @@ def greedy_select(net: Supernet, budget: int, x: torch.Tensor, y: torch.Tensor, 
     return choices, log
 
 
+def measured_select(net: Supernet, budget: int, x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Greedy by measured loss decrease per byte: each round, every site proposes its upgrade with
+    the best first-order gain per extra byte that still fits, each proposal is evaluated (the
+    loss on (x, y) with it applied), and the largest measured decrease per extra byte is taken.
+    The first-order model ranks upgrades within a site; the measurement compares sites, where a
+    linear model misjudges deltas many int8 steps large."""
+    names = net.site_names
+    choices = {n: 0 for n in names}
+    log: list[dict[str, Any]] = []
+    applied = {(n, c): _applied(net, n, c) for i, n in enumerate(names) for c in range(net.mask.shape[1]) if bool(net.mask[i, c])}
+    loss = _loss_on(net, choices, x, y, batch)
+    for _ in range(len(names) * net.mask.shape[1]):
+        grads = _site_grads(net, choices, x, y, batch)
+        spent = net.cost_of(choices)
+        best = None
+        for i, n in enumerate(names):
+            cur = choices[n]
+            gw, gb = grads[n]
+            w_cur, b_cur = applied[(n, cur)]
+            proposal = None
+            for c in range(1, net.mask.shape[1]):
+                if c == cur or not bool(net.mask[i, c]):
+                    continue
+                extra = float(net.costs[i, c] - net.costs[i, cur])
+                if extra <= 0 or spent + extra > budget:
+                    continue
+                w_new, b_new = applied[(n, c)]
+                with torch.no_grad():
+                    gain = -float((gw * (w_new - w_cur)).sum() + (gb * (b_new - b_cur)).sum())
+                if gain > 0 and (proposal is None or gain / extra > proposal[0]):
+                    proposal = (gain / extra, c, extra)
+            if proposal is None:
+                continue
+            _, c, extra = proposal
+            new_loss = _loss_on(net, {**choices, n: c}, x, y, batch)
+            if new_loss < loss and (best is None or (loss - new_loss) / extra > best[0]):
+                best = ((loss - new_loss) / extra, n, c, new_loss)
+        if best is None:
+            break
+        choices[best[1]] = best[2]
+        loss = best[3]
+        log.append({"step": "add", "site": best[1], "option": net.options[best[2] - 1].key, "gain_per_unit": best[0], "loss": loss})
+    return choices, log
+
+
 def random_select(net: Supernet, budget: int, gen: torch.Generator) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """Ablation: a uniformly random allowed option per site, then random sites dropped until the
     selection fits and random options added while any still fits."""
@@ -358,11 +405,12 @@ class _Search:
         allowed = [[c for c in range(1, net.mask.shape[1]) if net.mask[i, c]] for i in range(len(net.sites))]
 
         def warm_step(step: int) -> None:
-            # "none" is drawn as often as any option, so each delta learns to help in contexts where
-            # other sites are unadapted (as the final, budget-limited selection will be).
+            # By default "none" is drawn as often as any option, so each delta learns to help in
+            # contexts where other sites are unadapted (as the final, budget-limited selection
+            # will be); without it every site trains every step, as in diff_prune's search.
             choices = {}
             for i, name in enumerate(net.site_names):
-                opts = [0] + allowed[i]
+                opts = ([0] if self.cfg.warmup_none or not allowed[i] else []) + allowed[i]
                 choices[name] = opts[int(torch.randint(len(opts), (1,), generator=self.gen))]
             net.set_choices(choices)
 
@@ -436,6 +484,9 @@ class _Search:
         if self.cfg.search == "greedy":
             self.argmax, log = greedy_select(self.net, self.budget, ux, uy, self.ctx.cfg.eval_batch_size)
             return self.argmax, log
+        if self.cfg.search == "measured":
+            self.argmax, log = measured_select(self.net, self.budget, ux, uy, self.ctx.cfg.eval_batch_size)
+            return self.argmax, log
         if self.cfg.search == "random":
             self.argmax, log = random_select(self.net, self.budget, self.gen)
             return self.argmax, log
@@ -461,7 +512,11 @@ class _Search:
                 final_layers[name].set_delta_state(option.get_delta_state())
                 if final_layers[name].grid is not None:
                     # The fine-tune may change the values but never the positions that were paid for.
-                    final_layers[name].grid.set_paid(option.changed_weights())
+                    paid = option.changed_weights()
+                    if self.cfg.finetune_positions == "support":
+                        with torch.no_grad():
+                            paid = paid | (option.delta_weight() != 0)
+                    final_layers[name].grid.set_paid(paid)
         getattr(final.model, HEAD_SITE).load_state_dict(getattr(net.dm.model, HEAD_SITE).state_dict())
         if final.needs_finalize:  # only when an option was not finalized in the supernet
             final.finalize()
