@@ -119,3 +119,11 @@ def test_budgets_in_params_and_bytes_are_exclusive():
         SWRConfig(search="annealing")
     with pytest.raises(ConfigError, match="finetune_positions"):
         SWRConfig(finetune_positions="all")
+
+
+def test_the_measured_search_takes_only_upgrades_that_lower_the_measured_loss(base):
+    measured = adapt(base, synthetic_splits(), SWRConfig(budget_bytes=2500, search="measured"), FAST).details["projection"]
+    losses = [step["loss"] for step in measured]
+    assert len(losses) >= 3 and all(b < a for a, b in zip(losses, losses[1:])), losses
+    greedy = adapt(base, synthetic_splits(), SWRConfig(budget_bytes=2500), FAST).details["projection"]
+    assert greedy and all("loss" not in step for step in greedy)

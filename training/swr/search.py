@@ -190,82 +190,63 @@ def _applied(net: Supernet, name: str, choice: int) -> tuple[torch.Tensor, torch
     return layer.applied_delta_weight(), (torch.zeros_like(b) if db is None else db)
 
 
-def greedy_select(net: Supernet, budget: int, x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Greedy by first-order utility per byte, no policy network: from nothing, repeatedly take
-    the site upgrade (a site's option replaced by a costlier one, or added) with the largest
-    predicted loss decrease -⟨∂L/∂W, ΔW_new - ΔW_old⟩ per extra unit of cost that still fits."""
-    names = net.site_names
-    choices = {n: 0 for n in names}
-    log: list[dict[str, Any]] = []
-    applied = {(n, c): _applied(net, n, c) for i, n in enumerate(names) for c in range(net.mask.shape[1]) if bool(net.mask[i, c])}
-    for _ in range(len(names) * net.mask.shape[1]):
-        grads = _site_grads(net, choices, x, y, batch)
-        spent = net.cost_of(choices)
-        best = None
-        for i, n in enumerate(names):
-            cur = choices[n]
-            gw, gb = grads[n]
-            w_cur, b_cur = applied[(n, cur)]
-            for c in range(1, net.mask.shape[1]):
-                if c == cur or not bool(net.mask[i, c]):
-                    continue
-                extra = float(net.costs[i, c] - net.costs[i, cur])
-                if extra <= 0 or spent + extra > budget:
-                    continue
-                w_new, b_new = applied[(n, c)]
-                with torch.no_grad():
-                    gain = -float((gw * (w_new - w_cur)).sum() + (gb * (b_new - b_cur)).sum())
-                if gain > 0 and (best is None or gain / extra > best[0]):
-                    best = (gain / extra, n, c)
-        if best is None:
-            break
-        choices[best[1]] = best[2]
-        log.append({"step": "add", "site": best[1], "option": net.options[best[2] - 1].key, "gain_per_unit": best[0]})
-    return choices, log
-
-
-def measured_select(net: Supernet, budget: int, x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Greedy by measured loss decrease per byte: each round, every site proposes its upgrade with
-    the best first-order gain per extra byte that still fits, each proposal is evaluated (the
-    loss on (x, y) with it applied), and the largest measured decrease per extra byte is taken.
-    The first-order model ranks upgrades within a site; the measurement compares sites, where a
-    linear model misjudges deltas many int8 steps large."""
-    names = net.site_names
-    choices = {n: 0 for n in names}
-    log: list[dict[str, Any]] = []
-    applied = {(n, c): _applied(net, n, c) for i, n in enumerate(names) for c in range(net.mask.shape[1]) if bool(net.mask[i, c])}
-    loss = _loss_on(net, choices, x, y, batch)
-    for _ in range(len(names) * net.mask.shape[1]):
-        grads = _site_grads(net, choices, x, y, batch)
-        spent = net.cost_of(choices)
-        best = None
-        for i, n in enumerate(names):
-            cur = choices[n]
-            gw, gb = grads[n]
-            w_cur, b_cur = applied[(n, cur)]
-            proposal = None
-            for c in range(1, net.mask.shape[1]):
-                if c == cur or not bool(net.mask[i, c]):
-                    continue
-                extra = float(net.costs[i, c] - net.costs[i, cur])
-                if extra <= 0 or spent + extra > budget:
-                    continue
-                w_new, b_new = applied[(n, c)]
-                with torch.no_grad():
-                    gain = -float((gw * (w_new - w_cur)).sum() + (gb * (b_new - b_cur)).sum())
-                if gain > 0 and (proposal is None or gain / extra > proposal[0]):
-                    proposal = (gain / extra, c, extra)
-            if proposal is None:
+def _site_upgrades(net: Supernet, choices: dict[str, int], applied: dict, grads: dict, budget: int) -> dict[str, tuple[float, int, float]]:
+    """Per site, its upgrade (a costlier option, or a first one) that still fits with the largest
+    positive first-order gain -⟨∂L/∂W, ΔW_new - ΔW_old⟩ per extra unit of cost:
+    {site: (gain per unit, choice, extra cost)}."""
+    spent = net.cost_of(choices)
+    best: dict[str, tuple[float, int, float]] = {}
+    for i, n in enumerate(net.site_names):
+        cur = choices[n]
+        gw, gb = grads[n]
+        w_cur, b_cur = applied[(n, cur)]
+        for c in range(1, net.mask.shape[1]):
+            if c == cur or not bool(net.mask[i, c]):
                 continue
-            _, c, extra = proposal
-            new_loss = _loss_on(net, {**choices, n: c}, x, y, batch)
-            if new_loss < loss and (best is None or (loss - new_loss) / extra > best[0]):
-                best = ((loss - new_loss) / extra, n, c, new_loss)
+            extra = float(net.costs[i, c] - net.costs[i, cur])
+            if extra <= 0 or spent + extra > budget:
+                continue
+            w_new, b_new = applied[(n, c)]
+            with torch.no_grad():
+                gain = -float((gw * (w_new - w_cur)).sum() + (gb * (b_new - b_cur)).sum())
+            if gain > 0 and (n not in best or gain / extra > best[n][0]):
+                best[n] = (gain / extra, c, extra)
+    return best
+
+
+def greedy_select(
+    net: Supernet, budget: int, x: torch.Tensor, y: torch.Tensor, batch: int, *, measured: bool = False
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Greedy, no policy network: from nothing, repeatedly take the site upgrade (a site's option
+    replaced by a costlier one, or added) with the largest loss decrease per extra unit of cost
+    that still fits. The decrease is first-order, -⟨∂L/∂W, ΔW_new - ΔW_old⟩, or with `measured`
+    the loss on (x, y) measured with each site's best first-order upgrade applied: the linear
+    model then only ranks upgrades within a site, and the measurement compares sites, where it
+    misjudges deltas many int8 steps large."""
+    names = net.site_names
+    choices = {n: 0 for n in names}
+    log: list[dict[str, Any]] = []
+    applied = {(n, c): _applied(net, n, c) for i, n in enumerate(names) for c in range(net.mask.shape[1]) if bool(net.mask[i, c])}
+    loss = _loss_on(net, choices, x, y, batch) if measured else None
+    for _ in range(len(names) * net.mask.shape[1]):
+        upgrades = _site_upgrades(net, choices, applied, _site_grads(net, choices, x, y, batch), budget)
+        best = None
+        for n, (rate, c, extra) in upgrades.items():
+            new_loss = None
+            if measured:
+                new_loss = _loss_on(net, {**choices, n: c}, x, y, batch)
+                if not new_loss < loss:
+                    continue
+                rate = (loss - new_loss) / extra
+            if best is None or rate > best[0]:
+                best = (rate, n, c, new_loss)
         if best is None:
             break
         choices[best[1]] = best[2]
-        loss = best[3]
-        log.append({"step": "add", "site": best[1], "option": net.options[best[2] - 1].key, "gain_per_unit": best[0], "loss": loss})
+        step = {"step": "add", "site": best[1], "option": net.options[best[2] - 1].key, "gain_per_unit": best[0]}
+        if measured:
+            loss = step["loss"] = best[3]
+        log.append(step)
     return choices, log
 
 
@@ -481,11 +462,9 @@ class _Search:
         split = self.policy_split
         pick = torch.randperm(len(split), generator=self.gen)[: self.cfg.utility_samples]
         ux, uy = split.x[pick], split.y[pick]
-        if self.cfg.search == "greedy":
-            self.argmax, log = greedy_select(self.net, self.budget, ux, uy, self.ctx.cfg.eval_batch_size)
-            return self.argmax, log
-        if self.cfg.search == "measured":
-            self.argmax, log = measured_select(self.net, self.budget, ux, uy, self.ctx.cfg.eval_batch_size)
+        if self.cfg.search in ("greedy", "measured"):
+            measured = self.cfg.search == "measured"
+            self.argmax, log = greedy_select(self.net, self.budget, ux, uy, self.ctx.cfg.eval_batch_size, measured=measured)
             return self.argmax, log
         if self.cfg.search == "random":
             self.argmax, log = random_select(self.net, self.budget, self.gen)
