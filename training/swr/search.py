@@ -221,8 +221,8 @@ def greedy_select(
     replaced by a costlier one, or added) with the largest loss decrease per extra unit of cost
     that still fits. The decrease is first-order, -⟨∂L/∂W, ΔW_new - ΔW_old⟩, or with `measured`
     the loss on (x, y) measured with each site's best first-order upgrade applied: the linear
-    model then only ranks upgrades within a site, and the measurement compares sites, where it
-    misjudges deltas many int8 steps large."""
+    model then only ranks upgrades within a site, and the measurement compares sites (a linear
+    model misjudges deltas many int8 steps large)."""
     names = net.site_names
     choices = {n: 0 for n in names}
     log: list[dict[str, Any]] = []
