@@ -67,14 +67,13 @@ def cells(budgets: list[int], ablation_budget: int):
     out += [GridCell("swr_sparse", "swr", b, "bytes", {"options": sparse}) for b in budgets]
     # A longer warm-up (half the epochs instead of a quarter): do better-trained search states
     # choose better positions?
-    out += [GridCell("swr_warm50", "swr", b, "bytes", {"warmup_fraction": 0.5, "search_fraction": 0.25, "finetune_fraction": 0.25})
-            for b in budgets]
+    warm50 = {"warmup_fraction": 0.5, "search_fraction": 0.25, "finetune_fraction": 0.25}
+    out += [GridCell("swr_warm50", "swr", b, "bytes", warm50) for b in budgets]
     out += [GridCell("swr_warm75", "swr", b, "bytes", {"warmup_fraction": 0.75, "search_fraction": 0.125, "finetune_fraction": 0.125})
             for b in budgets]
     # The warm-up without "none" draws: every site trains jointly, as in diff_prune's search.
     out += [GridCell("swr_joint", "swr", b, "bytes", {"warmup_none": False}) for b in budgets]
-    out += [GridCell("swr_joint_warm50", "swr", b, "bytes", {"warmup_none": False, "warmup_fraction": 0.5,
-                                                             "search_fraction": 0.25, "finetune_fraction": 0.25}) for b in budgets]
+    out += [GridCell("swr_joint_warm50", "swr", b, "bytes", {"warmup_none": False, **warm50}) for b in budgets]
     out += [GridCell("swr_support", "swr", b, "bytes", {"finetune_positions": "support"}) for b in budgets]
     out += [GridCell("swr_sparse_support", "swr", b, "bytes", {"options": sparse, "finetune_positions": "support"}) for b in budgets]
     out += [GridCell("swr_measured", "swr", b, "bytes", {"search": "measured"}) for b in budgets]

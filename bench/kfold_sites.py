@@ -31,9 +31,7 @@ def site_changes(base: torch.nn.Module, model: torch.nn.Module) -> dict[str, tup
         grid = site_grid(base, name, layer)
         if grid is None:
             continue
-        x = mods[name].weight.detach().double() / grid.step
-        q = torch.sign(x) * torch.floor(x.abs() + 0.5)
-        d = (q - grid.q0)[torch.isfinite(grid.step)]
+        d = grid.int8_values(layer.weight, mods[name].weight - layer.weight) - grid.q0
         moved = d != 0
         out[name] = (int(moved.sum()), float(d[moved].abs().mean()) if bool(moved.any()) else 0.0)
     return out
