@@ -36,7 +36,10 @@ def register(subparsers) -> None:
     p.add_argument("--budget-bytes", type=int, default=None,
                    help="budget of body blob bytes (budgeted methods; SWR's default currency, 2000 when no budget is given; "
                         "docs/METHOD.md, section 5)")
-    p.add_argument("--families", default=None, help="swr: comma-separated families for the options (default: SWR's defaults)")
+    p.add_argument("--families", default=None, help="swr: comma-separated families for a per-site search's options (default: SWR's "
+                   "defaults; implies --search greedy)")
+    p.add_argument("--search", default=None, help="swr: how the bytes are placed, l0 (the default), greedy, measured, policy, "
+                   "random or uniform (docs/METHOD.md, section 5)")
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"pipeline config defining the corpus and the language's task (default {DEFAULT_CONFIG})")
     p.add_argument("--keywords", default=None, help="comma-separated keywords (overrides the config's task)")
     p.add_argument("--data", type=Path, default=None, help="your own recordings instead of the config's corpus (folder per keyword "
@@ -74,12 +77,16 @@ def _method_config(args: argparse.Namespace):
     if args.method == "swr":
         from polykws.training.swr import SWRConfig
 
+        if args.search:
+            options["search"] = args.search
         if args.families:
-            options["options"] = SWRConfig.with_families([f.strip() for f in args.families.split(",") if f.strip()]).options
+            families = [f.strip() for f in args.families.split(",") if f.strip()]
+            options["options"] = SWRConfig.with_families(families, search=args.search or "greedy").options
+            options.setdefault("search", "greedy")
         if args.budget_includes_head:
             options["budget_includes_head"] = True
-    elif args.families or args.budget_includes_head:
-        raise ConfigError("--families and --budget-includes-head apply to --method swr only")
+    elif args.families or args.budget_includes_head or args.search:
+        raise ConfigError("--families, --search and --budget-includes-head apply to --method swr only")
     if args.budget_bytes is not None:
         if not spec.budgeted:
             raise ConfigError(f"method {args.method!r} is a fixed baseline: it takes no budget")

@@ -36,15 +36,16 @@ def synthetic_splits(num_classes: int = 10, n_train: int = 96, seed: int = 0) ->
     return {"train": make(n_train, 1), "val": make(48, 2), "test": make(48, 3)}
 
 
+@pytest.mark.parametrize("search", ["l0", "policy"])
 @pytest.mark.parametrize("budget", [100, 500, 2000])
-def test_swr_final_cost_is_within_budget(budget, base):
-    result = adapt(base, synthetic_splits(), SWRConfig(budget_params=budget), FAST)
+def test_swr_final_cost_is_within_budget(budget, search, base):
+    result = adapt(base, synthetic_splits(), SWRConfig(budget_params=budget, search=search), FAST)
     assert result.cost.body <= budget
     assert result.delta_model.cost().body == result.cost.body
     # The cost reported is what a language stores: the deltas' trainable parameters + head.
     assert result.delta_model.delta_state().num_params == result.cost.total
     details = result.details
-    if details["argmax_cost"] > budget:
+    if search == "policy" and details["argmax_cost"] > budget:
         assert any(step["step"] == "remove" for step in details["projection"])
     assert set(details["selection"]) <= {name for name, _ in base.named_modules()}
 
@@ -56,7 +57,7 @@ def test_swr_budget_can_include_the_head(base):
 
 
 def test_policy_is_discarded(base, tmp_path):
-    result = adapt(base, synthetic_splits(), SWRConfig(budget_params=2000), FAST)
+    result = adapt(base, synthetic_splits(), SWRConfig(budget_params=2000, search="policy"), FAST)
     merged, dm = result.model, result.delta_model
     assert type(merged) is type(base)
     assert set(merged.state_dict()) == set(base.state_dict())
@@ -73,9 +74,10 @@ def test_policy_is_discarded(base, tmp_path):
     }
 
 
-def test_swr_is_deterministic_under_a_seed(base):
-    a = adapt(base, synthetic_splits(), SWRConfig(budget_params=500), FAST)
-    b = adapt(base, synthetic_splits(), SWRConfig(budget_params=500), FAST)
+@pytest.mark.parametrize("search", ["l0", "greedy"])
+def test_swr_is_deterministic_under_a_seed(search, base):
+    a = adapt(base, synthetic_splits(), SWRConfig(budget_params=500, search=search), FAST)
+    b = adapt(base, synthetic_splits(), SWRConfig(budget_params=500, search=search), FAST)
     assert a.details["selection"] == b.details["selection"]
     assert state_sha256(a.model) == state_sha256(b.model)
 
@@ -157,6 +159,7 @@ def test_gumbel_straight_through_is_one_hot_forward_and_differentiable():
         lambda: SWRConfig(options=("nope",)),
         lambda: SWRConfig(tau_start=0.1, tau_end=0.5),
         lambda: SWRConfig(warmup_fraction=0.0),
+        lambda: SWRConfig(search="l0", options=("bias", "scale")),  # the l0 search has no per-site options
         lambda: SWROption.parse("lowrank:rank"),
         lambda: SWROption.parse("lowrank:rank=0"),
         lambda: SWROption("scale", (("targets", ("conv0",)),)),
@@ -170,7 +173,7 @@ def test_bad_swr_config_raises(make):
 def test_swr_option_parsing():
     assert SWROption.parse("lowrank:rank=4") == SWROption("lowrank", (("rank", 4),))
     assert SWROption.parse({"family": "recast", "groups": 4}).key == "recast(groups=4)"
-    assert SWRConfig(options=("scale", "diff_prune:k=32")).options[1].config("conv0").k == 32
+    assert SWRConfig(search="greedy", options=("scale", "diff_prune:k=32")).options[1].config("conv0").k == 32
 
 
 def test_diff_prune_size_ladder_is_nested(base):

@@ -14,14 +14,14 @@ from polykws.training.swr.config import SEARCHES
 from .test_swr import FAST, synthetic_splits
 
 
-VARIANTS = [{"search": s} for s in SEARCHES] + [{"warmup_none": False}, {"finetune_positions": "support"}]
+VARIANTS = [{"search": s} for s in SEARCHES] + [{"search": "greedy", "warmup_none": False}, {"search": "greedy", "finetune_positions": "support"}]
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()))
 def test_each_search_holds_the_byte_budget_and_the_paid_positions(variant, base):
     budget = 1200
     result = adapt(base, synthetic_splits(), SWRConfig(budget_bytes=budget, **variant), FAST)
-    search = variant.get("search", "greedy")
+    search = variant["search"]
     d = result.details
     assert d["search"] == search and d["budget_unit"] == "blob_bytes"
     layers = result.delta_model.delta_layers()
@@ -86,7 +86,7 @@ def test_the_fine_tune_may_move_exactly_the_positions_it_is_given(positions, bas
         return final
 
     monkeypatch.setattr(search._Search, "finetune", checked)
-    adapt(base, synthetic_splits(), SWRConfig(budget_bytes=3000, finetune_positions=positions), FAST)
+    adapt(base, synthetic_splits(), SWRConfig(budget_bytes=3000, search="greedy", finetune_positions=positions), FAST)
     assert seen
     for site, (moved, nonzero, paid) in seen.items():
         want = moved | nonzero if positions == "support" else moved
@@ -95,14 +95,15 @@ def test_the_fine_tune_may_move_exactly_the_positions_it_is_given(positions, bas
     assert any(bool((nonzero & ~moved).any()) for moved, nonzero, _ in seen.values())
 
 
-def test_greedy_spends_more_of_a_larger_budget(base):
-    small = adapt(base, synthetic_splits(), SWRConfig(budget_bytes=300), FAST).details["estimated_body_blob_bytes"]
-    large = adapt(base, synthetic_splits(), SWRConfig(budget_bytes=3000), FAST).details["estimated_body_blob_bytes"]
+@pytest.mark.parametrize("search", ["l0", "greedy"])
+def test_a_search_spends_more_of_a_larger_budget(search, base):
+    small = adapt(base, synthetic_splits(), SWRConfig(budget_bytes=300, search=search), FAST).details["estimated_body_blob_bytes"]
+    large = adapt(base, synthetic_splits(), SWRConfig(budget_bytes=3000, search=search), FAST).details["estimated_body_blob_bytes"]
     assert small <= 300 < large <= 3000
 
 
 @pytest.mark.parametrize("epochs", [3, 7, 30, 31])
-@pytest.mark.parametrize("search", SEARCHES)
+@pytest.mark.parametrize("search", [s for s in SEARCHES if s != "l0"])
 def test_phase_epochs_sum_to_the_method_epochs(epochs, search):
     from polykws.training.swr.search import phase_epochs
 
@@ -125,5 +126,53 @@ def test_the_measured_search_takes_only_upgrades_that_lower_the_measured_loss(ba
     measured = adapt(base, synthetic_splits(), SWRConfig(budget_bytes=2500, search="measured"), FAST).details["projection"]
     losses = [step["loss"] for step in measured]
     assert len(losses) >= 3 and all(b < a for a, b in zip(losses, losses[1:])), losses
-    greedy = adapt(base, synthetic_splits(), SWRConfig(budget_bytes=2500), FAST).details["projection"]
+    greedy = adapt(base, synthetic_splits(), SWRConfig(budget_bytes=2500, search="greedy"), FAST).details["projection"]
     assert greedy and all("loss" not in step for step in greedy)
+
+
+def test_the_l0_search_keeping_k_positions_is_diff_prune_at_k(base):
+    """Off the grid a parameter budget of k keeps the k largest |ΔW| of the one L0 search, as
+    diff_prune(k) does: the two runs share the search, the seeds and the fine-tune, so the merged
+    models are the same tensors."""
+    import torch
+
+    from polykws.training.adapt import method_config
+
+    tc = FAST.replace(weight_grid="float")
+    swr = adapt(base, synthetic_splits(), SWRConfig(budget_params=300, search="l0"), tc)
+    dp = adapt(base, synthetic_splits(), method_config("diff_prune", budget_params=300), tc)
+    assert swr.details["kept_positions"] == 300 == swr.cost.body == dp.cost.body
+    a, b = swr.model.state_dict(), dp.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert swr.test_acc == dp.test_acc
+
+
+@pytest.mark.parametrize("budget", [150, 600, 2400])
+def test_the_l0_prefix_is_the_longest_global_magnitude_prefix_that_fits(budget, base):
+    import torch
+
+    from polykws.training.deltas import attach, get_delta
+    from polykws.training.swr.l0 import _candidates, _prefix_bytes, select_prefix
+
+    dm = attach(base, get_delta("diff_prune").config_cls(k=1), head="new", num_classes=10, weight_grid="int8")
+    g = torch.Generator().manual_seed(budget)
+    with torch.no_grad():
+        for layer in dm.delta_layers().values():
+            layer.w.copy_(torch.randn(layer.w.shape, generator=g) * layer.grid.step.clamp(max=1.0) * 2)
+            layer.log_alpha.copy_(torch.randn(layer.log_alpha.shape, generator=g) * 2)
+    chosen, cost = select_prefix(dm, budget, "blob_bytes")
+    deltas = {name: d for name, d, _, _ in _candidates(dm)}
+    picked = {name: idx for name, (idx, _) in chosen.items()}
+    assert cost == _prefix_bytes(dm, picked, deltas) <= budget
+    kept = torch.cat([deltas[n][idx].abs() for n, idx in picked.items()])
+    moving = {name: idx for name, _, idx, _ in _candidates(dm)}
+    dropped = torch.cat([deltas[n][idx[~torch.isin(idx, picked[n])]].abs() for n, idx in moving.items()])
+    assert kept.numel() > 0 and dropped.numel() > 0
+    assert float(kept.min()) >= float(dropped.max())  # one global ranking by |ΔW|
+    # The next position in the ranking would not fit.
+    nxt = max(((n, idx[~torch.isin(idx, picked[n])]) for n, idx in moving.items()),
+              key=lambda t: float(deltas[t[0]][t[1]].abs().max()) if t[1].numel() else -1.0)
+    site, rest = nxt
+    top = rest[deltas[site][rest].abs().argmax()]
+    grown = {**picked, site: torch.sort(torch.cat([picked[site], top.reshape(1)])).values}
+    assert _prefix_bytes(dm, grown, deltas) > budget

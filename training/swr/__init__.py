@@ -1,6 +1,8 @@
-"""SWR (Scalable Weight Reparametrization): a policy network decides where and with which delta
-family to adapt the frozen base under a hard budget of updated parameters. Used only during
-transfer; the policy is discarded. See docs/METHOD.md and search.py."""
+"""SWR (Scalable Weight Reparametrization): a search decides where and with which delta to adapt
+the frozen base under a hard budget of blob bytes (or updated parameters). By default one L0
+search over every site ranks the changes and the byte-exact prefix is kept (l0.py); per-site
+searches over several families, with or without a policy network, are the alternatives
+(search.py). Used only during transfer; the search state is discarded. See docs/METHOD.md."""
 
 from polykws.training.swr.config import DEFAULT_OPTIONS, SWRConfig, SWROption
 

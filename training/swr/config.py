@@ -84,7 +84,7 @@ DEFAULT_OPTIONS: tuple[SWROption, ...] = (
 )
 # The budget when none is given: body blob bytes (a ~2.8 KB blob with an 11-class 6-bit head).
 DEFAULT_BUDGET_BYTES = 2000
-SEARCHES = ("policy", "greedy", "measured", "random", "uniform")
+SEARCHES = ("l0", "policy", "greedy", "measured", "random", "uniform")
 
 
 @dataclass(frozen=True)
@@ -94,27 +94,32 @@ class SWRConfig:
     The budget is in **body blob bytes** by default (`budget_bytes`, DEFAULT_BUDGET_BYTES when
     neither budget is given): the bytes the body's deltas add to the language blob, not counting
     the head, the header or the labels (about 0.75 KB more for 10-11 labels, docs/METHOD.md). On the
-    int8 grid (TransferConfig.weight_grid) every option is priced after the warm-up by the exact
-    v2 record of the int8 bytes it moves, the fine-tune may not move any other byte, and the final
-    selection is trimmed until its exact bytes fit. Off the grid the families' shape-only
-    estimates price the options. `budget_params` instead bounds the body's updated parameters
+    int8 grid (TransferConfig.weight_grid) the selection is priced after the search phase by the
+    exact v2 records of the int8 bytes it moves (the "l0" prefix as a whole, each per-site option
+    on its own), the fine-tune may not move any other byte, and the final selection is trimmed
+    until its exact bytes fit. Off the grid the families' shape-only estimates price it. `budget_params` instead bounds the body's updated parameters
     (one constraint, never both); `budget_includes_head` (parameters only) pays for the head first.
 
-    Epochs: the phases' fractions of TransferConfig.epochs sum to 1, so SWR trains as many
-    epochs as every other method; a search without a policy ("greedy", "random", "uniform")
-    gives the search phase's epochs to the fine-tune.
+    Epochs: SWR trains as many epochs as every other method. The "l0" search splits them as
+    diff_prune does (TransferConfig.finalize_fraction searching, the rest fine-tuning); the
+    per-site searches by the phases' fractions, and one without a policy ("greedy", "measured",
+    "random", "uniform") gives the search phase's epochs to the fine-tune.
     """
 
     budget_params: int | None = None
     budget_includes_head: bool = False
     budget_bytes: int | None = None
-    # How options are chosen: "greedy" (first-order utility per byte, no policy network), "policy"
-    # (the learned policy, projected to the budget), "measured" (greedy on the measured loss
-    # decrease per byte of each site's best first-order upgrade), and the ablations "random" (a
-    # random choice per site, projected to the budget) and "uniform" (every site spends an equal
-    # share). Greedy is the default because neither the policy network nor the measured loss beat
-    # it at equal bytes on speaker folds (docs/METHOD.md, docs/BENCHMARKS.md).
-    search: str = "greedy"
+    # How the body's bytes are placed: "l0" (one L0 search over every site, then the longest
+    # global |ΔW| prefix whose exact bytes fit: training/swr/l0.py), "greedy" (per-site options,
+    # first-order utility per byte, no policy network), "policy" (the learned policy, projected
+    # to the budget), "measured" (greedy on the measured loss decrease per byte of each site's
+    # best first-order upgrade), and the ablations "random" (a random choice per site, projected
+    # to the budget) and "uniform" (every site spends an equal share). "l0" is the default: over
+    # speaker folds the per-site searches placed their bytes worse than diff_prune's global
+    # ranking, and the policy network and the measured loss did not beat the greedy rule
+    # (docs/METHOD.md, docs/BENCHMARKS.md). "l0" places diff_prune changes only; `options`, the
+    # phase fractions and the policy fields apply to the per-site searches.
+    search: str = "l0"
     # Policy inputs measured after the warm-up (the deltas have learned) instead of before it.
     warmup_features: bool = False
     # The warm-up draws "none" at a site as often as any option (True), or only options (False):
@@ -166,6 +171,9 @@ class SWRConfig:
         if len(set(keys)) != len(keys):
             raise ConfigError(f"SWRConfig.options has duplicates: {keys}")
         object.__setattr__(self, "options", opts)
+        if self.search == "l0" and opts != DEFAULT_OPTIONS:
+            raise ConfigError("SWRConfig.options choose among per-site options; the 'l0' search places diff_prune changes only "
+                              "(give search='greedy', 'measured', 'policy', 'random' or 'uniform' with options)")
         if isinstance(self.targets, str) or not self.targets:
             raise ConfigError("SWRConfig.targets must be a non-empty list of site patterns")
         object.__setattr__(self, "targets", tuple(self.targets))
@@ -187,11 +195,12 @@ class SWRConfig:
 
     @classmethod
     def with_families(cls, families: list[str], **kwargs: Any) -> "SWRConfig":
-        """Default options restricted to the given families (CLI `--families scale,lowrank`)."""
+        """Default options restricted to the given families (CLI `--families scale,lowrank`), for a
+        per-site search (greedy unless `search` is given)."""
         unknown = sorted(set(families) - {get_delta(f).name for f in families})
         if unknown:
             raise ConfigError(f"unknown families {unknown}")
         opts = tuple(o for o in DEFAULT_OPTIONS if o.family in families)
         extra = [f for f in families if f not in {o.family for o in opts}]
         opts += tuple(SWROption(f) for f in extra)
-        return cls(options=opts, **kwargs)
+        return cls(options=opts, **{"search": "greedy", **kwargs})

@@ -1,6 +1,7 @@
-"""SWR search: supernet warm-up, option pricing, search under a budget, fine-tune.
+"""SWR's per-site searches: supernet warm-up, option pricing, search under a budget, fine-tune.
 
-The method, step by step (docs/METHOD.md has the full description):
+The default search, "l0", is in l0.py; `run_swr` dispatches to it. The per-site searches, step
+by step (docs/METHOD.md has the full description):
 1. Probe the new head on the frozen base; build the supernet (every allowed option at every
    candidate site) and the per-site features (incl. target-language gradient statistics).
 2. Warm-up: each step samples one option per site uniformly, so every option's delta learns
@@ -37,6 +38,7 @@ from polykws.training.deltas import HEAD_SITE, DeltaModel
 from polykws.training.deltas.blob_bytes import layer_body_bytes
 from polykws.training.fit import StepHooks
 from polykws.training.swr.config import SWRConfig
+from polykws.training.swr.l0 import run_l0
 from polykws.training.swr.policy import SWRPolicy, gumbel_straight_through
 from polykws.training.swr.supernet import Supernet, build_supernet, site_features
 from polykws.core import PolykwsError
@@ -288,6 +290,8 @@ def run_swr(ctx, cfg: SWRConfig):
     """The registered `swr` method: returns a MethodRun with the fine-tuned DeltaModel."""
     from polykws.training.adapt import MethodRun  # the harness owns the run protocol
 
+    if cfg.search == "l0":
+        return _run_l0(ctx, cfg, MethodRun)
     search = _Search(ctx, cfg)
     search.warm_up()
     if cfg.search == "policy":
@@ -323,6 +327,25 @@ def run_swr(ctx, cfg: SWRConfig):
         "epochs": dict(search.epochs),
     }
     return MethodRun(final, final, cost, details)
+
+
+def _run_l0(ctx, cfg: SWRConfig, method_run):
+    """The `l0` search (training/swr/l0.py), held to the same budget checks as the others."""
+    # The new head's size from the base's, without attaching one: an attach draws the head's
+    # initialization from the global generator, which the L0 search's gates share.
+    base_head = getattr(ctx.base_model, HEAD_SITE)
+    head_params = ctx.num_classes * (base_head.in_features + (1 if base_head.bias is not None else 0))
+    budget, cost_unit = _body_budget(cfg, head_params)
+    final, details = run_l0(ctx, cfg, budget, cost_unit)
+    trim_log = trim_to_budget(final, budget) if cost_unit == "blob_bytes" else []
+    cost, est_bytes = final.cost(), estimated_blob_bytes(final)
+    if cost_unit == "blob_bytes" and est_bytes > budget:
+        raise AssertionError(f"SWR selection is estimated at {est_bytes} body blob bytes, over the budget {budget}")
+    if cost_unit == "params" and cost.body > budget:
+        raise AssertionError(f"SWR selection costs {cost.body} body parameters, over the budget {budget}")
+    return method_run(final, final, cost, {
+        "budget_body": budget, "budget_unit": cost_unit, "body_params": cost.body, "estimated_body_blob_bytes": est_bytes,
+        "search": cfg.search, "trim": trim_log, **details})
 
 
 def phase_epochs(epochs: int, cfg: SWRConfig) -> dict[str, int]:

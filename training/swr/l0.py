@@ -1,0 +1,139 @@
+"""SWR's `l0` search: one L0 search over every site, then the byte-exact global magnitude prefix.
+
+1. Probe the new head; attach diff_prune's L0 search state (dense diff w, hard-concrete gates)
+   on every target site and train it jointly with the head for `TransferConfig.finalize_fraction`
+   of the epochs, the schedule, seeds and regularizer of diff_prune's own search phase.
+2. Rank every position that moves an int8 byte under the deterministic delta w ⊙ E[z] by |ΔW|,
+   globally over the sites (diff_prune's projection rule, Guo et al. 2021), and keep the longest
+   prefix whose exact v2 record bytes (the blob coder's, per site) fit the budget. Off the int8
+   grid the families' shape estimates price the prefix, and with `budget_params` its length is
+   the budget.
+3. Fine-tune only the kept values and the head for the remaining epochs; if the values' entropy
+   pushes the exact bytes over the budget, `trim_to_budget` drops the changes nearest to
+   rounding back until they fit.
+
+Where each site's bytes go is decided by one ranking instead of per-site options, so a site's
+share is any size, not a rung of a ladder; diff_prune fits k to a shape estimate before it has
+trained, this search fits the prefix to the coder's bytes after the search phase.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from polykws.training.deltas import HEAD_SITE, DeltaModel, get_delta
+from polykws.training.deltas.blob_bytes import sparse_weight_bytes, tensor_cost
+from polykws.training.fit import StepHooks
+
+L0_FAMILY = "diff_prune"
+
+
+def l0_phase_epochs(epochs: int, finalize_fraction: float) -> dict[str, int]:
+    """diff_prune's split of the run's epochs: the search phase, then the fine-tune."""
+    warmup = max(1, int(round(epochs * finalize_fraction)))
+    return {"warmup": warmup, "finetune": max(1, epochs - warmup)}
+
+
+@torch.no_grad()
+def _candidates(dm: DeltaModel) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per site: (name, flat deterministic delta, flat indices of the positions that move an
+    int8 byte, or are nonzero off the grid, and their |ΔW| scores)."""
+    out = []
+    for name, layer in dm.delta_layers().items():
+        d = layer._deterministic_delta()
+        moves = layer.grid.changed(layer.base_weight(), d) if layer.grid is not None else d != 0
+        idx = torch.nonzero(moves.reshape(-1)).reshape(-1)
+        out.append((name, d.reshape(-1), idx, d.reshape(-1)[idx].abs()))
+    return out
+
+
+@torch.no_grad()
+def _prefix_bytes(dm: DeltaModel, picked: dict[str, torch.Tensor], deltas: dict[str, torch.Tensor]) -> int:
+    """Body bytes of keeping `picked[site]` positions of each site's delta: the exact v2 record
+    of its int8 changes on the grid, the family's sparse estimate off it."""
+    total = 0
+    for name, layer in dm.delta_layers().items():
+        idx = picked[name]
+        if idx.numel() == 0:
+            continue
+        if layer.grid is None:
+            total += sparse_weight_bytes(int(idx.numel()), int(layer.base_layer.weight.numel()))
+            continue
+        flat = torch.zeros_like(deltas[name])
+        flat[idx] = deltas[name][idx]
+        q0, q1 = layer.grid.int8_pair(layer.base_weight(), flat.view_as(layer.base_layer.weight))
+        total += tensor_cost(q0, q1)
+    return int(total)
+
+
+def select_prefix(dm: DeltaModel, budget: int, unit: str) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], int]:
+    """The longest global |ΔW| prefix within `budget` (`unit` "blob_bytes" or "params"):
+    {site: (sorted flat indices, their values)} and the prefix's cost in the unit."""
+    cands = _candidates(dm)
+    deltas = {name: d for name, d, _, _ in cands}
+    site_of = torch.cat([torch.full((idx.numel(),), i, dtype=torch.long) for i, (_, _, idx, _) in enumerate(cands)])
+    flat_idx = torch.cat([idx for _, _, idx, _ in cands])
+    scores = torch.cat([s for _, _, _, s in cands])
+    # Stable: equal scores keep site order, then position order, so a seed fixes the selection.
+    order = torch.sort(-scores.double(), stable=True).indices
+
+    def picked(n: int) -> dict[str, torch.Tensor]:
+        top = order[:n]
+        return {name: torch.sort(flat_idx[top][site_of[top] == i]).values for i, (name, _, _, _) in enumerate(cands)}
+
+    if unit == "params":
+        n = min(int(budget), int(order.numel()))
+        cost = n
+    else:
+        # Bytes grow with the prefix (every extra position is one more coded change), so the
+        # longest prefix that fits is found by bisection on the coder's exact bytes.
+        lo, hi = 0, int(order.numel())
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if _prefix_bytes(dm, picked(mid), deltas) <= budget else (lo, mid - 1)
+        n, cost = lo, _prefix_bytes(dm, picked(lo), deltas)
+    chosen = {name: (idx, deltas[name][idx].clone()) for name, idx in picked(n).items()}
+    return chosen, cost
+
+
+def run_l0(ctx, cfg, budget: int, unit: str) -> tuple[DeltaModel, dict[str, Any]]:
+    """Steps 1-3 above; returns the fine-tuned DeltaModel (plain diff_prune layers, fixed) and
+    the run's details."""
+    tc = ctx.cfg
+    family = get_delta(L0_FAMILY)
+    # k does not act during the search phase (only the gates and the L0 penalty do); the final
+    # model's k is the prefix's length.
+    search_cfg = family.config_cls(k=1, targets=cfg.targets)
+    dm = ctx.attach(search_cfg)
+    ctx.probe_head(dm)
+    epochs = l0_phase_epochs(tc.epochs, tc.finalize_fraction)
+    reg = StepHooks(extra_loss=lambda step: dm.regularization())
+    ctx.train(dm, ctx.delta_groups(dm), epochs["warmup"], phase="swr-l0", seed_offset=2, hooks=reg, select_best=False)
+    chosen, selection_cost = select_prefix(dm, budget, unit)
+    kept = sum(int(idx.numel()) for idx, _ in chosen.values())
+    sites = tuple(name for name, (idx, _) in chosen.items() if idx.numel())
+    # The final model's fresh head draws from the global generator; restoring it leaves the
+    # fine-tune's dropout draws those of diff_prune's fixed phase, so at equal positions the two
+    # methods are one run.
+    rng = torch.get_rng_state()
+    final = ctx.attach(family.config_cls(k=max(1, kept), targets=sites) if sites else ())
+    torch.set_rng_state(rng)
+    for name, layer in final.delta_layers().items():
+        idx, values = chosen[name]
+        layer.set_delta_state({"indices": idx, "values": values})
+        if layer.grid is not None:
+            paid = torch.zeros(layer.base_layer.weight.numel(), dtype=torch.bool)
+            paid[idx] = True
+            layer.grid.set_paid(paid.view_as(layer.base_layer.weight))
+    getattr(final.model, HEAD_SITE).load_state_dict(getattr(dm.model, HEAD_SITE).state_dict())
+    # diff_prune's fixed phase: the same seed offset, so the two differ only in which positions they keep.
+    ctx.train(final, ctx.delta_groups(final), epochs["finetune"], phase="swr-finetune", seed_offset=3)
+    details = {
+        "selection": {name: f"diff_prune(k={int(idx.numel())})" for name, (idx, _) in chosen.items() if idx.numel()},
+        "selection_cost": selection_cost,
+        "kept_positions": kept,
+        "epochs": epochs,
+    }
+    return final, details
