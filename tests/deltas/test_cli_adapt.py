@@ -41,6 +41,9 @@ def test_list_methods(capsys):
         (["adapt", "--base", "B", "--lang", "uk", "--method", "scale", "--budget", "9", "--families", "scale"], "swr only"),
         (["adapt", "--base", "B", "--lang", "uk", "--method", "diff_prune", "--budget", "9", "--budget-bytes", "800"], "not both"),
         (["adapt", "--base", "B", "--lang", "uk", "--method", "swr", "--budget-bytes", "0"], "budget_bytes must be an integer >= 1"),
+        (["adapt", "--base", "B", "--lang", "uk", "--method", "diff_prune", "--budget", "9", "--search", "greedy"], "swr only"),
+        (["adapt", "--base", "B", "--lang", "uk", "--method", "swr", "--search", "annealing"], "search must be one of"),
+        (["adapt", "--base", "B", "--lang", "uk", "--method", "swr", "--families", "scale", "--search", "l0"], "per-site options"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(argv, message, capsys, base_file):
@@ -48,6 +51,24 @@ def test_bad_arguments_are_one_line_errors(argv, message, capsys, base_file):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "flags, search",
+    [([], "l0"), (["--search", "policy"], "policy"), (["--families", "scale,bias"], "greedy"), (["--families", "bias", "--search", "uniform"], "uniform")],
+)
+def test_the_search_flag_and_families_pick_the_search(flags, search):
+    import argparse
+
+    from polykws.cli.adapt import _method_config
+
+    args = argparse.Namespace(method="swr", budget=None, budget_bytes=None, budget_includes_head=False, families=None, search=None)
+    for k, v in zip(flags[::2], flags[1::2]):
+        setattr(args, k.lstrip("-"), v)
+    cfg = _method_config(args)
+    assert cfg.search == search
+    if "--families" in flags:
+        assert {o.family for o in cfg.options} == set(args.families.split(","))
 
 
 def test_unknown_language_names_the_config(base_file, capsys):
