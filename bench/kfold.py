@@ -228,16 +228,23 @@ def compare(a_dir: Path, b_dir: Path, out: Path, langs: list[str]) -> None:
     print("\n".join(lines))
 
 
-def merge(dirs: list[Path], out: Path, langs: list[str]) -> None:
-    """One report from several runs' summary.json (rows deduplicated by cell, language, fold, seed)."""
+def merge(sources: list[str], out: Path, langs: list[str]) -> None:
+    """One report from several runs' summary.json (rows deduplicated by cell, language, fold, seed;
+    a later run's row wins). A source "DIR:old=new" renames that run's cells old@... to new@...,
+    e.g. rows of SWR's earlier default search beside the present one's."""
     from polykws.core import atomic_write_json, atomic_write_text
     from polykws.pipeline.grid import plot_accuracy
 
-    rows, metas = {}, []
-    for d in dirs:
-        data = json.loads((d / "summary.json").read_text())
+    rows, metas, dirs = {}, [], []
+    for source in sources:
+        d, _, rename = source.partition(":")
+        old, _, new = rename.partition("=")
+        dirs.append(Path(d))
+        data = json.loads((Path(d) / "summary.json").read_text())
         metas.append({k: data.get(k) for k in ("seeds", "folds", "cells", "base_sha256", "base_tflite_bytes", "host", "date")})
         for r in data["rows"]:
+            name, at, budget = r["cell"].partition("@")
+            r = {**r, "cell": new + at + budget} if rename and name == old else r
             rows[(r["cell"], r["lang"], r["fold"], r["seed"])] = r
     rows_l = [rows[k] for k in sorted(rows)]
     summary = summarize(rows_l, langs)
@@ -310,7 +317,8 @@ def main() -> None:
     ap.add_argument("--folds-run", default=",".join(map(str, range(FOLDS))), help="which folds to run (default all)")
     ap.add_argument("--only", default=None, help="comma-separated cell names, e.g. head_only,swr@2000B")
     ap.add_argument("--ablation-budget", type=int, default=ABLATION_BUDGET)
-    ap.add_argument("--merge", default=None, help="comma-separated output folders of earlier runs: one report from their rows, no training")
+    ap.add_argument("--merge", default=None, help="comma-separated output folders of earlier runs: one report from their rows, no "
+                    "training; DIR:old=new renames that run's cells old@... to new@...")
     ap.add_argument("--compare", default=None, help="A,B: two output folders (e.g. two frontends on the same folds): B - A per method, paired")
     ap.add_argument("--collect-models", type=Path, default=None,
                     help="copy the exported models of --folds-run's first fold and --seeds' first seed into this folder (for bench/blob_v2.py --models)")
@@ -322,7 +330,7 @@ def main() -> None:
         print(f"{n} models in {args.collect_models}")
         return
     if args.merge:
-        merge([Path(d) for d in parse_list(args.merge)], args.out, args.langs)
+        merge(parse_list(args.merge), args.out, args.langs)
         return
     if args.compare:
         a, b = (Path(d) for d in parse_list(args.compare))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 
 import pytest
@@ -102,6 +103,25 @@ def test_kfold_blob_budgets_fit_by_the_largest_blob_and_pair_on_the_same_rows():
     assert "swr@2000B (2,900)" in lines["3 KB"] and "diff_prune@1000B" in lines["3 KB"], "a blob over the budget does not fit"
     assert "+3.00 ± 0.00, 3" in lines["3 KB"] and "-2.00 ± 0.00, 3" in lines["3 KB"]
     assert "diff_prune@2000B (3,100)" in lines["10 KB"] and "-7.00 ± 0.00, 3" in lines["10 KB"]
+
+
+def test_kfold_merge_renames_one_runs_cells_and_a_later_run_wins(tmp_path, capsys):
+    kfold = _bench_module("kfold")
+    langs = ["aa"]
+
+    def run(name: str, cells: dict[str, float]) -> str:
+        rows = [{"cell": c, "lang": "aa", "fold": f, "seed": 0, "status": "ok", "blob_bytes": 100, "int8_acc": acc}
+                for c, acc in cells.items() for f in range(2)]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({"rows": rows, "base_tflite_bytes": 1000}))
+        return str(tmp_path / name)
+
+    old = run("old", {"swr@1000B": 0.5, "full_ft": 0.6})
+    new = run("new", {"swr@1000B": 0.7, "full_ft": 0.8})
+    kfold.merge([f"{old}:swr=swr_greedy", new], tmp_path / "m", langs)
+    got = {(r["cell"], r["fold"]): r["int8_acc"] for r in json.loads((tmp_path / "m" / "summary.json").read_text())["rows"]}
+    assert got == {("swr_greedy@1000B", 0): 0.5, ("swr_greedy@1000B", 1): 0.5, ("swr@1000B", 0): 0.7, ("swr@1000B", 1): 0.7,
+                   ("full_ft", 0): 0.8, ("full_ft", 1): 0.8}
 
 
 def test_kfold_sites_counts_the_int8_weights_a_model_moves_on_the_base_grid():
