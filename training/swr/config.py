@@ -97,8 +97,9 @@ class SWRConfig:
     int8 grid (TransferConfig.weight_grid) the selection is priced after the search phase by the
     exact v2 records of the int8 bytes it moves (the "l0" prefix as a whole, each per-site option
     on its own), the fine-tune may not move any other byte, and the final selection is trimmed
-    until its exact bytes fit. Off the grid the families' shape-only estimates price it. `budget_params` instead bounds the body's updated parameters
-    (one constraint, never both); `budget_includes_head` (parameters only) pays for the head first.
+    until its exact bytes fit. Off the grid the families' shape-only estimates price it.
+    `budget_params` instead bounds the body's updated parameters (one constraint, never both);
+    `budget_includes_head` (parameters only) pays for the head first.
 
     Epochs: SWR trains as many epochs as every other method. The "l0" search splits them as
     diff_prune does (TransferConfig.finalize_fraction searching, the rest fine-tuning); the

@@ -42,7 +42,7 @@ def _candidates(dm: DeltaModel) -> list[tuple[str, torch.Tensor, torch.Tensor, t
     int8 byte, or are nonzero off the grid, and their |ΔW| scores)."""
     out = []
     for name, layer in dm.delta_layers().items():
-        d = layer._deterministic_delta()
+        d = layer.deterministic_delta()
         moves = layer.grid.changed(layer.base_weight(), d) if layer.grid is not None else d != 0
         idx = torch.nonzero(moves.reshape(-1)).reshape(-1)
         out.append((name, d.reshape(-1), idx, d.reshape(-1)[idx].abs()))

@@ -300,15 +300,8 @@ def run_swr(ctx, cfg: SWRConfig):
     selection_cost = search.net.cost_of(chosen)
     final = search.finetune(chosen)
     trim_log = trim_to_budget(final, search.budget) if search.cost_unit == "blob_bytes" else []
-    cost = final.cost()
-    # The final layers' bytes (exact int8 records on the grid), not the supernet's matrix.
-    est_bytes = estimated_blob_bytes(final)
     budget, cost_unit = search.budget, search.cost_unit
-    # The projection guarantees the bound in the budget's unit; a violation is a bug, never a result.
-    if cost_unit == "blob_bytes" and est_bytes > budget:
-        raise AssertionError(f"SWR selection is estimated at {est_bytes} body blob bytes, over the budget {budget}")
-    if cost_unit == "params" and cost.body > budget:
-        raise AssertionError(f"SWR selection costs {cost.body} body parameters, over the budget {budget}")
+    cost, est_bytes = _checked_cost(final, budget, cost_unit)
     net, argmax = search.net, search.argmax
     details = {
         "budget_body": budget,
@@ -329,6 +322,18 @@ def run_swr(ctx, cfg: SWRConfig):
     return MethodRun(final, final, cost, details)
 
 
+def _checked_cost(final: DeltaModel, budget: int, cost_unit: str):
+    """The final model's cost and body bytes (its layers' exact int8 records on the grid, not the
+    search's estimates). Every search guarantees the bound in the budget's unit; a violation is a
+    bug, never a result."""
+    cost, est_bytes = final.cost(), estimated_blob_bytes(final)
+    if cost_unit == "blob_bytes" and est_bytes > budget:
+        raise AssertionError(f"SWR selection is estimated at {est_bytes} body blob bytes, over the budget {budget}")
+    if cost_unit == "params" and cost.body > budget:
+        raise AssertionError(f"SWR selection costs {cost.body} body parameters, over the budget {budget}")
+    return cost, est_bytes
+
+
 def _run_l0(ctx, cfg: SWRConfig, method_run):
     """The `l0` search (training/swr/l0.py), held to the same budget checks as the others."""
     # The new head's size from the base's, without attaching one: an attach draws the head's
@@ -338,11 +343,7 @@ def _run_l0(ctx, cfg: SWRConfig, method_run):
     budget, cost_unit = _body_budget(cfg, head_params)
     final, details = run_l0(ctx, cfg, budget, cost_unit)
     trim_log = trim_to_budget(final, budget) if cost_unit == "blob_bytes" else []
-    cost, est_bytes = final.cost(), estimated_blob_bytes(final)
-    if cost_unit == "blob_bytes" and est_bytes > budget:
-        raise AssertionError(f"SWR selection is estimated at {est_bytes} body blob bytes, over the budget {budget}")
-    if cost_unit == "params" and cost.body > budget:
-        raise AssertionError(f"SWR selection costs {cost.body} body parameters, over the budget {budget}")
+    cost, est_bytes = _checked_cost(final, budget, cost_unit)
     return method_run(final, final, cost, {
         "budget_body": budget, "budget_unit": cost_unit, "body_params": cost.body, "estimated_body_blob_bytes": est_bytes,
         "search": cfg.search, "trim": trim_log, **details})

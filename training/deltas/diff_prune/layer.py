@@ -113,7 +113,8 @@ class DiffPruneLayer(DeltaLayer):
 
     # ---- projection to exactly k nonzeros ----------------------------------------------------------
     @torch.no_grad()
-    def _deterministic_delta(self) -> torch.Tensor:
+    def deterministic_delta(self) -> torch.Tensor:
+        """The search-phase ΔW with the gates at their eval-time median: what a projection ranks."""
         return self.w * self._stretch(torch.sigmoid(self.log_alpha))
 
     def _to_fixed(self, indices: torch.Tensor, values: torch.Tensor) -> None:
@@ -134,7 +135,7 @@ class DiffPruneLayer(DeltaLayer):
             raise RuntimeError("diff_prune: some sites of one config are finalized and some are not")
         if any(layer.merged for layer in layers):
             raise RuntimeError("diff_prune: unmerge before finalize()")
-        deltas = [layer._deterministic_delta().flatten() for layer in layers]
+        deltas = [layer.deterministic_delta().flatten() for layer in layers]
         scores = torch.cat([d.abs() for d in deltas])
         k = min(cfg.k, scores.numel())
         # Stable tie-break (lowest flat index first) so the projection is deterministic.
