@@ -21,8 +21,9 @@ class TransferConfig:
 
     `epochs` is the method's training budget: after the linear probe (`probe_epochs`, on cached
     embeddings), each method trains its parameters for `epochs` epochs of the training split
-    (`method_steps()` optimizer steps). Two-phase families spend `finalize_fraction` of them
-    before finalize(); SWR splits them by its own fractions; scratch multiplies them.
+    (`method_steps()` optimizer steps). Two-phase families and SWR's l0 search spend
+    `finalize_fraction` of them before finalize() (`finalize_split()`); SWR's per-site searches
+    split them by their own fractions; scratch multiplies them.
     """
 
     epochs: int = 30
@@ -72,6 +73,13 @@ class TransferConfig:
     def method_steps(self, train_rows: int) -> int:
         """Optimizer steps of the method's `epochs` on a training split of `train_rows` rows."""
         return self.epochs * self.steps_per_epoch(train_rows)
+
+    def finalize_split(self, epochs: int | None = None) -> dict[str, int]:
+        """A two-phase method's `epochs` (default `self.epochs`) split at finalize(): the search
+        phase gets `finalize_fraction` of them, the fixed phase the rest, each at least one."""
+        epochs = self.epochs if epochs is None else epochs
+        search = max(1, int(round(epochs * self.finalize_fraction)))
+        return {"search": search, "fixed": max(1, epochs - search)}
 
     def replace(self, **changes: Any) -> "TransferConfig":
         return dataclasses.replace(self, **changes)

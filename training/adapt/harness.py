@@ -132,8 +132,8 @@ class AdaptContext:
         self.probe_head(dm)
         if not dm.needs_finalize:
             return self.train(dm, self.delta_groups(dm), epochs, phase=phase, seed_offset=2)
-        search_epochs = max(1, int(round(epochs * self.cfg.finalize_fraction)))
+        split = self.cfg.finalize_split(epochs)
         reg = StepHooks(extra_loss=lambda step: dm.regularization())
-        self.train(dm, self.delta_groups(dm), search_epochs, phase=f"{phase}-search", seed_offset=2, hooks=reg, select_best=False)
+        self.train(dm, self.delta_groups(dm), split["search"], phase=f"{phase}-search", seed_offset=2, hooks=reg, select_best=False)
         dm.finalize()
-        return self.train(dm, self.delta_groups(dm), max(1, epochs - search_epochs), phase=f"{phase}-fixed", seed_offset=3)
+        return self.train(dm, self.delta_groups(dm), split["fixed"], phase=f"{phase}-fixed", seed_offset=3)

@@ -30,12 +30,6 @@ from polykws.training.fit import StepHooks
 L0_FAMILY = "diff_prune"
 
 
-def l0_phase_epochs(epochs: int, finalize_fraction: float) -> dict[str, int]:
-    """diff_prune's split of the run's epochs: the search phase, then the fine-tune."""
-    warmup = max(1, int(round(epochs * finalize_fraction)))
-    return {"warmup": warmup, "finetune": max(1, epochs - warmup)}
-
-
 @torch.no_grad()
 def _candidates(dm: DeltaModel) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per site: (name, flat deterministic delta, flat indices of the positions that move an
@@ -108,7 +102,8 @@ def run_l0(ctx, cfg, budget: int, unit: str) -> tuple[DeltaModel, dict[str, Any]
     search_cfg = family.config_cls(k=1, targets=cfg.targets)
     dm = ctx.attach(search_cfg)
     ctx.probe_head(dm)
-    epochs = l0_phase_epochs(tc.epochs, tc.finalize_fraction)
+    split = tc.finalize_split()
+    epochs = {"warmup": split["search"], "finetune": split["fixed"]}
     reg = StepHooks(extra_loss=lambda step: dm.regularization())
     ctx.train(dm, ctx.delta_groups(dm), epochs["warmup"], phase="swr-l0", seed_offset=2, hooks=reg, select_best=False)
     chosen, selection_cost = select_prefix(dm, budget, unit)

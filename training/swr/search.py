@@ -336,11 +336,7 @@ def _checked_cost(final: DeltaModel, budget: int, cost_unit: str):
 
 def _run_l0(ctx, cfg: SWRConfig, method_run):
     """The `l0` search (training/swr/l0.py), held to the same budget checks as the others."""
-    # The new head's size from the base's, without attaching one: an attach draws the head's
-    # initialization from the global generator, which the L0 search's gates share.
-    base_head = getattr(ctx.base_model, HEAD_SITE)
-    head_params = ctx.num_classes * (base_head.in_features + (1 if base_head.bias is not None else 0))
-    budget, cost_unit = _body_budget(cfg, head_params)
+    budget, cost_unit = _body_budget(cfg, _new_head_params(ctx))
     final, details = run_l0(ctx, cfg, budget, cost_unit)
     trim_log = trim_to_budget(final, budget) if cost_unit == "blob_bytes" else []
     cost, est_bytes = _checked_cost(final, budget, cost_unit)
@@ -361,6 +357,14 @@ def phase_epochs(epochs: int, cfg: SWRConfig) -> dict[str, int]:
     return {"warmup": warmup, "search": search, "finetune": max(1, epochs - warmup - search)}
 
 
+def _new_head_params(ctx) -> int:
+    """The new language head's parameters, from the base head's shape, so the l0 search need not
+    attach a head for it (an attach draws the head's initialization from the global generator,
+    which the L0 search's gates share)."""
+    base_head = getattr(ctx.base_model, HEAD_SITE)
+    return ctx.num_classes * (base_head.in_features + (1 if base_head.bias is not None else 0))
+
+
 def _body_budget(cfg: SWRConfig, head_params: int) -> tuple[int, str]:
     if cfg.budget_bytes is not None:
         # One constraint: estimated body blob bytes; budget_params is not used for selection.
@@ -379,8 +383,7 @@ class _Search:
         self.ctx, self.cfg, tc = ctx, cfg, ctx.cfg
         probe = ctx.attach(())
         ctx.probe_head(probe)
-        head_params = sum(p.numel() for p in getattr(probe.model, HEAD_SITE).parameters())
-        self.budget, self.cost_unit = _body_budget(cfg, head_params)
+        self.budget, self.cost_unit = _body_budget(cfg, _new_head_params(ctx))
         self.net = build_supernet(probe, ctx.base_model, cfg.options, cfg.targets, self.budget, self.cost_unit)
         train = ctx.data["train"]
         self.gen = torch.Generator().manual_seed(tc.seed * 7919 + 11)
