@@ -59,7 +59,7 @@ def cells(budgets: list[int], ablation_budget: int):
     for b in budgets:
         out.append(GridCell("swr", "swr", b, "bytes"))  # the default search (l0)
         out.append(GridCell("diff_prune", "diff_prune", b, "bytes"))
-    # The per-site greedy search over several families, the default before "l0".
+    # The per-site greedy search over several families: what the l0 search is measured against.
     out += [GridCell("swr_greedy", "swr", b, "bytes", {"search": "greedy"}) for b in budgets]
     # Ablations and the other single families at one budget: the policy network with features
     # from before and after the warm-up, a random policy, a uniform allocation.
