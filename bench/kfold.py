@@ -231,7 +231,7 @@ def compare(a_dir: Path, b_dir: Path, out: Path, langs: list[str]) -> None:
 def merge(sources: list[str], out: Path, langs: list[str]) -> None:
     """One report from several runs' summary.json (rows deduplicated by cell, language, fold, seed;
     a later run's row wins). A source "DIR:old=new" renames that run's cells old@... to new@...,
-    e.g. rows of SWR's earlier default search beside the present one's."""
+    e.g. one SWR search's rows beside another's under the same cell names."""
     from polykws.core import atomic_write_json, atomic_write_text
     from polykws.pipeline.grid import plot_accuracy
 
