@@ -130,16 +130,16 @@ def test_the_measured_search_takes_only_upgrades_that_lower_the_measured_loss(ba
     assert greedy and all("loss" not in step for step in greedy)
 
 
-def test_the_l0_search_keeping_k_positions_is_diff_prune_at_k(base):
-    """Off the grid a parameter budget of k keeps the k largest |ΔW| of the one L0 search, as
-    diff_prune(k) does: the two runs share the search, the seeds and the fine-tune, so the merged
-    models are the same tensors."""
+def test_the_one_shot_l0_search_keeping_k_positions_is_diff_prune_at_k(base):
+    """Off the grid and pruned in one shot, a parameter budget of k keeps the k largest |ΔW| of
+    the one L0 search, as diff_prune(k) does: the two runs share the search, the seeds and the
+    fine-tune, so the merged models are the same tensors."""
     import torch
 
     from polykws.training.adapt import method_config
 
     tc = FAST.replace(weight_grid="float")
-    swr = adapt(base, synthetic_splits(), SWRConfig(budget_params=300, search="l0"), tc)
+    swr = adapt(base, synthetic_splits(), SWRConfig(budget_params=300, search="l0", l0_pruning="one_shot"), tc)
     dp = adapt(base, synthetic_splits(), method_config("diff_prune", budget_params=300), tc)
     assert swr.details["kept_positions"] == 300 == swr.cost.body == dp.cost.body
     a, b = swr.model.state_dict(), dp.model.state_dict()

@@ -1,14 +1,21 @@
-"""SWR's `l0` search: one L0 search over every site, then the byte-exact global magnitude prefix.
+"""SWR's `l0` search: one L0 search over every site, pruned gradually to the budget, then the
+byte-exact global magnitude prefix.
 
 1. Probe the new head; attach diff_prune's L0 search state (dense diff w, hard-concrete gates)
    on every target site and train it jointly with the head for `TransferConfig.finalize_fraction`
    of the epochs, the schedule, seeds and regularizer of diff_prune's own search phase.
-2. Rank every position that moves an int8 byte under the deterministic delta w ⊙ E[z] by |ΔW|,
+2. With `l0_pruning="gradual"` (the default) the search prunes while it trains: after each
+   step the positions outside the top-n |ΔW| (global over the sites) are zeroed for good, and n
+   falls from every position to the budget's estimated count along Zhu & Gupta's (2017) cubic
+   schedule. The surviving changes then learn to do the work of the pruned ones before the
+   search ends; a one-shot projection (`"one_shot"`, diff_prune's rule) instead drops about 97 %
+   of the trained changes at once at a 2 KB blob and leaves the recovery to the fine-tune.
+3. Rank every position that moves an int8 byte under the deterministic delta w ⊙ E[z] by |ΔW|,
    globally over the sites (diff_prune's projection rule, Guo et al. 2021), and keep the longest
    prefix whose exact v2 record bytes (the blob coder's, per site) fit the budget. Off the int8
    grid the families' shape estimates price the prefix, and with `budget_params` its length is
    the budget.
-3. Fine-tune only the kept values and the head for the remaining epochs; if the values' entropy
+4. Fine-tune only the kept values and the head for the remaining epochs; if the values' entropy
    pushes the exact bytes over the budget, `trim_to_budget` drops the changes nearest to
    rounding back until they fit.
 
@@ -28,6 +35,63 @@ from polykws.training.deltas.blob_bytes import sparse_weight_bytes, tensor_cost
 from polykws.training.fit import StepHooks
 
 L0_FAMILY = "diff_prune"
+# Gradual pruning's schedule, in fractions of the search phase's steps: dense until the start
+# (ΔW starts at zero, so early magnitudes rank nothing), the budget's count from the end on.
+PRUNE_START_FRACTION = 0.2
+PRUNE_END_FRACTION = 0.8
+PRUNE_POWER = 3
+
+
+class GradualPruning:
+    """An `on_step` hook: after each optimizer step, keep the `count(step)` largest |ΔW| of the
+    search state over all its sites and zero the rest of w for good (a pruned position stays
+    pruned, so the kept set only shrinks)."""
+
+    def __init__(self, dm: DeltaModel, target: int, steps: int):
+        self.layers = list(dm.delta_layers().values())
+        self.masks = [torch.ones_like(layer.w, dtype=torch.bool) for layer in self.layers]
+        self.total = sum(int(m.numel()) for m in self.masks)
+        self.target = max(1, min(int(target), self.total))
+        self.steps = max(1, int(steps))
+
+    def count(self, step: int) -> int:
+        """Positions kept after optimizer step `step` (0-based): every one before the start,
+        then the cubic fall to `target`, reached at the end fraction."""
+        start, end = PRUNE_START_FRACTION * self.steps, PRUNE_END_FRACTION * self.steps
+        if step < start:
+            return self.total
+        left = 1.0 - min(1.0, (step + 1 - start) / max(1.0, end - start))
+        return int(self.target + (self.total - self.target) * left ** PRUNE_POWER)
+
+    @torch.no_grad()
+    def __call__(self, step: int) -> None:
+        n = self.count(step)
+        if n >= self.total:
+            return
+        scores = torch.cat([(layer.deterministic_delta().abs() * m).reshape(-1) for layer, m in zip(self.layers, self.masks)])
+        keep = torch.zeros(scores.numel(), dtype=torch.bool)
+        # Stable: equal scores keep site order, then position order, so a seed fixes the masks.
+        keep[torch.sort(-scores.double(), stable=True).indices[:n]] = True
+        offset = 0
+        for i, layer in enumerate(self.layers):
+            size = layer.w.numel()
+            self.masks[i] &= keep[offset:offset + size].view_as(layer.w)
+            layer.w[~self.masks[i]] = 0.0
+            offset += size
+
+    def kept(self) -> int:
+        return int(sum(int(m.sum()) for m in self.masks))
+
+
+def target_positions(dm: DeltaModel, budget: int, unit: str) -> int:
+    """The count gradual pruning ends at: the parameter budget, or the most diff_prune changes
+    whose estimated bytes over the search's sites fit the byte budget (the exact prefix of step 3
+    then prices what the search kept)."""
+    if unit == "params":
+        return int(budget)
+    family = get_delta(L0_FAMILY)
+    modules = [layer.base_layer for layer in dm.delta_layers().values()]
+    return family.layer_cls.largest_k_within(modules, budget, lambda k: family.config_cls(k=int(k)))
 
 
 @torch.no_grad()
@@ -93,7 +157,7 @@ def select_prefix(dm: DeltaModel, budget: int, unit: str) -> tuple[dict[str, tup
 
 
 def run_l0(ctx, cfg, budget: int, unit: str) -> tuple[DeltaModel, dict[str, Any]]:
-    """Steps 1-3 above; returns the fine-tuned DeltaModel (plain diff_prune layers, fixed) and
+    """Steps 1-4 above; returns the fine-tuned DeltaModel (plain diff_prune layers, fixed) and
     the run's details."""
     tc = ctx.cfg
     family = get_delta(L0_FAMILY)
@@ -104,7 +168,11 @@ def run_l0(ctx, cfg, budget: int, unit: str) -> tuple[DeltaModel, dict[str, Any]
     ctx.probe_head(dm)
     split = tc.finalize_split()
     epochs = {"warmup": split["search"], "finetune": split["fixed"]}
-    reg = StepHooks(extra_loss=lambda step: dm.regularization())
+    pruning = None
+    if cfg.l0_pruning == "gradual":
+        steps = epochs["warmup"] * tc.steps_per_epoch(len(ctx.data["train"]))
+        pruning = GradualPruning(dm, target_positions(dm, budget, unit), steps)
+    reg = StepHooks(extra_loss=lambda step: dm.regularization(), on_step=pruning)
     ctx.train(dm, ctx.delta_groups(dm), epochs["warmup"], phase="swr-l0", seed_offset=2, hooks=reg, select_best=False)
     chosen, selection_cost = select_prefix(dm, budget, unit)
     kept = sum(int(idx.numel()) for idx, _ in chosen.values())
@@ -129,6 +197,8 @@ def run_l0(ctx, cfg, budget: int, unit: str) -> tuple[DeltaModel, dict[str, Any]
         "selection": {name: f"diff_prune(k={int(idx.numel())})" for name, (idx, _) in chosen.items() if idx.numel()},
         "selection_cost": selection_cost,
         "kept_positions": kept,
+        "l0_pruning": cfg.l0_pruning,
+        "pruned_to": None if pruning is None else pruning.kept(),
         "epochs": epochs,
     }
     return final, details

@@ -66,12 +66,18 @@ class DiffPruneLayer(DeltaLayer):
 
         if budget.unit == "params":
             return config(budget.limit) if budget.limit >= 1 else None
-        modules = [m for _, m in body_sites_deepest_first(base_model)]
+        k = cls.largest_k_within([m for _, m in body_sites_deepest_first(base_model)], budget.limit, config)
+        return config(k) if k >= 1 else None
+
+    @classmethod
+    def largest_k_within(cls, modules: list[nn.Module], budget_bytes: int, config) -> int:
+        """The largest k whose estimated bytes over `modules` (group_blob_bytes of `config(k)`)
+        fit `budget_bytes`; 0 when not even one change fits."""
         lo, hi = 0, sum(int(m.weight.numel()) for m in modules)
         while lo < hi:  # bytes grow with k: the largest k that fits
             mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if cls.group_blob_bytes(modules, config(mid)) <= budget.limit else (lo, mid - 1)
-        return config(lo) if lo >= 1 else None
+            lo, hi = (mid, hi) if cls.group_blob_bytes(modules, config(mid)) <= budget_bytes else (lo, mid - 1)
+        return lo
 
     def cost_params(self) -> int:
         return int(self.values.numel()) if self.fixed else type(self).cost(self.base_layer, self.cfg)
