@@ -59,6 +59,8 @@ def cells(budgets: list[int], ablation_budget: int):
     for b in budgets:
         out.append(GridCell("swr", "swr", b, "bytes"))  # the default search (l0)
         out.append(GridCell("diff_prune", "diff_prune", b, "bytes"))
+    # The l0 search with diff_prune's one-shot projection instead of gradual pruning.
+    out += [GridCell("swr_one_shot", "swr", b, "bytes", {"l0_pruning": "one_shot"}) for b in budgets]
     # The per-site greedy search over several families: what the l0 search is measured against.
     out += [GridCell("swr_greedy", "swr", b, "bytes", {"search": "greedy"}) for b in budgets]
     # Ablations and the other single families at one budget: the policy network with features

@@ -14,7 +14,7 @@ from polykws.training.swr.config import SEARCHES
 from .test_swr import FAST, synthetic_splits
 
 
-VARIANTS = [{"search": s} for s in SEARCHES] + [{"search": "greedy", "warmup_none": False}, {"search": "greedy", "finetune_positions": "support"}]
+VARIANTS = [{"search": s} for s in SEARCHES] + [{"search": "l0", "l0_pruning": "one_shot"}, {"search": "greedy", "warmup_none": False}, {"search": "greedy", "finetune_positions": "support"}]
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()))
@@ -176,3 +176,58 @@ def test_the_l0_prefix_is_the_longest_global_magnitude_prefix_that_fits(budget, 
     top = rest[deltas[site][rest].abs().argmax()]
     grown = {**picked, site: torch.sort(torch.cat([picked[site], top.reshape(1)])).values}
     assert _prefix_bytes(dm, grown, deltas) > budget
+
+
+def test_gradual_pruning_keeps_the_top_positions_on_schedule_and_never_revives_one(base):
+    """Each step keeps exactly the schedule's count of the largest |ΔW| among the positions still
+    alive, zeroes the rest of w, and a pruned position stays zero however the optimizer moves it."""
+    import torch
+
+    from polykws.training.deltas import attach, get_delta
+    from polykws.training.swr.l0 import GradualPruning
+
+    dm = attach(base, get_delta("diff_prune").config_cls(k=1), head="new", num_classes=10, weight_grid="int8")
+    layers = list(dm.delta_layers().values())
+    steps, target = 20, 40
+    hook = GradualPruning(dm, target, steps)
+    counts = [hook.count(s) for s in range(steps)]
+    assert counts[0] == hook.total and counts[-1] == target
+    assert all(b <= a for a, b in zip(counts, counts[1:])) and len(set(counts)) > 3
+    g = torch.Generator().manual_seed(0)
+    alive = torch.ones(hook.total, dtype=torch.bool)
+    for step in range(steps):
+        with torch.no_grad():  # an optimizer step moves every w, pruned or not
+            for layer in layers:
+                layer.w.add_(torch.randn(layer.w.shape, generator=g) * 0.01)
+            before = torch.cat([layer.deterministic_delta().abs().reshape(-1) for layer in layers])
+        hook(step)
+        after = torch.cat([layer.w.reshape(-1) for layer in layers]) != 0
+        mask = torch.cat([m.reshape(-1) for m in hook.masks])
+        assert int(mask.sum()) == counts[step] == hook.kept()
+        assert not bool((mask & ~alive).any()), f"step {step}: a pruned position came back"
+        assert not bool((after & ~mask).any()), f"step {step}: a pruned position is nonzero"
+        dropped = alive & ~mask
+        if dropped.any():
+            assert float(before[mask].min()) >= float(before[dropped].max())
+        alive = mask
+
+
+def test_the_gradual_l0_search_ends_at_the_budgets_count(base):
+    from polykws.training.deltas import attach, get_delta
+    from polykws.training.swr.l0 import target_positions
+
+    result = adapt(base, synthetic_splits(), SWRConfig(budget_bytes=900), FAST)
+    d = result.details
+    assert d["l0_pruning"] == "gradual"
+    search_state = attach(base, get_delta("diff_prune").config_cls(k=1), head="new", num_classes=10, weight_grid="int8")
+    target = target_positions(search_state, 900, "blob_bytes")
+    assert 0 < d["kept_positions"] <= d["pruned_to"] == target
+    one_shot = adapt(base, synthetic_splits(), SWRConfig(budget_bytes=900, l0_pruning="one_shot"), FAST).details
+    assert one_shot["pruned_to"] is None and one_shot["l0_pruning"] == "one_shot"
+
+
+def test_l0_pruning_is_validated():
+    from polykws.core import ConfigError
+
+    with pytest.raises(ConfigError, match="l0_pruning"):
+        SWRConfig(l0_pruning="gradually")
