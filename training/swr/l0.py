@@ -32,6 +32,7 @@ import torch
 
 from polykws.training.deltas import HEAD_SITE, DeltaModel, get_delta
 from polykws.training.deltas.blob_bytes import sparse_weight_bytes, tensor_cost
+from polykws.training.deltas.diff_prune.layer import top_n_masks
 from polykws.training.fit import StepHooks
 
 L0_FAMILY = "diff_prune"
@@ -68,16 +69,11 @@ class GradualPruning:
         n = self.count(step)
         if n >= self.total:
             return
-        scores = torch.cat([(layer.deterministic_delta().abs() * m).reshape(-1) for layer, m in zip(self.layers, self.masks)])
-        keep = torch.zeros(scores.numel(), dtype=torch.bool)
-        # Stable: equal scores keep site order, then position order, so a seed fixes the masks.
-        keep[torch.sort(-scores.double(), stable=True).indices[:n]] = True
-        offset = 0
-        for i, layer in enumerate(self.layers):
-            size = layer.w.numel()
-            self.masks[i] &= keep[offset:offset + size].view_as(layer.w)
-            layer.w[~self.masks[i]] = 0.0
-            offset += size
+        # The optimizer has moved pruned w since the last step: the mask keeps them out of the ranking.
+        keep = top_n_masks([layer.deterministic_delta().abs() * m for layer, m in zip(self.layers, self.masks)], n)
+        for layer, mask, top in zip(self.layers, self.masks, keep):
+            mask &= top
+            layer.w[~mask] = 0.0
 
     def kept(self) -> int:
         return int(sum(int(m.sum()) for m in self.masks))

@@ -11,6 +11,16 @@ from polykws.training.deltas.blob_bytes import sparse_weight_bytes
 from polykws.core import ConfigError
 
 
+def top_n_masks(scores: list[torch.Tensor], n: int) -> list[torch.Tensor]:
+    """Per tensor of `scores`, the mask of its entries among the `n` largest of all of them
+    together. Ties go to the earlier tensor, then the lower flat index, so the choice is
+    deterministic."""
+    flat = torch.cat([s.reshape(-1) for s in scores])
+    keep = torch.zeros(flat.numel(), dtype=torch.bool)
+    keep[torch.sort(-flat.double(), stable=True).indices[:n]] = True
+    return [k.view_as(s) for k, s in zip(keep.split([s.numel() for s in scores]), scores)]
+
+
 class DiffPruneLayer(DeltaLayer):
     """Two phases.
 
@@ -142,17 +152,9 @@ class DiffPruneLayer(DeltaLayer):
         if any(layer.merged for layer in layers):
             raise RuntimeError("diff_prune: unmerge before finalize()")
         deltas = [layer.deterministic_delta().flatten() for layer in layers]
-        scores = torch.cat([d.abs() for d in deltas])
-        k = min(cfg.k, scores.numel())
-        # Stable tie-break (lowest flat index first) so the projection is deterministic.
-        order = torch.sort(-scores, stable=True).indices[:k]
-        offset = 0
-        for layer, delta in zip(layers, deltas):
-            n = delta.numel()
-            mine = order[(order >= offset) & (order < offset + n)] - offset
-            mine = torch.sort(mine).values
+        for layer, delta, keep in zip(layers, deltas, top_n_masks([d.abs() for d in deltas], cfg.k)):
+            mine = torch.nonzero(keep).reshape(-1)
             layer._to_fixed(mine, delta[mine])
-            offset += n
 
     def finalize(self) -> None:
         type(self).finalize_group([self], self.cfg)
