@@ -125,8 +125,8 @@ class SWRConfig:
     # How the "l0" search reaches the budget: "gradual" (prune the search state step by step to
     # the budget's count while it trains, Zhu & Gupta 2017) or "one_shot" (diff_prune's single
     # magnitude projection after the search). Gradual is the default: on speaker folds it scored
-    # higher at 2.3-2.8 KB blobs and never significantly lower; at those budgets one-shot drops
-    # about 97 % of the trained changes at once (docs/METHOD.md, docs/BENCHMARKS.md).
+    # higher at 2.3-2.8 KB blobs and never significantly lower; at 2-3 KB one-shot drops 94-97 %
+    # of the trained changes at once (docs/METHOD.md, docs/BENCHMARKS.md).
     l0_pruning: str = "gradual"
     # Policy inputs measured after the warm-up (the deltas have learned) instead of before it.
     warmup_features: bool = False
