@@ -38,7 +38,8 @@ def _task_specs(config_path: Path) -> tuple[str, dict]:
 
 
 def _features(records, lang: str, task_cfg: dict, frontend, cache: Path, noise: Path | None):
-    from polykws.datasets.features import TaskSpec, load_task_features
+    from polykws.datasets.features import load_task_features
+    from polykws.datasets.task import TaskSpec
 
     opts = {k: tuple(v) if isinstance(v, list) else v for k, v in task_cfg.items() if k != "keywords"}
     task = TaskSpec(lang, tuple(str(k) for k in task_cfg["keywords"]), **opts)

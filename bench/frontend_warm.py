@@ -103,7 +103,8 @@ def train_micro_model(lang, cfg, records, noise_dir, args, out, warm_ms: float =
     features, or with `warm_ms` augmented copies and _silence_ crops from a warmed frontend."""
     import torch
 
-    from polykws.datasets.features import TaskSpec, load_task_features
+    from polykws.datasets.features import load_task_features
+    from polykws.datasets.task import TaskSpec
     from polykws.pipeline.config import task_spec_options
     from polykws.training.config import FitConfig
     from polykws.training.data import loaders_from_splits
@@ -158,7 +159,7 @@ def parse_args() -> argparse.Namespace:
 def pick_clips(cfg, records, args) -> list:
     """A seeded sample of each language's test-split keyword clips, as waves."""
     from polykws.datasets.audio import load_audio
-    from polykws.datasets.features import TaskSpec
+    from polykws.datasets.task import TaskSpec
     from polykws.datasets.streams import stream_sources
     from polykws.pipeline.config import task_spec_options
 

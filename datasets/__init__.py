@@ -37,8 +37,8 @@ _EXPORTS = {
     "SkippedFile": "scan",
     "scan": "scan",
     # tasks and features
-    "TaskSpec": "features",
-    "TaskOptions": "features",
+    "TaskSpec": "task",
+    "TaskOptions": "task",
     "FeatureSplit": "features",
     "load_task_features": "features",
     # augmentation

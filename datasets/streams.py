@@ -37,7 +37,8 @@ from polykws.core import ConfigError, PolykwsError, stable_hash
 
 from .audio import BadAudioError, load_waveform
 from .augment import active_power
-from .features import TaskSpec, split_noise_files
+from .features import split_noise_files
+from .task import TaskSpec
 from .manifest import SPLITS, ClipRecord
 from .splits import SplitConfig
 

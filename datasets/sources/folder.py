@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..manifest import ANY_LANGUAGE, NOISE_LABEL
-from . import SPEAKER_PARSERS, Candidate, SpeakerParser, LayoutSkip, clip_hash_speaker, register_source
+from .registry import SPEAKER_PARSERS, Candidate, SpeakerParser, LayoutSkip, clip_hash_speaker, register_source
 from .speakers import gsc_style, user_regex
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".caf", ".webm", ".mp4", ".amr", ".au", ".w64"}

@@ -24,7 +24,7 @@ from typing import Iterator
 from polykws.core import PolykwsError
 
 from ..manifest import ANY_LANGUAGE, NOISE_LABEL
-from . import Candidate, LayoutSkip, register_source
+from .registry import Candidate, LayoutSkip, register_source
 from .speakers import gsc_style
 
 GSC_V2_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
@@ -41,7 +41,7 @@ GSC_12_KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "sto
 
 def gsc_task(num_classes: int = 12, language: str = "en"):
     """The standard GSC v2 task as a TaskSpec: 12 (10 words + silence + unknown) or 35 classes."""
-    from ..features import TaskSpec
+    from ..task import TaskSpec
 
     if num_classes == 12:
         return TaskSpec(language, GSC_12_KEYWORDS, silence=True, unknown=True)

@@ -18,7 +18,7 @@ import csv
 from pathlib import Path
 from typing import Iterator
 
-from . import Candidate, LayoutSkip, clip_hash_speaker, register_source
+from .registry import Candidate, LayoutSkip, clip_hash_speaker, register_source
 
 _SET_TO_SPLIT = {"TRAIN": "train", "DEV": "val", "VALIDATION": "val", "TEST": "test"}
 

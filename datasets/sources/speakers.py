@@ -11,7 +11,7 @@ import re
 
 from polykws.core import ConfigError
 
-from . import register_speaker_parser
+from .registry import register_speaker_parser
 
 _NOHASH = re.compile(r"^(?P<spk>[^_]+)_nohash_\d+")
 

@@ -75,7 +75,8 @@ def cmd_manifest(args) -> int:
 
 
 def cmd_features(args) -> int:
-    from polykws.datasets.features import TaskSpec, load_task_features, warm_feature_cache
+    from polykws.datasets.features import load_task_features, warm_feature_cache
+    from polykws.datasets.task import TaskSpec
     from polykws.datasets.frontend import frontend_by_name
     from polykws.datasets.manifest import read_manifest
     from polykws.datasets.report import print_feature_splits

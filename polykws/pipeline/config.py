@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from polykws.core import ConfigError, from_dict, merge_overrides, read_yaml_mapping
 from polykws.core import resolve_path as core_resolve_path
 from polykws.core.int8 import HEAD_WEIGHT_BITS, head_weight_bits_error
-from polykws.datasets.features import TaskOptions, TaskSpec
+from polykws.datasets.task import TaskOptions, TaskSpec
 from polykws.datasets.splits import SpeakerFolds, SplitConfig
 from polykws.datasets.synth import SynthConfig
 from polykws.export.streaming import FRONTEND_STATES, DetectorConfig

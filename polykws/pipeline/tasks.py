@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polykws.core import ConfigError, resolve_path
-from polykws.datasets.features import TaskSpec
+from polykws.datasets.task import TaskSpec
 from polykws.datasets.splits import SplitConfig
 from polykws.pipeline.config import PipelineConfig, load_config
 

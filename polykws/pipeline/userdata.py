@@ -19,7 +19,7 @@ from typing import Any
 
 from polykws.core import ConfigError, PolykwsError, atomic_write_json, atomic_write_text, resolve_path
 from polykws.datasets.check import DataCheck, DataCheckConfig, check_data, scan_user_data
-from polykws.datasets.features import TaskSpec
+from polykws.datasets.task import TaskSpec
 from polykws.datasets.scan import ScanResult
 
 DEFAULT_CACHE_DIR = ".cache/features"

@@ -9,7 +9,8 @@ import pytest
 
 from polykws.datasets import featurecache as featurecache_mod
 from polykws.datasets.augment import AugmentConfig
-from polykws.datasets.features import FeatureSplit, TaskSpec, load_task_features, split_noise_files
+from polykws.datasets.features import FeatureSplit, load_task_features, split_noise_files
+from polykws.datasets.task import TaskSpec
 from polykws.datasets.frontend import compute_features, micro_frontend, mfcc_frontend
 from polykws.datasets.audio import load_audio
 from polykws.datasets.manifest import NOISE_LABEL

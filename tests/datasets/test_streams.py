@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from polykws.core import ConfigError, PolykwsError
-from polykws.datasets.features import TaskSpec
+from polykws.datasets.task import TaskSpec
 from polykws.datasets.manifest import ClipRecord
 from polykws.datasets.streams import StreamConfig, active_span, iter_streams, stream_sources
 

@@ -115,7 +115,7 @@ def test_a_task_entry_carries_every_taskspec_option_with_the_same_default():
     # option is an entry field with TaskSpec's default, and spec() hands all of them over.
     import dataclasses
 
-    from polykws.datasets.features import TaskSpec
+    from polykws.datasets.task import TaskSpec
     from polykws.pipeline.config import TaskConfig
 
     entry = {f.name: f for f in dataclasses.fields(TaskConfig)}
