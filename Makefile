@@ -27,6 +27,13 @@ test: setup
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5) - the suite is broken" >&2; fi; \
 	exit $$rc
 
+# The default suite in a random order with reseeded random/numpy generators, under a fresh seed
+# that pytest prints; SEED=N repeats that order (make test-random SEED=1234).
+SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+.PHONY: test-random
+test-random: setup
+	$(BIN)/python -m pytest -p randomly --randomly-seed=$(SEED) $(PYTEST_ARGS)
+
 # Everything, including tests marked slow.
 test-all: setup
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)

@@ -8,6 +8,7 @@ ONNX export + onnx2tf float conversion (~4 s), never an int8 conversion.
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import onnx
@@ -15,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from polykws.core import seed_everything
 from polykws.export.api import ExportedModel, evaluate_export, export_base, export_language
 from polykws.export.blob import apply_blob, decode_blob, meta_id
 from polykws.export.convert import (
@@ -28,7 +30,15 @@ from polykws.export.convert import (
     to_onnx,
     torch_logits,
 )
-from polykws.export.evaluate import argmax_first, cross_check, evaluate_tflm, find_arena_bytes, quantize_features, run_tflm
+from polykws.export.evaluate import (
+    argmax_first,
+    cross_check,
+    evaluate_tflm,
+    find_arena_bytes,
+    quantize_features,
+    reference_interpreter,
+    run_tflm,
+)
 from polykws.export.quantize import activation_qparams
 from polykws.export.requant import head_op_index, verify_requantizer
 from polykws.export.tflite_graph import TfliteError, TfliteGraph, assert_layout_identical
@@ -41,9 +51,25 @@ DS_CNN_S_OPS = ["CONV_2D"] + ["DEPTHWISE_CONV_2D", "CONV_2D"] * 4 + ["AVERAGE_PO
 # Torch modules in the order of the TFLite graph's weighted ops (conv0, dw/pw per block, head).
 DS_CNN_S_SITES = ["conv0"] + [f"blocks.{i}.{k}" for i in range(4) for k in ("dw", "pw")] + ["head"]
 PARITY_MAX_ABS = 1e-4
-# TFLM and BUILTIN_REF round FULLY_CONNECTED differently on rare inputs (TOOLCHAIN.md: +-1 LSB).
-REF_MAX_LSB = 1
 INT8_MAX_ACC_DROP = 0.05  # mechanics check on ~100 clips; the 0.5-pt target is measured in bench/export.py
+
+
+def ref_max_lsb(tflite: bytes) -> int:
+    """Largest TFLM vs BUILTIN_REF difference allowed in the int8 softmax output of `tflite`.
+
+    The two runtimes agree bit for bit on every op but FULLY_CONNECTED, where BUILTIN_REF
+    requantizes with one rounding and TFLM with two, so a logit may differ by 1 LSB
+    (test_tflm_matches_builtin_ref_op_by_op holds this). Logits off by at most s (the logit
+    scale) move a softmax probability by at most tanh(s / 2), i.e. 256 * tanh(s / 2) output LSB,
+    plus 1 for the output's own rounding. No fixed bound fits every model. Measured maxima
+    (FULLY_CONNECTED never more than 1 LSB): the session base 3 LSB over all 1000 fixture clips
+    (s = 0.049, bound 8); the trained language of test_trained_language_int8_matches_float 4 LSB
+    over those clips, under four different init seeds (s = 0.047, bound 8); the shipped base
+    10 LSB on 1000 random inputs (s = 0.150, bound 21).
+    """
+    g = TfliteGraph(tflite)
+    s = float(g.tensors[g.ops[-1].inputs[0]].scales[0])  # the softmax's input: the logits
+    return math.ceil(256 * math.tanh(s / 2)) + 1
 
 
 # ------------------------------------------------------------------------------------ ONNX
@@ -151,10 +177,43 @@ def test_int8_model_through_tflm(base_export, base_model, feats):
     assert ev["int8_acc"] >= ev["float_acc"] - INT8_MAX_ACC_DROP
     assert ev["float_acc"] > 0.5, "the quickly trained base should have learned something"
     assert ev["float_int8_agreement"] >= 0.9
-    assert ev["tflm_vs_ref_argmax_disagreements"] == 0 and ev["tflm_vs_ref_max_abs_diff_lsb"] <= REF_MAX_LSB
+    assert ev["tflm_vs_ref_argmax_disagreements"] == 0 and ev["tflm_vs_ref_max_abs_diff_lsb"] <= ref_max_lsb(base_export.tflite)
     # Padding slots are never the answer and sit at the int8 minimum.
     out = run_tflm(base_export.tflite, quantize_features(base_export.tflite, f.x_test[:20]))
     assert np.all(out[:, base_export.num_labels :] == -128)
+
+
+def _tflm_vs_ref_per_op(tflite: bytes, x_int8: np.ndarray) -> list[tuple[str, int]]:
+    """(op name, largest |TFLM - BUILTIN_REF| in LSB over `x_int8`) for every op's output tensor."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    g = TfliteGraph(tflite)
+    outs = [op.outputs[0] for op in g.ops]
+    tflm = runtime.Interpreter.from_bytes(bytes(tflite), arena_size=256 * 1024, intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    ref = reference_interpreter(tflite, preserve_all_tensors=True)
+    inp = ref.get_input_details()[0]["index"]
+    worst = np.zeros(len(outs), np.int64)
+    for xi in x_int8:
+        tflm.set_input(np.ascontiguousarray(xi[None]), 0)
+        tflm.invoke()
+        ref.set_tensor(inp, np.ascontiguousarray(xi[None]))
+        ref.invoke()
+        for k, t in enumerate(outs):
+            a = np.asarray(tflm.GetTensor(t, 0)["tensor_data"]).reshape(-1).astype(np.int32)
+            b = ref.get_tensor(t).reshape(-1).astype(np.int32)
+            assert a.shape == b.shape
+            worst[k] = max(worst[k], int(np.abs(a - b).max()))
+    return list(zip(g.opcodes(), worst.tolist()))
+
+
+def test_tflm_matches_builtin_ref_op_by_op(base_export, feats):
+    """The premise of ref_max_lsb: every op bit-exact but FULLY_CONNECTED, which is within 1 LSB."""
+    x = np.concatenate([f.x_test for f in feats.values()])
+    xq = np.concatenate([quantize_features(base_export.tflite, x), np.random.default_rng(0).integers(-128, 128, (200, *x.shape[1:], 1), dtype=np.int8)])
+    per_op = _tflm_vs_ref_per_op(base_export.tflite, xq)
+    assert [op for op, _ in per_op][-2:] == ["FULLY_CONNECTED", "SOFTMAX"]
+    assert [d for op, d in per_op[:-2]] == [0] * (len(per_op) - 2), per_op
+    assert per_op[-2][1] <= 1 and per_op[-1][1] <= ref_max_lsb(base_export.tflite), per_op
 
 
 def test_arena_search_finds_the_minimum(base_export):
@@ -333,6 +392,7 @@ def test_trained_language_int8_matches_float(base_export, base_model, feats):
     from polykws.training.deltas import BiasConfig, ScaleConfig, attach
 
     f = feats["ar"]
+    seed_everything(0)  # the new head draws its init from torch's global generator
     dm = attach(base_model, [ScaleConfig(targets=("blocks.*.pw",)), BiasConfig(targets=("blocks.*.dw",))], head="new", num_classes=10)
     train(dm, f.x_train, f.y_train, epochs=15, lr=5e-3, params=dm.trainable_parameters())
     lang = dm.merge_and_unload().eval()
@@ -349,7 +409,7 @@ def test_trained_language_int8_matches_float(base_export, base_model, feats):
     assert not [f for f in fields if "depthwise" in f and "bias" not in f], "dw sites only had bias deltas"
     assert ev["float_acc"] > 0.3
     assert ev["int8_acc"] >= ev["float_acc"] - INT8_MAX_ACC_DROP
-    assert ev["tflm_vs_ref_argmax_disagreements"] == 0 and ev["tflm_vs_ref_max_abs_diff_lsb"] <= REF_MAX_LSB
+    assert ev["tflm_vs_ref_argmax_disagreements"] == 0 and ev["tflm_vs_ref_max_abs_diff_lsb"] <= ref_max_lsb(ex.tflite)
 
 
 def test_head_weight_bits_narrow_the_head_and_leave_the_body(base_export, base_model, feats):
