@@ -22,7 +22,7 @@ from polykws.core import ConfigError, PolykwsError
 from ._parallel import parallel_map
 from .audio import BadAudioError, decode_audio, to_mono
 from .manifest import ClipRecord
-from .scan import ScanResult, scan
+from .scan import ScanResult, nothing_usable_help, scan
 from .splits import SplitConfig
 
 # Full scale is 1.0; samples at or above this magnitude count as clipped.
@@ -101,6 +101,10 @@ class DataCheck:
     speakers_from_names: bool
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # How the speaker ids were read when the names were not a known source's: the inferred naming
+    # pattern ("<speaker>_<n>") or "--speaker-regex"; "" for a registered parser or official lists.
+    speaker_rule: str = ""
+    speaker_examples: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -119,7 +123,8 @@ class DataCheck:
     def to_dict(self) -> dict:
         return {
             "root": self.root, "layout": self.layout, "language": self.language, "speakers": self.speakers,
-            "speakers_from_names": self.speakers_from_names,
+            "speakers_from_names": self.speakers_from_names, "speaker_rule": self.speaker_rule,
+            "speaker_examples": list(self.speaker_examples),
             "keywords": [vars(k) for k in self.keywords],
             "flagged": [{"path": p, "reason": r, "detail": d} for p, r, d in self.flagged],
             "skipped": [{"path": p, "reason": r, "detail": d} for p, r, d in self.skipped],
@@ -131,11 +136,13 @@ def scan_user_data(
     root: str | os.PathLike, language: str, *, speaker_regex: str | None = None, split: SplitConfig = SplitConfig(),
     workers: int | None = None, progress: bool = False,
 ) -> ScanResult:
-    """Scan a folder of one language's recordings in any layout `scan` knows.
+    """Scan a folder of one language's recordings in any layout `scan` knows, split per keyword.
 
-    GSC-layout folders carry no language, so their clips get `language`. `speaker_regex` (one
-    group, matched at the start of each file name) gives speakers to folder-layout sources whose
-    names the registered parsers do not know.
+    A plain ``<data>/<keyword>/<file>`` folder and GSC-layout folders carry no language, so their
+    clips get `language`. Speakers come from the layout (registered parsers, GSC names, MSWC lists)
+    or are inferred from the names; `speaker_regex` (one group, matched at the start of each file
+    name) replaces both for the folder layouts. Splits are stratified by keyword
+    (`splits.plan_stratified_splits`), so a keyword with 3+ speakers has a validation and a test voice.
     """
     from .sources import detect_layout
 
@@ -143,12 +150,12 @@ def scan_user_data(
     if not root.is_dir():
         raise PolykwsError(f"--data {root}: not a folder")
     layout = detect_layout(root).name
-    options: dict = {"gsc_language": language}
+    options: dict = {"gsc_language": language, "language": language}
     if speaker_regex is not None:
-        if layout != "folder":
-            raise ConfigError(f"--speaker-regex applies to the folder layout; {root} is {layout}, whose speakers come from its own names or lists")
+        if layout not in ("folder", "keywords"):
+            raise ConfigError(f"--speaker-regex applies to the folder layouts; {root} is {layout}, whose speakers come from its own names or lists")
         options["speaker_regex"] = speaker_regex
-    return scan(root, layout=layout, languages=[language], split=split, workers=workers, progress=progress, **options)
+    return scan(root, layout=layout, languages=[language], split=split, workers=workers, progress=progress, stratify=True, **options)
 
 
 def _measure_chunk(paths: list[str]) -> list[tuple]:
@@ -194,7 +201,7 @@ def check_data(result: ScanResult, language: str, keywords: list[str] | tuple[st
         if result.layout == "folder":
             folders = sorted(p.name for p in Path(result.root).iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
             where += f" <root>/<lang>/<source>/<keyword>/<file>; language folders here: {', '.join(folders) or 'none'}"
-        raise PolykwsError(f"{result.root}: no clips of language {language!r} ({where})")
+        raise PolykwsError(f"{result.root}: no clips of language {language!r} ({where})\n{nothing_usable_help(result.root)}")
     found = sorted({r.label for r in rows})
     if keywords:
         missing = [k for k in keywords if k not in found]
@@ -231,7 +238,10 @@ def check_data(result: ScanResult, language: str, keywords: list[str] | tuple[st
     lang_skips = [(s.path, s.reason, s.detail) for s in result.skipped if s.language in (language, "?")]
     hashed = any(lang == language for lang, _ in result.hashed_speakers)
     speakers = len({r.speaker_id for r in rows})
-    check = DataCheck(result.root, result.layout, language, kw_rows, sorted(flagged), lang_skips, speakers, not hashed)
+    rules = sorted({rule for (lang, _), rule in result.speaker_rules.items() if lang == language})
+    examples = tuple(sorted({r.speaker_id.split(":", 1)[-1] for r in rows})[:3]) if rules else ()
+    check = DataCheck(result.root, result.layout, language, kw_rows, sorted(flagged), lang_skips, speakers, not hashed,
+                      speaker_rule=", ".join(rules), speaker_examples=examples)
     _judge(check, cfg, rows)
     return check
 
@@ -248,6 +258,10 @@ def _judge(check: DataCheck, cfg: DataCheckConfig, rows: list[ClipRecord]) -> No
     elif check.speakers < cfg.recommended_speakers:
         check.warnings.append(f"{check.speakers} speakers; at least {cfg.recommended_speakers} are recommended (held-out accuracy rests on "
                               f"{sum(1 for s in {(r.speaker_id, r.split) for r in rows} if s[1] == 'test')} test speaker(s))")
+    few = [k for k in check.keywords if check.speakers_from_names and 0 < k.speakers < cfg.min_speakers]
+    if few and check.speakers >= cfg.min_speakers:
+        check.errors.append(f"each keyword needs at least {cfg.min_speakers} speakers (one each for train, val and test); "
+                            + ", ".join(f"{k.keyword!r} has {k.speakers}" for k in few))
     for k in check.keywords:
         if k.clips < cfg.min_clips_per_keyword:
             check.errors.append(f"keyword {k.keyword!r}: {k.clips} usable clip(s); at least {cfg.min_clips_per_keyword} are needed "
@@ -255,7 +269,7 @@ def _judge(check: DataCheck, cfg: DataCheckConfig, rows: list[ClipRecord]) -> No
         elif k.clips < cfg.recommended_clips_per_keyword:
             check.warnings.append(f"keyword {k.keyword!r}: {k.clips} clips; at least {cfg.recommended_clips_per_keyword} are recommended")
         missing = [s for s in ("train", "val", "test") if not k.splits.get(s)]
-        if missing and k.clips:
+        if missing and k.clips and k not in few:
             who = f"its {k.speakers} speaker(s)" if check.speakers_from_names else f"its {k.clips} clips"
             check.errors.append(f"keyword {k.keyword!r}: no clip in the {' or '.join(missing)} split ({who} all fall in other "
                                 "splits); record it with more speakers")

@@ -152,6 +152,9 @@ def print_data_check(check, *, verbose: bool = False, console: Console | None = 
     console.print(data_check_table(check))
     if not check.speakers_from_names:
         console.print("* per-clip pseudo-speakers: the file names carry no speaker ids")
+    elif check.speaker_rule:
+        console.print(escape(f"speakers: {check.speakers} inferred from the file names ({check.speaker_rule}), e.g. "
+                             f"{', '.join(check.speaker_examples)}; --speaker-regex overrides"))
     for what, items, meanings in (("flagged", check.flagged, FLAG_REASONS), ("skipped", check.skipped, SKIP_REASONS)):
         shown = items if verbose else items[:20]
         for path, reason, detail in shown:

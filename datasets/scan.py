@@ -20,11 +20,11 @@ from ._parallel import parallel_map
 from .audio import BAD_AUDIO_REASONS, BadAudioError, decode_audio, sniff_container
 from .manifest import NOISE_LABEL, ClipRecord
 from .sources import Candidate, LayoutSkip, SourceLayout, detect_layout, get_layout
-from .splits import SplitConfig, plan_splits
+from .splits import SplitConfig, plan_splits, plan_stratified_splits
 
 SKIP_REASONS = {
     **BAD_AUDIO_REASONS,
-    "misplaced": "an audio file outside any <lang>/<source>/<keyword>/ folder",
+    "misplaced": "an audio file outside any keyword folder of its layout",
     "no_speaker": "the file name does not match its source's speaker-id pattern",
     "symlink_loop": "a directory symlink leads back to a folder already scanned (a loop or a second path to the same files)",
 }
@@ -55,6 +55,8 @@ class ScanResult:
     containers: dict[tuple[str, str], Counter] = field(default_factory=dict)
     # Problems that do not drop a file but weaken the splits (e.g. a keyword with no test clip).
     warnings: list[str] = field(default_factory=list)
+    # (language, source) -> the naming pattern its speaker ids were inferred from ("<speaker>_<n>").
+    speaker_rules: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def clips(self) -> list[ClipRecord]:
@@ -131,9 +133,14 @@ def scan(
     strict: bool = False,
     workers: int | None = None,
     progress: bool = False,
+    stratify: bool = False,
     **layout_options,
 ) -> ScanResult:
-    """Scan root with the named (or detected) layout; decode every file; assign speaker splits."""
+    """Scan root with the named (or detected) layout; decode every file; assign speaker splits.
+
+    stratify=True splits each speaker namespace per keyword (`plan_stratified_splits`: every
+    keyword with 3+ speakers gets a validation and a test speaker), as small user folders need;
+    the default is the corpus split every pipeline run uses."""
     root = Path(root)
     if not root.is_dir():
         raise PolykwsError(f"corpus root {root} is not a folder")
@@ -168,7 +175,11 @@ def scan(
         more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
         raise PolykwsError(f"--strict: {len(skipped)} file(s) would be skipped:\n{shown}{more}")
 
-    splits, modes = plan_splits(((c.speaker_id, c.official_split) for c, _, _ in good), split)
+    if stratify:
+        splits, modes = plan_stratified_splits(
+            ((c.speaker_id, None if c.label == NOISE_LABEL else f"{c.language}/{c.label}", c.official_split) for c, _, _ in good), split)
+    else:
+        splits, modes = plan_splits(((c.speaker_id, c.official_split) for c, _, _ in good), split)
     records = [
         ClipRecord(
             path=str(c.path),
@@ -188,11 +199,48 @@ def scan(
         raise PolykwsError(
             f"corpus root {root}: no usable audio files{where} ({len(skipped)} skipped"
             + (f": {dict(Counter(s.reason for s in skipped))}" if skipped else "")
-            + f"; layout {chosen.name} expects {chosen.description or 'its own structure'})"
+            + f"; read as layout {chosen.name}: {chosen.description or 'its own structure'})\n"
+            + nothing_usable_help(root)
         )
     hashed = {(c.language, c.source) for c, _, _ in good if c.speaker_hashed}
     skipped.sort(key=lambda s: (s.language, s.source, s.reason, s.path))
-    return ScanResult(str(root), chosen.name, records, skipped, modes, hashed, dict(containers), split_warnings(records))
+    rules = {(c.language, c.source): c.speaker_rule for c, _, _ in good if c.speaker_rule}
+    return ScanResult(str(root), chosen.name, records, skipped, modes, hashed, dict(containers), split_warnings(records), rules)
+
+
+def folder_tree(root: str | os.PathLike, *, depth: int = 2, per_folder: int = 8) -> list[str]:
+    """The first `depth` levels below root as indented lines: folders first, each listing at most
+    `per_folder` entries and a count of the rest, so a huge folder stays a few lines."""
+    lines: list[str] = []
+
+    def walk(folder: Path, level: int) -> None:
+        try:
+            entries = sorted(folder.iterdir(), key=lambda p: (not p.is_dir(), p.name))
+        except OSError as exc:
+            lines.append("  " * (level + 2) + f"(cannot be listed: {exc.strerror or exc})")
+            return
+        for entry in entries[:per_folder]:
+            is_dir = entry.is_dir()
+            lines.append("  " * (level + 2) + entry.name + ("/" if is_dir else ""))
+            if is_dir and level + 1 < depth:
+                walk(entry, level + 1)
+        if len(entries) > per_folder:
+            lines.append("  " * (level + 2) + f"... {len(entries) - per_folder} more")
+        if not entries:
+            lines.append("  " * (level + 2) + "(empty)")
+
+    walk(Path(root), 0)
+    return lines
+
+
+def nothing_usable_help(root: str | os.PathLike) -> str:
+    """What a folder holding nothing usable looks like, and the layouts that are read, each with an example."""
+    from .sources import SOURCES
+
+    tree = "\n".join(folder_tree(root))
+    layouts = "\n".join(f"  {s.name}: {s.description}" + (f"\n      e.g. {s.example}" if s.example else "")
+                         for s in sorted(SOURCES.values(), key=lambda s: s.name != "keywords"))
+    return f"the folder as seen (two levels):\n  {Path(root).name}/\n{tree}\nlayouts read:\n{layouts}"
 
 
 def split_warnings(records: list[ClipRecord]) -> list[str]:

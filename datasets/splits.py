@@ -138,6 +138,85 @@ def plan_splits(items: Iterable[tuple[str, str | None]], cfg: SplitConfig = Spli
     return [official if official is not None else plan[speaker] for speaker, official in items], modes
 
 
+def stratified_assignment(pairs: Iterable[tuple[str, str]], cfg: SplitConfig = SplitConfig(), min_speakers: int = 3) -> dict[str, str]:
+    """Speaker -> split for one namespace's (speaker, keyword) pairs: grouped by speaker, stratified by keyword.
+
+    A small set rarely has every speaker record every word, and a split over speakers alone can
+    then leave a keyword without a validation or test voice. Here each keyword with at least
+    `min_speakers` speakers gets a validation and a test speaker first (keywords with the fewest
+    speakers choose first, from their unassigned speakers in which_set-hash order, never taking a
+    keyword's last unassigned speaker, which stays for training); then validation and test are
+    topped up to quota mode's counts in the same hash order, and every other speaker trains. It
+    depends only on the pairs, so the same recordings give the same split, and a speaker has one
+    split for all its clips.
+    """
+    kw_speakers: dict[str, set[str]] = {}
+    speaker_kws: dict[str, set[str]] = {}
+    for speaker, keyword in pairs:
+        kw_speakers.setdefault(keyword, set()).add(speaker)
+        speaker_kws.setdefault(speaker, set()).add(keyword)
+    order = sorted(speaker_kws, key=lambda s: (speaker_percentage(s), s))
+    n = len(order)
+    if n < 3:
+        return {s: "train" for s in order}
+    target = {"val": 0, "test": 0}
+    floor = 1 if n < 10 else cfg.min_eval_speakers
+    target["val"] = max(floor, round(n * cfg.val_pct / 100)) if cfg.val_pct > 0 else 0
+    target["test"] = max(floor, round(n * cfg.test_pct / 100)) if cfg.test_pct > 0 else 0
+    assigned: dict[str, str] = {}
+    free = {k: set(v) for k, v in kw_speakers.items()}  # each keyword's speakers not yet in val/test
+
+    def movable(speaker: str) -> bool:
+        return speaker not in assigned and all(len(free[k]) >= 2 for k in speaker_kws[speaker])
+
+    def take(speaker: str, split: str) -> None:
+        assigned[speaker] = split
+        for k in speaker_kws[speaker]:
+            free[k].discard(speaker)
+
+    wanted = [s for s in ("val", "test") if target[s] > 0]
+    for keyword in sorted(kw_speakers, key=lambda k: (len(kw_speakers[k]), k)):
+        if len(kw_speakers[keyword]) < min_speakers:
+            continue
+        for split in wanted:
+            if any(assigned.get(s) == split for s in kw_speakers[keyword]):
+                continue
+            pick = next((s for s in order if s in kw_speakers[keyword] and movable(s)), None)
+            if pick is not None:
+                take(pick, split)
+    for speaker in order:
+        for split in wanted:
+            if sum(1 for v in assigned.values() if v == split) < target[split] and movable(speaker):
+                take(speaker, split)
+                break
+    return {s: assigned.get(s, "train") for s in order}
+
+
+def plan_stratified_splits(items: Iterable[tuple[str, str | None, str | None]], cfg: SplitConfig = SplitConfig(),
+                           min_speakers: int = 3) -> tuple[list[str], dict[str, str]]:
+    """`plan_splits` for (speaker_id, keyword or None, official split or None) rows, stratified by keyword.
+
+    Namespaces in cfg.hash_namespaces, and namespaces with rows that are no keyword (background
+    noise), are split as `plan_splits` splits them; every other namespace by `stratified_assignment`
+    (mode "stratified"). Official splits are kept.
+    """
+    items = list(items)
+    by_ns: dict[str, list[tuple[str, str | None]]] = {}
+    for speaker, keyword, official in items:
+        if official is None:
+            by_ns.setdefault(_namespace(speaker), []).append((speaker, keyword))
+    plan: dict[str, str] = {}
+    modes: dict[str, str] = {}
+    for ns, pairs in sorted(by_ns.items()):
+        if ns in cfg.hash_namespaces or any(k is None for _, k in pairs):
+            assignment, mode = speaker_splits((s for s, _ in pairs), cfg, ns)
+        else:
+            assignment, mode = stratified_assignment(pairs, cfg, min_speakers), "stratified"
+        plan.update(assignment)
+        modes[ns] = mode
+    return [official if official is not None else plan[speaker] for speaker, _, official in items], modes
+
+
 def _namespace(speaker_id: str) -> str:
     return speaker_id.split(":", 1)[0] if ":" in speaker_id else ""
 

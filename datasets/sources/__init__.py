@@ -29,8 +29,9 @@ from .registry import (  # noqa: F401
     register_speaker_parser,
 )
 
-# Layouts and parsers register on import; keep folder last (it is the catch-all).
+# Layouts and parsers register on import; detect_layout tries folder (the catch-all) last.
 from . import speakers as _speakers  # noqa: F401
 from . import gsc as _gsc  # noqa: F401
 from . import mswc as _mswc  # noqa: F401
 from . import folder as _folder  # noqa: F401
+from . import keywords as _keywords  # noqa: F401

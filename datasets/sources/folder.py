@@ -14,7 +14,9 @@
   cannot turn into a keyword full of duplicates.
 - A source without a registered speaker parser uses GSC's ``<speaker>_nohash_<n>`` names when
   any of its files has one: the files that do not match are then skipped as ``no_speaker``.
-  Only a source where no file matches gets one pseudo-speaker per clip.
+  Otherwise its speakers are inferred from the names (``infer.infer_speakers``: ``man_4_07``,
+  ``00000027_NO_01``, a speaker sub-folder, ...); only a source no pattern fits gets one
+  pseudo-speaker per clip.
 - ``speaker_regex`` (a user's pattern with one group) replaces every source's parser; a name it
   does not match is skipped as ``no_speaker``.
 """
@@ -27,6 +29,7 @@ from typing import Iterator
 
 from ..manifest import ANY_LANGUAGE, NOISE_LABEL
 from .registry import SPEAKER_PARSERS, Candidate, SpeakerParser, LayoutSkip, clip_hash_speaker, register_source
+from .infer import infer_speakers
 from .speakers import gsc_style, user_regex
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".caf", ".webm", ".mp4", ".amr", ".au", ".w64"}
@@ -122,19 +125,28 @@ def _keyword_files(src_dir: Path, language: str, source: str, seen: set[str]) ->
             yield f if isinstance(f, LayoutSkip) else (kw_dir.name, f)
 
 
+def root_listing(root: Path, seen: set[str], language: str = "?", source: str = "?"):
+    """Yields the noise of root/_background_noise_ (or root's unreadable skip); returns root's
+    (sub-folders, files), or None when root cannot be listed."""
+    noise_root = root / NOISE_LABEL
+    if noise_root.is_dir():
+        yield from _noise_candidates(noise_root, root, "noise", seen)
+    try:
+        return _list(root)
+    except _Unlistable as err:
+        yield _unreadable(err, language, source)
+        return None
+
+
 def iter_folder(root: Path, *, languages=None, sources=None, speaker_regex: str | None = None, **_) -> Iterator[Candidate | LayoutSkip]:
     """`speaker_regex` (one group) names every source's speakers instead of the registered parsers."""
     root = Path(root)
     user_parse = user_regex(speaker_regex) if speaker_regex is not None else None
     seen: set[str] = set()
-    noise_root = root / NOISE_LABEL
-    if noise_root.is_dir():
-        yield from _noise_candidates(noise_root, root, "noise", seen)
-    try:
-        lang_dirs, root_files = _list(root)
-    except _Unlistable as err:
-        yield _unreadable(err)
+    listing = yield from root_listing(root, seen)
+    if listing is None:
         return
+    lang_dirs, root_files = listing
     yield from _misplaced(root_files)
     for lang_dir in lang_dirs:
         if lang_dir.name == NOISE_LABEL:
@@ -164,29 +176,53 @@ def iter_folder(root: Path, *, languages=None, sources=None, speaker_regex: str 
             parser = SpeakerParser(source, source, user_parse) if user_parse else SPEAKER_PARSERS.get(source)
             official = _official_lists(src_dir)
             found = list(_keyword_files(src_dir, language, source, seen))
-            files = [x for x in found if not isinstance(x, LayoutSkip)]
             yield from (x for x in found if isinstance(x, LayoutSkip))
-            # Without a registered parser, GSC-style names are the source's speaker ids as soon
-            # as one file has one; one odd name then costs that file, not the source's ids.
-            gsc_named = parser is None and any(gsc_style(f.name) is not None for _, f in files)
-            for label, f in files:
-                rel = f.relative_to(src_dir).as_posix()
-                if parser is not None and not parser.hashed:
-                    raw = parser.parse(f.name)
-                    if raw is None:
-                        yield LayoutSkip(f, "no_speaker", f"file name does not match the {source} speaker pattern", language, source)
-                        continue
-                    speaker, hashed = f"{parser.namespace}:{raw}", False
-                elif gsc_named:
-                    raw = gsc_style(f.name)
-                    if raw is None:
-                        problem = f"the other files of {source} are named <speaker>_nohash_<n>, this one is not"
-                        yield Candidate(f, language, label, "", source, official.get(rel), False, problem)
-                        continue
-                    speaker, hashed = f"{source}:{raw}", False
-                else:
-                    speaker, hashed = clip_hash_speaker(source, f"{language}/{rel}"), True
-                yield Candidate(f, language, label, speaker, source, official.get(rel), hashed)
+            files = [x for x in found if not isinstance(x, LayoutSkip)]
+            yield from with_speakers(files, src_dir, language, source, parser, official)
+
+
+def with_speakers(files: list[tuple[str, Path]], src_dir: Path, language: str, source: str, parser: SpeakerParser | None,
+                  official: dict[str, str] | None = None) -> Iterator[Candidate | LayoutSkip]:
+    """Candidates for one source's (keyword, file) pairs, each with its speaker id.
+
+    The source's parser (or the user's regex) names the speakers when there is one. Without it,
+    GSC-style names are the source's speaker ids as soon as one file has one, so one odd name costs
+    that file, not the source's ids; other names go through pattern inference, and only a source
+    no pattern fits gets one pseudo-speaker per clip.
+    """
+    official = official or {}
+    inferred = None
+    gsc_named = parser is None and any(gsc_style(f.name) is not None for _, f in files)
+    if parser is None and not gsc_named:
+        inferred = infer_speakers([(label, f.relative_to(src_dir / label).as_posix()) for label, f in files])
+        if inferred.pattern is None:
+            inferred = None
+    for n, (label, f) in enumerate(files):
+        rel = f.relative_to(src_dir).as_posix()
+        if parser is not None and not parser.hashed:
+            raw = parser.parse(f.name)
+            if raw is None:
+                yield LayoutSkip(f, "no_speaker", f"file name does not match the {source} speaker pattern", language, source)
+                continue
+            speaker, hashed = f"{parser.namespace}:{raw}", False
+        elif gsc_named:
+            raw = gsc_style(f.name)
+            if raw is None:
+                problem = f"the other files of {source} are named <speaker>_nohash_<n>, this one is not"
+                yield Candidate(f, language, label, "", source, official.get(rel), False, problem)
+                continue
+            speaker, hashed = f"{source}:{raw}", False
+        elif inferred is not None:
+            raw = inferred.ids[n]
+            if raw is None:
+                problem = f"{inferred.matched} of the {len(files)} files of {source} are named {inferred.pattern.name}, this one is not"
+                yield Candidate(f, language, label, "", source, official.get(rel), False, problem, inferred.pattern.name)
+                continue
+            yield Candidate(f, language, label, f"{source}:{raw}", source, official.get(rel), False, "", inferred.pattern.name)
+            continue
+        else:
+            speaker, hashed = clip_hash_speaker(source, f"{language}/{rel}"), True
+        yield Candidate(f, language, label, speaker, source, official.get(rel), hashed)
 
 
 def detect_folder(root: Path) -> bool:
@@ -198,4 +234,5 @@ register_source(
     detect_folder,
     iter_folder,
     "<root>/<lang>/<source>/<keyword>/<file> (../shared/data/kws, the synthesized corpus)",
+    "uk/my_recordings/one/man_4_01.mp3, uk/my_recordings/two/man_4_02.mp3",
 )

@@ -90,7 +90,8 @@ def iter_gsc(root: Path, *, languages=None, sources=None, gsc_language: str = "e
             yield Candidate(f, gsc_language, word_dir.name, f"gsc:{spk}", source_name, split)
 
 
-register_source("gsc_v2", detect_gsc, iter_gsc, "Google Speech Commands v2: <root>/<word>/<spk>_nohash_<n>.wav + lists")
+register_source("gsc_v2", detect_gsc, iter_gsc, "Google Speech Commands v2: <root>/<word>/<spk>_nohash_<n>.wav + lists",
+                "yes/0a1b2c3d_nohash_0.wav, validation_list.txt, testing_list.txt, _background_noise_/")
 
 
 def sha256_of(path: Path) -> str:

@@ -88,4 +88,5 @@ def iter_mswc(root: Path, *, languages=None, sources=None, source_name: str = "m
                     yield Candidate(f, lang, word_dir.name, clip_hash_speaker("mswc-unlisted", f"{lang}/{link}"), source_name, split, speaker_hashed=True)
 
 
-register_source("mswc", detect_mswc, iter_mswc, "MSWC: <root>/<lang>/clips/<word>/*.opus + <lang>_splits.csv")
+register_source("mswc", detect_mswc, iter_mswc, "MSWC: <root>/<lang>/clips/<word>/*.opus + <lang>_splits.csv",
+                "de/clips/ja/common_voice_de_123.opus, de/de_splits.csv")

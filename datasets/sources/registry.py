@@ -29,6 +29,8 @@ class Candidate:
     # Why the file has no speaker id although its source has them; scan skips the file as
     # ``no_speaker`` once its audio decodes (a broken file keeps its audio reason).
     speaker_problem: str = ""
+    # How the speaker id was read when it was inferred from the names ("<speaker>_<n>"); "" otherwise.
+    speaker_rule: str = ""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class SourceLayout:
     detect: Callable[[Path], bool]
     iter_candidates: Callable[..., Iterator[Candidate | LayoutSkip]]
     description: str = ""
+    # A few paths as the layout expects them, shown when a folder holds nothing usable.
+    example: str = ""
 
 
 SOURCES: dict[str, SourceLayout] = {}
@@ -58,11 +62,12 @@ def register_source(
     detect: Callable[[Path], bool],
     iter_candidates: Callable[..., Iterator[Candidate | LayoutSkip]],
     description: str = "",
+    example: str = "",
 ) -> SourceLayout:
     """Register a layout. iter_candidates(root, **options) yields Candidate / LayoutSkip."""
     if not name or name in SOURCES:
         raise ConfigError(f"source layout {name!r} is empty or already registered")
-    SOURCES[name] = SourceLayout(name, detect, iter_candidates, description)
+    SOURCES[name] = SourceLayout(name, detect, iter_candidates, description, example)
     return SOURCES[name]
 
 

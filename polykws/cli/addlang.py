@@ -1,6 +1,6 @@
 """`polykws add-language`: a folder of recordings -> a language blob in a pack or flash image.
 
-    polykws add-language --data my_recordings --lang xx --into my_pack            # pack folder (created if new)
+    polykws add-language --data my_recordings --lang xx --into my_pack            # <keyword>/<file> folders; pack folder (created if new)
     polykws add-language --data my_recordings --lang xx --into my_pack/flash.bin
     polykws add-language --data clips --lang xx --into flash.bin --speaker-regex '^([a-z]+)_'
 
@@ -18,11 +18,12 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("add-language", help="your own recordings -> data check, SWR blob against the shipped base, pack/flash.bin")
-    p.add_argument("--data", type=Path, required=True, help="folder of recordings (<data>/<lang>/<source>/<keyword>/..., GSC or MSWC layout)")
+    p.add_argument("--data", type=Path, required=True, help="folder of recordings: <data>/<keyword>/<file> as it is, "
+                   "<data>/<lang>/<source>/<keyword>/<file>, GSC or MSWC")
     p.add_argument("--lang", required=True, help="language code ([a-z0-9_-], up to 8; the folder's <lang> for folder/MSWC layouts)")
     p.add_argument("--into", type=Path, required=True, help="pack folder (created if new) or a flash image (.bin)")
     p.add_argument("--keywords", help="comma-separated keywords (default: every word; other words then train _unknown_)")
-    p.add_argument("--speaker-regex", help="one-group regex giving the speaker from a file name (folder layout without speaker ids)")
+    p.add_argument("--speaker-regex", help="one-group regex giving the speaker from a file name (default: inferred from the names)")
     p.add_argument("--noise-dir", type=Path, help="background-noise folder for _silence_ and mixing (default: the data's _background_noise_)")
     p.add_argument("--budget-bytes", type=int, default=None, help="SWR body-blob budget (default: SWR's)")
     p.add_argument("--epochs", type=int, default=None, help="adaptation epochs (default: TransferConfig's)")
@@ -47,8 +48,8 @@ def cmd_add_language(args: argparse.Namespace) -> int:
     )
     r = add_language(spec, on_check=lambda check: print_data_check(check, verbose=args.verbose))
     t = r.timings_s
-    print(f"{args.lang}: {len(r.labels)} labels, blob {r.blob_bytes:,} B; held-out speakers ({r.test_speakers}, {r.test_clips} examples): "
-          f"float {100 * r.float_acc:.1f}%, int8 TFLM {100 * r.int8_acc:.1f}%")
+    print(f"{args.lang}: {len(r.labels)} labels, blob {r.blob_bytes:,} B; {r.held_out}: float {100 * r.float_acc:.1f}%, "
+          f"int8 TFLM {100 * r.int8_acc:.1f}%")
     print(f"added to {r.flash_image}" + (f" (pack {r.pack_dir})" if r.pack_dir else "") + f"; report {r.out / 'report.md'}")
     print(f"time {t['total']:.1f} s (check {t['check']:.1f}, features {t['features']:.1f}, adapt {t['adapt']:.1f}, "
           f"export {t['export']:.1f}, pack {t['pack']:.1f})")

@@ -1,6 +1,6 @@
 """A user's own recordings -> a language in a pack: the library behind `adapt --data` and `add-language`.
 
-    scanned, check = check_user_data(folder, "xx")        # scan (any layout) + data check
+    scanned, check = check_user_data(folder, "xx")        # scan (any layout, speakers from the names) + data check
     splits, task = user_splits(scanned, "xx", frontend)   # the task's speaker-disjoint features
     result = add_language(AddLanguageSpec(folder, "xx", into))
 
@@ -98,6 +98,13 @@ class AddLanguageResult:
     timings_s: dict[str, float]
     selection: Any = None
 
+    @property
+    def held_out(self) -> str:
+        """What the test split is, in words: held-out speakers only when the speaker ids are real."""
+        if self.check.speakers_from_names:
+            return f"held-out speakers ({self.test_speakers} speakers, {self.test_clips} test examples)"
+        return f"held-out clips ({self.test_clips} test examples; no speaker ids, so test voices may also be in train)"
+
 
 def add_language(spec: AddLanguageSpec, *, on_check=None) -> AddLanguageResult:
     """Data check -> adapt (SWR) -> export (int8 + blob) -> pack; `on_check(check)` sees the check before errors stop the run."""
@@ -171,6 +178,13 @@ def add_language(spec: AddLanguageSpec, *, on_check=None) -> AddLanguageResult:
     return res
 
 
+def _speakers_line(check: DataCheck) -> str:
+    if not check.speakers_from_names:
+        return f"no speaker ids in the file names ({check.speakers} clips as pseudo-speakers)"
+    how = f" inferred from the names ({check.speaker_rule})" if check.speaker_rule else ""
+    return f"{check.speakers} speakers{how}"
+
+
 def _write_report(spec: AddLanguageSpec, res: AddLanguageResult, result, ev: dict) -> None:
     """`report.json` and a one-page `report.md` in the work folder."""
     d = {
@@ -186,11 +200,11 @@ def _write_report(spec: AddLanguageSpec, res: AddLanguageResult, result, ev: dic
     notes = "\n".join(f"- {w}" for w in res.check.warnings) or "- none"
     atomic_write_text(res.out / "report.md", f"""# {spec.lang}: added to {res.flash_image}
 
-- Data: `{spec.data}` ({res.check.layout} layout), {sum(k.clips for k in res.check.keywords)} clips, {res.check.speakers} speakers
+- Data: `{spec.data}` ({res.check.layout} layout), {sum(k.clips for k in res.check.keywords)} clips, {_speakers_line(res.check)}
 - Labels ({len(res.labels)}): {', '.join(res.labels)}
 - Method: {result.method} against the shipped base, {result.cost.total:,} updated parameters; selection `{res.selection}`
 - Blob: **{res.blob_bytes:,} B**
-- Held-out speakers ({res.test_speakers} speakers, {res.test_clips} test examples): float {100 * res.float_acc:.1f}%, int8 host TFLM **{100 * res.int8_acc:.1f}%**
+- {res.held_out[0].upper() + res.held_out[1:]}: float {100 * res.float_acc:.1f}%, int8 host TFLM **{100 * res.int8_acc:.1f}%**
 - Time: {res.timings_s['total']:.1f} s (check {res.timings_s['check']:.1f}, features {res.timings_s['features']:.1f}, adapt {res.timings_s['adapt']:.1f}, export {res.timings_s['export']:.1f}, pack {res.timings_s['pack']:.1f})
 
 | keyword | clips | speakers | train/val/test |

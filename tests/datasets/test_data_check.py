@@ -33,14 +33,14 @@ def _tone(freq: float, seconds: float = 1.0, amp: float = 0.3) -> np.ndarray:
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
-def _folder(root, words=("yes", "no"), takes=3, speakers=SPEAKERS):
-    """<root>/xx/rec/<word>/<speaker>_<take>.wav: one tone per word, every speaker `takes` times."""
+def _folder(root, words=("yes", "no"), takes=3, speakers=SPEAKERS, name="{s}_{k:02d}.wav"):
+    """<root>/xx/rec/<word>/<speaker>_<take>.wav (or `name`): one tone per word, every speaker `takes` times."""
     for i, word in enumerate(words):
         d = root / "xx" / "rec" / word
         d.mkdir(parents=True)
         for s in speakers:
             for k in range(takes):
-                sf.write(d / f"{s}_{k:02d}.wav", _tone(300 + 200 * i + 10 * k), SR, subtype="PCM_16")
+                sf.write(d / name.format(s=s, k=k, i=i), _tone(300 + 200 * i + 10 * k), SR, subtype="PCM_16")
     return root
 
 
@@ -69,7 +69,8 @@ def test_speakers_come_from_the_regex_and_bad_clips_are_counted_and_named(tmp_pa
 
 
 def test_names_without_speakers_warn_and_ask_for_a_speaker_regex(tmp_path, capsys):
-    root = _folder(tmp_path)
+    # "anna00.wav": no separator between speaker and take, so no naming pattern fits.
+    root = _folder(tmp_path, name="{s}{k:02d}.wav")
     check = check_data(scan_user_data(root, "xx"), "xx", cfg=DataCheckConfig(min_clips_per_keyword=5, recommended_clips_per_keyword=5))
     assert not check.speakers_from_names
     assert any("splits may share speakers" in w and "--speaker-regex" in w for w in check.warnings)
@@ -113,7 +114,7 @@ def test_bad_speaker_regexes_and_layouts_are_clear_errors(tmp_path):
     sf.write(gsc / "yes" / "0a1b_nohash_0.wav", _tone(300), SR)
     (gsc / "validation_list.txt").write_text("")
     (gsc / "testing_list.txt").write_text("")
-    with pytest.raises(ConfigError, match="applies to the folder layout; .* is gsc_v2"):
+    with pytest.raises(ConfigError, match="applies to the folder layouts; .* is gsc_v2"):
         scan_user_data(gsc, "xx", speaker_regex=r"^([a-z]+)_")
     scanned = scan_user_data(gsc, "xx")
     assert {r.language for r in scanned.clips} == {"xx"}
