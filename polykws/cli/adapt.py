@@ -42,9 +42,10 @@ def register(subparsers) -> None:
                    "random or uniform (docs/METHOD.md, section 5)")
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"pipeline config defining the corpus and the language's task (default {DEFAULT_CONFIG})")
     p.add_argument("--keywords", default=None, help="comma-separated keywords (overrides the config's task)")
-    p.add_argument("--data", type=Path, default=None, help="your own recordings instead of the config's corpus (folder per keyword "
-                   "<data>/<lang>/<source>/<keyword>/, GSC or MSWC layout); a data check runs first")
-    p.add_argument("--speaker-regex", default=None, help="with --data: one-group regex giving the speaker from a file name")
+    p.add_argument("--data", type=Path, default=None, help="your own recordings instead of the config's corpus (<data>/<keyword>/<file> "
+                   "as it is, <data>/<lang>/<source>/<keyword>/, GSC or MSWC layout); a data check runs first")
+    p.add_argument("--speaker-regex", default=None, help="with --data: one-group regex giving the speaker from a file name "
+                   "(default: inferred from the names)")
     p.add_argument("--noise-dir", type=Path, default=None, help="with --data: background-noise folder for _silence_ and mixing")
     p.add_argument("--epochs", type=int, default=None, help="method epochs (default: TransferConfig's)")
     p.add_argument("--seed", type=int, default=0)
