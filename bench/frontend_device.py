@@ -4,7 +4,7 @@
 
 Clips: --clips-per-lang seeded test-split keyword clips per language (the same pick as
 bench/frontend_warm.py), loaded as the feature cache loads them (1 s), as int16. Two continuous
-streams, each run once through the firmware's frontend (firmware/frontend.cc on the board's
+streams, each run once through the firmware's frontend (firmware/lib/frontend.cc on the board's
 QEMU machine, never reset) and through pymicro-features + the host quantizer:
 - clean: the clips back to back;
 - noisy: each clip mixed with the config's test-split background noise at 10 dB SNR over its

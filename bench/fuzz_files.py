@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "reliability"))
 
 READER_FILES = {
-    "pack_manifest": ["firmware/pack.py"],
+    "pack_manifest": ["firmware/packreader.py"],
     "export_meta": ["export/api.py"],
     "model_file": ["training/checkpoint.py"],
     "train_state": ["training/checkpoint.py"],

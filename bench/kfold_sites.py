@@ -4,8 +4,8 @@
         --cells swr@2000B,diff_prune@2000B
 
 Reads every `bench_adapt` stage of the given cells in a bench/kfold.py store that the installed
-training package produced (`--code`, default its current code hash; a store also holds older
-packages' rows), re-quantizes each merged model's body weights on the base's frozen int8
+code produced (`--code`, default the current code digest of a grid row's adapt stage; a store
+also holds rows of older code), re-quantizes each merged model's body weights on the base's frozen int8
 grid (the exporter's `frozen` scales: training/deltas/grid.py) and reports, per site, the mean
 number of changed int8 weights per model and their mean |Δq| in int8 steps.
 """
@@ -44,17 +44,18 @@ def main() -> None:
     ap.add_argument("--store", type=Path, required=True)
     ap.add_argument("--base", type=Path, required=True, help="the base checkpoint the store's models were adapted from")
     ap.add_argument("--cells", required=True, help="comma-separated cell names, e.g. swr@2000B,diff_prune@2000B")
-    ap.add_argument("--code", default=None, help="the polykws.training code hash of the rows to read (default: the installed one)")
+    ap.add_argument("--code", default=None, help="the code digest of the rows to read (stage.json `code_digest`; default: the installed code's)")
     args = ap.parse_args()
-    from polykws.pipeline.engine import code_hash
+    from polykws.pipeline.engine import Stage, code_digest
+    from polykws.pipeline.stages.benchrows import adapt_row_stage
 
-    code = args.code or code_hash("polykws.training")
+    code = args.code or code_digest(Stage("row", "bench_adapt", adapt_row_stage))
     cells = [c for c in args.cells.split(",") if c]
     base = load_model(args.base).model.eval()
     stages: dict[str, list[Path]] = defaultdict(list)
     for sj in sorted(args.store.glob("bench_adapt/*/stage.json")):
         d = json.loads(sj.read_text())
-        if d["config"].get("cell") in cells and d["code"].get("polykws.training") == code and (sj.parent / "model.pt").is_file():
+        if d["config"].get("cell") in cells and d.get("code_digest") == code and (sj.parent / "model.pt").is_file():
             stages[d["config"]["cell"]].append(sj.parent / "model.pt")
     header = "| site | " + " | ".join(f"{c}: changes, mean abs dq" for c in cells) + " |"
     table: dict[str, list[str]] = defaultdict(list)
@@ -62,7 +63,7 @@ def main() -> None:
     for cell in cells:
         paths = stages[cell]
         if not paths:
-            raise SystemExit(f"{args.store}: no bench_adapt stage of cell {cell!r} from training code {code}")
+            raise SystemExit(f"{args.store}: no bench_adapt stage of cell {cell!r} from code digest {code}")
         per_site: dict[str, list[tuple[int, float]]] = defaultdict(list)
         for p in paths:
             for name, v in site_changes(base, load_model(p).model).items():

@@ -47,7 +47,7 @@ def main() -> int:
     from polykws.export.pack import pack
     from polykws.export.tflite_graph import TfliteGraph
     from polykws.firmware.workflow import FirmwareConfig, bench_firmware, build_firmware
-    from polykws.pipeline.shipstages import write_vectors_npz
+    from polykws.pipeline.stages.packing import write_vectors_npz
     from polykws.pipeline.tasks import load_language_splits
     from polykws.training.checkpoint import load_base
 

@@ -6,7 +6,7 @@
 A switch is what the runtime does per SelectLanguage before TFLM sees the model: pkwf_blob
 (parse, CRC) and pkwb_apply_prehashed (copy the base, patch, SHA-256 verify), timed with SysTick
 by firmware/test/switch_bench.c. The same source is built twice: against this checkout's
-firmware/blob.c (format 2) and against `--v1-rev`'s (format 1, the last revision with it), and
+firmware/lib/blob.c (format 2) and against `--v1-rev`'s (format 1, the last revision with it), and
 each runs on flash images holding the base and one language blob encoded by the matching
 revision's encoder (export/blob.py of that revision), for every language model found (see
 bench/blob_v2.py for the discovery rules). Units are instructions, never cycles.
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             row[f"v{ver}_blob_bytes"] = len(blob)
         rows.append(row)
     units = {}
-    for ver, blob_dir in ((1, v1_dir), (2, REPO / "firmware")):
+    for ver, blob_dir in ((1, v1_dir), (2, REPO / "firmware" / "lib")):
         elf = build(args.board, blob_dir, out / f"build-v{ver}")
         units[ver] = run(elf, args.board, work[ver], images[ver])
     for r in rows:

@@ -5,7 +5,7 @@ model byte for byte. Nothing is written until every check passed, so a bad input
 output folder as it was. The files are first written into a temporary folder beside the output;
 the old manifest.json is removed, the new files renamed into place, blobs of languages the new
 pack does not hold are deleted, and the new manifest.json is renamed in last. manifest.json is
-therefore the commit mark: a folder with one is a complete pack, and readers (firmware/pack.py)
+therefore the commit mark: a folder with one is a complete pack, and readers (firmware/packreader.py)
 take the blob list from it, never from whatever ``*.blob`` files lie around.
 """
 

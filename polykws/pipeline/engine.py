@@ -4,10 +4,12 @@ Every stage declares what its output depends on:
 
 * `config`  - the JSON subset of the run config the stage reads;
 * `deps`    - upstream stages; their *content hashes* (a hash over their output files) enter the key;
-* `version` - bumped by hand when the stage's own logic changes its output;
-* `code`    - modules whose source is hashed in, so editing training code retrains, and nothing else.
+* `code`    - derived, never listed by hand: the source of every project module the stage
+  function can import (polykws.pipeline.codekey), so editing code a stage runs re-runs it, and
+  editing code it cannot reach (the CLI, another stage's module) does not;
+* `version` - optional, for a change of output that no project source shows (default "1").
 
-key = hash(kind, version, config, code hash, upstream content hashes). A finished stage with the
+key = hash(kind, version, config, code, upstream content hashes). A finished stage with the
 same key is reused; a config change re-runs exactly the stages whose inputs changed, and their
 dependants only if the re-run produced different files. Outputs are built in a work folder and
 published atomically (see store.py), so a killed run resumes at the first unfinished stage.
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import importlib
 import io
 import os
 import socket
@@ -31,9 +32,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from polykws.pipeline.store import ArtifactStore, hash_folder
-from polykws.core import PolykwsError, seed_everything, sha256_file, stable_hash, stable_json
+from polykws.core import PolykwsError, seed_everything, stable_hash, stable_json
 
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2
 
 
 class StageFailed(PolykwsError):
@@ -56,7 +57,6 @@ class Stage:
     config: Mapping[str, Any] = field(default_factory=dict)
     deps: tuple[str, ...] = ()
     version: str = "1"
-    code: tuple[str, ...] = ()
     fanout: bool = False
     resumable: bool = False
     # torch intra-op threads while this stage runs; fan-out jobs pin 1 so that a job gives the
@@ -131,22 +131,31 @@ class RunResult:
 
 
 # --- keys ---------------------------------------------------------------------------------------
-_CODE_HASHES: dict[str, str] = {}
+_CODE: dict[tuple[str, str], dict[str, str]] = {}
 
 
-def code_hash(module: str) -> str:
-    """Hash of a module's source (every .py under it for a package)."""
-    if module not in _CODE_HASHES:
-        mod = importlib.import_module(module)
-        files: list[Path]
-        if hasattr(mod, "__path__"):
-            files = sorted(p for d in mod.__path__ for p in Path(d).rglob("*.py"))
-            root = Path(list(mod.__path__)[0])
-        else:
-            files = [Path(mod.__file__)]
-            root = Path(mod.__file__).parent
-        _CODE_HASHES[module] = stable_hash({str(f.relative_to(root)) if f.is_relative_to(root) else f.name: sha256_file(f) for f in files}, 32)
-    return _CODE_HASHES[module]
+def stage_code(stage: Stage) -> dict[str, str]:
+    """{project module or C source: SHA-256} of everything `stage.fn` can import; cached per process."""
+    from polykws.pipeline import codekey
+
+    fn = stage.fn
+    ident = (fn.__module__, fn.__qualname__)
+    if ident not in _CODE:
+        _CODE[ident] = codekey.code_files(fn)
+    return _CODE[ident]
+
+
+def code_digest(stage: Stage) -> str:
+    """One hash of `stage_code(stage)`: equal digests mean the stage ran the same project code."""
+    return stable_hash(stage_code(stage), 32)
+
+
+def clear_code_cache() -> None:
+    """Forget computed code keys (a process that edits sources, e.g. a test, calls this)."""
+    from polykws.pipeline import codekey
+
+    _CODE.clear()
+    codekey.clear_caches()
 
 
 def stage_key(stage: Stage, upstream: Mapping[str, Mapping[str, Any]]) -> str:
@@ -154,9 +163,10 @@ def stage_key(stage: Stage, upstream: Mapping[str, Mapping[str, Any]]) -> str:
         {
             "engine": ENGINE_VERSION,
             "kind": stage.kind,
+            "fn": f"{stage.fn.__module__}.{stage.fn.__qualname__}",
             "version": stage.version,
             "config": dict(stage.config),
-            "code": {m: code_hash(m) for m in stage.code},
+            "code": stage_code(stage),
             "inputs": {d: upstream[d]["content_hash"] for d in stage.deps},
         },
         length=20,
@@ -240,7 +250,8 @@ def _execute_stage(store: ArtifactStore, job: Job) -> dict[str, Any]:
             "key": job.key,
             "version": stage.version,
             "config": dict(stage.config),
-            "code": {m: code_hash(m) for m in stage.code},
+            "code_digest": code_digest(stage),
+            "code": stage_code(stage),
             "inputs": {d: {"kind": kk[0], "key": kk[1], "content_hash": manifests[d]["content_hash"]} for d, kk in job.inputs.items()},
             "content_hash": content_hash,
             "files": files,
@@ -441,12 +452,3 @@ def toposort(stages: Iterable[Stage]) -> list[Stage]:
     for s in by_name.values():
         visit(s, ())
     return order
-
-
-def __getattr__(name: str):
-    """`run_pipeline` and `plan` live in schedule.py (scheduling and its display); importable from here too."""
-    if name in ("run_pipeline", "plan"):
-        from polykws.pipeline import schedule
-
-        return getattr(schedule, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

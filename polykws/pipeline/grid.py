@@ -18,18 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from polykws.core import PolykwsError, atomic_path, atomic_write_json
-from polykws.pipeline import stages as S
+from polykws.core import PolykwsError, atomic_path
+from polykws.pipeline.stages.benchrows import adapt_row_stage, export_row_stage
 from polykws.pipeline.config import PipelineConfig
-from polykws.pipeline.engine import RunResult, Stage, StageContext, make_executor
+from polykws.pipeline.engine import RunResult, Stage, make_executor
 from polykws.pipeline.schedule import run_pipeline
 from polykws.pipeline.run import build_stages
 from polykws.pipeline.store import ArtifactStore
 
-GRID_VERSION = "1"
 # The pipeline stages a grid builds on; the rest (adapt, export jobs, pack, report) it replaces.
 _UPSTREAM_KINDS = ("corpus", "scan", "features", "base", "export_base")
-_INFEASIBLE = "no site fits"
 
 
 @dataclass(frozen=True)
@@ -88,54 +86,16 @@ def _row_stages(cfg: PipelineConfig, cell: GridCell, lang: str, seed: int, fit: 
     name = f"bench_adapt/{lang}/{cell.name}/s{seed}"
     adapt = Stage(name, "bench_adapt", adapt_row_stage,
                   {"language": lang, **cell.stage_config(), "seed": seed, "fit": dict(fit), "threads": 1, "cell": cell.name},
-                  deps=("base", f"features/{lang}"), version=GRID_VERSION, code=("polykws.training",),
+                  deps=("base", f"features/{lang}"),
                   fanout=True, threads=1, seed=seed)
     if not export:
         return [adapt]
     export_stage = Stage(f"bench_export/{lang}/{cell.name}/s{seed}", "bench_export", export_row_stage,
                          {"language": lang, "base_language": cfg.base.language, "calibration_samples": cfg.export.calibration_samples,
                           "adapt_stage": name, **cfg.export.language_options()},
-                         deps=("export_base", name, f"features/{lang}"), version=GRID_VERSION, code=("polykws.export",),
+                         deps=("export_base", name, f"features/{lang}"),
                          fanout=True, threads=1)
     return [adapt, export_stage]
-
-
-def adapt_row_stage(ctx: StageContext) -> dict[str, Any]:
-    """The pipeline's adapt stage, with a budget the method cannot use recorded as infeasible."""
-    try:
-        summary = S.adapt_stage(ctx)
-    except PolykwsError as exc:
-        if _INFEASIBLE not in str(exc):
-            raise
-        atomic_write_json(ctx.out / "infeasible.json", {"reason": str(exc)})
-        return {"status": "infeasible", "reason": str(exc), "language": ctx.config["language"], "headline": "infeasible"}
-    return {**summary, "status": "ok"}
-
-
-def export_row_stage(ctx: StageContext) -> dict[str, Any]:
-    """The pipeline's language export, plus the blob's bytes by role (export.breakdown)."""
-    from polykws.export.breakdown import blob_breakdown
-
-    c = ctx.config
-    adapt = ctx.summary(c["adapt_stage"])
-    if adapt.get("status") != "ok":
-        return {"status": adapt.get("status"), "reason": adapt.get("reason"), "headline": str(adapt.get("status"))}
-    summary = S.export_language_stage(ctx)
-    base = (ctx.input("export_base") / f"{c['base_language']}.tflite").read_bytes()
-    bd = blob_breakdown(base, (ctx.out / f"{c['language']}.blob").read_bytes())
-    head = sum(v for k, v in bd["patched_bytes_by_field"].items() if k.startswith("head "))
-    changed_head = sum(v for k, v in bd["changed_bytes_by_field"].items() if k.startswith("head "))
-    roles = {
-        "base_tflite_bytes": len(base),
-        "fixed_bytes": bd["fixed_bytes"],
-        "records": bd["records"],
-        "stream_bytes": bd["stream_bytes"],
-        "head_patched_bytes": head,
-        "body_patched_bytes": bd["patched_bytes"] - head,
-        "head_changed_bytes": changed_head,
-        "body_changed_bytes": sum(bd["changed_bytes_by_field"].values()) - changed_head,
-    }
-    return {**summary, **roles, "status": "ok"}
 
 
 def run_grid(stages: Iterable[Stage], store: ArtifactStore, *, executor: str = "auto", workers: int | None = None,

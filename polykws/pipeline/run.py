@@ -23,23 +23,13 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from polykws.pipeline import stages as S
+from polykws.pipeline.stages import data, detection, device, exporting, packing, pretrain, reporting, transfer
 from polykws.core import to_plain
 from polykws.pipeline.config import PipelineConfig, base_checkpoint_path, data_roots, resolve_path
 from polykws.pipeline.engine import RunResult, Stage, make_executor
 from polykws.pipeline.schedule import run_pipeline
 from polykws.pipeline.store import ArtifactStore
 from polykws.core import ConfigError, PolykwsError, atomic_write_json, stable_hash
-
-# Bump a stage's version when its glue logic here changes what it writes.
-VERSIONS = {
-    "corpus": "1", "scan": "2", "features": "2", "base": "1", "adapt": "1", "export_base": "1", "export": "1",
-    "pack": "2", "tflm_eval": "2", "firmware": "4", "report": "2", "streaming": "1",
-}
-
-# The patch coder's modules: a stage that codes or prices patch streams is keyed on all of them.
-PATCH_CODER = ("polykws.core.patchcode", "polykws.core.patchrecords", "polykws.core.rangecoder", "polykws.core.tfliteregions")
-
 
 def fingerprint_tree(root: Path, subdirs: Iterable[str] | None = None) -> str:
     """Hash of (relative path, size, mtime_ns) of every file under root (or root/<subdir> for each)."""
@@ -110,8 +100,7 @@ def build_stages(cfg: PipelineConfig, *, progress: bool = True) -> list[Stage]:
         "ship_streaming": {s.config["language"]: s.name for s in out if s.kind == "streaming"},
         "command": f"polykws run --config {cfg.source_path}" if cfg.source_path else "",
     }
-    out.append(Stage("report", "report", S.report_stage, report_cfg, deps=tuple(s.name for s in out),
-                     version=VERSIONS["report"], code=("polykws.pipeline.report", "polykws.pipeline.reportdata")))
+    out.append(Stage("report", "report", reporting.report_stage, report_cfg, deps=tuple(s.name for s in out)))
     return out
 
 
@@ -147,8 +136,7 @@ def _data_stages(cfg: PipelineConfig, progress: bool) -> tuple[list[Stage], dict
     data_deps: tuple[str, ...] = ()
     if any(r.path == "@corpus" for r in data_roots(d)):
         # resumable: the synthesizer keeps finished languages of a killed run (per-language markers).
-        out.append(Stage("corpus", "corpus", S.corpus_stage, {"synth": to_plain(cfg.corpus)}, version=VERSIONS["corpus"], resumable=True,
-                         code=("polykws.datasets.synth",), runtime=runtime))
+        out.append(Stage("corpus", "corpus", data.corpus_stage, {"synth": to_plain(cfg.corpus)}, resumable=True, runtime=runtime))
         data_deps = ("corpus",)
     task_langs = _task_languages(cfg)
     scan_roots, root_paths = _root_entries(cfg, task_langs)
@@ -161,17 +149,17 @@ def _data_stages(cfg: PipelineConfig, progress: bool) -> tuple[list[Stage], dict
         noise = resolve_path(d.noise_dir)
         data_cfg["noise_fingerprint"] = fingerprint_tree(noise)
         runtime["noise_dir"] = str(noise)
-    out.append(Stage("scan", "scan", S.scan_stage, {"split": to_plain(d.split), **data_cfg},
-                     deps=data_deps, version=VERSIONS["scan"], code=("polykws.datasets",), runtime=runtime))
+    out.append(Stage("scan", "scan", data.scan_stage, {"split": to_plain(d.split), **data_cfg},
+                     deps=data_deps, runtime=runtime))
     for lang in task_langs:
         t = d.tasks[lang]
         folds = _fold_config(cfg, lang)
         out.append(Stage(
-            f"features/{lang}", "features", S.features_stage,
+            f"features/{lang}", "features", data.features_stage,
             {"language": lang, "keywords": list(t.keywords), "task_options": _task_options(t), "max_per_keyword": t.max_per_keyword,
              "frontend": d.frontend, "augment_copies": d.base_augment_copies if lang == b.language else d.adapt_augment_copies,
              "seed": cfg.seed, **folds, **data_cfg, **({"frontend_warm_ms": d.frontend_warm_ms} if d.frontend_warm_ms else {})},
-            deps=("scan", *data_deps), version=VERSIONS["features"], code=("polykws.datasets",), runtime=runtime))
+            deps=("scan", *data_deps), runtime=runtime))
     return out, runtime
 
 
@@ -183,11 +171,11 @@ def _base_stage(cfg: PipelineConfig, runtime: dict[str, Any]) -> Stage:
         from polykws.core import sha256_file
 
         ck = base_checkpoint_path(b)
-        return Stage("base", "base", S.given_base_stage, {"checkpoint_sha256": sha256_file(ck), "language": b.language, "frontend": d.frontend},
-                     deps=base_feats[:1], version=VERSIONS["base"], code=("polykws.training",), runtime={**runtime, "checkpoint": str(ck)})
-    return Stage("base", "base", S.base_stage,
+        return Stage("base", "base", pretrain.given_base_stage, {"checkpoint_sha256": sha256_file(ck), "language": b.language, "frontend": d.frontend},
+                     deps=base_feats[:1], runtime={**runtime, "checkpoint": str(ck)})
+    return Stage("base", "base", pretrain.base_stage,
                  {"language": b.language, "pool_languages": list(b.pool_languages), "model": b.model, "frontend": d.frontend, "fit": to_plain(b.fit)},
-                 deps=base_feats, version=VERSIONS["base"], code=("polykws.training",), resumable=True, runtime=runtime)
+                 deps=base_feats, resumable=True, runtime=runtime)
 
 
 def _adapt_stages(cfg: PipelineConfig, runtime: dict[str, Any]) -> tuple[list[Stage], list[str], dict[str, str]]:
@@ -203,10 +191,10 @@ def _adapt_stages(cfg: PipelineConfig, runtime: dict[str, Any]) -> tuple[list[St
                 for seed in a.seeds:
                     name = job_name(lang, method, budget, seed)
                     out.append(Stage(
-                        name, "adapt", S.adapt_stage,
+                        name, "adapt", transfer.adapt_stage,
                         {"language": lang, "method": method, "method_options": dict(a.method_options.get(method, {})),
                          "budget": budget, "budget_unit": a.budget_unit, "seed": seed, "fit": to_plain(a.fit), "threads": a.threads_per_job},
-                        deps=("base", f"features/{lang}"), version=VERSIONS["adapt"], code=("polykws.training", *PATCH_CODER),
+                        deps=("base", f"features/{lang}"),
                         fanout=True, threads=a.threads_per_job, seed=seed, runtime=runtime))
                     if method == a.ship_method and (budget == a.ship_budget or budget is None) and seed == a.seeds[0]:
                         ship[lang] = name
@@ -218,19 +206,19 @@ def _export_stages(cfg: PipelineConfig, runtime: dict[str, Any], adapt_jobs: lis
     """export_base, one export per (shipped or every) adaptation job, pack, tflm_eval, firmware."""
     b, a, e = cfg.base, cfg.adapt, cfg.export
     feats_all = tuple(f"features/{lang}" for lang in [b.language, *a.languages])
-    out = [Stage("export_base", "export_base", S.export_base_stage,
+    out = [Stage("export_base", "export_base", exporting.export_base_stage,
                  {"language": b.language, "calibration_samples": e.calibration_samples, "languages": list(a.languages)},
-                 deps=("base", *feats_all), version=VERSIONS["export_base"], code=("polykws.export",), runtime=runtime)]
+                 deps=("base", *feats_all), runtime=runtime)]
     export_jobs: dict[str, str] = {}
     for job in adapt_jobs:
         if not e.all_jobs and job not in ship_adapt.values():
             continue
         lang = job.split("/")[1]
         name = export_jobs[job] = "export/" + job.split("/", 1)[1]
-        out.append(Stage(name, "export", S.export_language_stage,
+        out.append(Stage(name, "export", exporting.export_language_stage,
                          {"language": lang, "base_language": b.language, "calibration_samples": e.calibration_samples,
                           "adapt_stage": job, **e.language_options()},
-                         deps=("export_base", job, f"features/{lang}"), version=VERSIONS["export"], code=("polykws.export", *PATCH_CODER),
+                         deps=("export_base", job, f"features/{lang}"),
                          fanout=True, threads=1, runtime=runtime))
     ship_export = {lang: export_jobs[job] for lang, job in ship_adapt.items()}
     streaming = _streaming_stages(cfg, runtime, ship_export)
@@ -238,11 +226,10 @@ def _export_stages(cfg: PipelineConfig, runtime: dict[str, Any], adapt_jobs: lis
     pack_cfg: dict[str, Any] = {"languages": list(a.languages), "base_language": b.language, "ship": ship_export}
     if streaming:
         pack_cfg["models"] = {s.config["language"]: s.name for s in streaming}
-    out.append(Stage("pack", "pack", S.pack_stage, pack_cfg,
-                     deps=("export_base", *ship_export.values(), *(s.name for s in streaming)), version=VERSIONS["pack"],
-                     code=("polykws.export", *PATCH_CODER)))
-    out.append(Stage("tflm_eval", "tflm_eval", S.tflm_eval_stage, {"base_language": b.language, "ship": ship_export},
-                     deps=("pack", *ship_export.values(), *feats_all), version=VERSIONS["tflm_eval"], code=("polykws.export", *PATCH_CODER)))
+    out.append(Stage("pack", "pack", packing.pack_stage, pack_cfg,
+                     deps=("export_base", *ship_export.values(), *(s.name for s in streaming))))
+    out.append(Stage("tflm_eval", "tflm_eval", packing.tflm_eval_stage, {"base_language": b.language, "ship": ship_export},
+                     deps=("pack", *ship_export.values(), *feats_all)))
     out.append(_firmware_stage(cfg, runtime, feats_all))
     return out, export_jobs, ship_export
 
@@ -267,11 +254,10 @@ def _streaming_stages(cfg: PipelineConfig, runtime: dict[str, Any], ship_export:
     for lang, export_stage in ship_export.items():
         t = cfg.data.tasks[lang]
         out.append(Stage(
-            f"streaming/{lang}", "streaming", S.streaming_stage,
+            f"streaming/{lang}", "streaming", detection.streaming_stage,
             {"language": lang, "base_language": cfg.base.language, "export_stage": export_stage, "keywords": list(t.keywords),
              "task_options": _task_options(t), "streaming": to_plain(cfg.streaming), **_fold_config(cfg, lang)},
-            deps=("export_base", export_stage, "scan", *corpus), version=VERSIONS["streaming"],
-            code=("polykws.export", "polykws.datasets", "polykws.pipeline.streameval", *PATCH_CODER), fanout=True, threads=1,
+            deps=("export_base", export_stage, "scan", *corpus), fanout=True, threads=1,
             runtime=runtime))
     return out
 
@@ -282,11 +268,10 @@ def _firmware_stage(cfg: PipelineConfig, runtime: dict[str, Any], feats_all: tup
     if fw.enabled == "on" and missing:
         raise ConfigError("firmware.enabled is on but: " + "; ".join(missing))
     runs = not missing and fw.enabled != "off"
-    return Stage("firmware", "firmware", S.firmware_stage,
+    return Stage("firmware", "firmware", device.firmware_stage,
                  {"mode": fw.enabled, "boards": list(fw.boards), "kernels": list(fw.kernels), "bench_samples": fw.bench_samples,
                   "missing": missing if fw.enabled != "off" else [], "languages": [cfg.base.language, *cfg.adapt.languages], **fw_info},
-                 deps=("pack", *feats_all) if runs else ("pack",), version=VERSIONS["firmware"],
-                 code=("polykws.firmware",) if not missing else (),
+                 deps=("pack", *feats_all) if runs else ("pack",),
                  runtime={**runtime, "build_root": os.environ.get("POLYKWS_FIRMWARE_BUILD", "")})
 
 
@@ -340,7 +325,7 @@ def run(cfg: PipelineConfig, *, force: Iterable[str] = (), plan_only: bool = Fal
 def write_run_vectors(result: RunResult, languages: Iterable[str], path: Path) -> str:
     """The test vectors the firmware stage benches (every clip of each test split), as a file for `firmware bench --features`."""
     pack = result.outcomes["pack"].path
-    from polykws.pipeline.shipstages import split_vectors, write_vectors_npz
+    from polykws.pipeline.stages.packing import split_vectors, write_vectors_npz
 
     vectors, langs, left_out = split_vectors(pack, {lang: result.outcomes[f"features/{lang}"].path for lang in languages})
     write_vectors_npz(path, vectors)

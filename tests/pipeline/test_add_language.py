@@ -30,7 +30,7 @@ def test_add_language_builds_a_pack_whose_blob_runs_on_host_tflm(shared_data, tm
     from polykws.core.assets import shipped_base
     from polykws.export.blob import apply_blob, decode_flash_image
     from polykws.export.evaluate import evaluate_tflm
-    from polykws.firmware.pack import load_pack
+    from polykws.firmware.packreader import load_pack
     from polykws.pipeline.userdata import check_user_data, user_splits
     from polykws.training.checkpoint import load_base
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import fixture_stages as fx
 import pytest
 
-from polykws.pipeline.engine import ProcessExecutor, SerialExecutor, Stage, StageFailed, run_pipeline, stage_key, toposort
+from polykws.pipeline.engine import ProcessExecutor, SerialExecutor, Stage, StageFailed, stage_key, toposort
+from polykws.pipeline.schedule import run_pipeline
 from polykws.pipeline.store import ArtifactStore
 from polykws.core import PolykwsError
 
@@ -66,10 +67,10 @@ def test_rerun_with_identical_output_does_not_cascade(tmp_path, calls):
     assert res["total"].status == "reused"
 
 
-def test_code_version_is_part_of_the_key(tmp_path):
+def test_version_and_function_are_part_of_the_key(tmp_path):
     a = Stage("s", "numbers", fx.numbers, {"n": 1}, version="1")
     b = Stage("s", "numbers", fx.numbers, {"n": 1}, version="2")
-    c = Stage("s", "numbers", fx.numbers, {"n": 1}, version="1", code=("polykws.pipeline.store",))
+    c = Stage("s", "numbers", fx.power, {"n": 1}, version="1")  # another function, other imports
     assert len({stage_key(a, {}), stage_key(b, {}), stage_key(c, {})}) == 3
 
 
@@ -104,7 +105,8 @@ def test_killed_run_resumes(tmp_path, calls):
         f"""
         import sys; sys.path.insert(0, {str(Path(fx.__file__).parent)!r})
         import fixture_stages as fx
-        from polykws.pipeline.engine import Stage, run_pipeline
+        from polykws.pipeline.engine import Stage
+        from polykws.pipeline.schedule import run_pipeline
         from polykws.pipeline.store import ArtifactStore
         stages = [Stage("numbers", "numbers", fx.numbers, {{"n": 3}}),
                   Stage("slow", "slow", fx.slow, {{}}, deps=("numbers",), resumable=True)]
@@ -209,7 +211,7 @@ def test_graph_errors():
 
 
 def test_plan_reports_reuse_run_and_downstream(tmp_path, calls):
-    from polykws.pipeline.engine import plan
+    from polykws.pipeline.schedule import plan
 
     store = ArtifactStore(tmp_path / "a")
     assert [s for _, s, _ in plan(diamond(), store)] == ["run", "after upstream", "after upstream", "after upstream"]

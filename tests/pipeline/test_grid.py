@@ -12,7 +12,8 @@ from corpus_fixture import make_corpus, pipeline_config
 
 from polykws.core import repo_root
 from polykws.pipeline.config import load_config
-from polykws.pipeline.engine import SerialExecutor, run_pipeline
+from polykws.pipeline.engine import SerialExecutor
+from polykws.pipeline.schedule import run_pipeline
 from polykws.pipeline.grid import GridCell, aggregate, grid_rows, grid_stages
 from polykws.pipeline.store import ArtifactStore
 

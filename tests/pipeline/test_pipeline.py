@@ -13,7 +13,8 @@ import yaml
 from corpus_fixture import make_corpus, pipeline_config
 
 from polykws.pipeline.config import load_config
-from polykws.pipeline.engine import SerialExecutor, run_pipeline
+from polykws.pipeline.engine import SerialExecutor
+from polykws.pipeline.schedule import run_pipeline
 from polykws.pipeline.run import build_stages, publish
 from polykws.pipeline.store import ArtifactStore
 from polykws.core import ConfigError
@@ -225,7 +226,7 @@ def test_full_pipeline_with_export_through_workers(tmp_path, corpus, capsys):
     # acc" column) and the vectors `polykws run --write-vectors` writes (README, Firmware).
     import numpy as np
 
-    from polykws.firmware.pack import load_bench_sets, load_pack
+    from polykws.firmware.packreader import load_bench_sets, load_pack
     from polykws.cli import main
     from polykws.pipeline.splitio import load_splits
 
@@ -299,7 +300,7 @@ def test_features_do_not_depend_on_where_the_data_lives(gsc_mswc_runs):
 
 def test_firmware_stage_records_why_it_was_skipped(tmp_path, corpus, monkeypatch):
     """Without TFLM the firmware stage is still in the graph and writes its reason (never silent)."""
-    from polykws.pipeline import stages as S
+    from polykws.pipeline.stages.device import firmware_stage
     from polykws.pipeline.engine import StageContext
 
     for var in ("TFLM_DIR", "CMSIS_NN_DIR", "FLATBUFFERS_DIR", "GEMMLOWP_DIR"):
@@ -310,7 +311,7 @@ def test_firmware_stage_records_why_it_was_skipped(tmp_path, corpus, monkeypatch
     assert any("TFLM_DIR (unset)" in m for m in fw.config["missing"])
     out = tmp_path / "fw"
     out.mkdir()
-    summary = S.firmware_stage(StageContext("firmware", "firmware", "k", fw.config, out, {}, {}))
+    summary = firmware_stage(StageContext("firmware", "firmware", "k", fw.config, out, {}, {}))
     assert summary["status"] == "skipped" and "TFLM_DIR (unset)" in summary["reason"]
     assert json.loads((out / "firmware.json").read_text())["status"] == "skipped"
     raw["firmware"] = {"enabled": "on"}

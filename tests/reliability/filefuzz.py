@@ -1,5 +1,5 @@
 """Structure-aware fuzzing of the Python readers of untrusted files: the pack (manifest.json +
-flash.bin + blobs, read by firmware/pack.py), an export folder (<lang>.json + model files, read by
+flash.bin + blobs, read by firmware/packreader.py), an export folder (<lang>.json + model files, read by
 ExportedModel.load), model files (load_model) and training checkpoints (load_training_state).
 
 Each target starts from a valid set of files and applies 1-4 mutations that know the structure:
@@ -158,7 +158,7 @@ def run(target: Target, seed: int, count: int = 1, folder: Path | None = None) -
             shutil.rmtree(folder, ignore_errors=True)
 
 
-# --- the pack (firmware/pack.py) --------------------------------------------------------------
+# --- the pack (firmware/packreader.py) --------------------------------------------------------------
 def _mutate_bundle(rng: random.Random, files: dict[str, bytes], doc_name: str, n_ops: int, fallback=None):
     """One to four mutations of a folder's files (in place) and of its JSON document (returned):
     JSON edits, a dropped, corrupted or swapped binary, else `fallback(files)` when given."""
@@ -183,7 +183,7 @@ def _mutate_bundle(rng: random.Random, files: dict[str, bytes], doc_name: str, n
 
 def pack_target(base: bytes, langs: dict[str, bytes]) -> Target:
     from polykws.export.blob import apply_blob, encode_blob, encode_flash_image
-    from polykws.firmware.pack import load_pack
+    from polykws.firmware.packreader import load_pack
 
     blobs = {lang: encode_blob(base, m, lang, [f"{lang}{i}" for i in range(5)], {}) for lang, m in langs.items()}
     image = encode_flash_image(base, list(blobs.values()))

@@ -53,7 +53,7 @@ def test_pack_with_a_swapped_manifest_model_hash_is_refused(targets, tmp_path):
     import json
 
     from polykws.core import PolykwsError
-    from polykws.firmware.pack import load_pack
+    from polykws.firmware.packreader import load_pack
 
     t = targets["pack_manifest"]
     for name, data in t.files.items():

@@ -38,7 +38,7 @@ def _exported(models):
 
 def test_pack_removes_stale_blobs_and_commits_with_the_manifest(tmp_path, models):
     from polykws.export.pack import pack
-    from polykws.firmware.pack import load_pack
+    from polykws.firmware.packreader import load_pack
 
     base, langs = _exported(models)
     out = tmp_path / "pack"
@@ -74,7 +74,7 @@ def test_failed_pack_leaves_the_folder_as_it_was(tmp_path, models):
 
 def test_bench_vectors_name_the_languages_they_lack(tmp_path, models, capsys):
     from polykws.export.pack import pack
-    from polykws.firmware.pack import load_bench_sets, load_pack
+    from polykws.firmware.packreader import load_bench_sets, load_pack
 
     base, langs = _exported(models)
     pack(base, langs, tmp_path / "pack")
