@@ -3,7 +3,7 @@
 A blob turns the shared int8 base `.tflite` into one language's `.tflite`, byte for byte: a
 32-byte header, an integrity digest (SHA-256 over the patched model, the language code, the
 label table and the thresholds), the label table, the thresholds, a range-coded patch stream
-(`polykws.core.patchcode`) and a CRC. `firmware/blob.c` implements the same document; both
+(`polykws.core.patchcode`) and a CRC. `firmware/lib/blob.c` implements the same document; both
 decoders check the same rules in the same order and refuse bad input with the same error names
 (`BlobError.code` here, `PKWB_ERR_*` in C).
 
@@ -21,6 +21,32 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from polykws.core import PolykwsError, stable_json
+# The container layout and the error names, defined once (firmware/lib/blob_format.h is generated
+# from the same module); importers may take the format's names from here.
+from polykws.core.blobformat import (
+    BLOB_FORMAT_VERSION,
+    BLOB_HEADER,
+    BLOB_HEADER_SIZE,
+    BLOB_ID_BYTES,
+    BLOB_MAGIC,
+    BLOB_MIN_SIZE,
+    BLOB_PREFIX_SIZE,
+    BLOB_VERSION_END,
+    CRC_BYTES,
+    DIGEST_HEADER_SPANS,
+    ERROR_CODES,
+    FLASH_ALIGN,
+    FLASH_CRC_ALIGN,
+    FLASH_ENTRY,
+    FLASH_ENTRY_SIZE,
+    FLASH_FORMAT_VERSION,
+    FLASH_HEADER,
+    FLASH_HEADER_SIZE,
+    FLASH_MAGIC,
+    LANG_BYTES,
+    MAX_LABELS,
+    MIN_STREAM_BYTES,
+)
 from polykws.core.patchcode import (
     MAX_MODEL_BYTES,
     PatchCodeError,
@@ -32,44 +58,10 @@ from polykws.core.patchcode import (
     tflite_regions,
 )
 
-BLOB_MAGIC = b"PKWB"
-BLOB_FORMAT_VERSION = 2
-BLOB_HEADER_SIZE = 32
-DIGEST_BYTES = 32
-BLOB_PREFIX_SIZE = BLOB_HEADER_SIZE + DIGEST_BYTES  # header + integrity digest
-MIN_STREAM_BYTES = 4
-BLOB_MIN_SIZE = BLOB_PREFIX_SIZE + 4  # header + digest + CRC
-BLOB_ID_BYTES = 4  # base_id and meta_id: leading bytes of a SHA-256
-LANG_BYTES = 8
-MAX_LABELS = 255
-
-FLASH_MAGIC = b"PKWF"
-FLASH_FORMAT_VERSION = 2
-FLASH_HEADER_SIZE = 48
-FLASH_ENTRY_SIZE = 16
-FLASH_ALIGN = 16  # TFLM wants the model 16-byte aligned
-
-# Header: magic, version, num_labels, num_thresholds, total_size, lang, model_size, base_id, meta_id.
-_BLOB_HEADER = struct.Struct("<4sHBBI8sI4s4s")
-assert _BLOB_HEADER.size == BLOB_HEADER_SIZE
-_FLASH_HEADER = struct.Struct("<4sHHII32s")
-assert _FLASH_HEADER.size == FLASH_HEADER_SIZE
-_FLASH_ENTRY = struct.Struct("<II8s")
-
-ERROR_CODES = (
-    "truncated",
-    "bad_magic",
-    "unsupported_version",
-    "bad_size",
-    "bad_crc",
-    "bad_lang",
-    "bad_labels",
-    "overlapping_patches",
-    "out_of_range",
-    "size_mismatch",
-    "base_mismatch",
-    "target_mismatch",
-)
+_BLOB_HEADER = BLOB_HEADER.struct
+_FLASH_HEADER = FLASH_HEADER.struct
+_FLASH_ENTRY = FLASH_ENTRY.struct
+_VERSION = BLOB_HEADER["format_version"]
 
 _LANG_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
 
@@ -163,11 +155,11 @@ def meta_id(meta: dict[str, Any] | None) -> str:
 
 
 def integrity_digest(model: bytes, header: bytes, covered: bytes) -> bytes:
-    """SHA-256 of the model, then header bytes [6, 8) (label and threshold counts) and [12, 20)
-    (language), then the label table and thresholds: everything the device uses from a blob."""
+    """SHA-256 of the model, then the header's label and threshold counts and its language
+    (DIGEST_HEADER_SPANS), then the label table and thresholds: everything the device uses from a blob."""
     h = hashlib.sha256(model)
-    h.update(header[6:8])
-    h.update(header[12:20])
+    for start, end in DIGEST_HEADER_SPANS.values():
+        h.update(header[start:end])
     h.update(covered)
     return h.digest()
 
@@ -207,7 +199,7 @@ def encode_blob(
     records = plan_records(base, target, tflite_regions(base) if regions is None else regions)
     stream = encode_records(records)
     covered = label_table + thresholds
-    total = BLOB_PREFIX_SIZE + len(covered) + len(stream) + 4
+    total = BLOB_PREFIX_SIZE + len(covered) + len(stream) + CRC_BYTES
     header = _BLOB_HEADER.pack(
         BLOB_MAGIC,
         BLOB_FORMAT_VERSION,
@@ -232,11 +224,11 @@ def decode_blob(data: bytes, source: str | None = None) -> Blob:
 
     size = len(data)
     # 1-3. magic and version first, so a blob of any other version is named as such
-    if size < 6:
+    if size < BLOB_VERSION_END:
         raise fail("truncated", f"{size} bytes; a blob has at least {BLOB_MIN_SIZE}")
     if data[:4] != BLOB_MAGIC:
         raise fail("bad_magic", f"magic {data[:4]!r}, expected {BLOB_MAGIC!r}")
-    version = struct.unpack_from("<H", data, 4)[0]
+    version = struct.unpack_from("<" + _VERSION.code, data, _VERSION.offset)[0]
     if version != BLOB_FORMAT_VERSION:
         raise fail("unsupported_version", f"format version {version}; this reader knows {BLOB_FORMAT_VERSION}")
     # 4. sizes
@@ -248,8 +240,8 @@ def decode_blob(data: bytes, source: str | None = None) -> Blob:
     if size > total_size:
         raise fail("bad_size", f"{size} bytes but the header says {total_size}")
     # 5. CRC
-    stored_crc = struct.unpack_from("<I", data, total_size - 4)[0]
-    crc = zlib.crc32(data[: total_size - 4]) & 0xFFFFFFFF
+    stored_crc = struct.unpack_from("<I", data, total_size - CRC_BYTES)[0]
+    crc = zlib.crc32(data[: total_size - CRC_BYTES]) & 0xFFFFFFFF
     if crc != stored_crc:
         raise fail("bad_crc", f"CRC-32 {crc:08x} != stored {stored_crc:08x}")
     # 6. fields and body layout
@@ -260,7 +252,7 @@ def decode_blob(data: bytes, source: str | None = None) -> Blob:
         raise fail("bad_labels", f"{num_labels} labels and {num_thresholds} thresholds; want >= 1 label and 0 or one threshold each")
     if model_size > MAX_MODEL_BYTES:
         raise fail("bad_size", f"model_size {model_size} exceeds {MAX_MODEL_BYTES}")
-    body_end = total_size - 4
+    body_end = total_size - CRC_BYTES
     pos = BLOB_PREFIX_SIZE
     labels = []
     for i in range(num_labels):
@@ -402,7 +394,7 @@ class FlashImage:
             "table_bytes": FLASH_HEADER_SIZE + FLASH_ENTRY_SIZE * len(self.entries),
             "base": {"offset": self.base_offset, "size": self.base_size, "sha256": self.base_sha256},
             "blobs": [{"lang": e.lang, "offset": e.offset, "size": e.size} for e in self.entries],
-            "crc_offset": self.size - 4,
+            "crc_offset": self.size - CRC_BYTES,
         }
 
 
@@ -435,7 +427,7 @@ def encode_flash_image(base: bytes, blobs: Sequence[bytes]) -> bytes:
         off = _align(pos, FLASH_ALIGN)
         entries.append((off, len(raw), p.lang))
         pos = off + len(raw)
-    end = _align(pos, 4)
+    end = _align(pos, FLASH_CRC_ALIGN)
     image = bytearray(end)
     image[:FLASH_HEADER_SIZE] = _FLASH_HEADER.pack(FLASH_MAGIC, FLASH_FORMAT_VERSION, len(parsed), base_offset, len(base), base_sha)
     for i, (off, size, lang) in enumerate(entries):
@@ -454,8 +446,8 @@ def decode_flash_image(data: bytes, source: str | None = None, verify_contents: 
         return BlobError(code, msg, source)
 
     size = len(data)
-    if size < FLASH_HEADER_SIZE + 4:
-        raise fail("truncated", f"{size} bytes; a flash image has at least {FLASH_HEADER_SIZE + 4}")
+    if size < FLASH_HEADER_SIZE + CRC_BYTES:
+        raise fail("truncated", f"{size} bytes; a flash image has at least {FLASH_HEADER_SIZE + CRC_BYTES}")
     magic, version, num_blobs, base_offset, base_size, base_sha = _FLASH_HEADER.unpack_from(data, 0)
     if magic != FLASH_MAGIC:
         raise fail("bad_magic", f"magic {magic!r}, expected {FLASH_MAGIC!r}")
@@ -464,13 +456,13 @@ def decode_flash_image(data: bytes, source: str | None = None, verify_contents: 
     if size > 0xFFFFFFFF:
         raise fail("bad_size", "image larger than 4 GiB")
     table_end = FLASH_HEADER_SIZE + FLASH_ENTRY_SIZE * num_blobs
-    if table_end + 4 > size:
+    if table_end + CRC_BYTES > size:
         raise fail("truncated", f"the table of {num_blobs} blobs runs past the end of the image")
-    stored_crc = struct.unpack_from("<I", data, size - 4)[0]
-    crc = zlib.crc32(data[: size - 4]) & 0xFFFFFFFF
+    stored_crc = struct.unpack_from("<I", data, size - CRC_BYTES)[0]
+    crc = zlib.crc32(data[: size - CRC_BYTES]) & 0xFFFFFFFF
     if crc != stored_crc:
         raise fail("bad_crc", f"CRC-32 {crc:08x} != stored {stored_crc:08x}")
-    body_end = size - 4
+    body_end = size - CRC_BYTES
     if base_offset % FLASH_ALIGN or base_offset < table_end:
         raise fail("bad_size", f"base offset {base_offset} is not 16-byte aligned after the table")
     if base_size == 0 or base_offset + base_size > body_end:

@@ -1,6 +1,6 @@
 """Build the on-device micro frontend and hold it to the host's, frame by frame, under QEMU.
 
-The device side is firmware/frontend.cc (TFLM's microfrontend library compiled from TFLM_DIR,
+The device side is firmware/lib/frontend.cc (TFLM's microfrontend library compiled from TFLM_DIR,
 state from host-generated tables) driven by firmware/test/frontend_runner.c, which streams a PCM
 file through it without ever resetting. The host side is what training and the host evaluator
 use: pymicro-features in one continuous stream (`polykws.datasets.frontend.stream_features`) and

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polykws.core import PolykwsError
-from polykws.export.blob import BLOB_HEADER_SIZE, decode_blob, encode_blob, encode_flash_image
+from polykws.export.blob import BLOB_HEADER_SIZE, CRC_BYTES, decode_blob, encode_blob, encode_flash_image
 
 FIRMWARE_DIR = Path(__file__).resolve().parent
 SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all")
@@ -71,7 +71,7 @@ def write_seeds(out_dir: Path, seed: int = 0) -> Path:
     for name, data in (("base.bin", base), ("target.bin", target), ("blob.bin", blob), ("image.bin", image)):
         (out / name).write_bytes(data)
     (out / "corpus-blob").mkdir(exist_ok=True)
-    (out / "corpus-blob" / "good").write_bytes(blob[BLOB_HEADER_SIZE:-4])
+    (out / "corpus-blob" / "good").write_bytes(blob[BLOB_HEADER_SIZE:-CRC_BYTES])
     (out / "corpus-image").mkdir(exist_ok=True)
     (out / "corpus-image" / "zeros").write_bytes(bytes(64))
     return out
@@ -92,7 +92,8 @@ def build(out_dir: Path, engine: str | None = None, extra_cflags: tuple[str, ...
     engine = engine or ("libfuzzer" if libfuzzer_available() else "mutation-loop")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    srcs = [str(FIRMWARE_DIR / "test" / "fuzz_blob.c"), str(FIRMWARE_DIR / "blob.c"), str(FIRMWARE_DIR / "sha256.c")]
+    lib = FIRMWARE_DIR / "lib"
+    srcs = [str(FIRMWARE_DIR / "test" / "fuzz_blob.c"), str(lib / "blob.c"), str(lib / "sha256.c")]
     exe = out / f"fuzz_blob_{engine}"
     if engine == "libfuzzer":
         cmd = ["clang", "-std=c99", "-O1", "-g", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all"]
@@ -101,7 +102,7 @@ def build(out_dir: Path, engine: str | None = None, extra_cflags: tuple[str, ...
         if cc is None:
             raise PolykwsError("no C compiler (gcc) for the fuzz driver")
         cmd = [cc, "-std=c99", "-O1", "-g", "-DPKW_FUZZ_STANDALONE", *SANITIZE]
-    cmd += [*extra_cflags, f"-I{FIRMWARE_DIR}", *srcs, "-o", str(exe)]
+    cmd += [*extra_cflags, f"-I{lib}", *srcs, "-o", str(exe)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise PolykwsError(f"building the fuzz driver failed:\n{proc.stderr[-3000:]}")

@@ -114,14 +114,14 @@ STREAM_INCLUDES :=
 FE_LIB_OBJS :=
 ifeq ($(APP_MAIN),stream_main)
   $(call require_frontend_sources)
-  APP_CXX_SRCS += $(FW_DIR)/frontend.cc
-  APP_C_SRCS += $(FW_DIR)/detector.c
+  APP_CXX_SRCS += $(LIB_DIR)/frontend.cc
+  APP_C_SRCS += $(LIB_DIR)/detector.c
   STREAM_INCLUDES := -I$(KISSFFT_DIR)
   FE_LIB_OBJS := $(patsubst $(FE_LIB)/%,$(APP_OBJ_DIR)/felib/%.o,$(FE_RUNTIME_C) $(FE_RUNTIME_CC))
 endif
 APP_OBJS := $(patsubst /%,$(APP_OBJ_DIR)/%.o,$(APP_CXX_SRCS) $(APP_C_SRCS))
 # PROFILE=1 (see Makefile): per-op SysTick timing of the first inference per language.
-APP_CXXFLAGS := $(TFLM_CXXFLAGS) -DPKW_PROFILE=$(PROFILE) -DPKW_FAST_MEAN=$(FAST_MEAN) -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -I$(GEN_DIR) -I$(FW_DIR) \
+APP_CXXFLAGS := $(TFLM_CXXFLAGS) -DPKW_PROFILE=$(PROFILE) -DPKW_FAST_MEAN=$(FAST_MEAN) -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -I$(GEN_DIR) -I$(LIB_DIR) \
   -I$(FW_DIR)/boards/common -I$(FW_DIR)/app $(STREAM_INCLUDES)
 APP_CFLAGS := $(FW_CFLAGS) $(WARN_C) -MMD -MP -I$(GEN_DIR)
 APP_ELF := $(APP_DIR)/pkw_app.elf

@@ -20,7 +20,7 @@ from polykws.firmware.boards import check_kernels, get_board
 from polykws.firmware.build import ElfSize, ThirdParty, build_app, default_build_root, elf_size
 from polykws.firmware.flash import MemoryCheck, check_memory
 from polykws.firmware.gen import BenchSet, GeneratedSources, generate_app_sources
-from polykws.firmware.pack import FirmwarePack, load_bench_sets, load_pack
+from polykws.firmware.packreader import FirmwarePack, load_bench_sets, load_pack
 from polykws.firmware.qemu import run_elf
 from polykws.core import ConfigError, PolykwsError
 

@@ -7,22 +7,7 @@
 
 #include "sha256.h"
 
-static const char *const kErrorNames[PKWB_ERR_COUNT_] = {
-    "ok",
-    "truncated",
-    "bad_magic",
-    "unsupported_version",
-    "bad_size",
-    "bad_crc",
-    "bad_lang",
-    "bad_labels",
-    "overlapping_patches",
-    "out_of_range",
-    "size_mismatch",
-    "base_mismatch",
-    "target_mismatch",
-    "bad_argument",
-};
+static const char *const kErrorNames[PKWB_ERR_COUNT_] = {PKWB_ERROR_NAMES};
 
 const char *pkwb_error_name(pkwb_status status) {
     if ((unsigned)status >= (unsigned)PKWB_ERR_COUNT_) return "unknown";
@@ -113,27 +98,27 @@ pkwb_status pkwb_parse(const uint8_t *data, size_t size, pkwb_blob *out) {
 
     if (data == NULL || out == NULL) return PKWB_ERR_BAD_ARGUMENT;
     /* 1-3. Magic and version first, so a blob of another version is named as such. */
-    if (size < 6u) return PKWB_ERR_TRUNCATED;
-    if (memcmp(data, "PKWB", 4) != 0) return PKWB_ERR_BAD_MAGIC;
-    if (rd16(data + 4) != PKWB_FORMAT_VERSION) return PKWB_ERR_UNSUPPORTED_VERSION;
+    if (size < PKWB_VERSION_END) return PKWB_ERR_TRUNCATED;
+    if (memcmp(data + PKWB_AT_MAGIC, PKWB_MAGIC, PKWB_MAGIC_BYTES) != 0) return PKWB_ERR_BAD_MAGIC;
+    if (rd16(data + PKWB_AT_FORMAT_VERSION) != PKWB_FORMAT_VERSION) return PKWB_ERR_UNSUPPORTED_VERSION;
     /* 4. Sizes: fewer bytes than total_size is a truncation, more is bad_size. */
     if (size < PKWB_MIN_SIZE) return PKWB_ERR_TRUNCATED;
-    total_size = rd32(data + 8);
+    total_size = rd32(data + PKWB_AT_TOTAL_SIZE);
     if ((uint64_t)size < (uint64_t)total_size) return PKWB_ERR_TRUNCATED;
     if ((uint64_t)size > (uint64_t)total_size) return PKWB_ERR_BAD_SIZE;
     /* 5. CRC over everything before the trailing CRC field. */
-    if (pkw_crc32(data, total_size - 4u) != rd32(data + total_size - 4u)) return PKWB_ERR_BAD_CRC;
+    if (pkw_crc32(data, total_size - PKWB_CRC_BYTES) != rd32(data + total_size - PKWB_CRC_BYTES)) return PKWB_ERR_BAD_CRC;
 
     /* 6. Fields, then the body: label table, thresholds, at least 4 bytes of patch stream. */
-    st = check_lang(data + 12, lang);
+    st = check_lang(data + PKWB_AT_LANG, lang);
     if (st != PKWB_OK) return st;
-    num_labels = data[6];
-    num_thresholds = data[7];
+    num_labels = data[PKWB_AT_NUM_LABELS];
+    num_thresholds = data[PKWB_AT_NUM_THRESHOLDS];
     if (num_labels == 0 || (num_thresholds != 0 && num_thresholds != num_labels)) return PKWB_ERR_BAD_LABELS;
-    model_size = rd32(data + 20);
+    model_size = rd32(data + PKWB_AT_MODEL_SIZE);
     if (model_size > PKWB_MAX_MODEL) return PKWB_ERR_BAD_SIZE;
 
-    body_end = total_size - 4u;
+    body_end = total_size - PKWB_CRC_BYTES;
     pos = PKWB_PREFIX_SIZE;
     for (i = 0; i < num_labels; ++i) {
         uint32_t len, k;
@@ -155,8 +140,8 @@ pkwb_status pkwb_parse(const uint8_t *data, size_t size, pkwb_blob *out) {
     out->data = data;
     out->total_size = total_size;
     memcpy(out->lang, lang, sizeof lang);
-    out->base_id = data + 24;
-    out->meta_id = data + 28;
+    out->base_id = data + PKWB_AT_BASE_ID;
+    out->meta_id = data + PKWB_AT_META_ID;
     out->digest = data + PKWB_HEADER_SIZE;
     out->model_size = model_size;
     out->num_labels = num_labels;
@@ -188,48 +173,18 @@ pkwb_status pkwb_threshold(const pkwb_blob *blob, uint32_t index, uint8_t *value
  * probabilities; numbers are Elias-gamma binarized. Reading past the stream sets `err`; every
  * caller checks it right after each number or bit, before using the value. */
 
-#define RC_TOP (1u << 24)
-#define RC_PROB_BITS 11u
-#define RC_PROB_INIT 1024u
-#define RC_MOVE_BITS 5u
-#define GAMMA_MAX_BITS 32u
-#define GAMMA_MANT_CTX 2u
-#define GAMMA_MODEL (GAMMA_MAX_BITS + (GAMMA_MAX_BITS + 1u) * GAMMA_MANT_CTX)
-#define TREE_SIZE 256u
-/* Context layout, as polykws.core.patchcode: header numbers, the width bit, then one block per
- * width class (int8 bytes: 8-bit trees; 32-bit words: gamma magnitudes and signs). */
-#define CTX_HDR 0u
-#define CTX_WIDTH (CTX_HDR + GAMMA_MODEL)
-#define C1 (CTX_WIDTH + 1u)
-#define C1_COUNT (C1 + 4u)
-#define C1_GAP (C1_COUNT + GAMMA_MODEL)
-#define C1_TREE_DELTA (C1_GAP + GAMMA_MODEL)
-#define C1_TREE_LITERAL (C1_TREE_DELTA + TREE_SIZE)
-#define C4 (C1_TREE_LITERAL + TREE_SIZE)
-#define C4_SIGN_DELTA (C4 + 4u)
-#define C4_SIGN_LITERAL (C4 + 5u)
-#define C4_COUNT (C4 + 6u)
-#define C4_GAP (C4_COUNT + GAMMA_MODEL)
-#define C4_MAG_DELTA (C4_GAP + GAMMA_MODEL)
-#define C4_MAG_LITERAL (C4_MAG_DELTA + GAMMA_MODEL)
-#define C4_DERIVED (C4_MAG_LITERAL + GAMMA_MODEL)
-#define NUM_CONTEXTS (C4_DERIVED + 1u)
-#define CANONICAL_NAN 0x7FC00000u
-/* Offsets inside a class block: mode bit, value-mode bit, two bitmap contexts. */
-#define CLS_MODE 0u
-#define CLS_VMODE 1u
-#define CLS_BITMAP 2u
+/* The constants and the context layout come from blob_format.h, generated from polykws.core. */
 
 typedef struct {
     const uint8_t *p;
     uint32_t pos, size;
     uint32_t range, code;
     int err;
-    uint16_t probs[NUM_CONTEXTS];
+    uint16_t probs[PKWB_NUM_CONTEXTS];
 } rc_dec;
 
 static inline void rc_normalize(rc_dec *d) {
-    if (d->range < RC_TOP) {
+    if (d->range < PKWB_RC_TOP) {
         d->range <<= 8;
         if (d->pos >= d->size) {
             d->err = 1;
@@ -242,16 +197,16 @@ static inline void rc_normalize(rc_dec *d) {
 
 static inline unsigned rc_bit(rc_dec *d, uint32_t ctx) {
     uint32_t prob = d->probs[ctx];
-    uint32_t bound = (d->range >> RC_PROB_BITS) * prob;
+    uint32_t bound = (d->range >> PKWB_RC_PROB_BITS) * prob;
     unsigned b;
     if (d->code < bound) {
         d->range = bound;
-        d->probs[ctx] = (uint16_t)(prob + (((1u << RC_PROB_BITS) - prob) >> RC_MOVE_BITS));
+        d->probs[ctx] = (uint16_t)(prob + (((1u << PKWB_RC_PROB_BITS) - prob) >> PKWB_RC_MOVE_BITS));
         b = 0;
     } else {
         d->code -= bound;
         d->range -= bound;
-        d->probs[ctx] = (uint16_t)(prob - (prob >> RC_MOVE_BITS));
+        d->probs[ctx] = (uint16_t)(prob - (prob >> PKWB_RC_MOVE_BITS));
         b = 1;
     }
     rc_normalize(d);
@@ -259,7 +214,7 @@ static inline unsigned rc_bit(rc_dec *d, uint32_t ctx) {
 }
 
 static inline unsigned rc_direct(rc_dec *d) {
-    uint32_t half = (d->range >> RC_PROB_BITS) * RC_PROB_INIT;
+    uint32_t half = (d->range >> PKWB_RC_PROB_BITS) * PKWB_RC_PROB_INIT;
     unsigned b;
     if (d->code < half) {
         d->range = half;
@@ -276,9 +231,9 @@ static inline unsigned rc_direct(rc_dec *d) {
 /* 1 .. 2^32-1: unary bit length (a context per position), then the bits below the leading one. */
 static inline uint32_t gamma_dec(rc_dec *d, uint32_t model) {
     uint32_t nb = 1, t, x = 1, mant;
-    while (nb < GAMMA_MAX_BITS && rc_bit(d, model + nb - 1u)) ++nb;
-    mant = model + GAMMA_MAX_BITS + nb * GAMMA_MANT_CTX;
-    for (t = 0; t + 1u < nb; ++t) x = (x << 1) | (t < GAMMA_MANT_CTX ? rc_bit(d, mant + t) : rc_direct(d));
+    while (nb < PKWB_GAMMA_MAX_BITS && rc_bit(d, model + nb - 1u)) ++nb;
+    mant = model + PKWB_GAMMA_MAX_BITS + nb * PKWB_GAMMA_MANT_CTX;
+    for (t = 0; t + 1u < nb; ++t) x = (x << 1) | (t < PKWB_GAMMA_MANT_CTX ? rc_bit(d, mant + t) : rc_direct(d));
     return x;
 }
 
@@ -286,15 +241,15 @@ static inline uint32_t gamma_dec(rc_dec *d, uint32_t model) {
  * a 32-bit two's-complement number. Deltas are never 0; literals may be. */
 static uint32_t value_dec(rc_dec *d, uint32_t width, unsigned literal) {
     if (width == 1u) {
-        uint32_t tree = literal ? C1_TREE_LITERAL : C1_TREE_DELTA, node = 1, z;
+        uint32_t tree = literal ? PKWB_CTX_C1_TREE_LITERAL : PKWB_CTX_C1_TREE_DELTA, node = 1, z;
         unsigned i;
         for (i = 0; i < 8u; ++i) node = 2u * node + rc_bit(d, tree + node);
         z = node - 256u + (literal ? 0u : 1u); /* zigzag */
         return (z & 1u) ? 0u - ((z + 1u) >> 1) : z >> 1;
     } else {
-        uint32_t m = gamma_dec(d, literal ? C4_MAG_LITERAL : C4_MAG_DELTA) - (literal ? 1u : 0u);
+        uint32_t m = gamma_dec(d, literal ? PKWB_CTX_C4_MAG_LITERAL : PKWB_CTX_C4_MAG_DELTA) - (literal ? 1u : 0u);
         if (m == 0) return 0;
-        return rc_bit(d, literal ? C4_SIGN_LITERAL : C4_SIGN_DELTA) ? 0u - m : m;
+        return rc_bit(d, literal ? PKWB_CTX_C4_SIGN_LITERAL : PKWB_CTX_C4_SIGN_DELTA) ? 0u - m : m;
     }
 }
 
@@ -318,36 +273,36 @@ static pkwb_status put_element(uint8_t *out, uint64_t limit, uint64_t start, uin
 
 /* The hot path (a dense int8 record: a bitmap bit per element, an 8-bit tree symbol per changed
  * one) with the coder's state in locals; the same arithmetic as rc_bit. */
-#define RC_LOCAL_BIT(prob, bit)                                                        \
-    do {                                                                               \
-        uint32_t pr_ = *(prob), bound_ = (range >> RC_PROB_BITS) * pr_;                \
-        if (code < bound_) {                                                           \
-            range = bound_;                                                            \
-            *(prob) = (uint16_t)(pr_ + (((1u << RC_PROB_BITS) - pr_) >> RC_MOVE_BITS)); \
-            (bit) = 0;                                                                 \
-        } else {                                                                       \
-            code -= bound_;                                                            \
-            range -= bound_;                                                           \
-            *(prob) = (uint16_t)(pr_ - (pr_ >> RC_MOVE_BITS));                         \
-            (bit) = 1;                                                                 \
-        }                                                                              \
-        if (range < RC_TOP) {                                                          \
-            range <<= 8;                                                               \
-            if (pos < size) {                                                          \
-                code = (code << 8) | src[pos++];                                       \
-            } else {                                                                   \
-                code <<= 8;                                                            \
-                err = 1;                                                               \
-            }                                                                          \
-        }                                                                              \
+#define RC_LOCAL_BIT(prob, bit)                                                                   \
+    do {                                                                                          \
+        uint32_t pr_ = *(prob), bound_ = (range >> PKWB_RC_PROB_BITS) * pr_;                      \
+        if (code < bound_) {                                                                      \
+            range = bound_;                                                                       \
+            *(prob) = (uint16_t)(pr_ + (((1u << PKWB_RC_PROB_BITS) - pr_) >> PKWB_RC_MOVE_BITS)); \
+            (bit) = 0;                                                                            \
+        } else {                                                                                  \
+            code -= bound_;                                                                       \
+            range -= bound_;                                                                      \
+            *(prob) = (uint16_t)(pr_ - (pr_ >> PKWB_RC_MOVE_BITS));                               \
+            (bit) = 1;                                                                            \
+        }                                                                                         \
+        if (range < PKWB_RC_TOP) {                                                                \
+            range <<= 8;                                                                          \
+            if (pos < size) {                                                                     \
+                code = (code << 8) | src[pos++];                                                  \
+            } else {                                                                              \
+                code <<= 8;                                                                       \
+                err = 1;                                                                          \
+            }                                                                                     \
+        }                                                                                         \
     } while (0)
 
 static pkwb_status bitmap_bytes(rc_dec *d, uint8_t *out, uint64_t limit, uint64_t start, uint32_t span, unsigned literal) {
     uint32_t range = d->range, code = d->code, pos = d->pos, i;
     const uint32_t size = d->size;
     const uint8_t *src = d->p;
-    uint16_t *bitmap = d->probs + C1 + CLS_BITMAP;
-    uint16_t *tree = d->probs + (literal ? C1_TREE_LITERAL : C1_TREE_DELTA);
+    uint16_t *bitmap = d->probs + PKWB_CTX_C1 + PKWB_CLS_BITMAP;
+    uint16_t *tree = d->probs + (literal ? PKWB_CTX_C1_TREE_LITERAL : PKWB_CTX_C1_TREE_DELTA);
     const uint32_t zz_shift = literal ? 0u : 1u;
     uint8_t *dst;
     unsigned prev = 0;
@@ -387,7 +342,7 @@ static pkwb_status bitmap_bytes(rc_dec *d, uint8_t *out, uint64_t limit, uint64_
 }
 
 /* Derived word element: float32(multiplier x the reference element) as bits, every NaN made
- * CANONICAL_NAN (platforms differ in the NaN they produce), plus the residual v. The reference
+ * PKWB_CANONICAL_NAN (platforms differ in the NaN they produce), plus the residual v. The reference
  * lies wholly before the record (checked when its header was read); the write is bounds-checked. */
 static pkwb_status put_derived(uint8_t *out, uint64_t limit, uint64_t start, uint64_t ref_start, uint64_t index,
                                float multiplier, uint32_t v) {
@@ -399,7 +354,7 @@ static pkwb_status put_derived(uint8_t *out, uint64_t limit, uint64_t start, uin
     memcpy(&ref, &ref_bits, 4);
     prod = multiplier * ref;
     memcpy(&pred, &prod, 4);
-    if ((pred & 0x7F800000u) == 0x7F800000u && (pred & 0x007FFFFFu) != 0) pred = CANONICAL_NAN;
+    if ((pred & 0x7F800000u) == 0x7F800000u && (pred & 0x007FFFFFu) != 0) pred = PKWB_CANONICAL_NAN;
     pred += v;
     out[at] = (uint8_t)pred;
     out[at + 1] = (uint8_t)(pred >> 8);
@@ -419,34 +374,34 @@ static pkwb_status apply_stream(const pkwb_blob *blob, uint8_t *out, uint64_t li
     d.pos = 4;
     d.range = 0xFFFFFFFFu;
     d.err = 0;
-    for (i = 0; i < NUM_CONTEXTS; ++i) d.probs[i] = RC_PROB_INIT;
+    for (i = 0; i < PKWB_NUM_CONTEXTS; ++i) d.probs[i] = PKWB_RC_PROB_INIT;
 
-    count = gamma_dec(&d, CTX_HDR) - 1u;
+    count = gamma_dec(&d, PKWB_CTX_HDR) - 1u;
     if (d.err) return PKWB_ERR_TRUNCATED;
     for (i = 0; i < count; ++i) {
         uint64_t start, end, ref_start = 0;
         uint32_t skip, width, span, cls;
         unsigned mode, literal, derived;
         float multiplier = 0.0f;
-        skip = gamma_dec(&d, CTX_HDR);
+        skip = gamma_dec(&d, PKWB_CTX_HDR);
         if (d.err) return PKWB_ERR_TRUNCATED;
         start = prev_end + skip - 1u;
-        width = rc_bit(&d, CTX_WIDTH) ? 4u : 1u;
+        width = rc_bit(&d, PKWB_CTX_WIDTH) ? 4u : 1u;
         if (d.err) return PKWB_ERR_TRUNCATED;
-        span = gamma_dec(&d, CTX_HDR);
+        span = gamma_dec(&d, PKWB_CTX_HDR);
         if (d.err) return PKWB_ERR_TRUNCATED;
         end = start + (uint64_t)width * span;
         if (end > blob->model_size) return PKWB_ERR_OUT_OF_RANGE;
-        cls = width == 4u ? C4 : C1;
+        cls = width == 4u ? PKWB_CTX_C4 : PKWB_CTX_C1;
         derived = 0;
         if (width == 4u) {
-            derived = rc_bit(&d, C4_DERIVED);
+            derived = rc_bit(&d, PKWB_CTX_C4_DERIVED);
             if (d.err) return PKWB_ERR_TRUNCATED;
         }
         if (derived) {
             uint32_t back, bits = 0;
             unsigned k;
-            back = gamma_dec(&d, CTX_HDR);
+            back = gamma_dec(&d, PKWB_CTX_HDR);
             if (d.err) return PKWB_ERR_TRUNCATED;
             if (4u * (uint64_t)back > start || start - 4u * (uint64_t)back + 4u * (uint64_t)span > start)
                 return PKWB_ERR_OUT_OF_RANGE;
@@ -455,19 +410,19 @@ static pkwb_status apply_stream(const pkwb_blob *blob, uint8_t *out, uint64_t li
             if (d.err) return PKWB_ERR_TRUNCATED;
             memcpy(&multiplier, &bits, 4);
         }
-        mode = rc_bit(&d, cls + CLS_MODE);
+        mode = rc_bit(&d, cls + PKWB_CLS_MODE);
         if (d.err) return PKWB_ERR_TRUNCATED;
-        literal = derived ? 1u : rc_bit(&d, cls + CLS_VMODE);
+        literal = derived ? 1u : rc_bit(&d, cls + PKWB_CLS_VMODE);
         if (d.err) return PKWB_ERR_TRUNCATED;
         if (mode == 0) { /* gaps */
             uint32_t k, j;
             int64_t p = -1;
-            k = gamma_dec(&d, width == 4u ? C4_COUNT : C1_COUNT);
+            k = gamma_dec(&d, width == 4u ? PKWB_CTX_C4_COUNT : PKWB_CTX_C1_COUNT);
             if (d.err) return PKWB_ERR_TRUNCATED;
             for (j = 0; j < k; ++j) {
                 uint32_t v;
                 pkwb_status st;
-                p += gamma_dec(&d, width == 4u ? C4_GAP : C1_GAP);
+                p += gamma_dec(&d, width == 4u ? PKWB_CTX_C4_GAP : PKWB_CTX_C1_GAP);
                 if (d.err) return PKWB_ERR_TRUNCATED;
                 if (p >= (int64_t)span) return PKWB_ERR_OUT_OF_RANGE;
                 v = value_dec(&d, width, literal);
@@ -483,7 +438,7 @@ static pkwb_status apply_stream(const pkwb_blob *blob, uint8_t *out, uint64_t li
             uint32_t p;
             unsigned prev = 0;
             for (p = 0; p < span; ++p) {
-                prev = rc_bit(&d, cls + CLS_BITMAP + prev);
+                prev = rc_bit(&d, cls + PKWB_CLS_BITMAP + prev);
                 if (d.err) return PKWB_ERR_TRUNCATED;
                 if (prev) {
                     uint32_t v;
@@ -519,8 +474,8 @@ pkwb_status pkwb_apply_prehashed(const pkwb_blob *blob, const uint8_t *base, siz
     /* Integrity digest: the model, the label/threshold counts, the language, labels and thresholds. */
     pkw_sha256_init(&ctx);
     pkw_sha256_update(&ctx, out, base_size);
-    pkw_sha256_update(&ctx, blob->data + 6, 2);
-    pkw_sha256_update(&ctx, blob->data + 12, PKWB_LANG_BYTES);
+    pkw_sha256_update(&ctx, blob->data + PKWB_DIGEST_COUNTS_AT, PKWB_DIGEST_COUNTS_BYTES);
+    pkw_sha256_update(&ctx, blob->data + PKWB_DIGEST_LANG_AT, PKWB_DIGEST_LANG_BYTES);
     pkw_sha256_update(&ctx, blob->data + blob->labels_offset, blob->stream_offset - blob->labels_offset);
     pkw_sha256_final(&ctx, digest);
     if (memcmp(digest, blob->digest, PKW_SHA256_DIGEST_BYTES) != 0) return PKWB_ERR_TARGET_MISMATCH;
@@ -543,26 +498,26 @@ pkwb_status pkwf_parse(const uint8_t *data, size_t size, pkwf_image *out) {
     uint64_t prev_end;
 
     if (data == NULL || out == NULL) return PKWB_ERR_BAD_ARGUMENT;
-    if (size < PKWF_HEADER_SIZE + 4u) return PKWB_ERR_TRUNCATED;
-    if (memcmp(data, "PKWF", 4) != 0) return PKWB_ERR_BAD_MAGIC;
-    if (rd16(data + 4) != PKWF_FORMAT_VERSION) return PKWB_ERR_UNSUPPORTED_VERSION;
+    if (size < PKWF_HEADER_SIZE + PKWB_CRC_BYTES) return PKWB_ERR_TRUNCATED;
+    if (memcmp(data + PKWF_AT_MAGIC, PKWF_MAGIC, PKWF_MAGIC_BYTES) != 0) return PKWB_ERR_BAD_MAGIC;
+    if (rd16(data + PKWF_AT_FORMAT_VERSION) != PKWF_FORMAT_VERSION) return PKWB_ERR_UNSUPPORTED_VERSION;
     if (size > 0xFFFFFFFFu) return PKWB_ERR_BAD_SIZE;
-    num_blobs = rd16(data + 6);
+    num_blobs = rd16(data + PKWF_AT_NUM_BLOBS);
     table_end = PKWF_HEADER_SIZE + PKWF_ENTRY_SIZE * num_blobs;
-    if ((uint64_t)table_end + 4u > size) return PKWB_ERR_TRUNCATED;
-    if (pkw_crc32(data, size - 4u) != rd32(data + size - 4u)) return PKWB_ERR_BAD_CRC;
+    if ((uint64_t)table_end + PKWB_CRC_BYTES > size) return PKWB_ERR_TRUNCATED;
+    if (pkw_crc32(data, size - PKWB_CRC_BYTES) != rd32(data + size - PKWB_CRC_BYTES)) return PKWB_ERR_BAD_CRC;
 
-    body_end = (uint32_t)size - 4u;
-    base_offset = rd32(data + 8);
-    base_size = rd32(data + 12);
+    body_end = (uint32_t)size - PKWB_CRC_BYTES;
+    base_offset = rd32(data + PKWF_AT_BASE_OFFSET);
+    base_size = rd32(data + PKWF_AT_BASE_SIZE);
     if (base_offset % PKWF_ALIGN != 0 || base_offset < table_end) return PKWB_ERR_BAD_SIZE;
     if (base_size == 0 || (uint64_t)base_offset + base_size > body_end) return PKWB_ERR_OUT_OF_RANGE;
 
     prev_end = (uint64_t)base_offset + base_size;
     for (i = 0; i < num_blobs; ++i) {
         const uint8_t *e = data + PKWF_HEADER_SIZE + PKWF_ENTRY_SIZE * i;
-        uint32_t off = rd32(e), sz = rd32(e + 4);
-        pkwb_status st = check_lang(e + 8, NULL);
+        uint32_t off = rd32(e + PKWF_ENTRY_AT_OFFSET), sz = rd32(e + PKWF_ENTRY_AT_SIZE);
+        pkwb_status st = check_lang(e + PKWF_ENTRY_AT_LANG, NULL);
         if (st != PKWB_OK) return st;
         if (off % PKWF_ALIGN != 0) return PKWB_ERR_BAD_SIZE;
         if (sz < PKWB_MIN_SIZE || (uint64_t)off + sz > body_end) return PKWB_ERR_OUT_OF_RANGE;
@@ -575,7 +530,7 @@ pkwb_status pkwf_parse(const uint8_t *data, size_t size, pkwf_image *out) {
     out->num_blobs = (uint16_t)num_blobs;
     out->base_offset = base_offset;
     out->base_size = base_size;
-    out->base_sha256 = data + 16;
+    out->base_sha256 = data + PKWF_AT_BASE_SHA256;
     return PKWB_OK;
 }
 
@@ -583,9 +538,9 @@ pkwb_status pkwf_entry_at(const pkwf_image *image, uint32_t index, pkwf_entry *e
     const uint8_t *e;
     if (image == NULL || entry == NULL || index >= image->num_blobs) return PKWB_ERR_BAD_ARGUMENT;
     e = image->data + PKWF_HEADER_SIZE + PKWF_ENTRY_SIZE * index;
-    entry->offset = rd32(e);
-    entry->size = rd32(e + 4);
-    memcpy(entry->lang, e + 8, PKWB_LANG_BYTES);
+    entry->offset = rd32(e + PKWF_ENTRY_AT_OFFSET);
+    entry->size = rd32(e + PKWF_ENTRY_AT_SIZE);
+    memcpy(entry->lang, e + PKWF_ENTRY_AT_LANG, PKWB_LANG_BYTES);
     entry->lang[PKWB_LANG_BYTES] = 0;
     return PKWB_OK;
 }
@@ -618,7 +573,8 @@ int32_t pkwf_find(const pkwf_image *image, const char *lang) {
     for (i = 0; i < image->num_blobs; ++i) {
         const uint8_t *e = image->data + PKWF_HEADER_SIZE + PKWF_ENTRY_SIZE * i;
         size_t n = strlen(lang);
-        if (n > 0 && n <= PKWB_LANG_BYTES && memcmp(e + 8, lang, n) == 0 && (n == PKWB_LANG_BYTES || e[8 + n] == 0))
+        if (n > 0 && n <= PKWB_LANG_BYTES && memcmp(e + PKWF_ENTRY_AT_LANG, lang, n) == 0 &&
+            (n == PKWB_LANG_BYTES || e[PKWF_ENTRY_AT_LANG + n] == 0))
             return (int32_t)i;
     }
     return -1;

@@ -12,45 +12,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Every format constant (offsets, sizes, versions, the context layout, pkwb_status) is generated
+ * from Python into blob_format.h (polykws.firmware.blobformatgen). */
+#include "blob_format.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define PKWB_FORMAT_VERSION 2u
-#define PKWB_HEADER_SIZE 32u
-#define PKWB_DIGEST_BYTES 32u
-#define PKWB_PREFIX_SIZE 64u /* header + integrity digest */
-#define PKWB_MIN_SIZE 68u    /* header + digest + CRC */
-#define PKWB_MIN_STREAM 4u
-#define PKWB_ID_BYTES 4u
-#define PKWB_MAX_MODEL 0x7FFFFFFFu
-#define PKWB_LANG_BYTES 8u
-
-#define PKWF_FORMAT_VERSION 2u
-#define PKWF_HEADER_SIZE 48u
-#define PKWF_ENTRY_SIZE 16u
-#define PKWF_ALIGN 16u
-
-/* Error names follow docs/BLOB_FORMAT.md; PKWB_ERR_X <-> Python BlobError.code "x". */
-typedef enum {
-    PKWB_OK = 0,
-    PKWB_ERR_TRUNCATED,
-    PKWB_ERR_BAD_MAGIC,
-    PKWB_ERR_UNSUPPORTED_VERSION,
-    PKWB_ERR_BAD_SIZE,
-    PKWB_ERR_BAD_CRC,
-    PKWB_ERR_BAD_LANG,
-    PKWB_ERR_BAD_LABELS,
-    PKWB_ERR_OVERLAPPING_PATCHES,
-    PKWB_ERR_OUT_OF_RANGE,
-    PKWB_ERR_SIZE_MISMATCH,
-    PKWB_ERR_BASE_MISMATCH,
-    PKWB_ERR_TARGET_MISMATCH,
-    /* C-only: a caller error (NULL pointer, output buffer smaller than model_size, label index
-     * past num_labels), never a property of the blob bytes themselves. */
-    PKWB_ERR_BAD_ARGUMENT,
-    PKWB_ERR_COUNT_
-} pkwb_status;
 
 /* "truncated", "bad_magic", ... ; "ok" for PKWB_OK; "unknown" for anything else. */
 const char *pkwb_error_name(pkwb_status status);

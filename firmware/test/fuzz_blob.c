@@ -1,16 +1,16 @@
 /* Structure-aware fuzz driver for the blob decoder (pkwb_parse + pkwb_apply) and the flash image
  * reader (pkwf_parse, pkwf_verify_base, pkw_switch), under AddressSanitizer and UBSan.
  *
- * libFuzzer build:  clang -fsanitize=fuzzer,address,undefined ... fuzz_blob.c blob.c sha256.c
+ * libFuzzer build:  clang -fsanitize=fuzzer,address,undefined -I lib ... test/fuzz_blob.c lib/blob.c lib/sha256.c
  * Standalone build: -DPKW_FUZZ_STANDALONE (any C99 compiler with sanitizers): a seeded mutation
  *                   loop, `fuzz_blob <seed dir> <runs> <seed>`.
  *
- * Seeds (PKW_FUZZ_DIR for libFuzzer, argv[1] standalone) come from polykws.firmware.vectors:
+ * Seeds (PKW_FUZZ_DIR for libFuzzer, argv[1] standalone) come from polykws.firmware.fuzz.write_seeds:
  * base.bin, target.bin, blob.bin (base -> target) and image.bin (base + that blob + one more).
  * PKW_FUZZ_TARGET=blob|image picks the parser (default blob).
  *
  * Every input is applied *behind a valid header*: the driver splices the fuzzer's bytes into the
- * good blob after its 32-byte header (blob target) or XORs them over the image after its magic
+ * good blob after its header (blob target) or XORs them over the image after its magic
  * and version (image target), then rewrites total_size and the CRC(s), so the label table, the
  * thresholds and the patch stream's record decoder are what gets exercised. Properties, each an
  * abort() the fuzzer reports:
@@ -94,8 +94,8 @@ static int digest_covers(const pkwb_blob *blob, const uint8_t *model, size_t n) 
     pkw_sha256_ctx ctx;
     pkw_sha256_init(&ctx);
     pkw_sha256_update(&ctx, model, n);
-    pkw_sha256_update(&ctx, blob->data + 6, 2);
-    pkw_sha256_update(&ctx, blob->data + 12, PKWB_LANG_BYTES);
+    pkw_sha256_update(&ctx, blob->data + PKWB_DIGEST_COUNTS_AT, PKWB_DIGEST_COUNTS_BYTES);
+    pkw_sha256_update(&ctx, blob->data + PKWB_DIGEST_LANG_AT, PKWB_DIGEST_LANG_BYTES);
     pkw_sha256_update(&ctx, blob->data + PKWB_PREFIX_SIZE, blob->stream_offset - PKWB_PREFIX_SIZE);
     pkw_sha256_final(&ctx, digest);
     return memcmp(digest, blob->data + PKWB_HEADER_SIZE, PKW_SHA256_DIGEST_BYTES) == 0;
@@ -105,14 +105,14 @@ static void fuzz_blob(const uint8_t *data, size_t size) {
     pkwb_blob blob;
     pkwb_status st;
     size_t n;
-    if (PKWB_HEADER_SIZE + size + 4u > g_work_cap) return;
+    if (PKWB_HEADER_SIZE + size + PKWB_CRC_BYTES > g_work_cap) return;
     /* The good blob's header (magic, version, counts, lang, model_size, ids), then the input as
      * digest, labels, thresholds and stream; total_size and CRC made valid. */
     memcpy(g_work, g_blob, PKWB_HEADER_SIZE);
     memcpy(g_work + PKWB_HEADER_SIZE, data, size);
-    n = PKWB_HEADER_SIZE + size + 4u;
-    wr32(g_work + 8, (uint32_t)n);
-    wr32(g_work + n - 4u, pkw_crc32(g_work, n - 4u));
+    n = PKWB_HEADER_SIZE + size + PKWB_CRC_BYTES;
+    wr32(g_work + PKWB_AT_TOTAL_SIZE, (uint32_t)n);
+    wr32(g_work + n - PKWB_CRC_BYTES, pkw_crc32(g_work, n - PKWB_CRC_BYTES));
     st = pkwb_parse(g_work, n, &blob);
     check_status(st);
     if (st != PKWB_OK) return;
@@ -123,7 +123,7 @@ static void fuzz_blob(const uint8_t *data, size_t size) {
             fprintf(stderr, "fuzz_blob: an accepted blob produced a model its digest does not cover\n");
             abort();
         }
-        if (blob.stream_offset + 4u <= g_blob_n &&
+        if (blob.stream_offset + PKWB_CRC_BYTES <= g_blob_n &&
             memcmp(g_work + PKWB_HEADER_SIZE, g_blob + PKWB_HEADER_SIZE, PKW_SHA256_DIGEST_BYTES) == 0 &&
             memcmp(g_work + PKWB_PREFIX_SIZE, g_blob + PKWB_PREFIX_SIZE, blob.stream_offset - PKWB_PREFIX_SIZE) == 0 &&
             memcmp(g_out, g_target, g_target_n) != 0) {
@@ -141,16 +141,17 @@ static void fuzz_image(const uint8_t *data, size_t size) {
     if (g_image_n > g_work_cap) return;
     memcpy(g_work, g_image, g_image_n);
     /* XOR the input over everything after magic and version, keeping the blobs' CRCs valid too. */
-    for (i = 0; i < size && 6u + i < g_image_n - 4u; ++i) g_work[6u + i] ^= data[i];
+    for (i = 0; i < size && PKWF_AT_NUM_BLOBS + i < g_image_n - PKWB_CRC_BYTES; ++i) g_work[PKWF_AT_NUM_BLOBS + i] ^= data[i];
     for (b = 0; b < 4u; ++b) {
         const uint8_t *e = g_work + PKWF_HEADER_SIZE + PKWF_ENTRY_SIZE * b;
         uint32_t off, sz;
         if (PKWF_HEADER_SIZE + PKWF_ENTRY_SIZE * (b + 1u) > g_image_n) break;
-        off = rd32le(e);
-        sz = rd32le(e + 4);
-        if (sz >= 8u && (uint64_t)off + sz <= g_image_n - 4u) wr32(g_work + off + sz - 4u, pkw_crc32(g_work + off, sz - 4u));
+        off = rd32le(e + PKWF_ENTRY_AT_OFFSET);
+        sz = rd32le(e + PKWF_ENTRY_AT_SIZE);
+        if (sz >= 8u && (uint64_t)off + sz <= g_image_n - PKWB_CRC_BYTES)
+            wr32(g_work + off + sz - PKWB_CRC_BYTES, pkw_crc32(g_work + off, sz - PKWB_CRC_BYTES));
     }
-    wr32(g_work + g_image_n - 4u, pkw_crc32(g_work, g_image_n - 4u));
+    wr32(g_work + g_image_n - PKWB_CRC_BYTES, pkw_crc32(g_work, g_image_n - PKWB_CRC_BYTES));
     st = pkwf_parse(g_work, g_image_n, &img);
     check_status(st);
     if (st != PKWB_OK) return;
@@ -221,7 +222,7 @@ int main(int argc, char **argv) {
     setup(argv[1]);
     runs = strtoul(argv[2], NULL, 10);
     g_rng = strtoull(argv[3], NULL, 10) * 0x9E3779B97F4A7C15ull + 1u;
-    seed_n = g_image_target ? 256u : g_blob_n - PKWB_HEADER_SIZE - 4u;
+    seed_n = g_image_target ? 256u : g_blob_n - PKWB_HEADER_SIZE - PKWB_CRC_BYTES;
     cap = seed_n + 64u;
     seed_in = (uint8_t *)calloc(cap, 1);
     in = (uint8_t *)malloc(cap);

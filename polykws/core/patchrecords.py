@@ -29,20 +29,23 @@ from polykws.core.rangecoder import (
 WIDTHS = (1, 4)  # element width coded by one bit: 0 -> 1 byte, 1 -> 4 bytes
 MAX_MODEL_BYTES = 0x7FFFFFFF  # keeps every coded number below 2^32
 
-# Context layout: indices into one flat probability array (firmware/blob.c uses the same).
+# Context layout: indices into one flat probability array. polykws.firmware.blobformatgen writes it
+# into firmware/lib/blob_format.h for the C decoder.
 CTX_HDR = 0  # gamma model: record count, skips, spans
 CTX_WIDTH = CTX_HDR + GAMMA_MODEL_SIZE  # 1 probability
 TREE_SIZE = 256  # an 8-bit binary tree: nodes 1..255
+# Each class block starts with a mode bit, a value-mode bit and two bitmap contexts (by the previous bit).
+CLS_MODE, CLS_VMODE, CLS_BITMAP = 0, 1, 2
 # width-1 (int8 byte) class: values are 8-bit symbols coded with a binary tree per value mode
 C1 = CTX_WIDTH + 1
-C1_MODE, C1_VMODE, C1_BITMAP = C1, C1 + 1, C1 + 2  # bitmap: 2 contexts, by the previous bit
+C1_MODE, C1_VMODE, C1_BITMAP = C1 + CLS_MODE, C1 + CLS_VMODE, C1 + CLS_BITMAP
 C1_COUNT = C1 + 4
 C1_GAP = C1_COUNT + GAMMA_MODEL_SIZE
 C1_TREE_DELTA = C1_GAP + GAMMA_MODEL_SIZE
 C1_TREE_LITERAL = C1_TREE_DELTA + TREE_SIZE
 # width-4 (32-bit word) class: values are Elias-gamma magnitudes and a sign bit
 C4 = C1_TREE_LITERAL + TREE_SIZE
-C4_MODE, C4_VMODE, C4_BITMAP = C4, C4 + 1, C4 + 2
+C4_MODE, C4_VMODE, C4_BITMAP = C4 + CLS_MODE, C4 + CLS_VMODE, C4 + CLS_BITMAP
 C4_SIGN_DELTA, C4_SIGN_LITERAL = C4 + 4, C4 + 5
 C4_COUNT = C4 + 6
 C4_GAP = C4_COUNT + GAMMA_MODEL_SIZE
@@ -52,7 +55,6 @@ C4_DERIVED = C4_MAG_LITERAL + GAMMA_MODEL_SIZE  # word records: predicted from a
 NUM_CONTEXTS = C4_DERIVED + 1
 CANONICAL_NAN = 0x7FC00000  # every NaN a product yields is taken as this one (platforms differ)
 
-# per width: (mode, value mode, bitmap, count, gap) context bases
 # The context slots each element width codes with: mode, value mode, bitmap, count, gap.
 CONTEXTS_BY_WIDTH = {1: (C1_MODE, C1_VMODE, C1_BITMAP, C1_COUNT, C1_GAP), 4: (C4_MODE, C4_VMODE, C4_BITMAP, C4_COUNT, C4_GAP)}
 

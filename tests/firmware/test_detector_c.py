@@ -1,4 +1,4 @@
-"""firmware/detector.c against polykws.export.streaming, event for event (no TFLM needed).
+"""firmware/lib/detector.c against polykws.export.streaming, event for event (no TFLM needed).
 
 Streams of seeded int8 model frames and model outputs go through both implementations of the
 algorithm in docs/STREAMING.md: the C ring, schedule, smoothing and decision (host gcc with

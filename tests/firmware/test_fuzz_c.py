@@ -1,4 +1,4 @@
-"""A short structure-aware fuzz of firmware/blob.c under ASan/UBSan, in the default test run.
+"""A short structure-aware fuzz of firmware/lib/blob.c under ASan/UBSan, in the default test run.
 
 libFuzzer when clang links it (.ci/run installs clang), else the driver's seeded mutation loop
 under gcc's sanitizers. 10,000 inputs per parser (blob decoder, flash image reader); the 1,000,000
@@ -43,13 +43,13 @@ def test_fuzz_blob_c(driver, target):
 def test_fuzz_driver_catches_a_planted_out_of_bounds_write(driver, tmp_path):
     """The harness can fail: blob.c with its span check removed writes past the model buffer."""
     exe, engine, seeds = driver
-    src = (fuzz.FIRMWARE_DIR / "blob.c").read_text()
+    src = (fuzz.FIRMWARE_DIR / "lib" / "blob.c").read_text()
     planted = src.replace("if (end > blob->model_size) return PKWB_ERR_OUT_OF_RANGE;", "")
     planted = planted.replace("if (at + width > limit) return PKWB_ERR_OUT_OF_RANGE;", "")
     assert planted != src
     broken = tmp_path / "fw"
-    shutil.copytree(fuzz.FIRMWARE_DIR, broken, ignore=shutil.ignore_patterns("*.py", "__pycache__", "boards", "app", "compat"))
-    (broken / "blob.c").write_text(planted)
+    shutil.copytree(fuzz.FIRMWARE_DIR, broken, ignore=shutil.ignore_patterns("*.py", "__pycache__", "boards", "app", "compat", "build"))
+    (broken / "lib" / "blob.c").write_text(planted)
     old = fuzz.FIRMWARE_DIR
     try:
         fuzz.FIRMWARE_DIR = broken

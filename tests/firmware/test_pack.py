@@ -9,7 +9,7 @@ import pytest
 
 from polykws.export.blob import encode_blob, encode_flash_image
 from polykws.export.evaluate import quantize_features
-from polykws.firmware.pack import load_bench_sets, load_pack, subset_indices
+from polykws.firmware.packreader import load_bench_sets, load_pack, subset_indices
 from polykws.core import PolykwsError
 
 
