@@ -59,7 +59,7 @@ def main_cells(budgets: list[int]):
 
     cells = [GridCell(m, m) for m in BASELINES] + [GridCell("swr", "swr", b) for b in budgets]
     cells += [GridCell(f, f, b) for f in list_deltas() for b in budgets]
-    options = {"search": "greedy", "options": swr_options(BYTE_FRIENDLY_FAMILIES)}
+    options = {"search": "greedy", "ablation": {"options": swr_options(BYTE_FRIENDLY_FAMILIES)}}
     cells += [GridCell(BYTE_FRIENDLY_LABEL, "swr", b, method_options=options) for b in BYTE_FRIENDLY_BUDGETS]
     rank = {name: i for i, name in enumerate(PRIORITY)}
     return sorted(cells, key=lambda c: (rank.get(c.name, len(PRIORITY)), c.budget or 0))
@@ -70,7 +70,7 @@ def byte_budget_cells(byte_budgets: list[int], families: list[str]):
     from polykws.pipeline.grid import GridCell, swr_options
 
     label = "swr_blob" + ("-" + "+".join(families) if families else "")
-    options = {"search": "greedy", "options": swr_options(families)} if families else {}
+    options = {"search": "greedy", "ablation": {"options": swr_options(families)}} if families else {}
     return [GridCell("head_only", "head_only")] + [GridCell(label, "swr", b, "bytes", options) for b in byte_budgets]
 
 

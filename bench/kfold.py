@@ -52,6 +52,11 @@ CSV_COLS = ["lang", "fold", "cell", "method", "budget", "seed", "status", "body_
             "selection", "reason"]
 
 
+def ablation(search: str, **settings) -> dict:
+    """SWR's method options for an ablation search (training/swr/ablations/) with its settings."""
+    return {"search": search, "ablation": settings}
+
+
 def cells(budgets: list[int], ablation_budget: int):
     from polykws.pipeline.grid import GridCell
 
@@ -66,25 +71,25 @@ def cells(budgets: list[int], ablation_budget: int):
     # Ablations and the other single families at one budget: the policy network with features
     # from before and after the warm-up, a random policy, a uniform allocation.
     out += [GridCell("swr_policy", "swr", ablation_budget, "bytes", {"search": "policy"}),
-            GridCell("swr_policy_warm_features", "swr", ablation_budget, "bytes", {"search": "policy", "warmup_features": True}),
+            GridCell("swr_policy_warm_features", "swr", ablation_budget, "bytes", ablation("policy", warmup_features=True)),
             GridCell("swr_random", "swr", ablation_budget, "bytes", {"search": "random"}),
             GridCell("swr_uniform", "swr", ablation_budget, "bytes", {"search": "uniform"})]
     out += [GridCell(fam, fam, ablation_budget, "bytes") for fam in ("scale", "lowrank", "dense")]
     # SWR over the sparse options only (bias and the diff_prune ladder, up to whole pointwise
     # tensors): is the choice between families worth anything over the choice of sizes?
     sparse = ["bias", *(f"diff_prune:k={k}" for k in (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096))]
-    out += [GridCell("swr_sparse", "swr", b, "bytes", {"search": "greedy", "options": sparse}) for b in budgets]
+    out += [GridCell("swr_sparse", "swr", b, "bytes", ablation("greedy", options=sparse)) for b in budgets]
     # A longer warm-up (half the epochs instead of a quarter): do better-trained search states
     # choose better positions?
-    warm50 = {"search": "greedy", "warmup_fraction": 0.5, "search_fraction": 0.25, "finetune_fraction": 0.25}
-    out += [GridCell("swr_warm50", "swr", b, "bytes", warm50) for b in budgets]
-    out += [GridCell("swr_warm75", "swr", b, "bytes", {"search": "greedy", "warmup_fraction": 0.75, "search_fraction": 0.125, "finetune_fraction": 0.125})
+    warm50 = {"warmup_fraction": 0.5, "search_fraction": 0.25, "finetune_fraction": 0.25}
+    out += [GridCell("swr_warm50", "swr", b, "bytes", ablation("greedy", **warm50)) for b in budgets]
+    out += [GridCell("swr_warm75", "swr", b, "bytes", ablation("greedy", warmup_fraction=0.75, search_fraction=0.125, finetune_fraction=0.125))
             for b in budgets]
     # The warm-up without "none" draws: every site trains jointly, as in diff_prune's search.
-    out += [GridCell("swr_joint", "swr", b, "bytes", {"search": "greedy", "warmup_none": False}) for b in budgets]
-    out += [GridCell("swr_joint_warm50", "swr", b, "bytes", {"warmup_none": False, **warm50}) for b in budgets]
-    out += [GridCell("swr_support", "swr", b, "bytes", {"search": "greedy", "finetune_positions": "support"}) for b in budgets]
-    out += [GridCell("swr_sparse_support", "swr", b, "bytes", {"search": "greedy", "options": sparse, "finetune_positions": "support"})
+    out += [GridCell("swr_joint", "swr", b, "bytes", ablation("greedy", warmup_none=False)) for b in budgets]
+    out += [GridCell("swr_joint_warm50", "swr", b, "bytes", ablation("greedy", warmup_none=False, **warm50)) for b in budgets]
+    out += [GridCell("swr_support", "swr", b, "bytes", ablation("greedy", finetune_positions="support")) for b in budgets]
+    out += [GridCell("swr_sparse_support", "swr", b, "bytes", ablation("greedy", options=sparse, finetune_positions="support"))
             for b in budgets]
     out += [GridCell("swr_measured", "swr", b, "bytes", {"search": "measured"}) for b in budgets]
     # SWR on the sites diff_prune's global magnitude projection fills (conv0 and the pointwise convs).
@@ -266,8 +271,8 @@ def merge(sources: list[str], out: Path, langs: list[str]) -> None:
 def collect_models(store: Path, fold: int, seed: int, out: Path) -> int:
     """Copy every exported language model of one (fold, seed) in the grid's store, named
     `<lang>__<cell>.tflite` with its description (method = the cell), beside the base export as
-    `base.tflite`: the folder layout `bench/blob_v2.py --models` reads. Rows of an older training
-    package in the same store (a different code hash) are left out, head-only aside (no delta)."""
+    `base.tflite`: the folder layout `bench/blob_v2.py --models` reads. Rows of older code in
+    the same store (a different `code_digest`) are left out, head-only aside (no delta)."""
     import shutil
     from collections import Counter
 
@@ -280,7 +285,7 @@ def collect_models(store: Path, fold: int, seed: int, out: Path) -> int:
     adapt_code = {}
     for sj in store.glob("bench_adapt/*/stage.json"):
         d = json.loads(sj.read_text())
-        adapt_code[d["key"]] = d["code"].get("polykws.training")
+        adapt_code[d["key"]] = d.get("code_digest")
     current = Counter(adapt_code.values()).most_common(1)[0][0]
     bases = {sha256_file(p) for p in store.glob("export_base/*/*.tflite") if not p.name.endswith(".float.tflite")}
     if len(bases) != 1:

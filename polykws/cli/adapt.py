@@ -82,7 +82,7 @@ def _method_config(args: argparse.Namespace):
             options["search"] = args.search
         if args.families:
             families = [f.strip() for f in args.families.split(",") if f.strip()]
-            options["options"] = SWRConfig.with_families(families, search=args.search or "greedy").options
+            options["ablation"] = {"options": SWRConfig.with_families(families, search=args.search or "greedy").options}
             options.setdefault("search", "greedy")
         if args.budget_includes_head:
             options["budget_includes_head"] = True

@@ -68,7 +68,7 @@ def test_the_search_flag_and_families_pick_the_search(flags, search):
     cfg = _method_config(args)
     assert cfg.search == search
     if "--families" in flags:
-        assert {o.family for o in cfg.options} == set(args.families.split(","))
+        assert {o.family for o in cfg.ablation.options} == set(args.families.split(","))
 
 
 def test_unknown_language_names_the_config(base_file, capsys):

@@ -1,6 +1,7 @@
-"""Every SWR search (the default greedy, the policy, and the random and uniform ablations) on
-the int8 grid: the selection's exact bytes fit the byte budget, the fine-tune moves no byte the
-selection did not pay for, and the epochs add up to the same budget as every other method."""
+"""Every SWR search (the default l0, and the ablations greedy, measured, policy, random and
+uniform) on the int8 grid: the selection's exact bytes fit the byte budget, the fine-tune moves
+no byte the selection did not pay for, and the epochs add up to the same budget as every other
+method. Also the config: the default's fields, the ablations' own, and the pointer between them."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ import pytest
 from polykws.training.adapt import adapt
 from polykws.training.deltas.blob_bytes import layer_body_bytes
 from polykws.training.swr import SWRConfig
-from polykws.training.swr.config import SEARCHES
+from polykws.training.swr.ablations import SEARCHES as ABLATIONS
+from polykws.training.swr.config import DEFAULT_SEARCH
 
 from .test_swr import FAST, synthetic_splits
 
-
-VARIANTS = [{"search": s} for s in SEARCHES] + [{"search": "l0", "l0_pruning": "one_shot"}, {"search": "greedy", "warmup_none": False}, {"search": "greedy", "finetune_positions": "support"}]
+SEARCHES = (DEFAULT_SEARCH, *ABLATIONS)
+VARIANTS = [{"search": s} for s in SEARCHES] + [
+    {"search": "l0", "l0_pruning": "one_shot"},
+    {"search": "greedy", "ablation": {"warmup_none": False}},
+    {"search": "greedy", "ablation": {"finetune_positions": "support"}},
+]
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()))
@@ -26,6 +32,7 @@ def test_each_search_holds_the_byte_budget_and_the_paid_positions(variant, base)
     assert d["search"] == search and d["budget_unit"] == "blob_bytes"
     layers = result.delta_model.delta_layers()
     exact = sum(layer_body_bytes(layer) for layer in layers.values())
+    # No tolerance: the trim holds every search's exact bytes to the budget.
     assert exact == d["estimated_body_blob_bytes"] and 0 < exact <= budget, f"{search}: {exact} B for a {budget} B budget"
     for site, layer in layers.items():
         assert layer.grid is not None and layer.grid.paid is not None
@@ -38,8 +45,8 @@ def test_each_search_holds_the_byte_budget_and_the_paid_positions(variant, base)
 
 @pytest.mark.parametrize("warmup_none", [True, False])
 def test_the_warm_up_draws_none_only_when_asked(warmup_none, base, monkeypatch):
-    from polykws.training.swr import search
-    from polykws.training.swr.supernet import Supernet
+    from polykws.training.swr.ablations import persite as search
+    from polykws.training.swr.ablations.supernet import Supernet
 
     drawn: list[dict[str, int]] = []
     state = {"warm": True, "eval": False}
@@ -62,7 +69,7 @@ def test_the_warm_up_draws_none_only_when_asked(warmup_none, base, monkeypatch):
     monkeypatch.setattr(Supernet, "set_choices", record)
     monkeypatch.setattr(search._Search, "eval_gates", evaluating)
     monkeypatch.setattr(Supernet, "finalize_options", warm_up_ends)
-    cfg = SWRConfig(budget_bytes=1200, search="uniform", warmup_none=warmup_none)
+    cfg = SWRConfig(budget_bytes=1200, search="uniform", ablation={"warmup_none": warmup_none})
     adapt(base, synthetic_splits(n_train=256), cfg, FAST)
     nones = sum(v == 0 for c in drawn for v in c.values())
     assert len(drawn) >= 8 and all(len(c) == 9 for c in drawn)
@@ -71,7 +78,7 @@ def test_the_warm_up_draws_none_only_when_asked(warmup_none, base, monkeypatch):
 
 @pytest.mark.parametrize("positions", ["moved", "support"])
 def test_the_fine_tune_may_move_exactly_the_positions_it_is_given(positions, base, monkeypatch):
-    from polykws.training.swr import search
+    from polykws.training.swr.ablations import persite as search
 
     seen: dict[str, tuple] = {}
     finetune = search._Search.finetune
@@ -86,7 +93,7 @@ def test_the_fine_tune_may_move_exactly_the_positions_it_is_given(positions, bas
         return final
 
     monkeypatch.setattr(search._Search, "finetune", checked)
-    adapt(base, synthetic_splits(), SWRConfig(budget_bytes=3000, search="greedy", finetune_positions=positions), FAST)
+    adapt(base, synthetic_splits(), SWRConfig(budget_bytes=3000, search="greedy", ablation={"finetune_positions": positions}), FAST)
     assert seen
     for site, (moved, nonzero, paid) in seen.items():
         want = moved | nonzero if positions == "support" else moved
@@ -103,11 +110,12 @@ def test_a_search_spends_more_of_a_larger_budget(search, base):
 
 
 @pytest.mark.parametrize("epochs", [3, 7, 30, 31])
-@pytest.mark.parametrize("search", [s for s in SEARCHES if s != "l0"])
+@pytest.mark.parametrize("search", ABLATIONS)
 def test_phase_epochs_sum_to_the_method_epochs(epochs, search):
-    from polykws.training.swr.search import phase_epochs
+    from polykws.training.swr.ablations.persite import phase_epochs
 
-    assert sum(phase_epochs(epochs, SWRConfig(search=search)).values()) == epochs
+    cfg = SWRConfig(search=search)
+    assert sum(phase_epochs(epochs, search, cfg.ablation).values()) == epochs
 
 
 def test_budgets_in_params_and_bytes_are_exclusive():
@@ -116,10 +124,100 @@ def test_budgets_in_params_and_bytes_are_exclusive():
     assert SWRConfig().budget_bytes is not None and SWRConfig().budget_params is None  # bytes by default
     with pytest.raises(ConfigError, match="not both"):
         SWRConfig(budget_params=100, budget_bytes=100)
-    with pytest.raises(ConfigError, match="search"):
-        SWRConfig(search="annealing")
-    with pytest.raises(ConfigError, match="finetune_positions"):
-        SWRConfig(finetune_positions="all")
+
+
+def test_the_default_config_holds_the_default_search_and_a_pointer_to_the_ablations():
+    from dataclasses import fields
+
+    assert {f.name for f in fields(SWRConfig)} == {
+        "budget_params", "budget_includes_head", "budget_bytes", "targets", "l0_pruning", "search", "ablation"}
+    assert SWRConfig().search == "l0" and SWRConfig().ablation is None
+    assert SWRConfig(ablation={}) == SWRConfig()  # an empty mapping is no settings
+
+
+@pytest.mark.parametrize("search", ABLATIONS)
+def test_an_ablation_reads_its_settings_as_its_own_config(search):
+    from polykws.training.swr.ablations import PerSiteConfig, PolicyConfig, get_search
+
+    want = PolicyConfig if search == "policy" else PerSiteConfig
+    assert get_search(search).config_cls is want
+    cfg = SWRConfig(search=search, ablation={"warmup_none": False})
+    assert type(cfg.ablation) is want and cfg.ablation.warmup_none is False
+    assert SWRConfig(search=search).ablation == want()
+    assert SWRConfig(search=search, ablation=want(warmup_none=False)) == cfg
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: SWRConfig(search="annealing"), "search must be one of"),
+        (lambda: SWRConfig(ablation={"warmup_none": False}), "takes none"),  # the default has no ablation settings
+        (lambda: SWRConfig(search="greedy", ablation={"finetune_positions": "all"}), "finetune_positions"),
+        (lambda: SWRConfig(search="greedy", ablation={"tau_start": 0.5}), "unknown PerSiteConfig fields"),  # a policy setting
+        (lambda: SWRConfig(search="greedy", ablation=["warmup_none"]), "mapping"),
+        (lambda: SWRConfig(search="policy", ablation={"grad_stat_batches": 0}), "grad_stat_batches"),
+        (lambda: SWRConfig.with_families(["scale"], search="l0"), "per-site options"),
+        # Ablation settings go under `ablation`; the unused spend_budget and policy_data are gone.
+        (lambda: _method_config(search="greedy", warmup_none=False), "unknown options"),
+        (lambda: _method_config(spend_budget=False), "unknown options"),
+        (lambda: _method_config(search="policy", ablation={"policy_data": "train"}), "unknown PolicyConfig fields"),
+    ],
+)
+def test_bad_search_settings_raise(make, match):
+    from polykws.core import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+def _method_config(**options):
+    from polykws.training.adapt import method_config
+
+    return method_config("swr", **options)
+
+
+def test_with_families_restricts_a_per_site_search_to_them():
+    cfg = SWRConfig.with_families(["scale", "diff_prune"])
+    assert cfg.search == "greedy" and {o.family for o in cfg.options} == {"scale", "diff_prune"}
+    assert cfg.ablation.options == cfg.options and SWRConfig().options == ()
+    assert SWRConfig.with_families(["bias"], search="uniform").search == "uniform"
+
+
+def test_the_default_path_never_imports_the_ablations(tmp_path):
+    """A stage's code key follows import statements: none in the default path's modules may name
+    the ablations, and a default run leaves them unimported (they load by name, on request)."""
+    import ast
+    import subprocess
+    import sys
+
+    from polykws.core import repo_root
+
+    swr = repo_root() / "training" / "swr"
+    for path in (swr / "__init__.py", swr / "config.py", swr / "search.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [a.name for a in node.names]
+            assert not any("ablations" in n for n in names), f"{path.name}:{node.lineno} imports the ablations"
+    script = """
+import sys
+import torch
+from types import SimpleNamespace
+from polykws.training.adapt import TransferConfig, adapt, method_config
+from polykws.training.models import ds_cnn_s
+
+torch.manual_seed(0)
+g = torch.Generator().manual_seed(0)
+def split(n):
+    y = torch.randint(0, 4, (n,), generator=g)
+    return SimpleNamespace(x=torch.randn(n, 49, 10, generator=g).numpy(), y=y.numpy(), labels=("a", "b", "c", "d"))
+tc = TransferConfig(epochs=1, probe_epochs=1, batch_size=32, seed=0, num_threads=1)
+adapt(ds_cnn_s(num_classes=12).eval(), {"train": split(32), "val": split(16)}, method_config("swr", budget_bytes=300), tc)
+loaded = sorted(m for m in sys.modules if m.startswith("polykws.training.swr"))
+assert "polykws.training.swr.search" in loaded and not any("ablations" in m for m in loaded), loaded
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
 
 
 def test_the_measured_search_takes_only_upgrades_that_lower_the_measured_loss(base):
@@ -152,7 +250,7 @@ def test_the_l0_prefix_is_the_longest_global_magnitude_prefix_that_fits(budget, 
     import torch
 
     from polykws.training.deltas import attach, get_delta
-    from polykws.training.swr.l0 import _candidates, _prefix_bytes, select_prefix
+    from polykws.training.swr.search import _candidates, _prefix_bytes, select_prefix
 
     dm = attach(base, get_delta("diff_prune").config_cls(k=1), head="new", num_classes=10, weight_grid="int8")
     g = torch.Generator().manual_seed(budget)
@@ -184,7 +282,7 @@ def test_gradual_pruning_keeps_the_top_positions_on_schedule_and_never_revives_o
     import torch
 
     from polykws.training.deltas import attach, get_delta
-    from polykws.training.swr.l0 import GradualPruning
+    from polykws.training.swr.search import GradualPruning
 
     dm = attach(base, get_delta("diff_prune").config_cls(k=1), head="new", num_classes=10, weight_grid="int8")
     layers = list(dm.delta_layers().values())
@@ -214,7 +312,7 @@ def test_gradual_pruning_keeps_the_top_positions_on_schedule_and_never_revives_o
 
 def test_the_gradual_l0_search_ends_at_the_budgets_count(base):
     from polykws.training.deltas import attach, get_delta
-    from polykws.training.swr.l0 import target_positions
+    from polykws.training.swr.search import target_positions
 
     result = adapt(base, synthetic_splits(), SWRConfig(budget_bytes=900), FAST)
     d = result.details

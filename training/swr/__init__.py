@@ -1,10 +1,11 @@
 """SWR (Scalable Weight Reparametrization): a search decides where and with which delta to adapt
-the frozen base under a hard budget of blob bytes (or updated parameters). By default one L0
-search over every site ranks the changes and the byte-exact prefix is kept (l0.py); per-site
-searches over several families, with or without a policy network, are the alternatives
-(search.py). Used only during transfer; the search state is discarded. See docs/METHOD.md."""
+the frozen base under a hard budget of blob bytes (or updated parameters). The default search
+is one L0 search over every site whose byte-exact global prefix is kept (search.py, read top to
+bottom); the per-site searches over several families, with or without a policy network, are
+ablations (ablations/, reached only when `SWRConfig.search` names one). Used only during
+transfer; the search state is discarded. See docs/METHOD.md."""
 
-from polykws.training.swr.config import DEFAULT_OPTIONS, SWRConfig, SWROption
+from polykws.training.swr.config import SWRConfig
 
 
 def register(register_method) -> None:
@@ -18,4 +19,4 @@ def register(register_method) -> None:
     register_method("swr", SWRConfig, budgeted=True)(run)
 
 
-__all__ = ["DEFAULT_OPTIONS", "SWRConfig", "SWROption", "register"]
+__all__ = ["SWRConfig", "register"]

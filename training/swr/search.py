@@ -1,5 +1,5 @@
-"""SWR's `l0` search: one L0 search over every site, pruned gradually to the budget, then the
-byte-exact global magnitude prefix.
+"""SWR's default search, top to bottom: one L0 search over every site, pruned gradually to the
+budget, the byte-exact global magnitude prefix, a fine-tune of the paid positions, a trim.
 
 1. Probe the new head; attach diff_prune's L0 search state (dense diff w, hard-concrete gates)
    on every target site and train it jointly with the head for `TransferConfig.finalize_fraction`
@@ -15,13 +15,18 @@ byte-exact global magnitude prefix.
    prefix whose exact v2 record bytes (the blob coder's, per site) fit the budget. Off the int8
    grid the families' shape estimates price the prefix, and with `budget_params` its length is
    the budget.
-4. Fine-tune only the kept values and the head for the remaining epochs; if the values' entropy
-   pushes the exact bytes over the budget, `trim_to_budget` drops the changes nearest to
-   rounding back until they fit.
+4. Fine-tune only the kept values and the head for the remaining epochs, with each site's paid
+   mask the kept positions.
+5. If the values' entropy pushes the exact bytes over the budget, `trim_to_budget` drops the
+   changes nearest to rounding back until they fit; the final bytes are checked against it.
 
 Where each site's bytes go is decided by one ranking instead of per-site options, so a site's
 share is any size, not a rung of a ladder; diff_prune fits k to a shape estimate before it has
 trained, this search fits the prefix to the coder's bytes after the search phase.
+
+The ablation searches (per-site options: greedy, measured, policy, random, uniform) are in
+training/swr/ablations/; `run_swr` hands a config that names one to it, and this module never
+imports it. They share this module's budget, trim and cost check.
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ from typing import Any
 
 import torch
 
+from polykws.core import PolykwsError
 from polykws.training.deltas import HEAD_SITE, DeltaModel, get_delta
-from polykws.training.deltas.blob_bytes import sparse_weight_bytes, tensor_cost
+from polykws.training.deltas.blob_bytes import layer_body_bytes, sparse_weight_bytes, tensor_cost
 from polykws.training.deltas.diff_prune.layer import top_n_masks
 from polykws.training.fit import StepHooks
+from polykws.training.swr.config import DEFAULT_SEARCH, SWRConfig, ablation_search
 
 L0_FAMILY = "diff_prune"
 # Gradual pruning's schedule, in fractions of the search phase's steps: dense until the start
@@ -41,6 +48,75 @@ L0_FAMILY = "diff_prune"
 PRUNE_START_FRACTION = 0.2
 PRUNE_END_FRACTION = 0.8
 PRUNE_POWER = 3
+
+
+def run_swr(ctx, cfg: SWRConfig):
+    """The registered `swr` method: steps 1-5 above; returns a MethodRun with the fine-tuned
+    DeltaModel (plain diff_prune layers, fixed)."""
+    from polykws.training.adapt import MethodRun  # the harness owns the run protocol
+
+    if cfg.search != DEFAULT_SEARCH:
+        return ablation_search(cfg.search).run(ctx, cfg)
+    budget, unit = body_budget(cfg, new_head_params(ctx))
+    split = ctx.cfg.finalize_split()
+    epochs = {"warmup": split["search"], "finetune": split["fixed"]}
+    # 1-2. The L0 search over every site, pruned to the budget while it trains.
+    dm, pruning = search_l0(ctx, cfg, budget, unit, epochs["warmup"])
+    # 3. The byte-exact global prefix.
+    chosen, selection_cost = select_prefix(dm, budget, unit)
+    # 4. The fine-tune of the kept positions.
+    final = finetune_prefix(ctx, dm, chosen, epochs["finetune"])
+    # 5. The trim and the final check.
+    trim_log = trim_to_budget(final, budget) if unit == "blob_bytes" else []
+    cost, est_bytes = checked_cost(final, budget, unit)
+    kept = sum(int(idx.numel()) for idx, _ in chosen.values())
+    return MethodRun(final, final, cost, {
+        "budget_body": budget, "budget_unit": unit, "body_params": cost.body, "estimated_body_blob_bytes": est_bytes,
+        "search": cfg.search, "trim": trim_log,
+        "selection": {name: f"diff_prune(k={int(idx.numel())})" for name, (idx, _) in chosen.items() if idx.numel()},
+        "selection_cost": selection_cost,
+        "kept_positions": kept,
+        "l0_pruning": cfg.l0_pruning,
+        "pruned_to": None if pruning is None else pruning.kept(),
+        "epochs": epochs,
+    })
+
+
+# --- the budget ----------------------------------------------------------------------------------
+def new_head_params(ctx) -> int:
+    """The new language head's parameters, from the base head's shape, so the search need not
+    attach a head for it (an attach draws the head's initialization from the global generator,
+    which the L0 search's gates share)."""
+    base_head = getattr(ctx.base_model, HEAD_SITE)
+    return ctx.num_classes * (base_head.in_features + (1 if base_head.bias is not None else 0))
+
+
+def body_budget(cfg: SWRConfig, head_params: int) -> tuple[int, str]:
+    """The body's budget and its unit: ("blob_bytes") or ("params", less the head when it is paid for)."""
+    if cfg.budget_bytes is not None:
+        # One constraint: estimated body blob bytes; budget_params is not used for selection.
+        return cfg.budget_bytes, "blob_bytes"
+    budget = cfg.budget_params - (head_params if cfg.budget_includes_head else 0)
+    if budget < 0:
+        raise PolykwsError(f"budget of {cfg.budget_params} parameters cannot even hold the {head_params}-parameter head")
+    return budget, "params"
+
+
+# --- steps 1-2: the L0 search, pruned gradually -------------------------------------------------
+def search_l0(ctx, cfg: SWRConfig, budget: int, unit: str, epochs: int) -> tuple[DeltaModel, "GradualPruning | None"]:
+    """Diff_prune's search phase on every target site, with gradual pruning unless one-shot."""
+    family = get_delta(L0_FAMILY)
+    # k does not act during the search phase (only the gates and the L0 penalty do); the final
+    # model's k is the prefix's length.
+    dm = ctx.attach(family.config_cls(k=1, targets=cfg.targets))
+    ctx.probe_head(dm)
+    pruning = None
+    if cfg.l0_pruning == "gradual":
+        steps = epochs * ctx.cfg.steps_per_epoch(len(ctx.data["train"]))
+        pruning = GradualPruning(dm, target_positions(dm, budget, unit), steps)
+    reg = StepHooks(extra_loss=lambda step: dm.regularization(), on_step=pruning)
+    ctx.train(dm, ctx.delta_groups(dm), epochs, phase="swr-l0", seed_offset=2, hooks=reg, select_best=False)
+    return dm, pruning
 
 
 class GradualPruning:
@@ -90,6 +166,7 @@ def target_positions(dm: DeltaModel, budget: int, unit: str) -> int:
     return family.layer_cls.largest_k_within(modules, budget, lambda k: family.config_cls(k=int(k)))
 
 
+# --- step 3: the byte-exact prefix ---------------------------------------------------------------
 @torch.no_grad()
 def _candidates(dm: DeltaModel) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per site: (name, flat deterministic delta, flat indices of the positions that move an
@@ -152,25 +229,11 @@ def select_prefix(dm: DeltaModel, budget: int, unit: str) -> tuple[dict[str, tup
     return chosen, cost
 
 
-def run_l0(ctx, cfg, budget: int, unit: str) -> tuple[DeltaModel, dict[str, Any]]:
-    """Steps 1-4 above; returns the fine-tuned DeltaModel (plain diff_prune layers, fixed) and
-    the run's details."""
-    tc = ctx.cfg
+# --- step 4: the fine-tune of the paid positions -------------------------------------------------
+def finetune_prefix(ctx, dm: DeltaModel, chosen: dict[str, tuple[torch.Tensor, torch.Tensor]], epochs: int) -> DeltaModel:
+    """The kept values in a fresh DeltaModel of plain diff_prune layers, each site's paid mask
+    its kept positions, trained with the search's head for `epochs`."""
     family = get_delta(L0_FAMILY)
-    # k does not act during the search phase (only the gates and the L0 penalty do); the final
-    # model's k is the prefix's length.
-    search_cfg = family.config_cls(k=1, targets=cfg.targets)
-    dm = ctx.attach(search_cfg)
-    ctx.probe_head(dm)
-    split = tc.finalize_split()
-    epochs = {"warmup": split["search"], "finetune": split["fixed"]}
-    pruning = None
-    if cfg.l0_pruning == "gradual":
-        steps = epochs["warmup"] * tc.steps_per_epoch(len(ctx.data["train"]))
-        pruning = GradualPruning(dm, target_positions(dm, budget, unit), steps)
-    reg = StepHooks(extra_loss=lambda step: dm.regularization(), on_step=pruning)
-    ctx.train(dm, ctx.delta_groups(dm), epochs["warmup"], phase="swr-l0", seed_offset=2, hooks=reg, select_best=False)
-    chosen, selection_cost = select_prefix(dm, budget, unit)
     kept = sum(int(idx.numel()) for idx, _ in chosen.values())
     sites = tuple(name for name, (idx, _) in chosen.items() if idx.numel())
     # The final model's fresh head draws from the global generator; restoring it leaves the
@@ -188,13 +251,54 @@ def run_l0(ctx, cfg, budget: int, unit: str) -> tuple[DeltaModel, dict[str, Any]
             layer.grid.set_paid(paid.view_as(layer.base_layer.weight))
     getattr(final.model, HEAD_SITE).load_state_dict(getattr(dm.model, HEAD_SITE).state_dict())
     # diff_prune's fixed phase: the same seed offset, so the two differ only in which positions they keep.
-    ctx.train(final, ctx.delta_groups(final), epochs["finetune"], phase="swr-finetune", seed_offset=3)
-    details = {
-        "selection": {name: f"diff_prune(k={int(idx.numel())})" for name, (idx, _) in chosen.items() if idx.numel()},
-        "selection_cost": selection_cost,
-        "kept_positions": kept,
-        "l0_pruning": cfg.l0_pruning,
-        "pruned_to": None if pruning is None else pruning.kept(),
-        "epochs": epochs,
-    }
-    return final, details
+    ctx.train(final, ctx.delta_groups(final), epochs, phase="swr-finetune", seed_offset=3)
+    return final
+
+
+# --- step 5: the trim and the check --------------------------------------------------------------
+@torch.no_grad()
+def trim_to_budget(dm: DeltaModel, budget: int) -> list[dict[str, Any]]:
+    """Hold the byte budget after fine-tuning on the grid: the paid positions are fixed, but the
+    values' entropy can drift. While over budget, the costliest site drops the tenth of its
+    changes that sit nearest to rounding back to the base byte."""
+    log: list[dict[str, Any]] = []
+    layers = dm.delta_layers()
+    # Per-site bytes, re-coded only for the site a step trims (every other site stays as it was).
+    cost = {n: layer_body_bytes(layer) for n, layer in layers.items()}
+    while sum(cost.values()) > budget:
+        movers = [n for n, layer in layers.items() if layer.grid is not None and bool(layer.changed_weights().any())]
+        if not movers:
+            break
+        name = max(movers, key=cost.__getitem__)
+        layer = layers[name]
+        w0, dw = layer.base_weight(), layer.delta_weight()
+        changed = layer.grid.changed(w0, dw)
+        margin = ((w0 + dw).double() / layer.grid.step - layer.grid.q0).abs()
+        margin = torch.where(changed, margin, torch.full_like(margin, float("inf")))
+        drop = max(1, int(changed.sum()) // 10)
+        keep = changed.clone().reshape(-1)
+        keep[torch.topk(margin.reshape(-1), drop, largest=False).indices] = False
+        layer.grid.set_paid(keep.reshape(changed.shape))
+        if int(layer.changed_weights().sum()) >= int(changed.sum()):
+            raise AssertionError(f"trim_to_budget: dropping paid positions at {name} did not reduce its changes")
+        cost[name] = layer_body_bytes(layer)
+        log.append({"site": name, "dropped_int8_changes": drop, "body_bytes": sum(cost.values())})
+    return log
+
+
+def estimated_blob_bytes(dm: DeltaModel) -> int:
+    """Body blob bytes of a DeltaModel's delta layers: exact int8 records on the grid, each
+    family's `blob_bytes` estimate otherwise (training/deltas/blob_bytes.py: layer_body_bytes)."""
+    return int(sum(layer_body_bytes(layer) for layer in dm.delta_layers().values()))
+
+
+def checked_cost(final: DeltaModel, budget: int, unit: str):
+    """The final model's cost and body bytes (its layers' exact int8 records on the grid, not the
+    search's estimates). Every search guarantees the bound in the budget's unit; a violation is a
+    bug, never a result."""
+    cost, est_bytes = final.cost(), estimated_blob_bytes(final)
+    if unit == "blob_bytes" and est_bytes > budget:
+        raise AssertionError(f"SWR selection is estimated at {est_bytes} body blob bytes, over the budget {budget}")
+    if unit == "params" and cost.body > budget:
+        raise AssertionError(f"SWR selection costs {cost.body} body parameters, over the budget {budget}")
+    return cost, est_bytes

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from polykws.training.deltas import DeltaLayer, DeltaModel, get_delta, site_kind
 from polykws.training.deltas.base import SITE_KINDS, AttachContext, functional_forward, match_sites
 from polykws.training.deltas.model import site_grid
-from polykws.training.swr.config import SWROption
+from polykws.training.swr.ablations.config import SWROption
 
 
 class SWRSite(nn.Module):
