@@ -53,7 +53,7 @@ PRUNE_POWER = 3
 def run_swr(ctx, cfg: SWRConfig):
     """The registered `swr` method: steps 1-5 above; returns a MethodRun with the fine-tuned
     DeltaModel (plain diff_prune layers, fixed)."""
-    from polykws.training.adapt import MethodRun  # the harness owns the run protocol
+    from polykws.training.adapt.registry import MethodRun  # the harness owns the run protocol
 
     if cfg.search != DEFAULT_SEARCH:
         return ablation_search(cfg.search).run(ctx, cfg)

@@ -45,7 +45,7 @@ from polykws.training.swr.search import body_budget, checked_cost, new_head_para
 
 def run_per_site(ctx, cfg: SWRConfig):
     """An ablation search's run: returns a MethodRun with the fine-tuned DeltaModel."""
-    from polykws.training.adapt import MethodRun  # the harness owns the run protocol
+    from polykws.training.adapt.registry import MethodRun  # the harness owns the run protocol
 
     search = _Search(ctx, cfg)
     search.warm_up()
