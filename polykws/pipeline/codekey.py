@@ -7,7 +7,8 @@ found by reading the source (never by running it):
 * the function's own module, and everything that module imports at module level (importing the
   module to find the function runs those imports);
 * every import statement inside the function, and inside each module-level function, class or
-  constant of its module that the function names, transitively;
+  constant of its module that the function names, transitively; an `importlib.import_module`
+  call whose argument is a string literal or a module-level string constant counts as an import;
 * for every other project module reached: every import it makes anywhere, module level or inside
   a function, since any of its functions may run;
 * the parent packages of each module (importing `a.b.c` runs `a/__init__` and `a/b/__init__`);
@@ -115,6 +116,7 @@ class _Parsed:
     tree: ast.Module
     exports: dict[str, str]  # the lazy `_EXPORTS` table: name -> submodule
     discovers: bool  # pkgutil.iter_modules(__path__) in a package
+    constants: dict[str, str]  # module-level NAME = "string" (an import_module argument may name one)
 
 
 @lru_cache(maxsize=None)
@@ -125,6 +127,8 @@ def _parse(path: Path) -> _Parsed:
         raise PolykwsError(f"{path}: cannot read its imports for a stage's code key ({exc})") from None
     exports: dict[str, str] = {}
     discovers = False
+    constants = {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                 and isinstance(node.value.value, str) for t in node.targets if isinstance(t, ast.Name)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets):
             if isinstance(node.value, ast.Dict):
@@ -134,7 +138,7 @@ def _parse(path: Path) -> _Parsed:
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("iter_modules", "walk_packages")
                 and any(isinstance(a, ast.Name) and a.id == "__path__" for a in node.args)):
             discovers = True
-    return _Parsed(tree, exports, discovers)
+    return _Parsed(tree, exports, discovers, constants)
 
 
 def _resolve_from(mod: _Module, node: ast.ImportFrom) -> str:
@@ -169,12 +173,63 @@ def _import_targets(mod: _Module, node: ast.Import | ast.ImportFrom) -> set[str]
     return out
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    """`if TYPE_CHECKING:` (or `typing.TYPE_CHECKING`): its imports never run."""
+    if not isinstance(node, ast.If):
+        return False
+    t = node.test
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+
+
+def _walk_running(root: ast.AST) -> Iterable[ast.AST]:
+    """ast.walk, less the bodies of `if TYPE_CHECKING:` blocks (their `else` runs)."""
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        yield node
+        if _is_type_checking(node):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+
+
+def import_statements(mod_path: Path) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement of a source file that can run (type-checking-only imports left out)."""
+    return [n for n in _walk_running(_parse(mod_path).tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
+def direct_imports(name: str) -> set[str]:
+    """Project modules that the import statements of module `name` name (lazy ones included)."""
+    mod = locate(name)
+    if mod is None:
+        raise PolykwsError(f"{name}: not a project module")
+    return _all_imports(mod, [_parse(mod.path).tree])
+
+
+def _by_name_import(mod: _Module, node: ast.AST) -> str | None:
+    """The module an `importlib.import_module(NAME)` call loads, when NAME is a string literal or a
+    module-level string constant: a by-name import runs code as an import statement does."""
+    if not (isinstance(node, ast.Call) and node.args):
+        return None
+    f = node.func
+    if not ((isinstance(f, ast.Attribute) and f.attr == "import_module") or (isinstance(f, ast.Name) and f.id == "import_module")):
+        return None
+    arg = node.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value
+    if isinstance(arg, ast.Name):
+        return _parse(mod.path).constants.get(arg.id)
+    return None
+
+
 def _all_imports(mod: _Module, nodes: Iterable[ast.AST]) -> set[str]:
     out: set[str] = set()
     for root in nodes:
-        for node in ast.walk(root):
+        for node in _walk_running(root):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 out |= _import_targets(mod, node)
+            elif (name := _by_name_import(mod, node)) is not None and name.split(".")[0] == PROJECT:
+                out.add(name)
     return out
 
 

@@ -183,41 +183,20 @@ def test_with_families_restricts_a_per_site_search_to_them():
     assert SWRConfig.with_families(["bias"], search="uniform").search == "uniform"
 
 
-def test_the_default_path_never_imports_the_ablations(tmp_path):
-    """A stage's code key follows import statements: none in the default path's modules may name
-    the ablations, and a default run leaves them unimported (they load by name, on request)."""
+def test_the_default_search_modules_never_import_the_ablations():
+    """The default path (config.py, search.py) names no ablation module: the ablations import it
+    and register themselves, so the dependency runs one way."""
     import ast
-    import subprocess
-    import sys
 
     from polykws.core import repo_root
 
     swr = repo_root() / "training" / "swr"
-    for path in (swr / "__init__.py", swr / "config.py", swr / "search.py"):
+    for path in (swr / "config.py", swr / "search.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom):
                 names = [node.module or ""] + [a.name for a in node.names]
             assert not any("ablations" in n for n in names), f"{path.name}:{node.lineno} imports the ablations"
-    script = """
-import sys
-import torch
-from types import SimpleNamespace
-from polykws.training.adapt import TransferConfig, adapt, method_config
-from polykws.training.models import ds_cnn_s
-
-torch.manual_seed(0)
-g = torch.Generator().manual_seed(0)
-def split(n):
-    y = torch.randint(0, 4, (n,), generator=g)
-    return SimpleNamespace(x=torch.randn(n, 49, 10, generator=g).numpy(), y=y.numpy(), labels=("a", "b", "c", "d"))
-tc = TransferConfig(epochs=1, probe_epochs=1, batch_size=32, seed=0, num_threads=1)
-adapt(ds_cnn_s(num_classes=12).eval(), {"train": split(32), "val": split(16)}, method_config("swr", budget_bytes=300), tc)
-loaded = sorted(m for m in sys.modules if m.startswith("polykws.training.swr"))
-assert "polykws.training.swr.search" in loaded and not any("ablations" in m for m in loaded), loaded
-"""
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
 
 
 def test_the_measured_search_takes_only_upgrades_that_lower_the_measured_loss(base):

@@ -145,6 +145,23 @@ def test_closure_follows_lazy_imports_exports_tables_and_helpers(tmp_path):
             return {}
     """)
     assert "polykws.training.deltas.lowrank.layer" in codekey.closure(mod2.stage)
+    # A by-name import of a literal or of a module-level constant is an import too.
+    mod3 = _write_stage_module(tmp_path, """
+        import importlib
+
+        WHICH = "polykws.core.int8"
+
+        def stage(ctx):
+            importlib.import_module(WHICH)
+            return importlib.import_module("polykws.datasets.synth")
+    """)
+    assert {"polykws.core.int8", "polykws.datasets.synth"} <= set(codekey.closure(mod3.stage))
+
+
+def test_swr_stages_are_keyed_on_the_ablation_searches_they_may_load(monkeypatch, demo_stages):
+    """A config may name an ablation search, loaded by name: editing it re-keys SWR's stages, never the base."""
+    changed = _changed(monkeypatch, demo_stages, Path(importlib.import_module("polykws.training.swr.ablations").__file__).parent)
+    assert "base" not in changed and any(n.startswith("adapt/") and "/swr/" in n for n in changed)
 
 
 # --- the dynamic check: what runs is what is keyed ------------------------------------------------

@@ -2,10 +2,11 @@
 the frozen base under a hard budget of blob bytes (or updated parameters). The default search
 is one L0 search over every site whose byte-exact global prefix is kept (search.py, read top to
 bottom); the per-site searches over several families, with or without a policy network, are
-ablations (ablations/, reached only when `SWRConfig.search` names one). Used only during
+ablations (ablations/, registered on import and run only when `SWRConfig.search` names one). Used only during
 transfer; the search state is discarded. See docs/METHOD.md."""
 
 from polykws.training.swr.config import SWRConfig
+from polykws.training.swr import ablations  # noqa: F401  (registers the ablation searches)
 
 
 def register(register_method) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from polykws.training.deltas import BODY_TARGETS
 from polykws.core import ConfigError
@@ -13,22 +12,28 @@ from polykws.core import ConfigError
 DEFAULT_BUDGET_BYTES = 2000
 DEFAULT_SEARCH = "l0"
 L0_PRUNING = ("gradual", "one_shot")
-# The per-site ablation searches live in this subpackage. It is imported by name, only here,
-# and only when a config names one of them: a stage's code key follows import statements, so
-# the key of a stage that runs the default search leaves the ablations out, and an edit to them
-# retrains no shipped model. A stage that runs an ablation adds this module to its key itself.
-ABLATIONS_MODULE = "polykws.training.swr.ablations"
+# The per-site ablation searches (training/swr/ablations/) register themselves here when the
+# swr package is imported; the default search's modules never import them, and the ablations
+# import this module, so the two stay one-way.
+_ABLATIONS: dict[str, Callable] = {}
 
 
-def ablations():
-    """The ablations subpackage, imported by name (the one place that imports it)."""
-    return importlib.import_module(ABLATIONS_MODULE)
+def register_ablations(*, get_search: Callable, family_options: Callable) -> None:
+    """Called by training/swr/ablations on import: how to look up an ablation search by name, and
+    the per-site candidate options of given families."""
+    _ABLATIONS.update(get_search=get_search, family_options=family_options)
+
+
+def _ablations(what: str) -> Callable:
+    if what not in _ABLATIONS:
+        raise ConfigError("the SWR ablation searches are not registered: import polykws.training.swr (it registers them)")
+    return _ABLATIONS[what]
 
 
 def ablation_search(name: str):
     """The ablation search `name` (an `AblationSearch`: its config class and run function);
     ConfigError for a name that is neither it nor the default."""
-    return ablations().get_search(name)
+    return _ablations("get_search")(name)
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ class SWRConfig:
         """A per-site search (greedy unless `search` is given) whose candidate options are the
         default ones of `families` (CLI `--families scale,lowrank`)."""
         kwargs.setdefault("search", "greedy")
-        return cls(ablation={"options": ablations().family_options(families)}, **kwargs)
+        return cls(ablation={"options": _ablations("family_options")(families)}, **kwargs)
 
     @property
     def options(self) -> tuple:
