@@ -162,8 +162,27 @@ def to_onnx(model: nn.Module, frontend_cfg: FrontendConfig, path: str | os.PathL
         extra = sorted(p.name for p in Path(tmp).iterdir() if p.name != "model.onnx")
         if extra:
             raise ExportError(f"ONNX export wrote external data files {extra}; expected one self-contained file")
-        atomic_write_bytes(path, tmp_path.read_bytes())
+        atomic_write_bytes(path, _without_stack_traces(tmp_path.read_bytes()))
     return path
+
+
+# The exporter records each node's Python stack trace: absolute source paths and line numbers,
+# so the same model exported from another checkout, or after an edit elsewhere in a file,
+# would give other ONNX bytes. The rest of the node metadata names modules, not places.
+_STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
+
+
+def _without_stack_traces(data: bytes) -> bytes:
+    import onnx
+
+    m = onnx.load_from_string(data)
+    for graph_nodes in [m.graph.node, *(f.node for f in m.functions)]:
+        for node in graph_nodes:
+            keep = [(p.key, p.value) for p in node.metadata_props if p.key != _STACK_TRACE_KEY]
+            del node.metadata_props[:]
+            for k, v in keep:
+                node.metadata_props.add(key=k, value=v)
+    return m.SerializeToString()
 
 
 def onnx_parity(model: nn.Module, onnx_path: str | os.PathLike, x: np.ndarray) -> OnnxParity:

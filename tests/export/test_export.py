@@ -87,6 +87,11 @@ def test_onnx_single_file_softmax_and_parity(base_model, feats, frontend, tmp_pa
     assert parity.samples == len(f.x_test)
     assert parity.max_abs_diff < PARITY_MAX_ABS
     assert parity.argmax_agreement == 1.0
+    # No node carries where its Python code lives: the bytes depend on the model, not on the checkout.
+    from polykws.core import repo_root
+
+    assert str(repo_root()).encode() not in path.read_bytes()
+    assert not [p.key for n in graph.graph.node for p in n.metadata_props if "stack_trace" in p.key]
 
 
 def test_base_export_records_parity_on_real_features(base_export, feats):
