@@ -12,8 +12,6 @@ from what this module renders. Regenerate it with
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 from polykws.core import atomic_write_text
@@ -127,17 +125,10 @@ def write(path: Path = HEADER_PATH) -> Path:
     return atomic_write_text(path, render())
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 when the committed header differs from the Python source")
-    args = ap.parse_args(argv)
-    if args.check:
-        stale = not HEADER_PATH.is_file() or HEADER_PATH.read_text() != render()
-        print(f"{HEADER_PATH}: {'stale, regenerate with python -m polykws.firmware.blobformatgen' if stale else 'up to date'}")
-        return 1 if stale else 0
-    print(f"wrote {write()}")
-    return 0
+def stale(path: Path = HEADER_PATH) -> bool:
+    """True when the header at `path` is missing or differs from what the Python source renders."""
+    return not path.is_file() or path.read_text() != render()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    print(f"wrote {write()}")
