@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from polykws.pipeline.stages import data, detection, device, exporting, packing, pretrain, reporting, transfer
+from polykws.pipeline.stages import detection, device, exporting, ingest, packing, pretrain, reporting, transfer
 from polykws.core import to_plain
 from polykws.pipeline.config import PipelineConfig, base_checkpoint_path, data_roots, resolve_path
 from polykws.pipeline.engine import RunResult, Stage, make_executor
@@ -136,7 +136,7 @@ def _data_stages(cfg: PipelineConfig, progress: bool) -> tuple[list[Stage], dict
     data_deps: tuple[str, ...] = ()
     if any(r.path == "@corpus" for r in data_roots(d)):
         # resumable: the synthesizer keeps finished languages of a killed run (per-language markers).
-        out.append(Stage("corpus", "corpus", data.corpus_stage, {"synth": to_plain(cfg.corpus)}, resumable=True, runtime=runtime))
+        out.append(Stage("corpus", "corpus", ingest.corpus_stage, {"synth": to_plain(cfg.corpus)}, resumable=True, runtime=runtime))
         data_deps = ("corpus",)
     task_langs = _task_languages(cfg)
     scan_roots, root_paths = _root_entries(cfg, task_langs)
@@ -149,13 +149,13 @@ def _data_stages(cfg: PipelineConfig, progress: bool) -> tuple[list[Stage], dict
         noise = resolve_path(d.noise_dir)
         data_cfg["noise_fingerprint"] = fingerprint_tree(noise)
         runtime["noise_dir"] = str(noise)
-    out.append(Stage("scan", "scan", data.scan_stage, {"split": to_plain(d.split), **data_cfg},
+    out.append(Stage("scan", "scan", ingest.scan_stage, {"split": to_plain(d.split), **data_cfg},
                      deps=data_deps, runtime=runtime))
     for lang in task_langs:
         t = d.tasks[lang]
         folds = _fold_config(cfg, lang)
         out.append(Stage(
-            f"features/{lang}", "features", data.features_stage,
+            f"features/{lang}", "features", ingest.features_stage,
             {"language": lang, "keywords": list(t.keywords), "task_options": _task_options(t), "max_per_keyword": t.max_per_keyword,
              "frontend": d.frontend, "augment_copies": d.base_augment_copies if lang == b.language else d.adapt_augment_copies,
              "seed": cfg.seed, **folds, **data_cfg, **({"frontend_warm_ms": d.frontend_warm_ms} if d.frontend_warm_ms else {})},
