@@ -233,7 +233,8 @@ def _all_imports(mod: _Module, nodes: Iterable[ast.AST]) -> set[str]:
     return out
 
 
-def _module_reach(mod: _Module) -> set[str]:
+@lru_cache(maxsize=None)
+def _module_reach(mod: _Module) -> frozenset[str]:
     """What running any code of `mod` can import: every import statement in it, and the discovered subpackages."""
     parsed = _parse(mod.path)
     out = _all_imports(mod, [parsed.tree])
@@ -242,7 +243,7 @@ def _module_reach(mod: _Module) -> set[str]:
             sub = module_of_file(f)
             if sub is not None:
                 out.add(sub)
-    return out
+    return frozenset(out)
 
 
 def _function_reach(mod: _Module, fn_name: str) -> set[str]:
@@ -358,5 +359,5 @@ def code_digest(fn: Callable) -> str:
 
 def clear_caches() -> None:
     """Forget parsed sources and located modules (after files change in the same process)."""
-    for f in (_layer_dir, locate, _parse, _package_dirs):
+    for f in (_layer_dir, locate, _parse, _package_dirs, _module_reach):
         f.cache_clear()

@@ -42,16 +42,17 @@ def _keys_with_edited(monkeypatch, stages, path: Path) -> dict[str, str]:
         digest = real(p, *a, **kw)
         return "edited-" + digest if Path(p).resolve().is_relative_to(path.resolve()) else digest
 
+    # The sources themselves are unchanged, so only the hashed code maps are recomputed.
     monkeypatch.setattr(codekey, "sha256_file", edited)
-    engine.clear_code_cache()
+    monkeypatch.setattr(engine, "_CODE", {})
     try:
         return _keys(stages)
     finally:
         monkeypatch.setattr(codekey, "sha256_file", real)
-        engine.clear_code_cache()
+        monkeypatch.setattr(engine, "_CODE", {})
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def demo_stages():
     engine.clear_code_cache()
     return build_stages(load_config(repo_root() / "configs" / "demo.yaml"), progress=False)
