@@ -16,7 +16,9 @@ from polykws.training.swr.config import DEFAULT_SEARCH
 from .test_swr import FAST, synthetic_splits
 
 SEARCHES = (DEFAULT_SEARCH, *ABLATIONS)
-VARIANTS = [{"search": s} for s in SEARCHES] + [
+# The default run covers the default search and two ablations; the rest run under `make test-all`.
+FAST_SEARCHES = (DEFAULT_SEARCH, "greedy", "policy")
+VARIANTS = [{"search": s} if s in FAST_SEARCHES else pytest.param({"search": s}, marks=pytest.mark.slow) for s in SEARCHES] + [
     {"search": "l0", "l0_pruning": "one_shot"},
     {"search": "greedy", "ablation": {"warmup_none": False}},
     {"search": "greedy", "ablation": {"finetune_positions": "support"}},
