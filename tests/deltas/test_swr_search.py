@@ -159,7 +159,7 @@ def test_an_ablation_reads_its_settings_as_its_own_config(search):
         (lambda: SWRConfig(search="greedy", ablation=["warmup_none"]), "mapping"),
         (lambda: SWRConfig(search="policy", ablation={"grad_stat_batches": 0}), "grad_stat_batches"),
         (lambda: SWRConfig.with_families(["scale"], search="l0"), "per-site options"),
-        # Ablation settings go under `ablation`; the unused spend_budget and policy_data are gone.
+        # Ablation settings go under `ablation`; spend_budget and policy_data are no settings of either config.
         (lambda: _method_config(search="greedy", warmup_none=False), "unknown options"),
         (lambda: _method_config(spend_budget=False), "unknown options"),
         (lambda: _method_config(search="policy", ablation={"policy_data": "train"}), "unknown PolicyConfig fields"),
