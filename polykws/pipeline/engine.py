@@ -9,7 +9,7 @@ Every stage declares what its output depends on:
   editing code it cannot reach (the CLI, another stage's module) does not;
 * `version` - optional, for a change of output that no project source shows (default "1").
 
-key = hash(kind, version, config, code, upstream content hashes). A finished stage with the
+key = hash(kind, function, version, config, code, upstream content hashes). A finished stage with the
 same key is reused; a config change re-runs exactly the stages whose inputs changed, and their
 dependants only if the re-run produced different files. Outputs are built in a work folder and
 published atomically (see store.py), so a killed run resumes at the first unfinished stage.
