@@ -31,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable
 
-from polykws.core import PolykwsError, sha256_file, stable_hash
+from polykws.core import PolykwsError, sha256_file
 
 PROJECT = "polykws"
 # Sources a C build reads: a layer that holds them is keyed on them when any of its modules runs.
@@ -193,11 +193,6 @@ def _walk_running(root: ast.AST) -> Iterable[ast.AST]:
         todo.extend(ast.iter_child_nodes(node))
 
 
-def import_statements(mod_path: Path) -> list[ast.Import | ast.ImportFrom]:
-    """Every import statement of a source file that can run (type-checking-only imports left out)."""
-    return [n for n in _walk_running(_parse(mod_path).tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
-
-
 def direct_imports(name: str) -> set[str]:
     """Project modules that the import statements of module `name` name (lazy ones included)."""
     mod = locate(name)
@@ -299,29 +294,29 @@ def _with_parents(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
-def closure(fn: Callable) -> list[str]:
-    """Sorted project modules whose source a call of the module-level function `fn` can run."""
+def _reached(fn: Callable) -> dict[str, Path]:
+    """Each project module a call of the module-level function `fn` can run -> its source file."""
     fn = inspect.unwrap(fn)
     start = _start_module(fn)
-    _fully_read: set[str] = set()
-    found: set[str] = {start.name}
+    found: dict[str, Path] = {start.name: start.path}
+    # Modules whose every import is followed. The stage's own module joins only when another
+    # module imports it: then any of its functions may run, not just the stage.
+    read: set[str] = set()
     todo = [p for name in _function_reach(start, fn.__name__) for p in _with_parents(name)]
     todo += _with_parents(start.name)[:-1]
     while todo:
         name = todo.pop()
-        if name in found and name != start.name:
+        if name in read or (mod := locate(name)) is None:
             continue
-        mod = locate(name)
-        if mod is None:
-            continue
-        if name == start.name:
-            # Another module imports the stage's own module: any of its functions may run.
-            if name in _fully_read:
-                continue
-            _fully_read.add(name)
-        found.add(name)
+        read.add(name)
+        found[name] = mod.path
         todo += [p for m in _module_reach(mod) for p in _with_parents(m)]
-    return sorted(m for m in found if m == start.name or locate(m) is not None)
+    return found
+
+
+def closure(fn: Callable) -> list[str]:
+    """Sorted project modules whose source a call of the module-level function `fn` can run."""
+    return sorted(_reached(fn))
 
 
 def _c_sources(modules: Iterable[str]) -> dict[str, str]:
@@ -344,17 +339,10 @@ def _c_sources(modules: Iterable[str]) -> dict[str, str]:
 
 def code_files(fn: Callable) -> dict[str, str]:
     """What a stage's key hashes: each reached module -> the SHA-256 of its source, plus reached C sources."""
-    fn = inspect.unwrap(fn)
-    mods = closure(fn)
-    start = _start_module(fn)
-    files = {m: sha256_file(start.path if m == start.name else locate(m).path) for m in mods}
-    files.update(_c_sources(mods))
+    reached = _reached(fn)
+    files = {m: sha256_file(path) for m, path in sorted(reached.items())}
+    files.update(_c_sources(reached))
     return files
-
-
-def code_digest(fn: Callable) -> str:
-    """One hash of `code_files(fn)`."""
-    return stable_hash(code_files(fn), 32)
 
 
 def clear_caches() -> None:
