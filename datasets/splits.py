@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, replace
-from typing import Iterable
+from typing import Callable, Iterable
 
 from polykws.core import ConfigError
 
@@ -87,15 +87,21 @@ class SplitConfig:
         }
 
 
+def _eval_quota(n: int, cfg: SplitConfig) -> tuple[int, int]:
+    """Quota mode's validation and test speaker counts for n speakers (1 each below 10 speakers)."""
+    floor = 1 if n < 10 else cfg.min_eval_speakers
+    n_val = max(floor, round(n * cfg.val_pct / 100)) if cfg.val_pct > 0 else 0
+    n_test = max(floor, round(n * cfg.test_pct / 100)) if cfg.test_pct > 0 else 0
+    return n_val, n_test
+
+
 def _quota_assignment(speakers: list[str], cfg: SplitConfig) -> dict[str, str]:
     n = len(speakers)
     ordered = sorted(speakers, key=lambda s: (speaker_percentage(s), s))
     if n < 3:
         # Too few speakers to hold any out without emptying train: all train (scan reports it).
         return {s: "train" for s in ordered}
-    floor = 1 if n < 10 else cfg.min_eval_speakers
-    n_val = max(floor, round(n * cfg.val_pct / 100)) if cfg.val_pct > 0 else 0
-    n_test = max(floor, round(n * cfg.test_pct / 100)) if cfg.test_pct > 0 else 0
+    n_val, n_test = _eval_quota(n, cfg)
     while n_val + n_test > n - 1:  # keep at least one training speaker
         if n_val >= n_test and n_val > 0:
             n_val -= 1
@@ -124,18 +130,25 @@ def plan_splits(items: Iterable[tuple[str, str | None]], cfg: SplitConfig = Spli
     An official split (from GSC's lists or MSWC's CSVs) is kept; every other row gets its
     speaker's split, computed once per speaker namespace.
     """
-    items = list(items)
-    by_ns: dict[str, set[str]] = {}
-    for speaker, official in items:
+    return _plan([(speaker, None, official) for speaker, official in items],
+                 lambda ns, pairs: speaker_splits((s for s, _ in pairs), cfg, ns))
+
+
+def _plan(items: list[tuple[str, str | None, str | None]],
+          assign: Callable[[str, list[tuple[str, str | None]]], tuple[dict[str, str], str]]) -> tuple[list[str], dict[str, str]]:
+    """Each (speaker, keyword, official split) row's split, and {namespace: mode}: official splits are
+    kept, and `assign(namespace, its (speaker, keyword) pairs)` splits each namespace's other rows."""
+    by_ns: dict[str, list[tuple[str, str | None]]] = {}
+    for speaker, keyword, official in items:
         if official is None:
-            by_ns.setdefault(_namespace(speaker), set()).add(speaker)
+            by_ns.setdefault(_namespace(speaker), []).append((speaker, keyword))
     plan: dict[str, str] = {}
     modes: dict[str, str] = {}
-    for ns, speakers in sorted(by_ns.items()):
-        assignment, mode = speaker_splits(speakers, cfg, ns)
+    for ns, pairs in sorted(by_ns.items()):
+        assignment, mode = assign(ns, pairs)
         plan.update(assignment)
         modes[ns] = mode
-    return [official if official is not None else plan[speaker] for speaker, official in items], modes
+    return [official if official is not None else plan[speaker] for speaker, _, official in items], modes
 
 
 def stratified_assignment(pairs: Iterable[tuple[str, str]], cfg: SplitConfig = SplitConfig(), min_speakers: int = 3) -> dict[str, str]:
@@ -159,10 +172,7 @@ def stratified_assignment(pairs: Iterable[tuple[str, str]], cfg: SplitConfig = S
     n = len(order)
     if n < 3:
         return {s: "train" for s in order}
-    target = {"val": 0, "test": 0}
-    floor = 1 if n < 10 else cfg.min_eval_speakers
-    target["val"] = max(floor, round(n * cfg.val_pct / 100)) if cfg.val_pct > 0 else 0
-    target["test"] = max(floor, round(n * cfg.test_pct / 100)) if cfg.test_pct > 0 else 0
+    target = dict(zip(("val", "test"), _eval_quota(n, cfg)))
     assigned: dict[str, str] = {}
     free = {k: set(v) for k, v in kw_speakers.items()}  # each keyword's speakers not yet in val/test
 
@@ -200,21 +210,13 @@ def plan_stratified_splits(items: Iterable[tuple[str, str | None, str | None]], 
     noise), are split as `plan_splits` splits them; every other namespace by `stratified_assignment`
     (mode "stratified"). Official splits are kept.
     """
-    items = list(items)
-    by_ns: dict[str, list[tuple[str, str | None]]] = {}
-    for speaker, keyword, official in items:
-        if official is None:
-            by_ns.setdefault(_namespace(speaker), []).append((speaker, keyword))
-    plan: dict[str, str] = {}
-    modes: dict[str, str] = {}
-    for ns, pairs in sorted(by_ns.items()):
+
+    def assign(ns: str, pairs: list[tuple[str, str | None]]) -> tuple[dict[str, str], str]:
         if ns in cfg.hash_namespaces or any(k is None for _, k in pairs):
-            assignment, mode = speaker_splits((s for s, _ in pairs), cfg, ns)
-        else:
-            assignment, mode = stratified_assignment(pairs, cfg, min_speakers), "stratified"
-        plan.update(assignment)
-        modes[ns] = mode
-    return [official if official is not None else plan[speaker] for speaker, _, official in items], modes
+            return speaker_splits((s for s, _ in pairs), cfg, ns)
+        return stratified_assignment(pairs, cfg, min_speakers), "stratified"
+
+    return _plan(list(items), assign)
 
 
 def _namespace(speaker_id: str) -> str:
