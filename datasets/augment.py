@@ -48,6 +48,9 @@ class AugmentConfig:
     pitch_semitones: float = 2.0
     gain_db_min: float = -6.0
     gain_db_max: float = 6.0
+    # Place the word's active span anywhere in the window (uniformly, wholly inside) instead of
+    # the +-time_shift_ms shift: a stream shows the model every offset of a word as it passes.
+    offset_anywhere: bool = False
 
     def __post_init__(self) -> None:
         for name in ("noise_prob", "speed_prob", "pitch_prob"):
@@ -66,7 +69,12 @@ class AugmentConfig:
             raise ConfigError("augment gain_db_min must be <= gain_db_max")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # A field added later enters the dict (and so the feature cache keys) only when it is
+        # set, so configs that leave it at its default keep their cached features.
+        d = asdict(self)
+        if not self.offset_anywhere:
+            del d["offset_anywhere"]
+        return d
 
 
 def _grid_rate(rate_hz: float) -> int:
@@ -183,6 +191,7 @@ def augment_waveform_warm(
     do_pitch, semis = rng.random() < cfg.pitch_prob, rng.uniform(-cfg.pitch_semitones, cfg.pitch_semitones)
     max_shift = int(round(cfg.time_shift_ms * sample_rate_hz / 1000))
     shift = int(rng.integers(-max_shift, max_shift + 1)) if max_shift else 0
+    offset_u = rng.random() if cfg.offset_anywhere else 0.0
     gain_db = rng.uniform(cfg.gain_db_min, cfg.gain_db_max)
     do_noise, snr_db = rng.random() < cfg.noise_prob, rng.uniform(cfg.snr_db_min, cfg.snr_db_max)
     noise_idx = int(rng.integers(0, len(noise_pool))) if noise_pool else -1
@@ -193,6 +202,8 @@ def augment_waveform_warm(
     if do_pitch:
         y = pitch_shift(y, semis, sample_rate_hz)
     y = fit_clip(y, n, hop_samples=max(1, sample_rate_hz // 100))
+    if cfg.offset_anywhere:
+        shift = _anywhere_shift(y, offset_u, sample_rate_hz)
     if shift > 0:
         y = np.concatenate([np.zeros(shift, np.float32), y[:-shift]])
     elif shift < 0:
@@ -206,6 +217,80 @@ def augment_waveform_warm(
             preceding = (scale * bed[:warm_samples]).astype(np.float32)
             y = (y + scale * bed[warm_samples:]).astype(np.float32)
     return np.clip(preceding, -1.0, 1.0).astype(np.float32), np.clip(y, -1.0, 1.0).astype(np.float32)
+
+
+# The word's extent: its 10 ms frames within 30 dB of the loudest (streams and offsets share it).
+ACTIVE_FRAME_MS = 10
+ACTIVE_REL_POWER = 1e-3
+
+
+def active_span(x: np.ndarray, sample_rate_hz: int = 16000) -> tuple[int, int] | None:
+    """(first, end) sample of the active 10 ms frames of x, or None when x is all zeros."""
+    frame = sample_rate_hz * ACTIVE_FRAME_MS // 1000
+    n = x.shape[0] // frame
+    if n == 0:
+        return (0, x.shape[0]) if np.any(x) else None
+    power = (x[: n * frame].astype(np.float64) ** 2).reshape(n, frame).mean(axis=1)
+    peak = power.max()
+    if peak <= 0:
+        return None
+    active = np.flatnonzero(power > ACTIVE_REL_POWER * peak)
+    return int(active[0] * frame), int((active[-1] + 1) * frame)
+
+
+def _anywhere_shift(y: np.ndarray, u: float, sample_rate_hz: int) -> int:
+    """The shift that puts y's active span at fraction u of the room the window leaves it."""
+    span = active_span(y, sample_rate_hz)
+    if span is None:
+        return 0
+    a, b = span
+    lo, hi = -a, y.shape[0] - b  # shifts that keep [a, b) inside the window
+    return int(lo + round(u * (hi - lo))) if hi > lo else 0
+
+
+PARTIAL_KINDS = ("head", "tail")
+
+
+@dataclass(frozen=True)
+class PartialConfig:
+    """Partial keywords, a hard negative: only the first (``head``) or last (``tail``) part of a
+    keyword, ``keep_min``-``keep_max`` of its active span, at a random place in the window. A
+    head at the window's end is the word arriving; a tail at its start, the word leaving."""
+
+    keep_min: float = 0.25
+    keep_max: float = 0.6
+    fade_ms: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.keep_min <= self.keep_max < 1.0:
+            raise ConfigError(f"partial keep range must satisfy 0 < keep_min <= keep_max < 1, got [{self.keep_min}, {self.keep_max}]")
+        if self.fade_ms < 0:
+            raise ConfigError(f"partial fade_ms must be >= 0, got {self.fade_ms!r}")
+
+
+def partial_keyword(x: np.ndarray, rng: np.random.Generator, cfg: PartialConfig = PartialConfig(),
+                    sample_rate_hz: int = 16000) -> tuple[str, np.ndarray]:
+    """(kind, clip): a part of the keyword in clip `x` (same length), the rest digital silence."""
+    kind = PARTIAL_KINDS[int(rng.integers(0, len(PARTIAL_KINDS)))]
+    keep = rng.uniform(cfg.keep_min, cfg.keep_max)
+    u = rng.random()
+    n = x.shape[0]
+    span = active_span(x, sample_rate_hz)
+    out = np.zeros(n, np.float32)
+    if span is None:
+        return kind, out
+    a, b = span
+    m = max(1, int(round(keep * (b - a))))
+    piece = x[a : a + m] if kind == "head" else x[b - m : b]
+    piece = piece.astype(np.float32, copy=True)
+    f = min(int(round(cfg.fade_ms * sample_rate_hz / 1000)), m // 2)
+    if f:
+        ramp = np.linspace(0.0, 1.0, f, dtype=np.float32)
+        piece[:f] *= ramp
+        piece[-f:] *= ramp[::-1]
+    start = int(round(u * (n - m)))
+    out[start : start + m] = piece
+    return kind, out
 
 
 # ---------------------------------------------------------------------------------------------

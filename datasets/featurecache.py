@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -17,7 +17,7 @@ from polykws.core import sha256_file, stable_hash
 
 from ._parallel import parallel_map
 from .audio import BadAudioError, load_audio, load_waveform
-from .augment import AugmentConfig, augment_waveform_warm
+from .augment import AugmentConfig, augment_waveform_warm, partial_keyword
 from .frontend import FrontendConfig, compute_features_batch, compute_features_warm
 
 
@@ -28,7 +28,7 @@ from .frontend import FrontendConfig, compute_features_batch, compute_features_w
 
 @dataclass(frozen=True)
 class _Example:
-    kind: str  # clip | augmented | silence
+    kind: str  # clip | augmented | partial | silence
     label_idx: int
     speaker: str
     path: str  # audio path (clip/augmented) or noise path ("" = digital silence)
@@ -94,7 +94,16 @@ def _compute_chunk(job: tuple) -> list:
                     wave = np.zeros(frontend.clip_samples, np.float32)
             else:
                 wave = load_audio(ex.path, frontend.sample_rate_hz, frontend.clip_samples)
-                if ex.kind == "augmented":
+                if ex.kind == "partial":
+                    rng = np.random.default_rng(ex.aug_seed)
+                    _, wave = partial_keyword(wave, rng, sample_rate_hz=frontend.sample_rate_hz)
+                    if aug is not None:
+                        # The piece keeps the place partial_keyword gave it; noise, gain, speed
+                        # and pitch apply as to any augmented copy.
+                        pool = [_noise_wave(p, frontend.sample_rate_hz) for p in noise_paths]
+                        preceding, wave = augment_waveform_warm(wave, replace(aug, time_shift_ms=0.0, offset_anywhere=False), rng, pool,
+                                                                frontend.sample_rate_hz, warm_samples=w)
+                elif ex.kind == "augmented":
                     pool = [_noise_wave(p, frontend.sample_rate_hz) for p in noise_paths]
                     preceding, wave = augment_waveform_warm(wave, aug, np.random.default_rng(ex.aug_seed), pool, frontend.sample_rate_hz,
                                                             warm_samples=w)

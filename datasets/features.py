@@ -47,6 +47,8 @@ from .splits import SplitConfig, speaker_splits
 from .task import TaskSpec
 
 FEATURE_CACHE_VERSION = 1
+# The partial-keyword recipe (augment.partial_keyword, PartialConfig's defaults) in the cache key.
+PARTIAL_VERSION = 1
 
 
 @dataclass
@@ -206,6 +208,8 @@ class _SplitPlanner:
             examples += self.silence_examples(split, noise_pool, n_kw, per_class)
         if split == "train" and self.augment_copies:
             examples += self.augmented_examples([e for e in examples if e.kind == "clip"])
+        if split == "train" and self.task.partial_keyword_fraction:
+            examples += self.partial_examples(examples[:n_kw])
         return examples
 
     def keyword_examples(self, rows: list[ClipRecord]) -> list[_Example]:
@@ -259,6 +263,24 @@ class _SplitPlanner:
                                  **self._warm_key())
                 examples.append(_Example("augmented", e.label_idx, e.speaker, e.path, key, copy=copy, aug_seed=aug_seed,
                                          warm_samples=self.warm_samples))
+        return examples
+
+    def partial_examples(self, keywords: list[_Example]) -> list[_Example]:
+        """`_unknown_` examples cut from keyword clips (augment.partial_keyword), seeded per pick."""
+        want = math.ceil(self.task.partial_keyword_fraction * len(keywords))
+        if not keywords:
+            return []
+        aug_id = stable_hash(self.augment.to_dict()) if self.augment else ""
+        label = self.index[UNKNOWN_LABEL]
+        examples = []
+        for i in range(want):
+            e = keywords[i % len(keywords)]
+            audio = self.hashes[e.path]
+            seed = _seed_for(self.seed, "partial", audio, i // len(keywords))
+            key = _cache_key(self.fe_hash, audio=audio, loader=LOADER_VERSION, partial=PARTIAL_VERSION, aug=aug_id, seed=seed,
+                             noise=self.noise_pool_key if self.augment else "", **(self._warm_key() if self.augment else {}))
+            examples.append(_Example("partial", label, e.speaker, e.path, key, aug_seed=seed,
+                                     warm_samples=self.warm_samples if self.augment else 0))
         return examples
 
     def _warm_key(self) -> dict[str, int]:

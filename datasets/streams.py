@@ -36,7 +36,7 @@ import numpy as np
 from polykws.core import ConfigError, PolykwsError, stable_hash
 
 from .audio import BadAudioError, load_waveform
-from .augment import active_power
+from .augment import active_power, active_span  # noqa: F401 (active_span re-exported)
 from .features import split_noise_files
 from .task import TaskSpec
 from .manifest import SPLITS, ClipRecord
@@ -45,9 +45,6 @@ from .splits import SplitConfig
 STREAM_KINDS = ("positive", "negative")
 # Event kinds: a keyword to detect, or a word that must not fire.
 EVENT_KINDS = ("keyword", "unknown", "other_language")
-ACTIVE_FRAME_MS = 10
-# A 10 ms frame is active when its power is within 30 dB of the clip's loudest frame.
-ACTIVE_REL_POWER = 1e-3
 
 
 @dataclass(frozen=True)
@@ -141,20 +138,6 @@ class _Word:
 
 def _seed(*parts) -> int:
     return int(stable_hash([str(p) for p in parts], 16), 16) & ((1 << 63) - 1)
-
-
-def active_span(x: np.ndarray, sample_rate_hz: int = 16000) -> tuple[int, int] | None:
-    """(first, end) sample of the active 10 ms frames of x, or None when x is all zeros."""
-    frame = sample_rate_hz * ACTIVE_FRAME_MS // 1000
-    n = x.shape[0] // frame
-    if n == 0:
-        return (0, x.shape[0]) if np.any(x) else None
-    power = (x[: n * frame].astype(np.float64) ** 2).reshape(n, frame).mean(axis=1)
-    peak = power.max()
-    if peak <= 0:
-        return None
-    active = np.flatnonzero(power > ACTIVE_REL_POWER * peak)
-    return int(active[0] * frame), int((active[-1] + 1) * frame)
 
 
 def _fade(x: np.ndarray, n: int) -> np.ndarray:

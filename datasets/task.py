@@ -14,6 +14,8 @@ from polykws.core import ConfigError
 from .manifest import ANY_LANGUAGE, NOISE_LABEL, SILENCE_LABEL, UNKNOWN_LABEL, ClipRecord
 
 RESERVED_LABELS = (SILENCE_LABEL, UNKNOWN_LABEL, NOISE_LABEL)
+# _unknown_ (or partial-keyword) clips per keyword clip, at most.
+MAX_UNKNOWN_FRACTION = 50.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,7 +27,13 @@ class TaskOptions:
     unknown: bool = True
     # None: as many as an average keyword class; else this fraction of the split's keyword clips.
     silence_fraction: float | None = None
+    # _unknown_ clips per keyword clip; above 1 for a detector, whose negatives outnumber its
+    # keywords on any stream (None: as many as an average keyword class).
     unknown_fraction: float | None = None
+    # Partial keywords (the first or last part of a training keyword clip, augmentation.PartialConfig)
+    # added to _unknown_ in the train split, per keyword clip: a window that holds half a keyword
+    # must not fire. 0: none.
+    partial_keyword_fraction: float = 0.0
     # Share of _silence_ examples that are digital zeros (the rest are noise crops).
     true_silence_fraction: float = 0.1
     # Restrict the non-target words used for _unknown_ (empty: all of them).
@@ -43,10 +51,14 @@ class TaskOptions:
         object.__setattr__(self, "sources", tuple(self.sources))
         if self.unknown_languages and not self.unknown:
             raise ConfigError("task unknown_languages needs unknown: true (their words feed _unknown_)")
-        for name in ("silence_fraction", "unknown_fraction"):
-            v = getattr(self, name)
-            if v is not None and not 0.0 < v <= 1.0:
-                raise ConfigError(f"task {name} must be in (0, 1], got {v!r}")
+        if self.silence_fraction is not None and not 0.0 < self.silence_fraction <= 1.0:
+            raise ConfigError(f"task silence_fraction must be in (0, 1], got {self.silence_fraction!r}")
+        if self.unknown_fraction is not None and not 0.0 < self.unknown_fraction <= MAX_UNKNOWN_FRACTION:
+            raise ConfigError(f"task unknown_fraction must be in (0, {MAX_UNKNOWN_FRACTION:g}], got {self.unknown_fraction!r}")
+        if not 0.0 <= self.partial_keyword_fraction <= MAX_UNKNOWN_FRACTION:
+            raise ConfigError(f"task partial_keyword_fraction must be in [0, {MAX_UNKNOWN_FRACTION:g}], got {self.partial_keyword_fraction!r}")
+        if self.partial_keyword_fraction and not self.unknown:
+            raise ConfigError("task partial_keyword_fraction needs unknown: true (partial keywords are _unknown_ examples)")
         if not 0.0 <= self.true_silence_fraction <= 1.0:
             raise ConfigError(f"task true_silence_fraction must be in [0, 1], got {self.true_silence_fraction!r}")
 

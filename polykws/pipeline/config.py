@@ -21,6 +21,7 @@ from typing import Any, Mapping
 from polykws.core import ConfigError, from_dict, merge_overrides, read_yaml_mapping
 from polykws.core import resolve_path as core_resolve_path
 from polykws.core.int8 import HEAD_WEIGHT_BITS, head_weight_bits_error
+from polykws.datasets.augment import AugmentConfig
 from polykws.datasets.task import TaskOptions, TaskSpec
 from polykws.datasets.splits import SpeakerFolds, SplitConfig
 from polykws.datasets.synth import SynthConfig
@@ -84,6 +85,8 @@ class DataSection:
     # Offline augmented copies of each training clip (time shift, noise) for the base language.
     base_augment_copies: int = 0
     adapt_augment_copies: int = 0
+    # What an augmented copy (and a partial keyword) is: offsets, noise SNR range, speed, pitch, gain.
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     # micro frontend: augmented copies and _silence_ crops are computed by a frontend warmed on
     # this much of their background first, as on a device that never resets it. 0 = fresh.
     frontend_warm_ms: float = 0.0

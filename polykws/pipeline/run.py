@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 from polykws.pipeline.stages import detection, device, exporting, ingest, packing, pretrain, reporting, transfer
 from polykws.core import to_plain
+from polykws.datasets.augment import AugmentConfig
 from polykws.pipeline.config import PipelineConfig, base_checkpoint_path, data_roots, resolve_path
 from polykws.pipeline.engine import RunResult, Stage, make_executor
 from polykws.pipeline.schedule import run_pipeline
@@ -158,7 +159,8 @@ def _data_stages(cfg: PipelineConfig, progress: bool) -> tuple[list[Stage], dict
             f"features/{lang}", "features", ingest.features_stage,
             {"language": lang, "keywords": list(t.keywords), "task_options": _task_options(t), "max_per_keyword": t.max_per_keyword,
              "frontend": d.frontend, "augment_copies": d.base_augment_copies if lang == b.language else d.adapt_augment_copies,
-             "seed": cfg.seed, **folds, **data_cfg, **({"frontend_warm_ms": d.frontend_warm_ms} if d.frontend_warm_ms else {})},
+             "seed": cfg.seed, **folds, **data_cfg, **({"frontend_warm_ms": d.frontend_warm_ms} if d.frontend_warm_ms else {}),
+             **({"augment": d.augment.to_dict()} if d.augment != AugmentConfig() else {})},
             deps=("scan", *data_deps), runtime=runtime))
     return out, runtime
 

@@ -29,6 +29,8 @@ from polykws.export.streaming import DetectorConfig
 from polykws.pipeline.config import StreamingSection
 
 ORACLE_FA_PER_HOUR = (0.5, 1.0)
+# The SNRs of the one-line summary (the issue's target conditions); 0 and 5 dB are reported beside.
+SUMMARY_SNRS_DB = ("20", "10", "5", "0")
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
 
     The model runs once per stream; every window re-averages its outputs.
     """
-    from polykws.export.streaming import choose_thresholds, decide, det_curve, match, operating_point
+    from polykws.export.streaming import choose_thresholds, det_curve, operating_point
 
     lang = task.language
     t0 = time.time()
@@ -188,12 +190,7 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
         points = det_curve(test_w, dc, plan.refractory_frames)
         thr = next(iter(th.thresholds.values()))
         chosen = next(p for p in points if p.threshold == thr)
-        per_snr = {}
-        for snr in settings.snrs_db:
-            streams = [s for s in test_w if s.name.endswith(f"/snr{snr:g}") and "/positive/" in s.name]
-            hits = sum(match(decide(s.trace, thr, plan.refractory_frames), s.truth, s.trace.sample_rate_hz, dc).hits for s in streams)
-            kws = sum(len(s.truth) for s in streams)
-            per_snr[f"{snr:g}"] = {"keywords": kws, "frr": 1.0 - hits / kws if kws else None}
+        by_snr = snr_points(test_w, dc, plan.refractory_frames, settings.snrs_db, thr)
         rows.append({
             "language": lang,
             "model": model.source,
@@ -206,7 +203,9 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
             "test_keywords": chosen.keywords,
             "val": {"hours": th.val_hours, "streams": val_info["streams"]},
             "thresholds": th.to_dict(),
-            "at_val_threshold": {**chosen.to_dict(), "frr_by_snr": per_snr},
+            "at_val_threshold": {**chosen.to_dict(), "frr_by_snr": {k: {"keywords": v["keywords"], "frr": v["at_val_threshold"]["frr"]}
+                                                                 for k, v in by_snr.items()}},
+            "by_snr": by_snr,
             "oracle": {str(fa): (p.to_dict() if (p := operating_point(points, fa)) else None) for fa in ORACLE_FA_PER_HOUR},
             "det": [p.to_dict() for p in points],
             "parity": test_info["parity"],
@@ -214,6 +213,42 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
             "wall_s": time.time() - t0,
         })
     return rows
+
+
+def snr_points(streams, cfg: DetectorConfig, refractory_frames: int, snrs_db: Sequence[float], threshold: int) -> dict[str, dict[str, Any]]:
+    """Per SNR, on that SNR's streams alone (its keywords and its negatives): the DET curve's
+    FRR at 0.5 and 1 FA/h, and FRR and FA/h at the shipped `threshold`."""
+    from polykws.export.streaming import det_curve, operating_point
+
+    out = {}
+    for snr in snrs_db:
+        sub = [s for s in streams if s.name.endswith(f"/snr{snr:g}")]
+        if not sub:
+            continue
+        points = det_curve(sub, cfg, refractory_frames)
+        at = next(p for p in points if p.threshold == threshold)
+        out[f"{snr:g}"] = {
+            "hours": sum(s.duration_s for s in sub) / 3600.0,
+            "keywords": at.keywords,
+            "oracle": {str(fa): (p.to_dict() if (p := operating_point(points, fa)) else None) for fa in ORACLE_FA_PER_HOUR},
+            "at_val_threshold": {"frr": at.frr, "fa_per_hour": at.fa_per_hour, "false_accepts": at.false_accepts},
+        }
+    return out
+
+
+def summary_line(rows: Sequence[dict[str, Any]], snrs_db: Sequence[str] = SUMMARY_SNRS_DB, fa_per_hour: str = "1.0") -> str:
+    """The issue's one line: mean over languages of FRR at 1 FA/h (per-SNR DET), at each SNR, and
+    at the shipped thresholds."""
+    parts = []
+    for snr in snrs_db:
+        vals = [(r.get("by_snr", {}).get(snr, {}).get("oracle", {}).get(fa_per_hour) or {"frr": 1.0})["frr"] for r in rows if snr in r.get("by_snr", {})]
+        shipped = [r["by_snr"][snr]["at_val_threshold"] for r in rows if snr in r.get("by_snr", {})]
+        if vals:
+            parts.append(f"{snr} dB: {_pct(float(np.mean(vals)))} % "
+                         f"(shipped thresholds: FRR {_pct(float(np.mean([a['frr'] for a in shipped])))} % at "
+                         f"{float(np.mean([a['fa_per_hour'] for a in shipped])):.2f} FA/h)")
+    langs = ", ".join(sorted({r["language"] for r in rows}))
+    return f"Mean FRR at {float(fa_per_hour):g} FA/h over {langs}: " + "; ".join(parts)
 
 
 def _pct(x: float | None) -> str:
@@ -241,6 +276,18 @@ def results_table(rows: Sequence[dict[str, Any]]) -> list[str]:
             f"{r['test_hours']:.2f} ({r['test_negative_hours']:.2f}) | {r['test_keywords']} | "
             f"{_pct(o5['frr'] if o5 else None)} | {_pct(o1['frr'] if o1 else None)} | {thr} | "
             f"{_pct(a['frr'])} / {a['fa_per_hour']:.2f} | {snr} | {ends} | {'-' if lat is None else f'{lat:.2f}'} | {parity} |")
+    return lines
+
+
+def snr_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Per language and SNR: FRR at 0.5 and 1 FA/h on that SNR's test streams, and at the shipped threshold."""
+    lines = ["| lang | SNR dB | test h | keywords | FRR @0.5 FA/h | FRR @1 FA/h | shipped thr: FRR / FA/h |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for snr, v in r.get("by_snr", {}).items():
+            o5, o1, a = v["oracle"]["0.5"], v["oracle"]["1.0"], v["at_val_threshold"]
+            lines.append(f"| {r['language']} | {snr} | {v['hours']:.2f} | {v['keywords']} | {_pct(o5['frr'] if o5 else None)} | "
+                         f"{_pct(o1['frr'] if o1 else None)} | {_pct(a['frr'])} / {a['fa_per_hour']:.2f} |")
     return lines
 
 
@@ -277,7 +324,9 @@ def write_results(out: str | Path, rows: Sequence[dict[str, Any]], *, header: Se
     from polykws.core import atomic_write_text
 
     out = Path(out)
-    atomic_write_text(out / "results.md", "\n".join([*header, *results_table(rows)]) + "\n")
+    by_snr = [r for r in rows if r.get("by_snr")]
+    extra = ["", summary_line(by_snr), "", *snr_table(by_snr)] if by_snr else []
+    atomic_write_text(out / "results.md", "\n".join([*header, *results_table(rows), *extra]) + "\n")
     plot_det(rows, out / "det.png", title=title)
 
 

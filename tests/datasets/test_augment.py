@@ -90,3 +90,23 @@ def test_spec_augment_is_seeded_and_masks(kit):
     assert torch.equal(spec_augment(batch, SpecAugmentConfig(0, 0, 0, 0), torch.Generator().manual_seed(1)), batch)
     with pytest.raises(ValueError):
         spec_augment(batch[:, 0], cfg, torch.Generator())
+
+
+def test_offset_anywhere_places_the_whole_word_across_the_window(kit):
+    from polykws.datasets.augment import active_span
+
+    x = _clip(kit)  # 0.5 s of tone in a 1 s clip
+    cfg = AugmentConfig(offset_anywhere=True, noise_prob=0.0, speed_prob=0.0, pitch_prob=0.0, gain_db_min=0.0, gain_db_max=0.0)
+    a, b = active_span(x)
+    starts = []
+    for seed in range(40):
+        y = augment_waveform(x, cfg, np.random.default_rng(seed))
+        lo, hi = active_span(y)
+        # The span moves whole (to within the 10 ms frame grid it is measured on).
+        assert 0 <= lo and hi <= x.shape[0] and abs((hi - lo) - (b - a)) <= 320, (seed, lo, hi)
+        starts.append(lo)
+    # Uniform over the room the word leaves: both ends of the window are reached, not only +-100 ms.
+    room = x.shape[0] - (b - a)
+    assert min(starts) < 0.1 * room and max(starts) > 0.9 * room
+    # The default leaves the dict (and so every cached feature's key) as it was.
+    assert "offset_anywhere" not in AugmentConfig().to_dict() and AugmentConfig(offset_anywhere=True).to_dict()["offset_anywhere"]

@@ -221,3 +221,39 @@ def test_gsc_12_and_35_class_modes(tmp_path, kit):
     i12 = twelve["train"].paths.index(str(root / "yes" / "22aa33bb_nohash_0.wav"))
     i35 = thirty_five["train"].paths.index(str(root / "yes" / "22aa33bb_nohash_0.wav"))
     np.testing.assert_array_equal(twelve["train"].x[i12], thirty_five["train"].x[i35])
+
+
+def test_negatives_at_scale_ratio_and_partial_keywords(corpus, tmp_path):
+    from polykws.datasets.augment import active_span
+
+    root, records = corpus
+    # _unknown_ as a ratio of the keyword clips (above 1), plus partial keywords in train only.
+    task = TaskSpec("en", ("yes",), unknown_fraction=2.0, partial_keyword_fraction=1.5)
+    splits = load_task_features(records, task, mfcc_frontend(), cache_dir=tmp_path / "c", workers=1, progress=False)
+    unk = task.labels.index("_unknown_")
+    for name, sp in splits.items():
+        n_kw = int(np.sum(sp.y == 0))
+        words = [o for o, y in zip(sp.origin, sp.y) if y == unk and o == "clip"]
+        partial = [(p, y) for p, o, y in zip(sp.paths, sp.origin, sp.y) if o == "partial"]
+        assert len(words) == 2 * n_kw, name
+        if name == "train":
+            assert len(partial) == int(np.ceil(1.5 * n_kw))
+            # Partial keywords are _unknown_ examples cut from the split's own keyword clips.
+            assert all(y == unk and Path(p).parent.name == "yes" for p, y in partial)
+        else:
+            assert not partial, name
+    # The same seed gives the same partial crops; a partial is a part of its word, never all of it.
+    again = load_task_features(records, task, mfcc_frontend(), cache_dir=tmp_path / "d", workers=1, progress=False)
+    np.testing.assert_array_equal(again["train"].x, splits["train"].x)
+    from polykws.datasets.augment import PartialConfig, partial_keyword
+
+    clip = load_audio(next(r.path for r in records if r.label == "yes"))
+    a, b = active_span(clip)
+    for seed in range(20):
+        kind, y = partial_keyword(clip, np.random.default_rng(seed))
+        lo, hi = active_span(y)
+        assert y.shape == clip.shape and kind in ("head", "tail")
+        assert hi - lo <= PartialConfig().keep_max * (b - a) + 160, (seed, lo, hi, a, b)
+    for bad in (dict(unknown_fraction=51.0), dict(partial_keyword_fraction=-1.0), dict(unknown=False, partial_keyword_fraction=0.5)):
+        with pytest.raises(ConfigError):
+            TaskSpec("en", ("yes",), **bad)

@@ -72,6 +72,7 @@ def scan_stage(ctx: StageContext) -> dict[str, Any]:
 
 def features_stage(ctx: StageContext) -> dict[str, Any]:
     """One language's task: speaker-disjoint train/val/test feature arrays (+ _silence_/_unknown_)."""
+    from polykws.datasets.augment import AugmentConfig
     from polykws.datasets.features import load_task_features
     from polykws.datasets.frontend import frontend_by_name
 
@@ -87,6 +88,7 @@ def features_stage(ctx: StageContext) -> dict[str, Any]:
         frontend,
         cache_dir=Path(ctx.runtime["cache_dir"]),
         noise_dir=noise,
+        augment=from_dict(AugmentConfig, c.get("augment") or {}, "data.augment"),
         augment_copies=int(c["augment_copies"]),
         seed=int(c["seed"]),
         max_per_keyword=int(c.get("max_per_keyword") or 0),
