@@ -4,6 +4,7 @@
         --config configs/shared-real.yaml --pack <store>/pack/<key> --out artifacts/bench/streaming
     .venv/bin/python bench/streaming.py --config C --export <export dir> [--export <dir> ...]   # exported language models
     .venv/bin/python bench/streaming.py --config C --pack P --report-only                      # re-aggregate finished rows
+    .venv/bin/python bench/streaming.py --rows <store>/streaming/*/streaming.json --out O       # a `polykws run`'s streaming stages, one table
 
 Per language of the models given (a pack folder: base.tflite + <lang>.blob + manifest.json, each
 model rebuilt as base + blob; or export folders holding <lang>.tflite + <lang>.json):
@@ -14,8 +15,11 @@ model rebuilt as base + blob; or export folders holding <lang>.tflite + <lang>.j
    900 s x 4 SNRs = 1 hour of negatives by default), SNRs 20, 10, 5, 0 dB;
 2. the streaming detector (polykws.export.streaming, docs/STREAMING.md) over the host TFLM runtime;
 3. a threshold (one for all keywords) chosen on the validation streams at ``--target-fa`` FA/h,
+   with the posterior (``--log2-temperatures``: the softmax temperature, shipped in the blob),
    then scored on the test streams; the test DET curve (every threshold 0..256) gives FRR at 0.5
-   and 1 FA/h (the best test operating point: an oracle, reported beside the validation-chosen one);
+   and 1 FA/h (the best test operating point: an oracle, reported beside the validation-chosen one),
+   overall and per SNR, with the one-line summary (mean FRR at 1 FA/h per SNR over the languages);
+   ``--compare-margin`` scores the logit margin beside the softmax posteriors;
 4. frontend parity: on the first test stream, the int8 model inputs of the streaming ring vs the
    per-clip features of the same 1 s of audio (``quantize_features(compute_features(...))``).
 
@@ -61,7 +65,8 @@ def main() -> int:
     from polykws.pipeline.streameval import config_noise, config_records, evaluate_language, select_models
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True)
+    ap.add_argument("--config")
+    ap.add_argument("--rows", nargs="*", default=[], help="streaming.json files of `polykws run` streaming stages: tabulate them, score nothing")
     ap.add_argument("--pack")
     ap.add_argument("--export", action="append", default=[])
     ap.add_argument("--langs", default="", help="comma-separated subset of the models' languages")
@@ -74,12 +79,23 @@ def main() -> int:
     ap.add_argument("--val-negative-s-per-snr", type=float, default=300.0)
     ap.add_argument("--target-fa", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--log2-temperatures", default="0",
+                    help="comma-separated softmax temperatures 2**k to choose among on validation (docs/STREAMING.md, Posteriors)")
+    ap.add_argument("--compare-margin", action="store_true", help="also score the logit-margin posterior (host only)")
     ap.add_argument("--frontend-state", choices=("warm", "reset"), default="warm",
                     help="reset: host-only measurement, per-window features as in training (docs/STREAMING.md)")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
-    if not args.pack and not args.export:
-        ap.error("give --pack or --export")
+    if args.rows:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        rows = sorted((json.loads(Path(p).read_text()) for p in args.rows), key=lambda r: r["language"])
+        ctx = {**run_context(), "command": "bench/streaming.py --rows " + " ".join(args.rows)}
+        report(out, rows, ctx)
+        print((out / "results.md").read_text())
+        return 0
+    if not args.config or not (args.pack or args.export):
+        ap.error("give --config and --pack or --export (or --rows)")
 
     out = Path(args.out)
     (out / "rows").mkdir(parents=True, exist_ok=True)
@@ -90,7 +106,8 @@ def main() -> int:
     det_cfg = DetectorConfig(stride_ms=args.stride_ms, average_window_ms=windows[0], refractory_ms=args.refractory_ms)
     settings = StreamingSection(enabled=True, target_fa_per_hour=args.target_fa, snrs_db=SNRS, test_negative_s_per_snr=args.negative_s_per_snr,
                                 val_negative_s_per_snr=args.val_negative_s_per_snr, detector=det_cfg, frontend_state=args.frontend_state,
-                                seed=args.seed)
+                                seed=args.seed, log2_temperatures=tuple(int(k) for k in args.log2_temperatures.split(",") if k),
+                                compare_margin=args.compare_margin)
     ctx = run_context()
     if not args.report_only:
         records = config_records(cfg)

@@ -466,12 +466,17 @@ def export_language(
     return ex
 
 
-def with_thresholds(base: ExportedModel, language: ExportedModel, thresholds: bytes) -> ExportedModel:
-    """`language` with its blob re-encoded to carry per-label detection thresholds (one byte per label).
+def with_thresholds(base: ExportedModel, language: ExportedModel, thresholds: bytes, log2_temperature: int = 0) -> ExportedModel:
+    """`language` with its blob re-encoded to carry per-label detection thresholds (one byte per label)
+    and, when `log2_temperature` > 0, the softmax temperature they were chosen at.
 
-    The model bytes are unchanged; the thresholds are covered by the blob's integrity digest, so
-    the device uses exactly the ones chosen for this model.
+    The temperature is folded into the head's quantization scales (`posterior.head_temperature`:
+    the int8 logits stay bit-identical, the softmax reads them at scale / 2**k), so the blob
+    patches a few more scale bytes and the device runs the same graph. The thresholds are covered
+    by the blob's integrity digest, so the device uses exactly the ones chosen for this model.
     """
+    from polykws.export.posterior import head_temperature
+
     if language.blob is None:
         raise ExportError(f"{language.lang!r} has no blob (is it the base?)")
     thresholds = bytes(thresholds)
@@ -480,8 +485,13 @@ def with_thresholds(base: ExportedModel, language: ExportedModel, thresholds: by
     blob_meta = language.meta.get("blob_meta")
     if blob_meta is None:
         raise ExportError(f"{language.lang}: the export carries no blob metadata to re-encode its blob with")
-    blob = _language_blob(base, language.tflite, language.lang, tuple(language.labels), blob_meta, thresholds)
-    return replace(language, blob=blob)
+    tflite, meta = language.tflite, language.meta
+    if log2_temperature:
+        tflite = head_temperature(language.tflite, log2_temperature)
+        blob_meta = {**blob_meta, "log2_temperature": int(log2_temperature)}
+        meta = {**meta, "blob_meta": blob_meta, "log2_temperature": int(log2_temperature)}
+    blob = _language_blob(base, tflite, language.lang, tuple(language.labels), blob_meta, thresholds)
+    return replace(language, tflite=tflite, meta=meta, blob=blob)
 
 
 def evaluate_export(ex: ExportedModel, model: nn.Module | None, x: np.ndarray, y: np.ndarray, *, cross_check_ref: bool = True) -> dict[str, Any]:

@@ -112,6 +112,11 @@ class ScoreTrace:
     sample_rate_hz: int
     # The model's int8 outputs (I, num_labels), kept so other averaging windows need no new inference.
     outputs: np.ndarray | None = None
+    # The head's int8 logits (I, head slots: padding slots too, since the device's softmax runs
+    # over them) and their scale, kept so other posteriors (a softmax temperature, a logit
+    # margin) need no new inference either.
+    logits: np.ndarray | None = None
+    logit_scale: float = 0.0
 
     def resmoothed(self, average_inferences: int) -> "ScoreTrace":
         """The same inferences averaged over another window (W inferences)."""
@@ -119,6 +124,13 @@ class ScoreTrace:
             raise ConfigError("this trace kept no model outputs to re-average")
         sums, counts = smooth(self.outputs, len(self.labels), average_inferences)
         return replace(self, sums=sums, counts=counts)
+
+    def with_posterior(self, posterior: "Posterior", average_inferences: int) -> "ScoreTrace":
+        """The same inferences under another posterior (polykws.export.posterior), averaged over W."""
+        if self.logits is None:
+            raise ConfigError("this trace kept no logits to derive another posterior from")
+        k = len(self.labels)
+        return replace(self, outputs=posterior.outputs(self.logits, self.logit_scale, k)).resmoothed(average_inferences)
 
     def frame_end_s(self, frame: np.ndarray | int) -> np.ndarray | float:
         return (np.asarray(frame) * self.frame_hop_samples + self.frame_end_offset_samples) / self.sample_rate_hz
@@ -132,6 +144,57 @@ class Detection:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """What the detector thresholds, as int8 per class (p = q + 128 in [0, 255]).
+
+    ``softmax``: the model's int8 softmax with temperature ``2**log2_temperature``, which ships
+    in the language's blob (folded into the head, `posterior.head_temperature`); the device runs
+    it unchanged. ``margin``: each class's int8 logit minus the largest other one, clipped to
+    [0, 255]; a host-side measurement (the firmware reads the softmax).
+    """
+
+    kind: str = "softmax"
+    log2_temperature: int = 0
+
+    def __post_init__(self) -> None:
+        from polykws.export.posterior import MAX_LOG2_TEMPERATURE
+
+        if self.kind not in POSTERIOR_KINDS:
+            raise ConfigError(f"posterior kind must be one of {POSTERIOR_KINDS}, got {self.kind!r}")
+        if not 0 <= int(self.log2_temperature) <= MAX_LOG2_TEMPERATURE:
+            raise ConfigError(f"posterior log2_temperature must be in [0, {MAX_LOG2_TEMPERATURE}], got {self.log2_temperature!r}")
+        if self.kind == "margin" and self.log2_temperature:
+            raise ConfigError("a logit margin has no temperature")
+
+    @property
+    def shippable(self) -> bool:
+        return self.kind == "softmax"
+
+    @property
+    def name(self) -> str:
+        return f"softmax T={2 ** self.log2_temperature}" if self.kind == "softmax" else "logit margin"
+
+    def outputs(self, logits: np.ndarray, logit_scale: float, num_labels: int) -> np.ndarray:
+        """int8 (I, num_labels) from the head's int8 logits (I, head slots)."""
+        from polykws.export.posterior import logit_margin_int8, softmax_int8
+
+        if self.kind == "margin":
+            return logit_margin_int8(logits[:, :num_labels])
+        # Over every head slot, as the device's softmax runs.
+        return softmax_int8(logits, logit_scale / 2.0 ** self.log2_temperature)[:, :num_labels]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Posterior":
+        return from_dict(cls, d, "posterior")
+
+
+POSTERIOR_KINDS = ("softmax", "margin")
 
 
 def _output_qparams(tflite: bytes) -> None:
@@ -164,7 +227,14 @@ def score_stream(tflite: bytes, labels: Sequence[str], pcm: np.ndarray, frontend
     """
     if frontend_state not in FRONTEND_STATES:
         raise ConfigError(f"frontend_state must be one of {FRONTEND_STATES}, got {frontend_state!r}")
+    from polykws.export.posterior import logits_model, softmax_int8
+
     _output_qparams(tflite)
+    # One TFLM pass yields the head's logits; the softmax over them is TFLM's own int8 kernel,
+    # computed bit for bit on the host (tests/export/test_posterior.py), so every posterior
+    # (posterior.Posterior) comes from the same inference.
+    logit_tflite, logit_scale = logits_model(tflite)
+    arena_bytes = arena_bytes or find_arena_bytes(logit_tflite)
     labels = tuple(labels)
     plan = cfg.plan(frontend)
     pcm = np.asarray(pcm)
@@ -181,15 +251,17 @@ def score_stream(tflite: bytes, labels: Sequence[str], pcm: np.ndarray, frontend
             quantize_activations(compute_features_batch(np.stack([pcm[s : s + frontend.clip_samples] for s in starts[i : i + 256]]).astype(np.float32) / 32768.0, frontend), scale, zp)
             for i in range(0, len(starts), 256)
         ])
-        outputs = run_tflm(tflite, windows[..., None], arena_bytes or find_arena_bytes(tflite))
+        logits = run_tflm(logit_tflite, windows[..., None], arena_bytes)
     elif newest.size:
         windows = np.lib.stride_tricks.sliding_window_view(q, (t, q.shape[1]))[:, 0][newest - (t - 1)]
-        outputs = run_tflm(tflite, windows[..., None], arena_bytes or find_arena_bytes(tflite))
+        logits = run_tflm(logit_tflite, windows[..., None], arena_bytes)
     else:
-        outputs = np.zeros((0, len(labels)), np.int8)
+        logits = np.zeros((0, len(labels)), np.int8)
+    outputs = softmax_int8(np.asarray(logits, np.int8), logit_scale)
     sums, counts = smooth(outputs, len(labels), plan.average_inferences)
     return ScoreTrace(newest.astype(np.int64), sums, counts, labels, plan.frame_hop_samples, frontend.window_samples, frontend.sample_rate_hz,
-                      np.ascontiguousarray(np.asarray(outputs)[:, : len(labels)]).astype(np.int8))
+                      np.ascontiguousarray(outputs[:, : len(labels)]).astype(np.int8),
+                      np.ascontiguousarray(logits).astype(np.int8), logit_scale)
 
 
 def threshold_vector(labels: Sequence[str], thresholds: dict[str, int] | int) -> np.ndarray:

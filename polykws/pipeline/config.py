@@ -248,9 +248,20 @@ class StreamingSection:
     # that gives every inference the per-clip features of its second of audio.
     frontend_state: str = "warm"
     seed: int = 0
+    # Softmax temperatures 2**k the thresholds may be chosen at, on the validation streams with
+    # them; the chosen one ships in the blob, folded into the head (polykws.export.posterior).
+    log2_temperatures: tuple[int, ...] = (0,)
+    # Also score a logit-margin posterior beside them (a host-side measurement; never shipped).
+    compare_margin: bool = False
 
     def __post_init__(self) -> None:
+        from polykws.export.posterior import MAX_LOG2_TEMPERATURE
+
         object.__setattr__(self, "snrs_db", tuple(float(s) for s in self.snrs_db))
+        object.__setattr__(self, "log2_temperatures", tuple(int(k) for k in self.log2_temperatures))
+        if not self.log2_temperatures or any(not 0 <= k <= MAX_LOG2_TEMPERATURE for k in self.log2_temperatures) \
+                or len(set(self.log2_temperatures)) != len(self.log2_temperatures):
+            raise ConfigError(f"streaming.log2_temperatures must be distinct integers in [0, {MAX_LOG2_TEMPERATURE}], got {self.log2_temperatures!r}")
         if not self.target_fa_per_hour > 0:
             raise ConfigError(f"streaming.target_fa_per_hour must be > 0, got {self.target_fa_per_hour!r}")
         if self.test_negative_s_per_snr < 0 or self.val_negative_s_per_snr < 0:

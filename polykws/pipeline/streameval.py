@@ -134,9 +134,10 @@ def score_split(model: StreamModel, task, records, noise_paths: Sequence[str], s
     from polykws.datasets.streams import iter_streams
     from polykws.export.evaluate import find_arena_bytes, input_qparams, quantize_features
     from polykws.export.quantize import quantize_activations
+    from polykws.export.posterior import logits_model
     from polykws.export.streaming import ScoredStream, score_stream, stream_features, stream_pcm
 
-    arena = find_arena_bytes(model.tflite)
+    arena = find_arena_bytes(logits_model(model.tflite)[0])
     scored, info = [], {"streams": [], "parity": None}
     for s in iter_streams(records, task, noise_paths, split, stream_cfg):
         pcm = stream_pcm(s.audio)
@@ -171,7 +172,7 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
 
     The model runs once per stream; every window re-averages its outputs.
     """
-    from polykws.export.streaming import choose_thresholds, det_curve, operating_point
+    from polykws.export.streaming import Posterior, choose_thresholds, det_curve, operating_point
 
     lang = task.language
     t0 = time.time()
@@ -181,16 +182,33 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
     test, test_info = score_split(model, task, records, noise_paths, "test", settings.stream_config("test"), det_cfg,
                                   frontend_state=settings.frontend_state, parity=parity, log=log)
     rows = []
+    candidates = [Posterior("softmax", k) for k in settings.log2_temperatures] + ([Posterior("margin")] if settings.compare_margin else [])
     for avg_ms in list(average_windows_ms) or [det_cfg.average_window_ms]:
         dc = replace(det_cfg, average_window_ms=int(avg_ms))
         plan = dc.plan(model.frontend)
-        val_w = [replace(s, trace=s.trace.resmoothed(plan.average_inferences)) for s in val]
-        test_w = [replace(s, trace=s.trace.resmoothed(plan.average_inferences)) for s in test]
-        th = choose_thresholds(lang, val_w, dc, model.frontend, settings.target_fa_per_hour)
-        points = det_curve(test_w, dc, plan.refractory_frames)
+        # Each posterior gets its own validation threshold; the shippable one with the lowest
+        # validation FRR at the target (ties: fewer false accepts, then the lower temperature) ships.
+        chosen_at = {}
+        for post in candidates:
+            val_p = [replace(s, trace=s.trace.with_posterior(post, plan.average_inferences)) for s in val]
+            chosen_at[post] = choose_thresholds(lang, val_p, dc, model.frontend, settings.target_fa_per_hour)
+        post, th = min(((p, t) for p, t in chosen_at.items() if p.shippable),
+                       key=lambda pt: (not pt[1].met_target, pt[1].val_frr, pt[1].val_fa_per_hour, pt[0].log2_temperature))
+        compared, test_of = [], {}
+        for other, oth in chosen_at.items():
+            tw = [replace(s, trace=s.trace.with_posterior(other, plan.average_inferences)) for s in test]
+            othr = next(iter(oth.thresholds.values()))
+            pts = det_curve(tw, dc, plan.refractory_frames)
+            test_of[other] = (tw, pts)
+            compared.append({"posterior": other.to_dict(), "name": other.name, "shippable": other.shippable, "shipped": other == post,
+                             "threshold": othr, "val_frr": oth.val_frr, "val_fa_per_hour": oth.val_fa_per_hour, "met_target": oth.met_target,
+                             "oracle": {str(fa): (p.to_dict() if (p := operating_point(pts, fa)) else None) for fa in ORACLE_FA_PER_HOUR},
+                             "at_val_threshold": next(p for p in pts if p.threshold == othr).to_dict(),
+                             "by_snr": snr_points(tw, dc, plan.refractory_frames, settings.snrs_db, othr)})
+        _, points = test_of[post]
         thr = next(iter(th.thresholds.values()))
         chosen = next(p for p in points if p.threshold == thr)
-        by_snr = snr_points(test_w, dc, plan.refractory_frames, settings.snrs_db, thr)
+        by_snr = next(c["by_snr"] for c in compared if c["shipped"])
         rows.append({
             "language": lang,
             "model": model.source,
@@ -206,6 +224,8 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
             "at_val_threshold": {**chosen.to_dict(), "frr_by_snr": {k: {"keywords": v["keywords"], "frr": v["at_val_threshold"]["frr"]}
                                                                  for k, v in by_snr.items()}},
             "by_snr": by_snr,
+            "posterior": post.to_dict(),
+            "posteriors_compared": compared,
             "oracle": {str(fa): (p.to_dict() if (p := operating_point(points, fa)) else None) for fa in ORACLE_FA_PER_HOUR},
             "det": [p.to_dict() for p in points],
             "parity": test_info["parity"],
@@ -249,6 +269,29 @@ def summary_line(rows: Sequence[dict[str, Any]], snrs_db: Sequence[str] = SUMMAR
                          f"{float(np.mean([a['fa_per_hour'] for a in shipped])):.2f} FA/h)")
     langs = ", ".join(sorted({r["language"] for r in rows}))
     return f"Mean FRR at {float(fa_per_hour):g} FA/h over {langs}: " + "; ".join(parts)
+
+
+def posterior_name(row: dict[str, Any]) -> str:
+    from polykws.export.streaming import Posterior
+
+    return Posterior.from_dict(row.get("posterior") or {}).name
+
+
+def posterior_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Per language, every posterior scored side by side: validation-chosen threshold, its test
+    FRR / FA/h, and the test DET's FRR at 1 FA/h overall and at each SNR."""
+    snrs = sorted({k for r in rows for c in r.get("posteriors_compared", []) for k in c["by_snr"]}, key=lambda k: -float(k))
+    lines = ["| lang | posterior | val thr (FRR / FA/h) | test at val thr: FRR / FA/h | FRR @1 FA/h | " + " | ".join(f"FRR @1 FA/h, {k} dB" for k in snrs) + " |",
+             "|---|---|---|---|---|" + "---|" * len(snrs)]
+    for r in rows:
+        for c in r.get("posteriors_compared", []):
+            o1 = c["oracle"]["1.0"]
+            per = [(c["by_snr"].get(k, {}).get("oracle", {}).get("1.0") or {"frr": None})["frr"] for k in snrs]
+            name = c["name"] + (" (shipped)" if c["shipped"] else "" if c["shippable"] else " (host only)")
+            a = c["at_val_threshold"]
+            lines.append(f"| {r['language']} | {name} | {c['threshold']} ({_pct(c['val_frr'])} / {c['val_fa_per_hour']:.2f}) | "
+                         f"{_pct(a['frr'])} / {a['fa_per_hour']:.2f} | {_pct(o1['frr'] if o1 else None)} | " + " | ".join(_pct(v) for v in per) + " |")
+    return lines
 
 
 def _pct(x: float | None) -> str:
@@ -326,6 +369,8 @@ def write_results(out: str | Path, rows: Sequence[dict[str, Any]], *, header: Se
     out = Path(out)
     by_snr = [r for r in rows if r.get("by_snr")]
     extra = ["", summary_line(by_snr), "", *snr_table(by_snr)] if by_snr else []
+    if any(len(r.get("posteriors_compared", [])) > 1 for r in rows):
+        extra += ["", *posterior_table(rows)]
     atomic_write_text(out / "results.md", "\n".join([*header, *results_table(rows), *extra]) + "\n")
     plot_det(rows, out / "det.png", title=title)
 
@@ -337,6 +382,7 @@ def row_summary(row: dict[str, Any]) -> dict[str, Any]:
         "frr_at_1_fa_per_hour": (row["oracle"]["1.0"] or {}).get("frr"),
         "frr_at_0_5_fa_per_hour": (row["oracle"]["0.5"] or {}).get("frr"),
         "threshold": next(iter(th["thresholds"].values())),
+        "posterior": posterior_name(row),
         "threshold_met_target": th.get("met_target", True),
         "target_fa_per_hour": th["target_fa_per_hour"],
         "shipped_frr": a["frr"],

@@ -343,6 +343,14 @@ def test_thresholds_ride_in_the_blob_under_its_digest(base_export, base_model, f
         apply_blob(base_export.tflite, bytes(b))
     with pytest.raises(ExportError, match="thresholds for"):
         with_thresholds(base_export, ex, thr[:-1])
+    # A softmax temperature rides with them: the blob rebuilds the tempered model (head scales
+    # only), and its metadata names the temperature.
+    from polykws.export.posterior import head_temperature
+
+    warm = with_thresholds(base_export, ex, thr, log2_temperature=3)
+    assert apply_blob(base_export.tflite, warm.blob) == warm.tflite == head_temperature(ex.tflite, 3) != ex.tflite
+    assert warm.meta["blob_meta"]["log2_temperature"] == 3 and decode_blob(warm.blob).meta_id == meta_id(warm.meta["blob_meta"])
+    assert abs(len(warm.blob) - len(shipped.blob)) <= 64
 
 
 def test_diff_prune_frozen_changes_only_its_k_weight_bytes(base_export, base_model, feats):

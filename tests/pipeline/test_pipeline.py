@@ -182,8 +182,13 @@ def test_full_pipeline_with_export_through_workers(tmp_path, corpus, capsys):
 
     raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run", export=True, methods=("head_only", "bn_only"))
     raw["streaming"] = {"enabled": True, "snrs_db": [10.0], "val_negative_s_per_snr": 20.0, "test_negative_s_per_snr": 20.0,
-                        "detector": {"stride_ms": 100, "average_window_ms": 200, "refractory_ms": 600}}
+                        "detector": {"stride_ms": 100, "average_window_ms": 200, "refractory_ms": 600},
+                        "log2_temperatures": [0, 2], "compare_margin": True}
     cfg = _load(tmp_path, raw)
+    # A pack's blobs carry their temperature already: evaluating the pack again chooses among
+    # no further ones.
+    raw["streaming"]["log2_temperatures"], raw["streaming"]["compare_margin"] = [0], False
+    _load(tmp_path, raw, name="fixture_pack.yaml")
     with ProcessExecutor(2) as ex:
         result = run_pipeline(build_stages(cfg, progress=False), ArtifactStore(cfg.artifacts_uri), ex, show_progress=False)
     publish(cfg, result, result.wall_s)
@@ -209,17 +214,25 @@ def test_full_pipeline_with_export_through_workers(tmp_path, corpus, capsys):
         assert manifest["languages"][r["lang"]]["thresholds"] == list(blob.thresholds)
         assert r["streaming"]["frr_at_1_fa_per_hour"] == (row["oracle"]["1.0"] or {}).get("frr")
         assert r["streaming"]["test_keywords"] > 0
+        # The posterior is chosen with the thresholds; a temperature ships folded into the head.
+        from polykws.export.blob import apply_blob
+        from polykws.export.posterior import head_temperature
+
+        k = row["posterior"]["log2_temperature"]
+        assert row["posterior"]["kind"] == "softmax" and [c["name"] for c in row["posteriors_compared"]] == ["softmax T=1", "softmax T=4", "logit margin"]
+        export_tflite = (result[row["model"].rsplit("/", 1)[0]].path / f"{r['lang']}.tflite").read_bytes()
+        assert apply_blob((pack / "base.tflite").read_bytes(), (pack / f"{r['lang']}.blob").read_bytes()) == head_temperature(export_tflite, k)
     assert "FRR @1 FA/h" in (tmp_path / "run" / "report" / "report.md").read_text()
     assert (tmp_path / "run" / "report" / "streaming_det.png").exists()
     # `polykws eval --streaming` on the pack, with the same config, is the stages' evaluation:
     # the same streams, curve, thresholds and operating points.
     from polykws.cli import main as cli_main
 
-    assert cli_main(["eval", "--streaming", "--config", str(tmp_path / "fixture.yaml"), "--pack", str(pack),
+    assert cli_main(["eval", "--streaming", "--config", str(tmp_path / "fixture_pack.yaml"), "--pack", str(pack),
                      "--out", str(tmp_path / "eval_streaming")]) == 0
     for row in json.loads((tmp_path / "eval_streaming" / "streaming.json").read_text()):
         stage_row = json.loads((result[f"streaming/{row['language']}"].path / "streaming.json").read_text())
-        for key in ("det", "thresholds", "oracle", "at_val_threshold", "test_keywords"):
+        for key in ("det", "thresholds", "oracle", "at_val_threshold", "test_keywords", "by_snr"):
             assert row[key] == stage_row[key], (row["language"], key)
     assert len(report["sweep"]) == 4 and all(s["blob_bytes"] for s in report["sweep"])
     # `firmware bench` reads the pack's own host TFLM figure from its manifest (its "pack's TFLM

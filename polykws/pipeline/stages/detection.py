@@ -31,7 +31,8 @@ def streaming_stage(ctx: StageContext) -> dict[str, Any]:
     [row] = evaluate_language(model, task, records, stream_noise(noise_dir(ctx), records, ctx.name), settings, parity=True,
                               log=(lambda _: None) if quiet else print)
     row.pop("wall_s")  # the stage's manifest has it; the artifact holds only what the same inputs reproduce
-    shipped = with_thresholds(base, ex, LanguageThresholds.from_dict(row["thresholds"]).blob_bytes())
+    shipped = with_thresholds(base, ex, LanguageThresholds.from_dict(row["thresholds"]).blob_bytes(),
+                              log2_temperature=int(row["posterior"]["log2_temperature"]))
     shipped.save(ctx.out)
     atomic_write_json(ctx.out / "streaming.json", row)
     write_results(ctx.out, [row], title=f"{lang}: DET, test streams")
@@ -41,6 +42,6 @@ def streaming_stage(ctx: StageContext) -> dict[str, Any]:
         "language": lang,
         **s,
         "blob_bytes": len(shipped.blob),
-        "headline": (f"FRR {pct(frr1)} at 1 FA/h (test oracle); shipped threshold {s['threshold']}: "
+        "headline": (f"FRR {pct(frr1)} at 1 FA/h (test oracle); shipped {s['posterior']} threshold {s['threshold']}: "
                      f"FRR {pct(s['shipped_frr'])} at {s['shipped_fa_per_hour']:.1f} FA/h"),
     }
