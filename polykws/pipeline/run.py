@@ -110,11 +110,18 @@ def _task_languages(cfg: PipelineConfig) -> list[str]:
     return [lang for lang in dict.fromkeys([b.language, *b.pool_languages, *a.languages]) if lang in cfg.data.tasks]
 
 
-def _root_entries(cfg: PipelineConfig, task_langs: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+def _scan_languages(cfg: PipelineConfig, task_langs: list[str]) -> list[str]:
+    """The task languages and every language their `_unknown_` draws on: a task's negatives (and
+    its streams' other-language words) must not depend on which languages a run adapts."""
+    extra = [lang for t in task_langs for lang in cfg.data.tasks[t].unknown_languages]
+    return list(dict.fromkeys([*task_langs, *extra]))
+
+
+def _root_entries(cfg: PipelineConfig, scan_langs: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """Each corpus root as key config (layout, languages, content fingerprint) and as a runtime path."""
     entries, paths = [], []
     for r in data_roots(cfg.data):
-        entry: dict[str, Any] = {"layout": r.layout, "languages": list(r.languages) or task_langs}
+        entry: dict[str, Any] = {"layout": r.layout, "languages": list(r.languages) or scan_langs}
         if r.layout in ("gsc_v2", "auto"):
             entry["gsc_language"] = r.gsc_language
         if r.path == "@corpus":
@@ -140,7 +147,7 @@ def _data_stages(cfg: PipelineConfig, progress: bool) -> tuple[list[Stage], dict
         out.append(Stage("corpus", "corpus", ingest.corpus_stage, {"synth": to_plain(cfg.corpus)}, resumable=True, runtime=runtime))
         data_deps = ("corpus",)
     task_langs = _task_languages(cfg)
-    scan_roots, root_paths = _root_entries(cfg, task_langs)
+    scan_roots, root_paths = _root_entries(cfg, _scan_languages(cfg, task_langs))
     data_cfg: dict[str, Any] = {"roots": scan_roots}
     runtime = {**runtime, "roots": root_paths}
     if d.noise_dir.startswith("@corpus"):

@@ -212,3 +212,21 @@ def test_streams_are_built_on_the_same_speaker_folds_as_the_features(tmp_path):
     for lang in raw["adapt"]["languages"]:
         folds = stages[f"features/{lang}"].config["speaker_folds"]
         assert folds == {"folds": 5, "fold": 2} and stages[f"streaming/{lang}"].config["speaker_folds"] == folds
+
+
+def test_a_tasks_negatives_do_not_depend_on_which_languages_a_run_adapts(tmp_path):
+    """A language named in a task's unknown_languages is scanned even when the run adapts only
+    that task: its _unknown_ words and its streams' other-language words stay the same."""
+    from polykws.pipeline.run import build_stages
+
+    raw = _raw(tmp_path)
+    for lang in ("aa", "bb", "cc"):
+        (tmp_path / "corpus" / lang).mkdir(parents=True)
+    raw["data"]["tasks"]["bb"]["unknown_languages"] = ["cc"]
+    raw["adapt"]["languages"] = ["bb"]
+    stages = {s.name: s for s in build_stages(load_config(_write(tmp_path, raw)), progress=False)}
+    [root] = stages["scan"].config["roots"]
+    assert root["languages"] == ["aa", "bb", "cc"] and "features/cc" not in stages
+    raw["data"]["tasks"]["bb"]["unknown_languages"] = []
+    [root] = {s.name: s for s in build_stages(load_config(_write(tmp_path, raw)), progress=False)}["scan"].config["roots"]
+    assert root["languages"] == ["aa", "bb"]
