@@ -51,6 +51,10 @@ class TransferConfig:
     weight_grid: str = "int8"
     # torch intra-op threads (None leaves torch's default). The benchmark pins 1 per worker.
     num_threads: int | None = None
+    # Every class weighs the same in the loss (inverse-frequency weights) and in model selection
+    # (validation accuracy becomes the mean per-class recall): a detector's _unknown_ class
+    # outnumbers each keyword many times, and unweighted it swamps keyword recall.
+    class_balance: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -64,6 +68,7 @@ class TransferConfig:
         _check(self, "label_smoothing", self.label_smoothing < 1, "< 1")
         _check(self, "weight_grid", self.weight_grid in ("int8", "float"), "'int8' or 'float'")
         _check(self, "num_threads", self.num_threads is None or self.num_threads >= 1, ">= 1")
+        _check(self, "class_balance", isinstance(self.class_balance, bool), "true or false")
         if not isinstance(self.spec_augment, SpecAugmentConfig):
             raise ConfigError(f"TransferConfig.spec_augment must be a SpecAugmentConfig, got {self.spec_augment!r}")
 

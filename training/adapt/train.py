@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from polykws.training.adapt.config import TransferConfig
-from polykws.training.adapt.data import Split, accuracy, evaluate_logits
+from polykws.training.adapt.data import Split, accuracy, balanced_accuracy, class_weights, evaluate_logits
 from polykws.training.deltas import HEAD_SITE
 from polykws.training.fit import EpochMetrics, Loop, LoopState, StepHooks, WarmupCosine, make_spec_augment, run_loop
 
@@ -47,14 +47,15 @@ def train_phase(
     module.eval()  # epochs switch to train mode; validation and the caches run in eval mode
     spec = make_spec_augment(cfg.spec_augment) if augment else None
     train_fwd, val_fwd, train_x, val_x = _inputs(module, net, data, cfg, spec is not None)
-    evaluate = _evaluator(module, val_fwd, val_x, data["val"].y, cfg.eval_batch_size)
+    weight = _class_weight(data, cfg)
+    evaluate = _evaluator(module, val_fwd, val_x, data["val"].y, cfg.eval_batch_size, weight)
     groups = [{"params": ps, "lr": lr, "weight_decay": wd} for ps, lr, wd in param_groups if ps]
     if not groups or epochs <= 0:
         if hooks.before_eval is not None:
             hooks.before_eval()
         return evaluate()[1]
     best: dict[str, torch.Tensor] = {}
-    loop = _loop(module, data["train"].y, train_x, train_fwd, groups, epochs, cfg, seed_offset, evaluate)
+    loop = _loop(module, data["train"].y, train_x, train_fwd, groups, epochs, cfg, seed_offset, evaluate, weight)
     loop.augment, loop.hooks, loop.phase = spec, hooks, phase
     if select_best:
         loop.select_key = lambda m: (m.val_acc, -m.val_loss)
@@ -74,7 +75,16 @@ def train_phase(
     return evaluate()[1]
 
 
-def _loop(module, y, train_x, train_fwd, groups, epochs, cfg: TransferConfig, seed_offset: int, evaluate) -> Loop:
+def _class_weight(data: dict[str, Split], cfg: TransferConfig) -> torch.Tensor | None:
+    """The loss's class weights under `cfg.class_balance` (from the training labels), else None."""
+    if not cfg.class_balance:
+        return None
+    y = data["train"].y
+    return class_weights(y, int(max(int(y.max()), int(data["val"].y.max())) + 1))
+
+
+def _loop(module, y, train_x, train_fwd, groups, epochs, cfg: TransferConfig, seed_offset: int, evaluate,
+          weight: torch.Tensor | None = None) -> Loop:
     n = int(y.shape[0])
     opt = torch.optim.AdamW(groups)
     total = cfg.steps_per_epoch(n) * epochs
@@ -93,7 +103,7 @@ def _loop(module, y, train_x, train_fwd, groups, epochs, cfg: TransferConfig, se
         scheduler=sched,
         begin_epoch=begin_epoch,
         evaluate=evaluate,
-        loss_fn=lambda logits, yb: F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing),
+        loss_fn=lambda logits, yb: F.cross_entropy(logits, yb, weight=_fit(weight, logits), label_smoothing=cfg.label_smoothing),
         grad_clip_norm=cfg.grad_clip_norm,
     )
 
@@ -129,12 +139,22 @@ def _inputs(module: nn.Module, net: nn.Module, data: dict[str, Split], cfg: Tran
     return train_fwd, net.forward_head, train_x, val_x
 
 
-def _evaluator(module: nn.Module, fwd: Callable, x: torch.Tensor, y: torch.Tensor, batch: int) -> Callable[[], tuple[float, float]]:
+def _fit(weight: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor | None:
+    """The class weights padded to the head's width (padding slots are never a target)."""
+    if weight is None or weight.numel() == logits.shape[1]:
+        return weight
+    return torch.cat([weight, torch.zeros(logits.shape[1] - weight.numel())])
+
+
+def _evaluator(module: nn.Module, fwd: Callable, x: torch.Tensor, y: torch.Tensor, batch: int,
+               weight: torch.Tensor | None = None) -> Callable[[], tuple[float, float]]:
     def evaluate() -> tuple[float, float]:
         was = module.training
         module.eval()
         logits = evaluate_logits(fwd, x, batch)
         module.train(was)
-        return float(F.cross_entropy(logits, y)), accuracy(logits, y)
+        if weight is None:
+            return float(F.cross_entropy(logits, y)), accuracy(logits, y)
+        return float(F.cross_entropy(logits, y, weight=_fit(weight, logits))), balanced_accuracy(logits, y)
 
     return evaluate
