@@ -237,8 +237,9 @@ def _export_stages(cfg: PipelineConfig, runtime: dict[str, Any], adapt_jobs: lis
         pack_cfg["models"] = {s.config["language"]: s.name for s in streaming}
     out.append(Stage("pack", "pack", packing.pack_stage, pack_cfg,
                      deps=("export_base", *ship_export.values(), *(s.name for s in streaming))))
-    out.append(Stage("tflm_eval", "tflm_eval", packing.tflm_eval_stage, {"base_language": b.language, "ship": ship_export},
-                     deps=("pack", *ship_export.values(), *feats_all)))
+    eval_cfg = {"base_language": b.language, "ship": ship_export, **({"models": pack_cfg["models"]} if streaming else {})}
+    out.append(Stage("tflm_eval", "tflm_eval", packing.tflm_eval_stage, eval_cfg,
+                     deps=("pack", *ship_export.values(), *(s.name for s in streaming), *feats_all)))
     out.append(_firmware_stage(cfg, runtime, feats_all))
     return out, export_jobs, ship_export
 

@@ -294,6 +294,11 @@ def posterior_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _by_snr(d: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A per-SNR mapping's items, highest SNR first (JSON rows keep their keys sorted as text)."""
+    return sorted(d.items(), key=lambda kv: -float(kv[0]))
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
@@ -306,7 +311,7 @@ def results_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     ]
     for r in rows:
         o5, o1, a = r["oracle"]["0.5"], r["oracle"]["1.0"], r["at_val_threshold"]
-        snr = " / ".join(f"{k}: {_pct(v['frr'])}" for k, v in a["frr_by_snr"].items())
+        snr = " / ".join(f"{k}: {_pct(v['frr'])}" for k, v in _by_snr(a["frr_by_snr"]))
         det = {p["threshold"]: p for p in r["det"]}
         lat = det[0]["median_latency_s"]
         ends = " | ".join(f"{_pct(det[t]['frr'])} / {det[t]['fa_per_hour']:.0f}" for t in (0, 255))
@@ -327,7 +332,7 @@ def snr_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     lines = ["| lang | SNR dB | test h | keywords | FRR @0.5 FA/h | FRR @1 FA/h | shipped thr: FRR / FA/h |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        for snr, v in r.get("by_snr", {}).items():
+        for snr, v in _by_snr(r.get("by_snr", {})):
             o5, o1, a = v["oracle"]["0.5"], v["oracle"]["1.0"], v["at_val_threshold"]
             lines.append(f"| {r['language']} | {snr} | {v['hours']:.2f} | {v['keywords']} | {_pct(o5['frr'] if o5 else None)} | "
                          f"{_pct(o1['frr'] if o1 else None)} | {_pct(a['frr'])} / {a['fa_per_hour']:.2f} |")

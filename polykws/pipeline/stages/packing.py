@@ -60,13 +60,16 @@ def tflm_eval_stage(ctx: StageContext) -> dict[str, Any]:
     c = ctx.config
     image = decode_flash_image((ctx.input("pack") / "flash.bin").read_bytes())
     base = image.base
+    # What the pack shipped: the streaming stage's model (its thresholds and any softmax
+    # temperature in the blob) when streams are scored, else the export stage's.
+    models = c.get("models") or c["ship"]
     results = {}
     for entry in image.blobs:
         lang = entry.lang
         model = apply_blob(base, entry.data)
-        exported = (ctx.input(c["ship"][lang]) / f"{lang}.tflite").read_bytes()
+        exported = (ctx.input(models[lang]) / f"{lang}.tflite").read_bytes()
         if sha256_bytes(model) != sha256_bytes(exported):
-            raise PolykwsError(f"{lang}: the model rebuilt from flash.bin differs from the exported one")
+            raise PolykwsError(f"{lang}: the model rebuilt from flash.bin differs from the one {models[lang]} shipped")
         test = load_splits(ctx.input(f"features/{lang}"))["test"]
         r = evaluate_tflm(model, test.x, test.y, num_labels=len(test.labels))
         save_int8_eval(ctx.out / lang, r, test.y, test.labels)
