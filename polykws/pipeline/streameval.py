@@ -29,7 +29,7 @@ from polykws.export.streaming import DetectorConfig
 from polykws.pipeline.config import StreamingSection
 
 ORACLE_FA_PER_HOUR = (0.5, 1.0)
-# The SNRs of the one-line summary (the issue's target conditions); 0 and 5 dB are reported beside.
+# The SNRs of the one-line summary, highest first: the conditions a detector's targets are stated at.
 SUMMARY_SNRS_DB = ("20", "10", "5", "0")
 
 
@@ -257,7 +257,7 @@ def snr_points(streams, cfg: DetectorConfig, refractory_frames: int, snrs_db: Se
 
 
 def summary_line(rows: Sequence[dict[str, Any]], snrs_db: Sequence[str] = SUMMARY_SNRS_DB, fa_per_hour: str = "1.0") -> str:
-    """The issue's one line: mean over languages of FRR at 1 FA/h (per-SNR DET), at each SNR, and
+    """One line for a run: mean over languages of FRR at 1 FA/h (per-SNR DET), at each SNR, and
     at the shipped thresholds."""
     parts = []
     for snr in snrs_db:
