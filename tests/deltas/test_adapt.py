@@ -174,13 +174,17 @@ def test_class_balance_weighs_every_class_alike():
     from torch import nn
 
     from polykws.training.adapt.config import TransferConfig
-    from polykws.training.adapt.data import Split, balanced_accuracy, class_weights
+    from polykws.training.adapt.data import Split, class_weights, weighted_accuracy
     from polykws.training.adapt.train import train_phase
 
     y = torch.tensor([0] * 200 + [1] * 10 + [2] * 10)
     np.testing.assert_allclose(class_weights(y, 4).numpy(), [220 / 600, 22 / 3, 22 / 3, 0.0], rtol=1e-6)
-    logits = torch.eye(3)[torch.tensor([0, 0, 1, 0])]
-    assert balanced_accuracy(logits, torch.tensor([0, 0, 1, 1])) == 0.75
+    np.testing.assert_allclose(class_weights(y, 4, 0.5).numpy(), np.sqrt([220 / 600, 22 / 3, 22 / 3, 0.0]), rtol=1e-6)
+    assert torch.equal(class_weights(y, 4, 0.0)[:3], torch.ones(3))
+    # With inverse-frequency weights, the weighted accuracy is the mean per-class recall.
+    logits = torch.eye(3)[torch.tensor([0, 0, 0, 1, 0])]
+    yy = torch.tensor([0, 0, 0, 1, 1])
+    assert abs(weighted_accuracy(logits, yy, class_weights(yy, 3)) - 0.75) < 1e-6
 
     g = torch.Generator().manual_seed(0)
     centers = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
@@ -192,7 +196,7 @@ def test_class_balance_weighs_every_class_alike():
     data = {"train": split(400, 20), "val": split(400, 20)}
     test = split(400, 400)
     recalls = {}
-    for balance in (False, True):
+    for balance in (0.0, 1.0):
         torch.manual_seed(0)
         net = nn.Linear(2, 3)
         cfg = TransferConfig(epochs=20, batch_size=32, warmup_steps=1, class_balance=balance)
@@ -200,4 +204,4 @@ def test_class_balance_weighs_every_class_alike():
         with torch.no_grad():
             pred = net(test.x).argmax(1)
         recalls[balance] = float((pred[test.y > 0] == test.y[test.y > 0]).float().mean())
-    assert recalls[True] > recalls[False] + 0.1, recalls
+    assert recalls[1.0] > recalls[0.0] + 0.1, recalls

@@ -51,10 +51,11 @@ class TransferConfig:
     weight_grid: str = "int8"
     # torch intra-op threads (None leaves torch's default). The benchmark pins 1 per worker.
     num_threads: int | None = None
-    # Every class weighs the same in the loss (inverse-frequency weights) and in model selection
-    # (validation accuracy becomes the mean per-class recall): a detector's _unknown_ class
-    # outnumbers each keyword many times, and unweighted it swamps keyword recall.
-    class_balance: bool = False
+    # Class weights (1 / class frequency) ** class_balance in the loss and in model selection
+    # (the validation accuracy weighted alike): 0 leaves them equal, 1 weighs every class alike
+    # (selection on mean per-class recall). A detector's _unknown_ class outnumbers each keyword
+    # many times, and unweighted it swamps keyword recall.
+    class_balance: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -68,7 +69,7 @@ class TransferConfig:
         _check(self, "label_smoothing", self.label_smoothing < 1, "< 1")
         _check(self, "weight_grid", self.weight_grid in ("int8", "float"), "'int8' or 'float'")
         _check(self, "num_threads", self.num_threads is None or self.num_threads >= 1, ">= 1")
-        _check(self, "class_balance", isinstance(self.class_balance, bool), "true or false")
+        _check(self, "class_balance", not isinstance(self.class_balance, bool) and 0.0 <= self.class_balance <= 1.0, "a number in [0, 1]")
         if not isinstance(self.spec_augment, SpecAugmentConfig):
             raise ConfigError(f"TransferConfig.spec_augment must be a SpecAugmentConfig, got {self.spec_augment!r}")
 

@@ -70,19 +70,19 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(dim=1) == y).float().mean())
 
 
-def balanced_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean per-class recall over the classes present in `y`."""
-    hit = (logits.argmax(dim=1) == y).float()
-    classes = torch.unique(y)
-    return float(torch.stack([hit[y == c].mean() for c in classes]).mean()) if classes.numel() else 0.0
+def weighted_accuracy(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> float:
+    """Accuracy with each example weighted by its class's weight; with inverse-frequency weights
+    it is the mean per-class recall over the classes present."""
+    w = weight[y]
+    return float(((logits.argmax(dim=1) == y).float() * w).sum() / w.sum())
 
 
-def class_weights(y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Inverse-frequency loss weights, mean 1 over the classes present (absent classes weigh 0)."""
+def class_weights(y: torch.Tensor, num_classes: int, power: float = 1.0) -> torch.Tensor:
+    """Loss weights (total / (classes present x class count)) ** power; absent classes weigh 0."""
     counts = torch.bincount(y, minlength=num_classes).float()
     present = counts > 0
     w = torch.zeros(num_classes)
-    w[present] = counts.sum() / (present.sum() * counts[present])
+    w[present] = (counts.sum() / (present.sum() * counts[present])) ** power
     return w
 
 

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from polykws.training.adapt.config import TransferConfig
-from polykws.training.adapt.data import Split, accuracy, balanced_accuracy, class_weights, evaluate_logits
+from polykws.training.adapt.data import Split, accuracy, class_weights, evaluate_logits, weighted_accuracy
 from polykws.training.deltas import HEAD_SITE
 from polykws.training.fit import EpochMetrics, Loop, LoopState, StepHooks, WarmupCosine, make_spec_augment, run_loop
 
@@ -80,7 +80,7 @@ def _class_weight(data: dict[str, Split], cfg: TransferConfig) -> torch.Tensor |
     if not cfg.class_balance:
         return None
     y = data["train"].y
-    return class_weights(y, int(max(int(y.max()), int(data["val"].y.max())) + 1))
+    return class_weights(y, int(max(int(y.max()), int(data["val"].y.max())) + 1), cfg.class_balance)
 
 
 def _loop(module, y, train_x, train_fwd, groups, epochs, cfg: TransferConfig, seed_offset: int, evaluate,
@@ -155,6 +155,6 @@ def _evaluator(module: nn.Module, fwd: Callable, x: torch.Tensor, y: torch.Tenso
         module.train(was)
         if weight is None:
             return float(F.cross_entropy(logits, y)), accuracy(logits, y)
-        return float(F.cross_entropy(logits, y, weight=_fit(weight, logits))), balanced_accuracy(logits, y)
+        return float(F.cross_entropy(logits, y, weight=_fit(weight, logits))), weighted_accuracy(logits, y, _fit(weight, logits))
 
     return evaluate
