@@ -94,19 +94,17 @@ def _compute_chunk(job: tuple) -> list:
                     wave = np.zeros(frontend.clip_samples, np.float32)
             else:
                 wave = load_audio(ex.path, frontend.sample_rate_hz, frontend.clip_samples)
-                if ex.kind == "partial":
+                if ex.kind in ("augmented", "partial"):
                     rng = np.random.default_rng(ex.aug_seed)
-                    _, wave = partial_keyword(wave, rng, sample_rate_hz=frontend.sample_rate_hz)
-                    if aug is not None:
+                    cfg = aug
+                    if ex.kind == "partial":
+                        _, wave = partial_keyword(wave, rng, sample_rate_hz=frontend.sample_rate_hz)
                         # The piece keeps the place partial_keyword gave it; noise, gain, speed
                         # and pitch apply as to any augmented copy.
+                        cfg = replace(aug, time_shift_ms=0.0, offset_anywhere=False) if aug is not None else None
+                    if cfg is not None:
                         pool = [_noise_wave(p, frontend.sample_rate_hz) for p in noise_paths]
-                        preceding, wave = augment_waveform_warm(wave, replace(aug, time_shift_ms=0.0, offset_anywhere=False), rng, pool,
-                                                                frontend.sample_rate_hz, warm_samples=w)
-                elif ex.kind == "augmented":
-                    pool = [_noise_wave(p, frontend.sample_rate_hz) for p in noise_paths]
-                    preceding, wave = augment_waveform_warm(wave, aug, np.random.default_rng(ex.aug_seed), pool, frontend.sample_rate_hz,
-                                                            warm_samples=w)
+                        preceding, wave = augment_waveform_warm(wave, cfg, rng, pool, frontend.sample_rate_hz, warm_samples=w)
         except BadAudioError as exc:
             results[i] = ("bad", exc.path, exc.reason, exc.detail)
             continue

@@ -30,7 +30,7 @@ class TaskOptions:
     # _unknown_ clips per keyword clip; above 1 for a detector, whose negatives outnumber its
     # keywords on any stream (None: as many as an average keyword class).
     unknown_fraction: float | None = None
-    # Partial keywords (the first or last part of a training keyword clip, augmentation.PartialConfig)
+    # Partial keywords (the first or last part of a training keyword clip, augment.PartialConfig)
     # added to _unknown_ in the train split, per keyword clip: a window that holds half a keyword
     # must not fire. 0: none.
     partial_keyword_fraction: float = 0.0

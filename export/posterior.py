@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from polykws.export.convert import ExportError
+from polykws.export.quantize import round_half_away
 from polykws.export.requant import head_op_index
 from polykws.export.tflite_graph import TfliteGraph, _vector_span
 
@@ -117,7 +118,7 @@ def softmax_params(input_scale: float, beta: float = 1.0) -> tuple[int, int, int
     """(input_multiplier, input_left_shift, diff_min) as TFLM's softmax Prepare computes them."""
     real = min(float(beta) * float(np.float32(input_scale)) * (1 << (31 - _SCALED_DIFF_INTEGER_BITS)), (1 << 31) - 1.0)
     q, shift = math.frexp(real)
-    q_fixed = int(math.floor(abs(q) * (1 << 31) + 0.5)) * (1 if q >= 0 else -1)  # round half away from zero
+    q_fixed = int(round_half_away(q * (1 << 31)))  # TfLiteRound
     if q_fixed == 1 << 31:
         q_fixed //= 2
         shift += 1
