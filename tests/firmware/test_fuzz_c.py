@@ -10,6 +10,8 @@ the model buffer.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -58,3 +60,20 @@ def test_fuzz_driver_catches_a_planted_out_of_bounds_write(driver, tmp_path):
         fuzz.FIRMWARE_DIR = old
     r = fuzz.run(bad_exe, engine, seeds, "blob", 200_000, seed=7)
     assert not r.ok and ("heap-buffer-overflow" in r.log or "AddressSanitizer" in r.log), r.log[-2000:]
+
+
+@pytest.mark.slow
+def test_fuzz_run_does_not_inherit_the_callers_peak_rss(driver):
+    """Linux carries getrusage's peak RSS across exec, so a caller holding 2.2 GB must not fail the driver."""
+    exe, engine, seeds = driver
+    if engine != "libfuzzer":
+        pytest.skip("only libFuzzer reads the peak RSS")
+    script = (
+        "import sys; from pathlib import Path; from polykws.firmware import fuzz\n"
+        "held = bytearray(2200 * 2**20)\n"
+        "held[::4096] = b'x' * len(held[::4096])\n"
+        "r = fuzz.run(Path(sys.argv[1]), 'libfuzzer', Path(sys.argv[2]), 'blob', 30000, seed=7)\n"
+        "print(r.log[-1500:]); sys.exit(0 if r.ok else 1)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(exe), str(seeds)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
