@@ -26,7 +26,7 @@ from polykws.datasets.task import TaskOptions, TaskSpec
 from polykws.datasets.splits import SpeakerFolds, SplitConfig
 from polykws.datasets.synth import SynthConfig
 from polykws.export.streaming import FRONTEND_STATES, DetectorConfig
-from polykws.training.adapt import TransferConfig
+from polykws.training.adapt import MiningConfig, TransferConfig
 from polykws.training.config import FitConfig
 
 FIRMWARE_MODES = ("auto", "on", "off")
@@ -156,6 +156,9 @@ class AdaptSection:
     fit: TransferConfig = field(default_factory=TransferConfig)
     # Torch threads per adaptation job (1 keeps jobs bit-identical however they are scheduled).
     threads_per_job: int = 1
+    # Hard-negative mining of the shipped job (training/adapt/mining.py): rounds of training
+    # negative streams whose firing windows join _unknown_, each followed by a fine-tune.
+    mining: MiningConfig = field(default_factory=MiningConfig)
 
     def __post_init__(self) -> None:
         if not self.languages:

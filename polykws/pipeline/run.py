@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from polykws.pipeline.stages import detection, device, exporting, ingest, packing, pretrain, reporting, transfer
+from polykws.pipeline.stages import detection, device, exporting, ingest, mining, packing, pretrain, reporting, transfer
 from polykws.core import to_plain
 from polykws.datasets.augment import AugmentConfig
 from polykws.pipeline.config import PipelineConfig, base_checkpoint_path, data_roots, resolve_path
@@ -87,6 +87,10 @@ def build_stages(cfg: PipelineConfig, *, progress: bool = True) -> list[Stage]:
     out.append(_base_stage(cfg, runtime))
     adapt, adapt_jobs, ship_adapt = _adapt_stages(cfg, runtime)
     out += adapt
+    mining = _mining_stages(cfg, runtime, ship_adapt)
+    out += mining
+    ship_adapt = {**ship_adapt, **{s.config["language"]: s.name for s in mining}}
+    adapt_jobs = adapt_jobs + [s.name for s in mining]
     export_jobs: dict[str, str] = {}
     ship_export: dict[str, str] = {}
     if cfg.export.enabled:
@@ -210,6 +214,30 @@ def _adapt_stages(cfg: PipelineConfig, runtime: dict[str, Any]) -> tuple[list[St
     return out, [s.name for s in out], ship
 
 
+def _mining_stages(cfg: PipelineConfig, runtime: dict[str, Any], ship_adapt: dict[str, str]) -> list[Stage]:
+    """mine/<lang>/... for each shipped job when adapt.mining.rounds > 0: hard negatives from
+    training streams, then a fine-tune; what ships is its model instead of the adapted one."""
+    from polykws.training.adapt import get_method
+
+    a = cfg.adapt
+    if not a.mining.rounds:
+        return []
+    corpus = ("corpus",) if any(r.path == "@corpus" for r in data_roots(cfg.data)) else ()
+    out = []
+    for lang, job in ship_adapt.items():
+        t = cfg.data.tasks[lang]
+        budget = a.ship_budget if get_method(a.ship_method).budgeted else None
+        out.append(Stage(
+            "mine/" + job.split("/", 1)[1], "mine", mining.mining_stage,
+            {"language": lang, "adapt_stage": job, "method": a.ship_method, "budget": budget, "budget_unit": a.budget_unit,
+             "seed": a.seeds[0], "fit": to_plain(a.fit), "threads": a.threads_per_job, "mining": to_plain(a.mining),
+             "snrs_db": list(cfg.streaming.snrs_db), "keywords": list(t.keywords), "task_options": _task_options(t),
+             **_fold_config(cfg, lang)},
+            deps=("base", job, f"features/{lang}", "scan", *corpus),
+            fanout=True, threads=a.threads_per_job, seed=a.seeds[0], runtime=runtime))
+    return out
+
+
 def _export_stages(cfg: PipelineConfig, runtime: dict[str, Any], adapt_jobs: list[str],
                    ship_adapt: dict[str, str]) -> tuple[list[Stage], dict[str, str], dict[str, str]]:
     """export_base, one export per (shipped or every) adaptation job, pack, tflm_eval, firmware."""
@@ -223,7 +251,8 @@ def _export_stages(cfg: PipelineConfig, runtime: dict[str, Any], adapt_jobs: lis
         if not e.all_jobs and job not in ship_adapt.values():
             continue
         lang = job.split("/")[1]
-        name = export_jobs[job] = "export/" + job.split("/", 1)[1]
+        # An adapt job's export keeps its old name; a mined model's is named after its stage.
+        name = export_jobs[job] = "export/" + (job.split("/", 1)[1] if job.startswith("adapt/") else job)
         out.append(Stage(name, "export", exporting.export_language_stage,
                          {"language": lang, "base_language": b.language, "calibration_samples": e.calibration_samples,
                           "adapt_stage": job, **e.language_options()},

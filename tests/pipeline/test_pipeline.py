@@ -176,6 +176,41 @@ def test_config_errors_name_the_file_and_field(tmp_path, corpus):
         _load(tmp_path, raw)
 
 
+def test_mining_fine_tunes_the_shipped_job_and_ships_it(tmp_path, corpus):
+    """adapt.mining.rounds > 0 adds mine/<job> after the shipped adaptation: its model is what
+    the report shows and export would ship; the stage reruns alone when only mining changes."""
+    import torch
+
+    from polykws.training.checkpoint import load_model
+
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run", methods=("swr",))
+    raw["adapt"]["languages"] = ["bb"]
+    raw["adapt"]["mining"] = {"rounds": 1, "negative_s_per_snr": 30.0, "min_score": 0.2, "epochs": 1}
+    raw["streaming"] = {"snrs_db": [10.0, 0.0]}
+    first = _run(_load(tmp_path, raw))
+    mine = first["mine/bb/swr/b300/s0"]
+    rounds = json.loads((mine.path / "mining.json").read_text())["rounds"]
+    assert [r["round"] for r in rounds] == [1]
+    r = rounds[0]
+    # Two SNRs of 30 s of training negatives (the streams end with room for a late detection).
+    assert 60 / 3600 <= r["negative_hours"] < 70 / 3600 and r["windows_scored"] > 0
+    assert 0 < r["mined"] <= r["fired"], "an undertrained fixture model fires on noise and other words"
+    from polykws.pipeline.splitio import load_splits
+
+    train = load_splits(first["features/bb"].path)["train"]
+    assert r["unknown_rows"] == int((train.y == list(train.labels).index("_unknown_")).sum()) + r["mined"]
+    adapted = load_model(first["adapt/bb/swr/b300/s0"].path / "model.pt").model.state_dict()
+    mined = load_model(mine.path / "model.pt").model.state_dict()
+    assert any(not torch.equal(adapted[k], mined[k]) for k in adapted)
+    report = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
+    [lang] = report["languages"]
+    assert lang["float_acc"] == mine.summary["test_acc"] and lang["method"] == "swr"
+    # Only the mining changed: the adaptation is reused, mining and the report rerun.
+    raw["adapt"]["mining"]["epochs"] = 2
+    second = _run(_load(tmp_path, raw))
+    assert sorted(second.ran()) == ["mine/bb/swr/b300/s0", "report"]
+
+
 @pytest.mark.slow
 def test_full_pipeline_with_export_through_workers(tmp_path, corpus, capsys):
     from polykws.pipeline.engine import ProcessExecutor
