@@ -26,7 +26,8 @@ from polykws.datasets.task import TaskOptions, TaskSpec
 from polykws.datasets.splits import SpeakerFolds, SplitConfig
 from polykws.datasets.synth import SynthConfig
 from polykws.export.streaming import FRONTEND_STATES, DetectorConfig
-from polykws.training.adapt import MiningConfig, TransferConfig
+from polykws.training.adapt import TransferConfig
+from polykws.training.adapt.mining import MiningConfig
 from polykws.training.config import FitConfig
 
 FIRMWARE_MODES = ("auto", "on", "off")

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from polykws.core import ConfigError
-from polykws.training.adapt import MiningConfig, TransferConfig, adapt, method_config
+from polykws.training.adapt import TransferConfig, adapt, method_config
 from polykws.training.adapt.data import Split, prepare_splits
-from polykws.training.adapt.mining import fine_tune, fired_windows, windows_at, with_negatives
+from polykws.training.adapt.mining import MiningConfig, fine_tune, fired_windows, windows_at, with_negatives
 
 
 class _ChannelZero(nn.Module):
@@ -60,7 +60,7 @@ def test_with_negatives_appends_unknown_rows():
 
 
 @pytest.mark.parametrize("bad", [{"rounds": -1}, {"rounds": 1, "epochs": 0}, {"min_score": 1.0}, {"stride_ms": 0},
-                                 {"max_per_keyword_row": 0.0}, {"negative_s_per_snr": 0}, {"rounds": True}])
+                                 {"max_per_keyword_row": 0.0}, {"negative_s_per_snr": 0}, {"rounds": True}, {"copies": 0}])
 def test_mining_config_refuses(bad):
     with pytest.raises(ConfigError):
         MiningConfig(**bad)

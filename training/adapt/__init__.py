@@ -6,8 +6,7 @@
 - harness: `adapt()` and the AdaptContext a method runs with;
 - registry: register_method / get_method / method_config;
 - budget: each delta family alone, fitted by its own `fit_to_budget()`;
-- baselines: head-only, BN-only, BitFit, LoRA, full fine-tune, scratch;
-- mining: hard negatives from training streams, and the fine-tune on them.
+- baselines: head-only, BN-only, BitFit, LoRA, full fine-tune, scratch.
 SWR registers itself from training/swr.
 """
 
@@ -35,7 +34,6 @@ from polykws.training.adapt.baselines import (  # noqa: E402
     ScratchConfig,
 )
 from polykws.training.adapt.train import train_phase  # noqa: E402
-from polykws.training.adapt.mining import MiningConfig  # noqa: E402
 from polykws.training.swr import register as _register_swr  # noqa: E402
 
 _register_swr(register_method)
@@ -50,7 +48,6 @@ __all__ = [
     "HeadOnlyConfig",
     "LoRAConfig",
     "MethodRun",
-    "MiningConfig",
     "MethodSpec",
     "ScratchConfig",
     "Split",

@@ -40,6 +40,9 @@ class MiningConfig:
     max_per_keyword_row: float = 0.5
     # Fine-tune epochs per round, on the training split with every window mined so far.
     epochs: int = 5
+    # Rows per mined window. Class balance gives _unknown_ one class's weight however many rows it
+    # has, so copies raise the mined windows' share of it rather than the class's weight.
+    copies: int = 1
 
     def __post_init__(self) -> None:
         for name in ("rounds", "epochs"):
@@ -50,6 +53,8 @@ class MiningConfig:
             raise ConfigError("mining epochs must be >= 1 when rounds > 0")
         if not self.negative_s_per_snr > 0:
             raise ConfigError(f"mining negative_s_per_snr must be > 0, got {self.negative_s_per_snr!r}")
+        if isinstance(self.copies, bool) or not isinstance(self.copies, int) or self.copies < 1:
+            raise ConfigError(f"mining copies must be an integer >= 1, got {self.copies!r}")
         for name in ("stride_ms", "refractory_ms"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:

@@ -22,8 +22,8 @@ def mining_stage(ctx: StageContext) -> dict[str, Any]:
     from polykws.datasets.streams import StreamConfig, iter_streams
     from polykws.export.streaming import stream_features, stream_pcm
     from polykws.pipeline.streameval import stream_noise
-    from polykws.training.adapt import MiningConfig, TransferConfig, prepare_splits, score
-    from polykws.training.adapt.mining import fine_tune, fired_windows, windows_at, with_negatives
+    from polykws.training.adapt import TransferConfig, prepare_splits, score
+    from polykws.training.adapt.mining import MiningConfig, fine_tune, fired_windows, windows_at, with_negatives
     from polykws.training.checkpoint import load_model, save_model
     from polykws.training.deltas import DeltaModel
     from polykws.training.evaluate import evaluate
@@ -68,7 +68,7 @@ def mining_stage(ctx: StageContext) -> dict[str, Any]:
             found.sort(key=lambda t: (-t[0], t[1], t[2]))
             kept = found[:cap]
             x = np.stack([t[3] for t in kept]) if kept else np.zeros((0, *fe.input_shape), np.float32)
-            data = with_negatives(data, x, unknown_id)
+            data = with_negatives(data, np.repeat(x, m.copies, axis=0), unknown_id)
             val_acc = fine_tune(dm, data, tcfg, m.epochs, round_index=r)
             rounds.append({"round": r + 1, "negative_hours": hours, "windows_scored": scanned, "fired": len(found),
                            "fired_per_hour_before": len(found) / hours if hours else None, "mined": len(kept),
