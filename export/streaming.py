@@ -20,6 +20,7 @@ rest are false accepts) and sweeps one threshold for every keyword to draw the D
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Sequence
 
@@ -430,12 +431,15 @@ SHIPPABLE_THRESHOLDS = range(THRESHOLD_MAX)
 
 
 def choose_thresholds(language: str, val_streams: Sequence[ScoredStream], cfg: DetectorConfig, frontend: FrontendConfig,
-                      target_fa_per_hour: float = 1.0) -> LanguageThresholds:
+                      target_fa_per_hour: float = 1.0, per_keyword: bool = False) -> LanguageThresholds:
     """The threshold (one for every keyword, 0..255) with the lowest validation FRR at <= target FA/h.
 
     When no threshold reaches the target, the one with the fewest validation false accepts is
     taken (ties: the lower FRR) and `met_target` is False: a detector that never fires would
     ship a silent language, and the validation FA/h shows how far the target is.
+
+    `per_keyword`: one threshold per keyword instead (`per_keyword_thresholds`), the validation
+    false accepts the target allows shared out over the keywords.
     """
     if not val_streams:
         raise ConfigError(f"{language}: no validation stream to choose thresholds on")
@@ -447,10 +451,15 @@ def choose_thresholds(language: str, val_streams: Sequence[ScoredStream], cfg: D
     if best is None:
         best = min(points, key=lambda p: (p.false_accepts, p.frr, -p.threshold))
     hours = sum(s.duration_s for s in val_streams) / 3600.0
+    thresholds = {lb: best.threshold for lb in labels if lb not in NEVER_FIRE}
+    if per_keyword:
+        thresholds = per_keyword_thresholds(val_streams, cfg, plan.refractory_frames, int(math.floor(target_fa_per_hour * hours + 1e-9)))
+        best = score_thresholds(val_streams, cfg, plan.refractory_frames, thresholds)
+        met = best.fa_per_hour <= target_fa_per_hour
     return LanguageThresholds(
         language=language,
         labels=tuple(labels),
-        thresholds={lb: best.threshold for lb in labels if lb not in NEVER_FIRE},
+        thresholds=thresholds,
         target_fa_per_hour=float(target_fa_per_hour),
         val_fa_per_hour=best.fa_per_hour,
         val_frr=best.frr,
@@ -459,6 +468,64 @@ def choose_thresholds(language: str, val_streams: Sequence[ScoredStream], cfg: D
         frontend_hash=frontend.config_hash(),
         met_target=met,
     )
+
+
+def _keyword_curve(val_streams: Sequence[ScoredStream], cfg: DetectorConfig, refractory_frames: int, keyword: str,
+                   max_false_accepts: int) -> list[tuple[int, int, int]]:
+    """(threshold, hits, false accepts) of `keyword` alone (every other keyword silent), from 255
+    down to the last threshold with at most `max_false_accepts` validation false accepts."""
+    out = []
+    for t in reversed(SHIPPABLE_THRESHOLDS):
+        hits = fa = 0
+        for s in val_streams:
+            r = match(decide(s.trace, {**{lb: THRESHOLD_MAX for lb in s.trace.labels}, keyword: t}, refractory_frames),
+                      s.truth, s.trace.sample_rate_hz, cfg)
+            hits, fa = hits + r.hits, fa + r.false_accepts
+        if fa > max_false_accepts:
+            break
+        out.append((t, hits, fa))
+    return out
+
+
+def per_keyword_thresholds(val_streams: Sequence[ScoredStream], cfg: DetectorConfig, refractory_frames: int,
+                           budget_false_accepts: int) -> dict[str, int]:
+    """One threshold per keyword: the most validation hits with at most `budget_false_accepts`
+    false accepts in all, the budget shared out over the keywords exactly (a knapsack on each
+    keyword's own curve). Of thresholds with equal hits and false accepts the highest is kept."""
+    labels = val_streams[0].trace.labels
+    keywords = [lb for lb in labels if lb not in NEVER_FIRE]
+    # For each keyword and each false-accept count it may spend: its best (hits, threshold).
+    options: dict[str, dict[int, tuple[int, int]]] = {}
+    for kw in keywords:
+        best: dict[int, tuple[int, int]] = {}
+        for t, hits, fa in _keyword_curve(val_streams, cfg, refractory_frames, kw, budget_false_accepts):
+            if fa not in best or hits > best[fa][0]:
+                best[fa] = (hits, t)
+        options[kw] = best or {0: (0, THRESHOLD_MAX - 1)}
+    # Knapsack over the keywords: table[b] = (hits, thresholds) spending at most b false accepts.
+    table: list[tuple[int, dict[str, int]]] = [(0, {}) for _ in range(budget_false_accepts + 1)]
+    for kw in keywords:
+        nxt = []
+        for b in range(budget_false_accepts + 1):
+            cands = [(table[b - fa][0] + hits, {**table[b - fa][1], kw: t}) for fa, (hits, t) in options[kw].items() if fa <= b]
+            nxt.append(max(cands, key=lambda c: (c[0], sum(c[1].values()))))
+        table = nxt
+    return table[budget_false_accepts][1]
+
+
+def score_thresholds(streams: Sequence[ScoredStream], cfg: DetectorConfig, refractory_frames: int,
+                     thresholds: dict[str, int] | int) -> DetPoint:
+    """The operating point of one threshold vector over all streams together (as `det_curve`'s points)."""
+    hours = sum(s.duration_s for s in streams) / 3600.0
+    hits = fa = kws = 0
+    lat: list[float] = []
+    for s in streams:
+        r = match(decide(s.trace, thresholds, refractory_frames), s.truth, s.trace.sample_rate_hz, cfg)
+        hits, fa, kws = hits + r.hits, fa + r.false_accepts, kws + r.keywords
+        lat += r.latencies_s
+    level = thresholds if isinstance(thresholds, int) else min(thresholds.values())
+    return DetPoint(int(level), 1.0 - hits / kws if kws else float("nan"), fa / hours if hours else float("nan"), fa, hits, kws,
+                    float(np.median(lat)) if lat else None)
 
 
 def detect(tflite: bytes, labels: Sequence[str], pcm: np.ndarray, frontend: FrontendConfig, cfg: DetectorConfig,

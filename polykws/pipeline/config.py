@@ -257,6 +257,10 @@ class StreamingSection:
     log2_temperatures: tuple[int, ...] = (0,)
     # Also score a logit-margin posterior beside them (a host-side measurement; never shipped).
     compare_margin: bool = False
+    # One threshold per keyword (export.streaming.per_keyword_thresholds: the validation false
+    # accepts the target allows, shared out over the keywords) ships instead of one for all; the
+    # one threshold's figures stay in the row beside them.
+    per_keyword_thresholds: bool = False
 
     def __post_init__(self) -> None:
         from polykws.export.posterior import MAX_LOG2_TEMPERATURE

@@ -172,7 +172,7 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
 
     The model runs once per stream; every window re-averages its outputs.
     """
-    from polykws.export.streaming import Posterior, choose_thresholds, det_curve
+    from polykws.export.streaming import Posterior, choose_thresholds, det_curve, score_thresholds
 
     lang = task.language
     t0 = time.time()
@@ -207,8 +207,21 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
                              "by_snr": snr_points(tw, dc, plan.refractory_frames, settings.snrs_db, othr)})
         points = test_of[post]
         thr = next(iter(th.thresholds.values()))
-        chosen = next(p for p in points if p.threshold == thr)
+        chosen = next(p for p in points if p.threshold == thr).to_dict()
         by_snr = next(c["by_snr"] for c in compared if c["shipped"])
+        extra = {}
+        if settings.per_keyword_thresholds:
+            # The chosen posterior's validation traces again, one threshold per keyword: what ships,
+            # with the one threshold's figures kept beside it.
+            val_p = [replace(s, trace=s.trace.with_posterior(post, plan.average_inferences)) for s in val]
+            test_p = [replace(s, trace=s.trace.with_posterior(post, plan.average_inferences)) for s in test]
+            kw = choose_thresholds(lang, val_p, dc, model.frontend, settings.target_fa_per_hour, per_keyword=True)
+            extra["one_threshold"] = {"thresholds": th.to_dict(), "at_val_threshold": chosen,
+                                      "by_snr": {k: v["at_val_threshold"] for k, v in by_snr.items()}}
+            th, chosen = kw, score_thresholds(test_p, dc, plan.refractory_frames, kw.thresholds).to_dict()
+            by_snr = {k: {**v, "at_val_threshold": _at(score_thresholds([x for x in test_p if x.name.endswith(f"/snr{k}")], dc,
+                                                                        plan.refractory_frames, kw.thresholds))}
+                      for k, v in by_snr.items()}
         rows.append({
             "language": lang,
             "model": model.source,
@@ -221,8 +234,8 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
             "test_keywords": chosen.keywords,
             "val": {"hours": th.val_hours, "streams": val_info["streams"]},
             "thresholds": th.to_dict(),
-            "at_val_threshold": {**chosen.to_dict(), "frr_by_snr": {k: {"keywords": v["keywords"], "frr": v["at_val_threshold"]["frr"]}
-                                                                 for k, v in by_snr.items()}},
+            "at_val_threshold": {**chosen, "frr_by_snr": {k: {"keywords": v["keywords"], "frr": v["at_val_threshold"]["frr"]}
+                                                       for k, v in by_snr.items()}},
             "by_snr": by_snr,
             "posterior": post.to_dict(),
             "posteriors_compared": compared,
@@ -230,9 +243,14 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
             "det": [p.to_dict() for p in points],
             "parity": test_info["parity"],
             "streams": test_info["streams"],
+            **extra,
             "wall_s": time.time() - t0,
         })
     return rows
+
+
+def _at(p) -> dict[str, Any]:
+    return {"frr": p.frr, "fa_per_hour": p.fa_per_hour, "false_accepts": p.false_accepts}
 
 
 def oracle(points) -> dict[str, dict[str, Any] | None]:
@@ -258,7 +276,7 @@ def snr_points(streams, cfg: DetectorConfig, refractory_frames: int, snrs_db: Se
             "hours": sum(s.duration_s for s in sub) / 3600.0,
             "keywords": at.keywords,
             "oracle": oracle(points),
-            "at_val_threshold": {"frr": at.frr, "fa_per_hour": at.fa_per_hour, "false_accepts": at.false_accepts},
+            "at_val_threshold": _at(at),
         }
     return out
 

@@ -154,6 +154,31 @@ def test_thresholds_that_miss_the_target_are_the_fewest_false_accepts_a_blob_can
     assert LanguageThresholds.from_dict(json.loads(json.dumps(th.to_dict()))) == th
 
 
+def test_per_keyword_thresholds_share_the_false_accepts_out():
+    """A confusable keyword no longer sets every keyword's threshold: "go" has a negative bump
+    at 180, "stop" none above 100, so one threshold must pass 180 and miss "stop" (150)."""
+    from polykws.export.streaming import per_keyword_thresholds, score_thresholds
+
+    cfg = DetectorConfig()
+    tr = _trace([[200, 0, 0, 0], [0, 150, 0, 0], [180, 0, 0, 0], [0, 100, 0, 0]], frames=[20, 500, 1480, 2000])
+    s = ScoredStream("s", tr, (_ev("go", 0.6), _ev("stop", 10.3)), 3600.0)
+    one = choose_thresholds("xx", [s], cfg, mfcc_frontend(), target_fa_per_hour=0.5)
+    assert one.thresholds == {"go": 200, "stop": 200} and one.val_frr == 0.5
+    kw = choose_thresholds("xx", [s], cfg, mfcc_frontend(), target_fa_per_hour=0.5, per_keyword=True)
+    # Of equal hits and false accepts, each keyword keeps its highest threshold.
+    assert kw.thresholds == {"go": 200, "stop": 150} and (kw.val_frr, kw.val_fa_per_hour, kw.met_target) == (0.0, 0.0, True)
+    assert kw.blob_bytes() == bytes([200, 150, 255, 255])
+    # A budget of one false accept goes where it buys a hit: nowhere here, so nothing changes;
+    # with "stop" at 90 instead, it is spent on "stop" (down to 90, its bump at 100 firing).
+    assert per_keyword_thresholds([s], cfg, 50, 1) == {"go": 200, "stop": 150}
+    low = ScoredStream("s", _trace([[200, 0, 0, 0], [0, 90, 0, 0], [180, 0, 0, 0], [0, 100, 0, 0]], frames=[20, 500, 1480, 2000]),
+                       s.truth, 3600.0)
+    assert per_keyword_thresholds([low], cfg, 50, 0) == {"go": 200, "stop": 255}
+    assert per_keyword_thresholds([low], cfg, 50, 1) == {"go": 200, "stop": 90}
+    p = score_thresholds([low], cfg, 50, {"go": 200, "stop": 90})
+    assert (p.hits, p.false_accepts, p.keywords) == (2, 1, 2)
+
+
 @pytest.mark.shared
 def test_streaming_model_equals_clip_evaluation(base_export, feats, shared_data):
     """On real speech, every ring the detector feeds TFLM is the clip pipeline's int8 input, and so are the outputs."""
