@@ -231,7 +231,7 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
             "detector": dc.to_dict(),
             "test_hours": sum(s.duration_s for s in test) / 3600.0,
             "test_negative_hours": sum(s.duration_s for s in test if "/negative/" in s.name) / 3600.0,
-            "test_keywords": chosen.keywords,
+            "test_keywords": chosen["keywords"],
             "val": {"hours": th.val_hours, "streams": val_info["streams"]},
             "thresholds": th.to_dict(),
             "at_val_threshold": {**chosen, "frr_by_snr": {k: {"keywords": v["keywords"], "frr": v["at_val_threshold"]["frr"]}
@@ -345,7 +345,7 @@ def results_table(rows: Sequence[dict[str, Any]]) -> list[str]:
         par = r["parity"] or {}
         parity = f"{par.get('int8_values_differing', 0)}/{par.get('int8_values', 0)}" if par else "-"
         th = r["thresholds"]
-        thr = f"{next(iter(th['thresholds'].values()))}" + ("" if th.get("met_target", True) else " (target not met)")
+        thr = f"{threshold_text(th)}" + ("" if th.get("met_target", True) else " (target not met)")
         lines.append(
             f"| {r['language']} | {r['frontend']} ({r['frontend_state']}) | {r['detector']['average_window_ms']} | "
             f"{r['test_hours']:.2f} ({r['test_negative_hours']:.2f}) | {r['test_keywords']} | "
@@ -407,13 +407,19 @@ def write_results(out: str | Path, rows: Sequence[dict[str, Any]], *, header: Se
     plot_det(rows, out / "det.png", title=title)
 
 
+def threshold_text(thresholds: dict[str, Any]) -> int | str:
+    """A LanguageThresholds dict's thresholds for a table: the one threshold, or the per-keyword range."""
+    values = sorted(set(thresholds["thresholds"].values()))
+    return values[0] if len(values) == 1 else f"per keyword {values[0]}-{values[-1]}"
+
+
 def row_summary(row: dict[str, Any]) -> dict[str, Any]:
     """The figures a report shows for one language (no curve, no stream list)."""
     a, th = row["at_val_threshold"], row["thresholds"]
     return {
         "frr_at_1_fa_per_hour": (row["oracle"]["1.0"] or {}).get("frr"),
         "frr_at_0_5_fa_per_hour": (row["oracle"]["0.5"] or {}).get("frr"),
-        "threshold": next(iter(th["thresholds"].values())),
+        "threshold": threshold_text(th),
         "posterior": posterior_name(row),
         "threshold_met_target": th.get("met_target", True),
         "target_fa_per_hour": th["target_fa_per_hour"],
