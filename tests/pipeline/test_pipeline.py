@@ -218,7 +218,7 @@ def test_full_pipeline_with_export_through_workers(tmp_path, corpus, capsys):
     raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run", export=True, methods=("head_only", "bn_only"))
     raw["streaming"] = {"enabled": True, "snrs_db": [10.0], "val_negative_s_per_snr": 20.0, "test_negative_s_per_snr": 20.0,
                         "detector": {"stride_ms": 100, "average_window_ms": 200, "refractory_ms": 600},
-                        "log2_temperatures": [2], "compare_margin": True}
+                        "log2_temperatures": [2], "compare_margin": True, "per_keyword_thresholds": True}
     cfg = _load(tmp_path, raw)
     # A pack's blobs carry their temperature already: evaluating the pack again chooses among
     # no further ones.
@@ -247,6 +247,9 @@ def test_full_pipeline_with_export_through_workers(tmp_path, corpus, capsys):
         blob = decode_blob((pack / f"{r['lang']}.blob").read_bytes())
         assert list(blob.thresholds) == [255 if lb in ("_silence_", "_unknown_") else chosen[lb] for lb in blob.labels]
         assert manifest["languages"][r["lang"]]["thresholds"] == list(blob.thresholds)
+        # Per-keyword thresholds ship; the one threshold's figures stay beside them.
+        assert row["one_threshold"]["thresholds"]["labels"] == row["thresholds"]["labels"]
+        assert set(row["one_threshold"]["by_snr"]) == set(row["by_snr"]) == {"10"}
         assert r["streaming"]["frr_at_1_fa_per_hour"] == (row["oracle"]["1.0"] or {}).get("frr")
         assert r["streaming"]["test_keywords"] > 0
         # The posterior is chosen with the thresholds; a temperature ships folded into the head.
