@@ -368,20 +368,9 @@ def det_curve(streams: Sequence[ScoredStream], cfg: DetectorConfig, refractory_f
 
     FA/h divides false accepts by the total duration of all streams (keyword and negative ones).
     """
-    hours = sum(s.duration_s for s in streams) / 3600.0
-    if hours <= 0:
+    if sum(s.duration_s for s in streams) <= 0:
         raise ConfigError("no stream audio to score")
-    points = []
-    for t in thresholds:
-        hits = fa = kws = 0
-        lat: list[float] = []
-        for s in streams:
-            r = match(decide(s.trace, int(t), refractory_frames), s.truth, s.trace.sample_rate_hz, cfg)
-            hits, fa, kws = hits + r.hits, fa + r.false_accepts, kws + r.keywords
-            lat += r.latencies_s
-        points.append(DetPoint(int(t), 1.0 - hits / kws if kws else float("nan"), fa / hours, fa, hits, kws,
-                               float(np.median(lat)) if lat else None))
-    return points
+    return [score_thresholds(streams, cfg, refractory_frames, int(t)) for t in thresholds]
 
 
 def operating_point(points: Sequence[DetPoint], target_fa_per_hour: float) -> DetPoint | None:
@@ -501,6 +490,8 @@ def per_keyword_thresholds(val_streams: Sequence[ScoredStream], cfg: DetectorCon
         for t, hits, fa in _keyword_curve(val_streams, cfg, refractory_frames, kw, budget_false_accepts):
             if fa not in best or hits > best[fa][0]:
                 best[fa] = (hits, t)
+        # A keyword that passes the budget even at 255 stays there, the fewest false accepts a blob
+        # can carry; the exact score of the whole vector (`score_thresholds`) counts them.
         options[kw] = best or {0: (0, THRESHOLD_MAX - 1)}
     # Knapsack over the keywords: table[b] = (hits, thresholds) spending at most b false accepts.
     table: list[tuple[int, dict[str, int]]] = [(0, {}) for _ in range(budget_false_accepts + 1)]
@@ -515,7 +506,9 @@ def per_keyword_thresholds(val_streams: Sequence[ScoredStream], cfg: DetectorCon
 
 def score_thresholds(streams: Sequence[ScoredStream], cfg: DetectorConfig, refractory_frames: int,
                      thresholds: dict[str, int] | int) -> DetPoint:
-    """The operating point of one threshold vector over all streams together (as `det_curve`'s points)."""
+    """The operating point of a threshold (or one per keyword) over all streams together; FA/h
+    divides false accepts by the total duration of all streams. With one per keyword, the point's
+    `threshold` is the lowest of them."""
     hours = sum(s.duration_s for s in streams) / 3600.0
     hits = fa = kws = 0
     lat: list[float] = []
