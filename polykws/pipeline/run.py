@@ -222,17 +222,15 @@ def _mining_stages(cfg: PipelineConfig, runtime: dict[str, Any], ship_adapt: dic
     a = cfg.adapt
     if not a.mining.rounds:
         return []
-    corpus = ("corpus",) if any(r.path == "@corpus" for r in data_roots(cfg.data)) else ()
+    corpus = _corpus_deps(cfg)
+    budget = a.ship_budget if get_method(a.ship_method).budgeted else None
     out = []
     for lang, job in ship_adapt.items():
-        t = cfg.data.tasks[lang]
-        budget = a.ship_budget if get_method(a.ship_method).budgeted else None
         out.append(Stage(
             "mine/" + job.split("/", 1)[1], "mine", mining.mining_stage,
             {"language": lang, "adapt_stage": job, "method": a.ship_method, "budget": budget, "budget_unit": a.budget_unit,
              "seed": a.seeds[0], "fit": to_plain(a.fit), "threads": a.threads_per_job, "mining": to_plain(a.mining),
-             "snrs_db": list(cfg.streaming.snrs_db), "keywords": list(t.keywords), "task_options": _task_options(t),
-             **_fold_config(cfg, lang)},
+             "snrs_db": list(cfg.streaming.snrs_db), **_stream_task_config(cfg, lang)},
             deps=("base", job, f"features/{lang}", "scan", *corpus),
             fanout=True, threads=a.threads_per_job, seed=a.seeds[0], runtime=runtime))
     return out
@@ -284,18 +282,28 @@ def _fold_config(cfg: PipelineConfig, lang: str) -> dict[str, Any]:
     return {}
 
 
+def _corpus_deps(cfg: PipelineConfig) -> tuple[str, ...]:
+    """("corpus",) when a data root is the synthesized corpus: the stages that read audio wait for it."""
+    return ("corpus",) if any(r.path == "@corpus" for r in data_roots(cfg.data)) else ()
+
+
+def _stream_task_config(cfg: PipelineConfig, lang: str) -> dict[str, Any]:
+    """What a stage that builds `lang`'s streams reads of its task: keywords, options, speaker fold."""
+    t = cfg.data.tasks[lang]
+    return {"keywords": list(t.keywords), "task_options": _task_options(t), **_fold_config(cfg, lang)}
+
+
 def _streaming_stages(cfg: PipelineConfig, runtime: dict[str, Any], ship_export: dict[str, str]) -> list[Stage]:
     """streaming/<lang> for each shipped language when streaming.enabled: FRR at a fixed FA/h, thresholds into its blob."""
     if not cfg.streaming.enabled:
         return []
-    corpus = ("corpus",) if any(r.path == "@corpus" for r in data_roots(cfg.data)) else ()
+    corpus = _corpus_deps(cfg)
     out = []
     for lang, export_stage in ship_export.items():
-        t = cfg.data.tasks[lang]
         out.append(Stage(
             f"streaming/{lang}", "streaming", detection.streaming_stage,
-            {"language": lang, "base_language": cfg.base.language, "export_stage": export_stage, "keywords": list(t.keywords),
-             "task_options": _task_options(t), "streaming": to_plain(cfg.streaming), **_fold_config(cfg, lang)},
+            {"language": lang, "base_language": cfg.base.language, "export_stage": export_stage,
+             "streaming": to_plain(cfg.streaming), **_stream_task_config(cfg, lang)},
             deps=("export_base", export_stage, "scan", *corpus), fanout=True, threads=1,
             runtime=runtime))
     return out

@@ -219,7 +219,7 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
             extra["one_threshold"] = {"thresholds": th.to_dict(), "at_val_threshold": chosen,
                                       "by_snr": {k: v["at_val_threshold"] for k, v in by_snr.items()}}
             th, chosen = kw, score_thresholds(test_p, dc, plan.refractory_frames, kw.thresholds).to_dict()
-            by_snr = {k: {**v, "at_val_threshold": _at(score_thresholds([x for x in test_p if x.name.endswith(f"/snr{k}")], dc,
+            by_snr = {k: {**v, "at_val_threshold": _at(score_thresholds(snr_streams(test_p, k), dc,
                                                                         plan.refractory_frames, kw.thresholds))}
                       for k, v in by_snr.items()}
         rows.append({
@@ -260,6 +260,11 @@ def oracle(points) -> dict[str, dict[str, Any] | None]:
     return {str(fa): (p.to_dict() if (p := operating_point(points, fa)) else None) for fa in ORACLE_FA_PER_HOUR}
 
 
+def snr_streams(streams, snr: str) -> list:
+    """The streams of one SNR (its key as `by_snr` writes it, e.g. "20")."""
+    return [s for s in streams if s.name.endswith(f"/snr{snr}")]
+
+
 def snr_points(streams, cfg: DetectorConfig, refractory_frames: int, snrs_db: Sequence[float], threshold: int) -> dict[str, dict[str, Any]]:
     """Per SNR, on that SNR's streams alone (its keywords and its negatives): the DET curve's
     FRR at 0.5 and 1 FA/h, and FRR and FA/h at the shipped `threshold`."""
@@ -267,7 +272,7 @@ def snr_points(streams, cfg: DetectorConfig, refractory_frames: int, snrs_db: Se
 
     out = {}
     for snr in snrs_db:
-        sub = [s for s in streams if s.name.endswith(f"/snr{snr:g}")]
+        sub = snr_streams(streams, f"{snr:g}")
         if not sub:
             continue
         points = det_curve(sub, cfg, refractory_frames)

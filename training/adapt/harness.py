@@ -75,6 +75,17 @@ def adapt(base_model: nn.Module, splits: Mapping[str, Any], method_cfg: Any, tra
     )
 
 
+def head_group(dm: DeltaModel, cfg: TransferConfig) -> tuple[list[nn.Parameter], float, float]:
+    """The language head's parameters with the head's learning rate and weight decay."""
+    return list(getattr(dm.model, HEAD_SITE).parameters()), cfg.head_lr, cfg.head_weight_decay
+
+
+def delta_groups(dm: DeltaModel, cfg: TransferConfig) -> ParamGroups:
+    """What a delta phase trains: the trainable delta parameters, then the head."""
+    deltas = [p for layer in dm.delta_layers().values() for p in layer.parameters() if p.requires_grad]
+    return [(deltas, cfg.delta_lr, cfg.weight_decay), head_group(dm, cfg)]
+
+
 def _plain_copy(model: nn.Module) -> nn.Module:  # scratch: already a plain model
     plain = copy.deepcopy(model)
     for p in plain.parameters():
@@ -107,7 +118,7 @@ class AdaptContext:
         return attach(self.base_model, configs, head="new", num_classes=self.num_classes, weight_grid=self.cfg.weight_grid)
 
     def head_group(self, dm: DeltaModel) -> tuple[list[nn.Parameter], float, float]:
-        return list(getattr(dm.model, HEAD_SITE).parameters()), self.cfg.head_lr, self.cfg.head_weight_decay
+        return head_group(dm, self.cfg)
 
     def probe_head(self, dm: DeltaModel, epochs: int | None = None) -> float:
         """Fit the new head on frozen embeddings (everything else temporarily frozen)."""
@@ -123,8 +134,7 @@ class AdaptContext:
                 p.requires_grad_(True)
 
     def delta_groups(self, dm: DeltaModel) -> ParamGroups:
-        deltas = [p for layer in dm.delta_layers().values() for p in layer.parameters() if p.requires_grad]
-        return [(deltas, self.cfg.delta_lr, self.cfg.weight_decay), self.head_group(dm)]
+        return delta_groups(dm, self.cfg)
 
     def train_deltas(self, dm: DeltaModel, *, phase: str = "deltas", epochs: int | None = None) -> float:
         """Probe the head, then train deltas + head; two-phase families finalize midway."""

@@ -21,7 +21,8 @@ from polykws.core import ConfigError
 from polykws.training.adapt.config import TransferConfig
 from polykws.training.adapt.data import Split
 from polykws.training.adapt.train import train_phase
-from polykws.training.deltas import HEAD_SITE, DeltaModel
+from polykws.training.adapt.harness import delta_groups
+from polykws.training.deltas import DeltaModel
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,4 @@ def with_negatives(data: dict[str, Split], x: np.ndarray, unknown_id: int) -> di
 def fine_tune(dm: DeltaModel, data: dict[str, Split], cfg: TransferConfig, epochs: int, *, round_index: int) -> float:
     """Train `dm`'s deltas and head for `epochs` on `data` (same learning rates and selection as
     the harness's delta phase); returns the validation accuracy kept."""
-    head = list(getattr(dm.model, HEAD_SITE).parameters())
-    deltas = [p for layer in dm.delta_layers().values() for p in layer.parameters() if p.requires_grad]
-    groups = [(deltas, cfg.delta_lr, cfg.weight_decay), (head, cfg.head_lr, cfg.head_weight_decay)]
-    return train_phase(dm, data, cfg, groups, epochs, phase=f"mining-{round_index + 1}", net=dm.model, seed_offset=10 + round_index)
+    return train_phase(dm, data, cfg, delta_groups(dm, cfg), epochs, phase=f"mining-{round_index + 1}", net=dm.model, seed_offset=10 + round_index)
