@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from polykws.core import ConfigError, from_yaml_file, resolve_path, stable_hash, to_plain
-from polykws.datasets.augment import SpecAugmentConfig
+from polykws.datasets.augment import AugmentConfig, SpecAugmentConfig
+from polykws.datasets.task import TaskOptions
 
 SCHEDULES = ("cosine", "step", "constant")
 
@@ -135,7 +136,7 @@ class CorpusConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(TaskOptions):
     """The base's pretraining data and label set.
 
     Classes are language-qualified words (`en:yes`, `de:ja`), so homographs in different
@@ -143,21 +144,25 @@ class DataConfig:
     explicitly; empty means every word found in the selected corpora except `unknown_words`
     and words with fewer than `min_train_clips` training clips. `unknown_words` (plain labels)
     feed `_unknown_`; `_silence_` is built from `noise_dir` plus any synthesized noise.
+
+    The task's class options (`silence`, `unknown`, `unknown_words`, `silence_fraction`,
+    `unknown_fraction`, `partial_keyword_fraction`, ...) are the ones every task takes
+    (`polykws.datasets.task.TaskOptions`): a base for streams gets the same strong `_unknown_`
+    and `_silence_` classes a detector's transfer task gets.
     """
 
     corpora: tuple[CorpusConfig, ...] = ()
     keywords: tuple[str, ...] = ()
-    unknown_words: tuple[str, ...] = ()
-    silence: bool = True
-    unknown: bool = True
     min_train_clips: int = 1
     max_per_keyword: int = 0
     noise_dir: str = "shared:data/noise/lt_background_noise"
     # Speaker-disjoint split shares (percent), as polykws.datasets.SplitConfig.
     val_pct: float = 10.0
     test_pct: float = 10.0
-    # Offline augmented copies of each training clip (speed, pitch, shift, gain, noise).
+    # Offline augmented copies of each training clip (speed, pitch, shift, gain, noise), made as
+    # `augment` says.
     augment_copies: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     # micro frontend: augmented copies and _silence_ crops come from a frontend warmed on this much
     # of their background first, as on a device (datasets.load_task_features). 0 = a fresh frontend.
     frontend_warm_ms: float = 0.0
@@ -165,6 +170,7 @@ class DataConfig:
     manifest_dir: str = ".cache/manifests"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _non_negative(self, "augment_copies", "max_per_keyword", "min_train_clips", "frontend_warm_ms")
         for name in ("val_pct", "test_pct"):
             v = getattr(self, name)

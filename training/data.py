@@ -216,13 +216,7 @@ def base_task(data_cfg, records):
             for lang, label in seen
             if label not in unknown and train_counts[f"{lang}:{label}"] >= max(data_cfg.min_train_clips, 1)
         )
-    return TaskSpec(
-        "*",
-        keywords,
-        silence=data_cfg.silence,
-        unknown=data_cfg.unknown,
-        unknown_words=tuple(data_cfg.unknown_words),
-    )
+    return TaskSpec("*", keywords, **data_cfg.task_options())
 
 
 def build_base_splits(data_cfg, frontend, *, seed: int = 0, progress: bool = False) -> dict:
@@ -241,6 +235,7 @@ def build_base_splits(data_cfg, frontend, *, seed: int = 0, progress: bool = Fal
         frontend,
         cache_dir=resolve_path(data_cfg.cache_dir),
         noise_dir=noise_dir,
+        augment=data_cfg.augment,
         augment_copies=data_cfg.augment_copies,
         seed=seed,
         progress=progress,

@@ -114,3 +114,33 @@ def test_bad_config_is_one_clear_error(tmp_path, corpus, capsys):
     cfg_path.write_text(cfg_path.read_text().replace("num_threads", "num_thread"))
     with pytest.raises(ConfigError, match=r"fit: unknown key\(s\) \['num_thread'\]"):
         load_train_config(cfg_path)
+
+
+def test_base_data_takes_the_task_options_and_augment(tmp_path, corpus, monkeypatch):
+    """A base for streams: partial words join _unknown_, _silence_ follows silence_fraction, and
+    the augmented copies are made as `data.augment` says (its config is in their cache keys)."""
+    from polykws.datasets.frontend import frontend_by_name
+    from polykws.training.data import build_base_splits
+
+    monkeypatch.setenv("POLYKWS_WORKERS", "1")
+    path = write_config(tmp_path, *corpus)
+    frontend = frontend_by_name("mfcc")
+    plain = load_train_config(path, {"data.augment_copies": 1})
+    stream = load_train_config(path, {
+        "data.augment_copies": 1, "data.augment": {"offset_anywhere": True, "snr_db_min": 0.0},
+        "data.partial_keyword_fraction": 0.5, "data.silence_fraction": 0.25,
+    })
+    a = build_base_splits(plain.data, frontend, seed=0)["train"]
+    b = build_base_splits(stream.data, frontend, seed=0)["train"]
+    clips = a.origin.count("clip")
+    keyword_clips = sum(1 for o, y in zip(a.origin, a.y) if o == "clip" and not a.labels[int(y)].startswith("_"))
+    assert "partial" not in a.origin
+    assert b.origin.count("partial") == int(np.ceil(0.5 * keyword_clips))
+    unknown = b.labels.index("_unknown_")
+    assert all(int(y) == unknown for o, y in zip(b.origin, b.y) if o == "partial")
+    assert b.origin.count("silence") == int(np.ceil(0.25 * keyword_clips)) != a.origin.count("silence")
+    assert b.origin.count("clip") == clips
+    # Same clips, another augment recipe: every augmented copy differs.
+    aug_a = a.x[[i for i, o in enumerate(a.origin) if o == "augmented"]]
+    aug_b = b.x[[i for i, o in enumerate(b.origin) if o == "augmented"]]
+    assert aug_a.shape == aug_b.shape and not np.isclose(aug_a, aug_b).all(axis=(1, 2)).any()
