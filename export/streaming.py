@@ -434,17 +434,18 @@ def choose_thresholds(language: str, val_streams: Sequence[ScoredStream], cfg: D
         raise ConfigError(f"{language}: no validation stream to choose thresholds on")
     labels = val_streams[0].trace.labels
     plan = cfg.plan(frontend)
-    points = det_curve(val_streams, cfg, plan.refractory_frames, SHIPPABLE_THRESHOLDS)
-    best = operating_point(points, target_fa_per_hour)
-    met = best is not None
-    if best is None:
-        best = min(points, key=lambda p: (p.false_accepts, p.frr, -p.threshold))
     hours = sum(s.duration_s for s in val_streams) / 3600.0
-    thresholds = {lb: best.threshold for lb in labels if lb not in NEVER_FIRE}
     if per_keyword:
         thresholds = per_keyword_thresholds(val_streams, cfg, plan.refractory_frames, int(math.floor(target_fa_per_hour * hours + 1e-9)))
         best = score_thresholds(val_streams, cfg, plan.refractory_frames, thresholds)
         met = best.fa_per_hour <= target_fa_per_hour
+    else:
+        points = det_curve(val_streams, cfg, plan.refractory_frames, SHIPPABLE_THRESHOLDS)
+        best = operating_point(points, target_fa_per_hour)
+        met = best is not None
+        if best is None:
+            best = min(points, key=lambda p: (p.false_accepts, p.frr, -p.threshold))
+        thresholds = {lb: best.threshold for lb in labels if lb not in NEVER_FIRE}
     return LanguageThresholds(
         language=language,
         labels=tuple(labels),

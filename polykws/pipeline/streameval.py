@@ -188,15 +188,15 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
         plan = dc.plan(model.frontend)
         # Each posterior gets its own validation threshold; the shippable one with the lowest
         # validation FRR at the target (ties: fewer false accepts, then the lower temperature) ships.
-        chosen_at = {}
+        chosen_at, val_of, test_traces = {}, {}, {}
         for post in candidates:
-            val_p = [replace(s, trace=s.trace.with_posterior(post, plan.average_inferences)) for s in val]
-            chosen_at[post] = choose_thresholds(lang, val_p, dc, model.frontend, settings.target_fa_per_hour)
+            val_of[post] = [replace(s, trace=s.trace.with_posterior(post, plan.average_inferences)) for s in val]
+            chosen_at[post] = choose_thresholds(lang, val_of[post], dc, model.frontend, settings.target_fa_per_hour)
         post, th = min(((p, t) for p, t in chosen_at.items() if p.shippable),
                        key=lambda pt: (not pt[1].met_target, pt[1].val_frr, pt[1].val_fa_per_hour, pt[0].log2_temperature))
         compared, test_of = [], {}
         for other, oth in chosen_at.items():
-            tw = [replace(s, trace=s.trace.with_posterior(other, plan.average_inferences)) for s in test]
+            tw = test_traces[other] = [replace(s, trace=s.trace.with_posterior(other, plan.average_inferences)) for s in test]
             othr = next(iter(oth.thresholds.values()))
             pts = det_curve(tw, dc, plan.refractory_frames)
             test_of[other] = pts
@@ -213,9 +213,8 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
         if settings.per_keyword_thresholds:
             # The chosen posterior's validation traces again, one threshold per keyword: what ships,
             # with the one threshold's figures kept beside it.
-            val_p = [replace(s, trace=s.trace.with_posterior(post, plan.average_inferences)) for s in val]
-            test_p = [replace(s, trace=s.trace.with_posterior(post, plan.average_inferences)) for s in test]
-            kw = choose_thresholds(lang, val_p, dc, model.frontend, settings.target_fa_per_hour, per_keyword=True)
+            test_p = test_traces[post]
+            kw = choose_thresholds(lang, val_of[post], dc, model.frontend, settings.target_fa_per_hour, per_keyword=True)
             extra["one_threshold"] = {"thresholds": th.to_dict(), "at_val_threshold": chosen,
                                       "by_snr": {k: v["at_val_threshold"] for k, v in by_snr.items()}}
             th, chosen = kw, score_thresholds(test_p, dc, plan.refractory_frames, kw.thresholds).to_dict()
