@@ -35,3 +35,14 @@ def test_only_the_cli_package_parses_flags():
     parsers = [p.relative_to(repo_root()).as_posix() for folder in folders for p in sorted((repo_root() / folder).rglob("*.py"))
                if "import argparse" in p.read_text() or "add_parser(" in p.read_text()]
     assert not parsers, f"flag parsing belongs in polykws/cli/: {parsers}"
+
+
+def test_a_set_value_that_is_not_yaml_is_a_clear_error(capsys):
+    # `--set data.root=@corpus` is not YAML ('@' cannot start a token): a ConfigError naming the
+    # key and how to quote it, not a parser traceback.
+    from polykws.core import ConfigError
+    from polykws.core.config import parse_set_overrides
+
+    with pytest.raises(ConfigError, match=r"--set data\.root: the value '@corpus' is not valid YAML .*data\.root='\"@corpus\"'"):
+        parse_set_overrides(["data.root=@corpus"])
+    assert parse_set_overrides(['data.root="@corpus"', "adapt.seeds=[0, 1]"]) == {"data.root": "@corpus", "adapt.seeds": [0, 1]}

@@ -84,7 +84,11 @@ def parse_set_overrides(items: typing.Iterable[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        try:
+            out[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"--set {k.strip()}: the value {v!r} is not valid YAML ({problem}); quote a string value, as in {k.strip()}='\"{v}\"'") from None
     return out
 
 
