@@ -10,6 +10,16 @@ layout, so everything downstream treats it like recorded data:
 Each language has 20 words: 10 commands (yes no up down left right on off stop go, translated)
 and the 10 digits. A task picks one group as keywords and the other feeds ``_unknown_``.
 
+Negatives at scale: with ``pseudo_words > 0`` the corpus also holds the language ``mul`` (ISO 639
+"multiple languages"), made of pseudo-words of three syllables, each read by one of
+``pseudo_voices`` (espeak-ng's Latin-script languages) with that language's letter-to-sound rules,
+so the words carry many languages' phonology and no language's vocabulary:
+
+    DIR/mul/espeak/<voice>_<pseudoword>/<speaker>_<take>.wav
+
+A task feeds them to ``_unknown_`` with ``unknown_languages: [..., mul]``. They are training
+material only: evaluation streams (polykws.datasets.streams) never hold them.
+
 A *speaker* is one voice configuration: an espeak-ng voice variant (m1..m8, f1..f5, klatt, croak,
 whisper, and the named variants), a base pitch, pitch range, speaking rate, level and lead-in,
 drawn from a seeded RNG. Speakers are named ``v00``..``vNN`` and the same id means the same split in
@@ -92,6 +102,21 @@ VARIANTS = (
     "michel", "miguel", "norbert", "paul", "pedro", "quincy", "rob", "robert", "sandro", "shelby",
     "steph", "travis", "victor", "zac",
 )
+# The pseudo-word language (ISO 639-2 "mul", multiple languages) and the espeak-ng languages
+# that read its words: Latin-script ones, whose letter-to-sound rules turn the same letters into
+# their own phonemes (a non-Latin voice would switch to English for Latin text).
+MULTILINGUAL = "mul"
+PSEUDO_VOICES = (
+    "af", "an", "az", "bs", "ca", "cs", "cy", "da", "de", "en-us", "eo", "es", "et", "eu", "fi", "fr", "ga",
+    "gd", "hr", "ht", "hu", "id", "is", "it", "lt", "lv", "ms", "mt", "nb", "nl", "pl", "pt", "ro", "sk",
+    "sl", "sq", "sv", "sw", "tn", "tr", "uz",
+)
+# Pseudo-word letters: onsets and vowels every Latin-script voice above can read. Three
+# syllables, so no pseudo-word is one of the one- or two-syllable words a task is likely to spot,
+# and short enough to fit a one-second window at espeak-ng's slowest rate here.
+_PSEUDO_ONSETS = ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "gr", "kl", "pl", "st", "tr")
+_PSEUDO_VOWELS = ("a", "e", "i", "o", "u")
+_PSEUDO_CODAS = ("n", "s", "r", "l", "k", "t", "m")
 NOISE_KINDS = ("white", "pink", "brown", "hum", "fan", "clicks", "babble")
 # Syllables for babble noise: speech-like texture without any vocabulary word in it.
 _BABBLE_SYLLABLES = ("ba", "do", "ki", "me", "lu", "ra", "sho", "te", "vi", "ga", "no", "pe", "zu", "ha", "ml")
@@ -107,15 +132,32 @@ class SynthConfig:
     noise_files_per_kind: int = 2
     noise_seconds: float = 6.0
     seed: int = 0
+    # Pseudo-words per voice in the `mul` language (0: no `mul`), each said by
+    # `pseudo_speakers_per_word` of the `speakers` voice configurations (seeded pick).
+    pseudo_words: int = 0
+    pseudo_voices: tuple[str, ...] = PSEUDO_VOICES
+    pseudo_speakers_per_word: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "languages", tuple(self.languages))
         object.__setattr__(self, "groups", tuple(self.groups))
+        object.__setattr__(self, "pseudo_voices", tuple(self.pseudo_voices))
         unknown = [lang for lang in self.languages if lang not in VOCABULARY]
         if unknown:
-            raise ConfigError(f"synth languages {unknown} have no vocabulary; known: {sorted(VOCABULARY)}")
-        if not self.languages or len(set(self.languages)) != len(self.languages):
-            raise ConfigError(f"synth languages must be non-empty and unique, got {self.languages}")
+            raise ConfigError(f"synth languages {unknown} have no vocabulary; known: {sorted(VOCABULARY)}"
+                              + (f" (`{MULTILINGUAL}` comes from pseudo_words)" if MULTILINGUAL in unknown else ""))
+        if (not self.languages and not self.pseudo_words) or len(set(self.languages)) != len(self.languages):
+            raise ConfigError(f"synth languages must be unique and non-empty (or pseudo_words > 0), got {self.languages}")
+        if not 0 <= self.pseudo_words <= 2000:
+            raise ConfigError(f"synth pseudo_words must be in [0, 2000], got {self.pseudo_words}")
+        if self.pseudo_words:
+            if not self.pseudo_voices or len(set(self.pseudo_voices)) != len(self.pseudo_voices):
+                raise ConfigError(f"synth pseudo_voices must be non-empty and unique, got {list(self.pseudo_voices)}")
+            bad = [v for v in self.pseudo_voices if not v or "_" in v or "/" in v or "+" in v]
+            if bad:
+                raise ConfigError(f"synth pseudo_voices must be espeak-ng language names (no '_', '/' or '+'), got {bad}")
+            if not 1 <= self.pseudo_speakers_per_word <= self.speakers:
+                raise ConfigError(f"synth pseudo_speakers_per_word must be in [1, speakers={self.speakers}], got {self.pseudo_speakers_per_word}")
         for g in self.groups:
             if g not in ("commands", "digits"):
                 raise ConfigError(f"synth group {g!r} unknown; known: commands, digits")
@@ -130,11 +172,40 @@ class SynthConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["languages"], d["groups"] = list(self.languages), list(self.groups)
+        d["languages"], d["groups"], d["pseudo_voices"] = list(self.languages), list(self.groups), list(self.pseudo_voices)
+        if not self.pseudo_words:
+            # Without pseudo-words the dict, and so the corpus hash that reuses finished folders, is the vocabulary corpus's alone.
+            for name in ("pseudo_words", "pseudo_voices", "pseudo_speakers_per_word"):
+                del d[name]
         return d
 
+    @property
+    def corpus_languages(self) -> tuple[str, ...]:
+        """The corpus's language folders: the vocabulary languages, then `mul` when it has pseudo-words."""
+        return self.languages + ((MULTILINGUAL,) if self.pseudo_words else ())
+
     def words(self, lang: str) -> tuple[str, ...]:
+        if lang == MULTILINGUAL:
+            return tuple(f"{voice}_{w}" for voice, words in pseudo_vocabulary(self).items() for w in words)
         return tuple(unicodedata.normalize("NFC", w) for g in self.groups for w in VOCABULARY[lang][g])
+
+
+def pseudo_vocabulary(cfg: SynthConfig) -> dict[str, tuple[str, ...]]:
+    """`cfg.pseudo_words` distinct pseudo-words per voice (seeded by the seed and the voice alone)."""
+    out = {}
+    for voice in cfg.pseudo_voices:
+        rng = np.random.default_rng(_seed(cfg.seed, "pseudo", voice))
+        words: list[str] = []
+        seen: set[str] = set()
+        while len(words) < cfg.pseudo_words:
+            w = "".join(str(rng.choice(_PSEUDO_ONSETS)) + str(rng.choice(_PSEUDO_VOWELS)) for _ in range(3))
+            if rng.random() < 0.4:
+                w += str(rng.choice(_PSEUDO_CODAS))
+            if w not in seen:
+                seen.add(w)
+                words.append(w)
+        out[voice] = tuple(words)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,11 +288,13 @@ def _wav_bytes(x: np.ndarray) -> bytes:
 
 
 def speaker_params(cfg: SynthConfig, lang: str, k: int) -> dict:
-    """Voice configuration of speaker k in lang (seeded; one variant per speaker, cycling)."""
+    """Voice configuration of speaker k in lang (seeded; one variant per speaker, cycling). A `mul`
+    speaker's voice has no language: `voice` is the variant, said with each word's own language."""
     order = np.random.default_rng(_seed(cfg.seed, "variants", lang)).permutation(len(VARIANTS))
     rng = np.random.default_rng(_seed(cfg.seed, "speaker", lang, k))
+    variant = VARIANTS[order[k % len(VARIANTS)]]
     return {
-        "voice": f"{ESPEAK_VOICE[lang]}+{VARIANTS[order[k % len(VARIANTS)]]}",
+        "voice": variant if lang == MULTILINGUAL else f"{ESPEAK_VOICE[lang]}+{variant}",
         "pitch": int(rng.integers(20, 81)),
         "range": int(rng.integers(20, 91)),
         "rate": int(rng.integers(130, 211)),
@@ -239,15 +312,22 @@ def _synth_language(job: tuple) -> dict:
     for word in cfg.words(lang):
         folder = staging / word
         folder.mkdir(parents=True, exist_ok=True)
-        for k in range(cfg.speakers):
+        if lang == MULTILINGUAL:
+            voice_lang, text = word.split("_", 1)
+            pick = np.random.default_rng(_seed(cfg.seed, "pseudo-speakers", word)).choice(cfg.speakers, cfg.pseudo_speakers_per_word, replace=False)
+            speakers = sorted(int(k) for k in pick)
+        else:
+            voice_lang, text, speakers = "", word, list(range(cfg.speakers))
+        for k in speakers:
             p = speaker_params(cfg, lang, k)
+            voice = f"{voice_lang}+{p['voice']}" if voice_lang else p["voice"]
             for take in range(cfg.takes):
                 jitter = np.random.default_rng(_seed(cfg.seed, "take", lang, word, k, take))
                 rate = p["rate"] + int(jitter.integers(-8, 9)) if take else p["rate"]
                 pitch = int(np.clip(p["pitch"] + (int(jitter.integers(-4, 5)) if take else 0), 0, 99))
-                x = tts.say(word, p["voice"], rate, pitch, p["range"])
+                x = tts.say(text, voice, rate, pitch, p["range"])
                 if x.size == 0 or np.abs(x).max() == 0:
-                    raise PolykwsError(f"espeak-ng produced no audio for {lang} {word!r} with {p['voice']}")
+                    raise PolykwsError(f"espeak-ng produced no audio for {lang} {word!r} with {voice}")
                 # Trim espeak's trailing silence, add this speaker's lead-in, set its level.
                 nz = np.flatnonzero(np.abs(x) > 1e-3)
                 x = x[: nz[-1] + 1 + int(0.05 * ESPEAK_RATE_HZ)]
@@ -355,7 +435,7 @@ def synthesize_corpus(cfg: SynthConfig, out: str | os.PathLike, *, workers: int 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg_hash = stable_hash({"synth": cfg.to_dict(), "version": SYNTH_VERSION, "espeak": _espeak_version()})
-    parts = [(lang, out / lang / "espeak") for lang in cfg.languages]
+    parts = [(lang, out / lang / "espeak") for lang in cfg.corpus_languages]
     if cfg.noise_files_per_kind:
         parts.append((NOISE_LABEL, out / NOISE_LABEL))
     todo = []
@@ -391,19 +471,22 @@ def synthesize_corpus(cfg: SynthConfig, out: str | os.PathLike, *, workers: int 
         else:
             clips += int(info["clips"])
         nbytes += int(info["bytes"])
-    words = {lang: list(cfg.words(lang)) for lang in cfg.languages}
+    words = {lang: list(cfg.words(lang)) for lang in cfg.corpus_languages}
+    vocabulary = {lang: {g: list(VOCABULARY[lang][g]) for g in cfg.groups} for lang in cfg.languages}
+    if cfg.pseudo_words:
+        vocabulary[MULTILINGUAL] = {voice: list(w) for voice, w in pseudo_vocabulary(cfg).items()}
     atomic_write_json(
         out / "synth.json",
         {"config": cfg.to_dict(), "config_hash": cfg_hash, "espeak": _espeak_version(), "version": SYNTH_VERSION,
-         "vocabulary": {lang: {g: list(VOCABULARY[lang][g]) for g in cfg.groups} for lang in cfg.languages},
-         "speakers": {lang: [speaker_params(cfg, lang, k) for k in range(cfg.speakers)] for lang in cfg.languages}},
+         "vocabulary": vocabulary,
+         "speakers": {lang: [speaker_params(cfg, lang, k) for k in range(cfg.speakers)] for lang in cfg.corpus_languages}},
     )
     return {
         "clips": clips,
         "noise_files": noise_files,
         "bytes": nbytes,
-        "languages": list(cfg.languages),
-        "words_per_language": len(words[cfg.languages[0]]),
+        "languages": list(cfg.corpus_languages),
+        "words_per_language": {lang: len(w) for lang, w in words.items()},
         "built_parts": len(results),
         "reused_parts": len(parts) - len(results),
         "noise_dir": NOISE_LABEL,

@@ -132,7 +132,7 @@ def _print_scan_skips(result) -> None:
 def cmd_synth(args) -> int:
     from polykws.datasets.synth import SynthConfig, synthesize_corpus
 
-    kwargs = {"seed": args.seed, "speakers": args.speakers}
+    kwargs = {"seed": args.seed, "speakers": args.speakers, "pseudo_words": args.pseudo_words}
     if args.languages:
         kwargs["languages"] = tuple(args.languages)
     cfg = SynthConfig(**kwargs)
@@ -140,8 +140,8 @@ def cmd_synth(args) -> int:
     summary = synthesize_corpus(cfg, args.out, workers=args.workers, progress=True)
     dt = time.perf_counter() - t0
     print(
-        f"synthesized {summary['clips']} clips ({len(summary['languages'])} languages: {', '.join(summary['languages'])}; "
-        f"{summary['words_per_language']} words x {cfg.speakers} voices) and {summary['noise_files']} noise files, "
+        f"synthesized {summary['clips']} clips ({len(summary['languages'])} languages; words: "
+        f"{', '.join(f'{lang} {n}' for lang, n in summary['words_per_language'].items())}; {cfg.speakers} voices) and {summary['noise_files']} noise files, "
         f"{summary['bytes'] / 1e6:.1f} MB, in {dt:.1f} s -> {args.out}"
     )
     return 0
@@ -194,6 +194,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--language", action="append", dest="languages", help="only this language (repeatable)")
     p.add_argument("--speakers", type=int, default=40, help="voice configurations per language (each is a speaker)")
+    p.add_argument("--pseudo-words", type=int, default=0,
+                   help="also the language `mul`: this many pseudo-words per espeak-ng Latin-script language, for _unknown_ (docs/DATA.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=cmd_synth)

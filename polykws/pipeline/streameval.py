@@ -79,10 +79,13 @@ def models_from_exports(folders: Sequence[str | Path]) -> dict[str, StreamModel]
 def config_records(cfg) -> list:
     """Scanned clip records of a pipeline config's corpora, with the config's speaker-disjoint splits."""
     from polykws.datasets.scan import scan
+    from polykws.datasets.synth import MULTILINGUAL
     from polykws.pipeline.config import data_roots, resolve_path
 
     records = []
     for r in data_roots(cfg.data):
+        if r.path == "@corpus" and r.languages and set(r.languages) <= {MULTILINGUAL}:
+            continue  # synthesized pseudo-words train _unknown_ and never enter a stream
         if r.path.startswith("@corpus"):
             raise ConfigError(f"{cfg.source_path}: data root {r.path} is the pipeline's synthesized corpus; "
                               "score its streams inside `polykws run` (streaming.enabled: true)")
@@ -143,7 +146,7 @@ def score_split(model: StreamModel, task, records, noise_paths: Sequence[str], s
         pcm = stream_pcm(s.audio)
         tr = score_stream(model.tflite, model.labels, pcm, model.frontend, det_cfg, arena, frontend_state)
         truth = tuple(replace(e, label=model_label(model.labels, task.language, e.label)) for e in s.keyword_events)
-        scored.append(ScoredStream(s.name, tr, truth, s.duration_s))
+        scored.append(ScoredStream(s.name, tr, truth, s.duration_s, tuple(e for e in s.events if e.kind != "keyword")))
         info["streams"].append({"name": s.name, "duration_s": s.duration_s, "keywords": len(truth), "events": len(s.events),
                                 "inferences": int(tr.frames.size)})
         log(f"  {s.name}: {s.duration_s:.0f} s, {len(truth)} keywords, {tr.frames.size} inferences")

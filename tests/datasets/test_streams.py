@@ -9,6 +9,7 @@ from polykws.core import ConfigError, PolykwsError
 from polykws.datasets.task import TaskSpec
 from polykws.datasets.manifest import ClipRecord
 from polykws.datasets.streams import StreamConfig, active_span, iter_streams, stream_sources
+from polykws.datasets.synth import MULTILINGUAL
 
 from .conftest import tone, write_wav
 
@@ -39,6 +40,17 @@ def test_sources_by_kind(tmp_path):
     assert {lb for _, lb in src["unknown"]} == {"maybe"}
     assert {lb for _, lb in src["other_language"]} == {"yy:other"}
     assert stream_sources(rows, TASK, "val")["keyword"] == []
+
+
+def test_synthesized_pseudo_words_never_enter_a_stream(tmp_path):
+    # `mul` (the pseudo-word corpus) trains _unknown_ only: with its rows added, every stream is
+    # bit-identical and none of its words is an event.
+    rows, noise = _corpus(tmp_path)
+    mul = [ClipRecord(r.path, MULTILINGUAL, f"es_{r.label}", f"espeak:v{i}", "test", r.duration_s, 16000, "espeak")
+           for i, r in enumerate(rows)]
+    assert not any(lb.startswith("mul:") for _, lb in stream_sources(rows + mul, TASK, "test")["other_language"])
+    for s, t in zip(iter_streams(rows, TASK, noise, "test", CFG), iter_streams(rows + mul, TASK, noise, "test", CFG), strict=True):
+        assert np.array_equal(s.audio, t.audio) and s.events == t.events
 
 
 def test_streams_are_seeded_and_levelled(tmp_path):

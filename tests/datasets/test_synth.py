@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from polykws.datasets.scan import scan
-from polykws.datasets.synth import VOCABULARY, SynthConfig, speaker_params, synthesize_corpus
+from polykws.datasets.synth import MULTILINGUAL, VOCABULARY, SynthConfig, pseudo_vocabulary, speaker_params, synthesize_corpus
 from polykws.core import ConfigError
 
 SMALL = dict(languages=("en", "de"), groups=("commands",), speakers=3, noise_files_per_kind=1, noise_seconds=2.0)
@@ -67,3 +67,33 @@ def test_speakers_differ_and_config_is_validated():
     assert len(SynthConfig().languages) >= 6
     for lang, groups in VOCABULARY.items():
         assert all(len(words) == len(set(words)) == 10 for words in groups.values()), lang
+
+
+def test_pseudo_words_are_a_multilingual_negative_language(tmp_path):
+    voices = ("es", "lt", "de")
+    cfg = SynthConfig(languages=(), pseudo_words=2, pseudo_voices=voices, speakers=4, pseudo_speakers_per_word=2, noise_files_per_kind=0)
+    vocab = pseudo_vocabulary(cfg)
+    assert list(vocab) == list(voices) and all(len(w) == len(set(w)) == 2 for w in vocab.values())
+    # Seeded by the voice alone: another voice list keeps each voice's words.
+    assert pseudo_vocabulary(SynthConfig(**{**cfg.to_dict(), "pseudo_voices": ("de",)}))["de"] == vocab["de"]
+    summary = synthesize_corpus(cfg, tmp_path / "a", workers=1)
+    assert summary["languages"] == [MULTILINGUAL] and summary["clips"] == 3 * 2 * 2
+    result = scan(tmp_path / "a", workers=1)
+    assert not result.skipped and {r.language for r in result.clips} == {MULTILINGUAL}
+    assert sorted({r.label for r in result.clips}) == sorted(f"{v}_{w}" for v, ws in vocab.items() for w in ws)
+    # Each word by pseudo_speakers_per_word of the speakers; the audio is the voice's reading of it.
+    by_label: dict[str, set] = {}
+    for r in result.clips:
+        by_label.setdefault(r.label, set()).add(r.speaker_id)
+        info = sf.info(r.path)
+        assert info.samplerate == 16000 and 0.2 < info.duration < 1.2
+    assert all(len(s) == 2 for s in by_label.values())
+    again = synthesize_corpus(SynthConfig(**cfg.to_dict()), tmp_path / "b", workers=1)
+    assert again["clips"] == summary["clips"] and _digest(tmp_path / "b") == _digest(tmp_path / "a")
+    # Without pseudo-words the config (and so the corpus hash) is the vocabulary corpus's alone.
+    assert not any(k.startswith("pseudo") for k in SynthConfig(**SMALL).to_dict())
+    for bad in (dict(pseudo_words=2, pseudo_voices=()), dict(pseudo_words=2, pseudo_voices=("es", "es")),
+                dict(pseudo_words=2, pseudo_voices=("es_x",)), dict(pseudo_words=2, pseudo_speakers_per_word=5),
+                dict(languages=(MULTILINGUAL,)), dict(pseudo_words=-1)):
+        with pytest.raises(ConfigError):
+            SynthConfig(**{**cfg.to_dict(), **bad})
