@@ -360,6 +360,9 @@ class ScoredStream:
     trace: ScoreTrace
     truth: tuple  # keyword StreamEvents
     duration_s: float
+    # The words that must not fire (StreamEvents of kind unknown / other_language), for attributing
+    # false accepts to what was said (bench/detector_limits.py).
+    negatives: tuple = ()
 
 
 def det_curve(streams: Sequence[ScoredStream], cfg: DetectorConfig, refractory_frames: int,
@@ -460,14 +463,14 @@ def choose_thresholds(language: str, val_streams: Sequence[ScoredStream], cfg: D
     )
 
 
-def _keyword_curve(val_streams: Sequence[ScoredStream], cfg: DetectorConfig, refractory_frames: int, keyword: str,
-                   max_false_accepts: int) -> list[tuple[int, int, int]]:
-    """(threshold, hits, false accepts) of `keyword` alone (every other keyword silent), from 255
-    down to the last threshold with at most `max_false_accepts` validation false accepts."""
+def keyword_curve(streams: Sequence[ScoredStream], cfg: DetectorConfig, refractory_frames: int, keyword: str,
+                  max_false_accepts: int) -> list[tuple[int, int, int]]:
+    """(threshold, hits, false accepts) of `keyword` alone (every other keyword silent) on `streams`,
+    from 255 down to the last threshold with at most `max_false_accepts` false accepts."""
     out = []
     for t in reversed(SHIPPABLE_THRESHOLDS):
         hits = fa = 0
-        for s in val_streams:
+        for s in streams:
             r = match(decide(s.trace, {**{lb: THRESHOLD_MAX for lb in s.trace.labels}, keyword: t}, refractory_frames),
                       s.truth, s.trace.sample_rate_hz, cfg)
             hits, fa = hits + r.hits, fa + r.false_accepts
@@ -488,7 +491,7 @@ def per_keyword_thresholds(val_streams: Sequence[ScoredStream], cfg: DetectorCon
     options: dict[str, dict[int, tuple[int, int]]] = {}
     for kw in keywords:
         best: dict[int, tuple[int, int]] = {}
-        for t, hits, fa in _keyword_curve(val_streams, cfg, refractory_frames, kw, budget_false_accepts):
+        for t, hits, fa in keyword_curve(val_streams, cfg, refractory_frames, kw, budget_false_accepts):
             if fa not in best or hits > best[fa][0]:
                 best[fa] = (hits, t)
         # A keyword that passes the budget even at 255 stays there, the fewest false accepts a blob

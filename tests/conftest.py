@@ -56,6 +56,24 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def bench_module():
+    """Load a bench script as a module (bench/ is scripts, not a package); its folder goes on sys.path."""
+    import importlib.util
+
+    folder = str(repo_root() / "bench")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", repo_root() / "bench" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def repo() -> Path:
     return repo_root()
 

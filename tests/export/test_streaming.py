@@ -19,6 +19,7 @@ from polykws.export.streaming import (
     choose_thresholds,
     decide,
     det_curve,
+    keyword_curve,
     match,
     operating_point,
     smooth,
@@ -213,3 +214,29 @@ def test_reset_mode_is_refused_unless_named():
 
     with pytest.raises(ConfigError, match="frontend_state"):
         score_stream(b"", ("go",), np.zeros(16000, np.int16), mfcc_frontend(), DetectorConfig(), frontend_state="cold")
+
+
+def test_detector_limits_attributes_peaks_to_the_words_said(bench_module):
+    """bench/detector_limits.py: each negative word gets the highest keyword score inside its span
+    (from 0.2 s before to 1 s after it), noise far from any word gets its own peak, and _unknown_
+    never counts as a keyword score."""
+    limits = bench_module("detector_limits")
+    # Inferences end at (frame * 320 + 640) / 16000 s: frame 48 -> 1.0 s, 298 -> 6.0 s, 548 -> 11.0 s, 798 -> 16.0 s.
+    tr = _trace([[0, 90, 0, 0], [180, 0, 0, 0], [0, 0, 0, 250], [0, 60, 0, 0]], frames=[48, 298, 548, 798])
+    neg = (StreamEvent("yy:ek", "other_language", int(5.2 * 16000), int(5.6 * 16000), "a/ek.wav"),
+           StreamEvent("maybe", "unknown", int(10.5 * 16000), int(10.8 * 16000), "a/maybe.wav"))
+    s = ScoredStream("xx/test/negative/snr10", tr, (), 3600.0, neg)
+    negatives, keywords = limits.peaks([s], {"_silence_", "_unknown_"})
+    assert keywords == []
+    assert [(r["kind"], r["word"], r["score"], r["scored_as"], r["file"], r["snr_db"]) for r in negatives] == [
+        ("other_language", "yy:ek", 180.0, "go", "ek.wav", "10"),  # the 6.0 s inference is 0.4 s after its end
+        ("noise", "", 90.0, "stop", "", "10"),  # 1.0 s and 16.0 s are far from both words: the higher one
+        ("unknown", "maybe", 0.0, "", "maybe.wav", "10"),  # only _unknown_ tops its span
+    ]
+    # A keyword event's peak counts what the detector would fire on; armed alone, "go" hits it at
+    # thresholds up to 180 with the "stop" bump silent, and "stop" never hits.
+    pos = ScoredStream("xx/test/positive/snr10", tr, (_ev("go", 5.8),), 60.0)
+    negatives, keywords = limits.peaks([pos], {"_silence_", "_unknown_"})
+    assert negatives == [] and [(r["word"], r["score"], r["scored_as"]) for r in keywords] == [("go", 180.0, "go")]
+    curve = keyword_curve([pos], DetectorConfig(), 50, "go", 0)
+    assert max(h for t, h, fa in curve) == 1 and min(t for t, h, fa in curve if h == 1) <= 180 < max(t for t, h, fa in curve if h == 0)

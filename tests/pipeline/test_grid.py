@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 import yaml
 from corpus_fixture import make_corpus, pipeline_config
 
-from polykws.core import repo_root
 from polykws.pipeline.config import load_config
 from polykws.pipeline.engine import SerialExecutor
 from polykws.pipeline.schedule import run_pipeline
 from polykws.pipeline.grid import GridCell, aggregate, grid_rows, grid_stages
 from polykws.pipeline.store import ArtifactStore
-
-
-def _bench_module(name: str):
-    """A bench script as a module (bench/ is scripts, not a package); its folder goes on sys.path."""
-    folder = str(repo_root() / "bench")
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", repo_root() / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_grid_rows_run_as_stages_record_infeasible_and_resume(tmp_path):
@@ -60,12 +46,12 @@ def test_byte_budget_cells_reach_the_method_as_budget_bytes():
         GridCell("x", "swr", 1, "kilobytes")
 
 
-def test_benchmarks_cover_every_registered_family(monkeypatch):
+def test_benchmarks_cover_every_registered_family(monkeypatch, bench_module):
     from polykws.training.adapt import list_methods
     from polykws.training.deltas import list_deltas
 
-    blob = _bench_module("blob_budget")
-    transfer = _bench_module("transfer")
+    blob = bench_module("blob_budget")
+    transfer = bench_module("transfer")
     blob_methods = {c.method for c in blob.main_cells([1000])}
     assert set(list_deltas()) <= blob_methods
     assert {c.method for c in transfer.cells(list_methods(), [1000])} == set(list_methods())
@@ -88,8 +74,8 @@ def test_blob_grid_exports_each_row_against_the_base(tmp_path):
     assert rows["dense@1"]["status"] == "infeasible" and "blob_bytes" not in rows["dense@1"]
 
 
-def test_kfold_blob_budgets_fit_by_the_largest_blob_and_pair_on_the_same_rows():
-    kfold = _bench_module("kfold")
+def test_kfold_blob_budgets_fit_by_the_largest_blob_and_pair_on_the_same_rows(bench_module):
+    kfold = bench_module("kfold")
     langs = ["aa", "bb"]
     # (cell, per-language blob bytes, accuracy per (fold, seed)); diff_prune@2000B's median blob
     # fits 3 KB, its largest does not.
@@ -106,8 +92,8 @@ def test_kfold_blob_budgets_fit_by_the_largest_blob_and_pair_on_the_same_rows():
     assert "diff_prune@2000B (3,100)" in lines["10 KB"] and "-7.00 ± 0.00, 3" in lines["10 KB"]
 
 
-def test_kfold_merge_renames_one_runs_cells_and_a_later_run_wins(tmp_path, capsys):
-    kfold = _bench_module("kfold")
+def test_kfold_merge_renames_one_runs_cells_and_a_later_run_wins(tmp_path, capsys, bench_module):
+    kfold = bench_module("kfold")
     langs = ["aa"]
 
     def run(name: str, cells: dict[str, float]) -> str:
@@ -125,7 +111,7 @@ def test_kfold_merge_renames_one_runs_cells_and_a_later_run_wins(tmp_path, capsy
                    ("full_ft", 0): 0.8, ("full_ft", 1): 0.8}
 
 
-def test_kfold_sites_counts_the_int8_weights_a_model_moves_on_the_base_grid():
+def test_kfold_sites_counts_the_int8_weights_a_model_moves_on_the_base_grid(bench_module):
     import copy
 
     import torch
@@ -133,7 +119,7 @@ def test_kfold_sites_counts_the_int8_weights_a_model_moves_on_the_base_grid():
     from polykws.training.deltas.model import site_grid
     from polykws.training.models import ds_cnn_s
 
-    sites = _bench_module("kfold_sites")
+    sites = bench_module("kfold_sites")
     torch.manual_seed(0)
     base = ds_cnn_s(num_classes=4).eval()
     model = copy.deepcopy(base)
