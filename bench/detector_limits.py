@@ -125,11 +125,9 @@ def analyse(lang: str, export: Path, posterior: dict, cfg, records, noise, top: 
     }
 
 
-def _pct(x: float | None, unit: str = " %") -> str:
-    return "-" if x is None else f"{100 * x:.1f}{unit}"
-
-
 def results_md(rows: list[dict], top: int) -> str:
+    from polykws.pipeline.report import pct
+
     lines = ["Negative words by peak keyword score (test streams, every SNR; the shipped posterior):", "",
              f"| lang | posterior | negative words | top {top}: by kind and language | top {top}: most frequent words | keywords reaching the 5th-highest negative's score |",
              "|---|---|---|---|---|---|"]
@@ -137,7 +135,7 @@ def results_md(rows: list[dict], top: int) -> str:
         by = collections.Counter((n["kind"] if n["kind"] != "other_language" else n["word"].split(":")[0]) for n in r["top_negatives"])
         words = collections.Counter(f"{n['word'] or 'noise'} as {n['scored_as']}" for n in r["top_negatives"])
         lines.append(f"| {r['language']} | {r['posterior_name']} | {r['negative_words']} | {', '.join(f'{k} {v}' for k, v in by.most_common())} | "
-                     f"{', '.join(f'{k} ({v})' for k, v in words.most_common(5))} | {_pct(r['keywords_at_fifth_negative'])} (score {r['fifth_negative_score']:.1f}) |")
+                     f"{', '.join(f'{k} ({v})' for k, v in words.most_common(5))} | {pct(r['keywords_at_fifth_negative'])} (score {r['fifth_negative_score']:.1f}) |")
     lines += ["", "Each keyword armed alone, its threshold chosen on test (oracle); FRR at <= 0 / 1 / 2 false accepts over all test streams:", "",
               "| lang | test hours | keyword (events): FRR at <= 1 FA | mean FRR <= 0 / 1 / 2 FA |", "|---|---|---|---|"]
     for r in rows:
@@ -146,8 +144,8 @@ def results_md(rows: list[dict], top: int) -> str:
         mean = [np.mean(vals) if (vals := [v[f"frr_at_{m}_fa"] for v in a.values() if v[f"frr_at_{m}_fa"] is not None]) else None
                 for m in FALSE_ACCEPT_BUDGETS]
         order = sorted(a.items(), key=lambda kv: (kv[1]["frr_at_1_fa"] is None, kv[1]["frr_at_1_fa"] or 0.0))
-        each = ", ".join(f"{k} ({v['events']}) {_pct(v['frr_at_1_fa'], '')}" for k, v in order)
-        lines.append(f"| {r['language']} | {r['test_hours']:.2f} | {each} | {' / '.join(_pct(m, '') for m in mean)} |")
+        each = ", ".join(f"{k} ({v['events']}) {pct(v['frr_at_1_fa'])}" for k, v in order)
+        lines.append(f"| {r['language']} | {r['test_hours']:.2f} | {each} | {' / '.join(pct(m) for m in mean)} |")
     return "\n".join(lines) + "\n"
 
 
