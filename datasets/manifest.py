@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
@@ -33,6 +33,10 @@ class ClipRecord:
     from different corpora never collide, while corpora that share speakers (two subsets of Google
     Speech Commands) share a namespace and therefore a split. duration_s and sample_rate_hz describe
     the file as stored (before resampling and pad/crop).
+
+    A ``train_only`` row (a synthesized corpus a config adds as training material) is always in the
+    train split: speaker folds never move it, and evaluation streams never hold it, so what is
+    measured stays recorded speech of held-out speakers.
     """
 
     path: str
@@ -43,6 +47,7 @@ class ClipRecord:
     duration_s: float
     sample_rate_hz: int
     source: str
+    train_only: bool = False
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -59,6 +64,10 @@ class ClipRecord:
             raise ConfigError(f"{self.path}: sample_rate_hz must be > 0, got {self.sample_rate_hz!r}")
         if not self.source:
             raise ConfigError(f"{self.path}: source must be set")
+        if not isinstance(self.train_only, bool):
+            raise ConfigError(f"{self.path}: train_only must be true or false, got {self.train_only!r}")
+        if self.train_only and self.split != "train":
+            raise ConfigError(f"{self.path}: a train_only row must be in the train split, got {self.split!r}")
 
     @property
     def is_noise(self) -> bool:
@@ -69,15 +78,19 @@ class ClipRecord:
         return self.speaker_id.split(":", 1)[0] if ":" in self.speaker_id else self.source
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.train_only:
+            # A recorded row's line stays what it is without the marker, so manifests of recordings keep their bytes.
+            del d["train_only"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ClipRecord":
         names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in d]
+        missing = [f.name for f in fields(cls) if f.name not in d and f.default is MISSING]
         if missing:
             raise ConfigError(f"manifest row lacks fields {missing}")
-        return cls(**{n: d[n] for n in names})
+        return cls(**{n: d[n] for n in names if n in d})
 
 
 def write_manifest(path: str | os.PathLike, records: Iterable[ClipRecord]) -> Path:

@@ -264,8 +264,12 @@ class SpeakerFolds:
 
 
 def fold_splits(records: Iterable[ClipRecord], folds: SpeakerFolds, language: str) -> list[ClipRecord]:
-    """`language`'s clip rows re-split by speaker fold; other rows (noise, other languages) unchanged."""
+    """`language`'s clip rows re-split by speaker fold; other rows (noise, other languages, training-only
+    rows) unchanged."""
     records = list(records)
-    mine = [r for r in records if r.language == language and not r.is_noise]
-    plan = folds.assignment(r.speaker_id for r in mine)
-    return [replace(r, split=plan[r.speaker_id]) if (r.language == language and not r.is_noise) else r for r in records]
+
+    def refolds(r: ClipRecord) -> bool:
+        return r.language == language and not r.is_noise and not r.train_only
+
+    plan = folds.assignment(r.speaker_id for r in records if refolds(r))
+    return [replace(r, split=plan[r.speaker_id]) if refolds(r) else r for r in records]

@@ -11,9 +11,9 @@ For every SNR in ``snrs_db`` a language gets two streams:
   of ``gap_s_min``-``gap_s_max`` seconds;
 - ``negative``: ``negative_s_per_snr`` seconds of words that must never fire - the language's
   non-target words (``_unknown_`` material) and other languages' words of the same split - and
-  stretches of noise alone (``noise_only_share`` of the segments). The synthesized pseudo-words
-  (language ``mul``, polykws.datasets.synth) are training material only and never enter a
-  stream, so feeding them to ``_unknown_`` leaves every stream bit-identical.
+  stretches of noise alone (``noise_only_share`` of the segments). Training-only rows (a
+  synthesized corpus: pseudo-words in language ``mul``, or synthesized keywords, marked by the
+  scan) never enter a stream, so adding them to training leaves every stream bit-identical.
 
 Levels: every word is scaled so its active-speech power (the power of its 10 ms frames within
 30 dB of its loudest, as ``augment.mix_at_snr`` measures it) is ``speech_level_dbfs``. The
@@ -40,7 +40,6 @@ from polykws.core import ConfigError, PolykwsError, stable_hash
 from .audio import BadAudioError, load_waveform
 from .augment import active_power, active_span  # noqa: F401 (active_span re-exported)
 from .features import split_noise_files
-from .synth import MULTILINGUAL
 from .task import TaskSpec
 from .manifest import SPLITS, ClipRecord
 from .splits import SplitConfig
@@ -213,7 +212,7 @@ def stream_sources(records: Sequence[ClipRecord], task: TaskSpec, split: str) ->
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
     out: dict[str, list[tuple[ClipRecord, str]]] = {k: [] for k in EVENT_KINDS}
     for r in sorted(records, key=lambda r: r.path):
-        if r.is_noise or r.split != split or r.language == MULTILINGUAL or (task.sources and r.source not in task.sources and task.matches_language(r)):
+        if r.is_noise or r.split != split or r.train_only or (task.sources and r.source not in task.sources and task.matches_language(r)):
             continue
         kw = task.keyword_of(r)
         if kw is not None:

@@ -91,7 +91,30 @@ VOCABULARY: dict[str, dict[str, tuple[str, ...]]] = {
         "digits": ("zero", "jeden", "dwa", "trzy", "cztery", "pięć", "sześć", "siedem", "osiem", "dziewięć"),
     },
 }
-ESPEAK_VOICE = {"en": "en-us", "de": "de", "fr": "fr", "es": "es", "it": "it", "nl": "nl", "pt": "pt", "pl": "pl"}
+# The languages of the real recordings in ../shared (SOURCES.md), with those corpora's own labels, so
+# that a synthesized clip is a row of the same class: uk and ar file their digits under English
+# names, bn under romanized ones and gu under numerals. They have no synthesized commands; lt's
+# commands are the ten GSC-style words its corpus records.
+VOCABULARY.update({
+    "uk": {"digits": ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")},
+    "ar": {"digits": ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")},
+    "bn": {"digits": ("sunno", "ek", "dui", "tin", "char", "panch", "choy", "sat", "aat", "noi")},
+    "gu": {"digits": ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9")},
+    "lt": {
+        "commands": ("taip", "ne", "stop", "labas", "ačiū", "iki", "startas", "pauzė", "įjunk", "išjunk"),
+        "digits": ("nulis", "vienas", "du", "trys", "keturi", "penki", "šeši", "septyni", "aštuoni", "devyni"),
+    },
+})
+# What espeak-ng reads for a label that is not written in its language's script (default: the
+# label). Arabic carries its short vowels: espeak-ng guesses them badly from bare consonants.
+SPOKEN: dict[str, dict[str, str]] = {
+    "uk": dict(zip(VOCABULARY["uk"]["digits"], ("нуль", "один", "два", "три", "чотири", "п'ять", "шість", "сім", "вісім", "дев'ять"))),
+    "ar": dict(zip(VOCABULARY["ar"]["digits"], ("صِفْر", "وَاحِد", "اِثْنَان", "ثَلَاثَة", "أَرْبَعَة", "خَمْسَة", "سِتَّة", "سَبْعَة", "ثَمَانِيَة", "تِسْعَة"))),
+    "bn": dict(zip(VOCABULARY["bn"]["digits"], ("শূন্য", "এক", "দুই", "তিন", "চার", "পাঁচ", "ছয়", "সাত", "আট", "নয়"))),
+    "gu": dict(zip(VOCABULARY["gu"]["digits"], ("શૂન્ય", "એક", "બે", "ત્રણ", "ચાર", "પાંચ", "છ", "સાત", "આઠ", "નવ"))),
+}
+ESPEAK_VOICE = {"en": "en-us", "de": "de", "fr": "fr", "es": "es", "it": "it", "nl": "nl", "pt": "pt", "pl": "pl",
+                "uk": "uk", "ar": "ar", "bn": "bn", "gu": "gu", "lt": "lt"}
 
 # Human-sounding espeak-ng variants (espeak-ng-data/voices/!v); robotic novelty ones are left out.
 VARIANTS = (
@@ -163,6 +186,10 @@ class SynthConfig:
                 raise ConfigError(f"synth group {g!r} unknown; known: commands, digits")
         if not self.groups:
             raise ConfigError("synth needs at least one word group")
+        empty = [lang for lang in self.languages if not any(g in VOCABULARY[lang] for g in self.groups)]
+        if empty:
+            raise ConfigError(f"synth languages {empty} have none of the groups {list(self.groups)}; "
+                              + "; ".join(f"{lang} has {sorted(VOCABULARY[lang])}" for lang in empty))
         if not 1 <= self.speakers <= 1000:
             raise ConfigError(f"synth speakers must be in [1, 1000], got {self.speakers}")
         if not 1 <= self.takes <= 20:
@@ -187,7 +214,7 @@ class SynthConfig:
     def words(self, lang: str) -> tuple[str, ...]:
         if lang == MULTILINGUAL:
             return tuple(f"{voice}_{w}" for voice, words in pseudo_vocabulary(self).items() for w in words)
-        return tuple(unicodedata.normalize("NFC", w) for g in self.groups for w in VOCABULARY[lang][g])
+        return tuple(unicodedata.normalize("NFC", w) for g in self.groups for w in VOCABULARY[lang].get(g, ()))
 
 
 def pseudo_vocabulary(cfg: SynthConfig) -> dict[str, tuple[str, ...]]:
@@ -317,7 +344,7 @@ def _synth_language(job: tuple) -> dict:
             pick = np.random.default_rng(_seed(cfg.seed, "pseudo-speakers", word)).choice(cfg.speakers, cfg.pseudo_speakers_per_word, replace=False)
             speakers = sorted(int(k) for k in pick)
         else:
-            voice_lang, text, speakers = "", word, list(range(cfg.speakers))
+            voice_lang, text, speakers = "", SPOKEN.get(lang, {}).get(word, word), list(range(cfg.speakers))
         for k in speakers:
             p = speaker_params(cfg, lang, k)
             voice = f"{voice_lang}+{p['voice']}" if voice_lang else p["voice"]
@@ -472,7 +499,7 @@ def synthesize_corpus(cfg: SynthConfig, out: str | os.PathLike, *, workers: int 
             clips += int(info["clips"])
         nbytes += int(info["bytes"])
     words = {lang: list(cfg.words(lang)) for lang in cfg.corpus_languages}
-    vocabulary = {lang: {g: list(VOCABULARY[lang][g]) for g in cfg.groups} for lang in cfg.languages}
+    vocabulary = {lang: {g: list(VOCABULARY[lang][g]) for g in cfg.groups if g in VOCABULARY[lang]} for lang in cfg.languages}
     if cfg.pseudo_words:
         vocabulary[MULTILINGUAL] = {voice: list(w) for voice, w in pseudo_vocabulary(cfg).items()}
     atomic_write_json(

@@ -65,6 +65,9 @@ class RootConfig:
     languages: tuple[str, ...] = ()  # empty = every task language found there
     # GSC has no language level in its layout: the language its words are filed under.
     gsc_language: str = "en"
+    # Training material only (a synthesized corpus): every clip here trains, whatever its speaker;
+    # no validation, test or stream ever holds one, and speaker folds never move it.
+    train_only: bool = False
 
     def __post_init__(self) -> None:
         if not self.path:

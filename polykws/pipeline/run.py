@@ -128,6 +128,8 @@ def _root_entries(cfg: PipelineConfig, scan_langs: list[str]) -> tuple[list[dict
         entry: dict[str, Any] = {"layout": r.layout, "languages": list(r.languages) or scan_langs}
         if r.layout in ("gsc_v2", "auto"):
             entry["gsc_language"] = r.gsc_language
+        if r.train_only:
+            entry["train_only"] = True
         if r.path == "@corpus":
             entry["corpus"] = True
             paths.append("@corpus")

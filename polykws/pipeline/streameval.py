@@ -84,8 +84,8 @@ def config_records(cfg) -> list:
 
     records = []
     for r in data_roots(cfg.data):
-        if r.path == "@corpus" and r.languages and set(r.languages) <= {MULTILINGUAL}:
-            continue  # synthesized pseudo-words train _unknown_ and never enter a stream
+        if r.train_only or (r.path == "@corpus" and r.languages and set(r.languages) <= {MULTILINGUAL}):
+            continue  # training material (synthesized keywords, pseudo-words) never enters a stream
         if r.path.startswith("@corpus"):
             raise ConfigError(f"{cfg.source_path}: data root {r.path} is the pipeline's synthesized corpus; "
                               "score its streams inside `polykws run` (streaming.enabled: true)")

@@ -19,7 +19,7 @@ from polykws.datasets.scan import scan
 from polykws.datasets.sources import SPEAKER_PARSERS
 from polykws.datasets.sources.gsc import GSC_12_KEYWORDS, GSC_V2_WORDS, download_gsc_v2, gsc_task
 from polykws.datasets.splits import which_set
-from polykws.core import PolykwsError
+from polykws.core import ConfigError, PolykwsError
 
 
 def _folder_tree(root: Path, kit) -> dict:
@@ -88,6 +88,20 @@ def test_manifest_roundtrip_and_bad_rows(tmp_path):
     p.write_text(p.read_text() + '{"path": "/x.wav"}\n')
     with pytest.raises(PolykwsError, match=r"m.jsonl:3"):
         read_manifest(p)
+
+
+def test_a_training_only_row_is_marked_in_the_manifest_and_only_trains(tmp_path):
+    rec = ClipRecord("/a/b.wav", "en", "yes", "gsc:abc", "train", 1.0, 16000, "gsc_v2")
+    synth = ClipRecord("/s/v00_0.wav", "uk", "one", "espeak:v00", "train", 1.0, 16000, "espeak", train_only=True)
+    p = write_manifest(tmp_path / "m.jsonl", [rec, synth])
+    # A recorded row's line carries no marker, so manifests without training-only rows keep their bytes.
+    first, second = p.read_text().splitlines()
+    assert "train_only" not in first and '"train_only": true' in second
+    assert read_manifest(p) == [rec, synth]
+    with pytest.raises(ConfigError, match=r"v00_0.wav: a train_only row must be in the train split"):
+        ClipRecord("/s/v00_0.wav", "uk", "one", "espeak:v00", "test", 1.0, 16000, "espeak", train_only=True)
+    with pytest.raises(ConfigError, match="train_only must be true or false"):
+        ClipRecord("/s/v00_0.wav", "uk", "one", "espeak:v00", "train", 1.0, 16000, "espeak", train_only="yes")
 
 
 # ---------------------------------------------------------------------------------------------

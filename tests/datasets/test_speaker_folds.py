@@ -49,3 +49,14 @@ def test_a_speaker_keeps_all_clips_in_one_split():
 def test_bad_folds_are_named_errors(folds, fold):
     with pytest.raises(ConfigError, match="fold"):
         SpeakerFolds(folds, fold)
+
+
+def test_training_only_rows_stay_in_train_and_take_no_fold():
+    synth = [ClipRecord(f"/s/uk/{s}.wav", "uk", "one", f"espeak:v{s:02d}", "train", 1.0, 16000, "espeak", train_only=True)
+             for s in range(10)]
+    recorded = _rows("uk", 10)
+    plain = fold_splits(recorded, SpeakerFolds(5, 1), "uk")
+    out = fold_splits(recorded + synth, SpeakerFolds(5, 1), "uk")
+    assert out[len(recorded):] == synth
+    assert out[: len(recorded)] == plain  # the recorded speakers' folds are the same with or without them
+

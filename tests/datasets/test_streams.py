@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -42,14 +45,20 @@ def test_sources_by_kind(tmp_path):
     assert stream_sources(rows, TASK, "val")["keyword"] == []
 
 
-def test_synthesized_pseudo_words_never_enter_a_stream(tmp_path):
-    # `mul` (the pseudo-word corpus) trains _unknown_ only: with its rows added, every stream is
-    # bit-identical and none of its words is an event.
+def test_training_only_rows_never_enter_a_stream(tmp_path):
+    # Synthesized keywords and pseudo-words (`mul`) are training-only rows: with them added, every
+    # training stream (hard-negative mining's) is bit-identical and none of their clips is an event.
     rows, noise = _corpus(tmp_path)
-    mul = [ClipRecord(r.path, MULTILINGUAL, f"es_{r.label}", f"espeak:v{i}", "test", r.duration_s, 16000, "espeak")
-           for i, r in enumerate(rows)]
-    assert not any(lb.startswith("mul:") for _, lb in stream_sources(rows + mul, TASK, "test")["other_language"])
-    for s, t in zip(iter_streams(rows, TASK, noise, "test", CFG), iter_streams(rows + mul, TASK, noise, "test", CFG), strict=True):
+    rows = [replace(r, split="train") for r in rows]
+    extra = [ClipRecord(f"{r.path}.{lang}", lang, label, f"espeak:v{i}", "train", r.duration_s, 16000, "espeak", train_only=True)
+             for i, r in enumerate(rows) for lang, label in ((MULTILINGUAL, f"es_{r.label}"), (r.language, r.label))]
+    for r in extra:
+        (tmp_path / r.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(r.path.rsplit(".", 1)[0], r.path)
+    src = stream_sources(rows + extra, TASK, "train")
+    assert sum(len(v) for v in src.values()) == sum(len(v) for v in stream_sources(rows, TASK, "train").values()) > 0
+    assert not any(r.train_only for kind in src.values() for r, _ in kind)
+    for s, t in zip(iter_streams(rows, TASK, noise, "train", CFG), iter_streams(rows + extra, TASK, noise, "train", CFG), strict=True):
         assert np.array_equal(s.audio, t.audio) and s.events == t.events
 
 

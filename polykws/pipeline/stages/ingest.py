@@ -30,11 +30,16 @@ def scan_stage(ctx: StageContext) -> dict[str, Any]:
     """Scan + decode every clip of every root, assign speaker-disjoint splits.
 
     Manifest paths are written as `<root index>/<path relative to that root>`, so the artifact
-    does not depend on where the data or the store live.
+    does not depend on where the data or the store live. The clips of a training-only root, and
+    the synthesized pseudo-words (`mul`) wherever they are, are marked train-only.
     """
     from polykws.datasets.manifest import write_manifest
     from polykws.datasets.scan import scan
     from polykws.datasets.splits import SplitConfig
+    from polykws.datasets.synth import MULTILINGUAL
+
+    def marked(r, train_only: bool):
+        return replace(r, split="train", train_only=True) if not r.is_noise and (train_only or r.language == MULTILINGUAL) else r
 
     split = SplitConfig(**ctx.config["split"])
     records, skipped, summary, warnings = [], [], [], []
@@ -43,12 +48,19 @@ def scan_stage(ctx: StageContext) -> dict[str, Any]:
     for i, (root, entry) in enumerate(zip(data_roots(ctx), ctx.config["roots"])):
         opts = {"gsc_language": entry["gsc_language"]} if "gsc_language" in entry else {}
         res = scan(root, layout=entry["layout"], languages=entry["languages"], split=split, progress=progress(ctx), **opts)
-        records += [replace(r, path=f"{i}/{rel_path(r.path, root)}") for r in res.records]
+        rows = res.records
+        if entry.get("train_only"):
+            # Background noise also builds validation and test _silence_ and the streams, so a
+            # training-only root gives none: a count says what was left out.
+            rows = [r for r in rows if not r.is_noise]
+            if len(rows) < len(res.records):
+                warnings.append(f"root {i} is training-only: its {len(res.records) - len(rows)} background-noise files are left out")
+        records += [marked(replace(r, path=f"{i}/{rel_path(r.path, root)}"), bool(entry.get("train_only"))) for r in rows]
         skipped += [dict(s.to_dict(), path=f"{i}/{rel_path(s.path, root)}") for s in res.skipped]
         summary += [dict(row, root=i, layout=res.layout) for row in res.summary()]
         for reason, n in res.skip_counts().items():
             counts[reason] = counts.get(reason, 0) + n
-        n_noise += len(res.noise)
+        n_noise += sum(1 for r in rows if r.is_noise)
         warnings += res.warnings
     write_manifest(ctx.out / "manifest.jsonl", records)
     atomic_write_json(ctx.out / "skipped.json", skipped)
