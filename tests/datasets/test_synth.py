@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from polykws.datasets.scan import scan
-from polykws.datasets.synth import MULTILINGUAL, VOCABULARY, SynthConfig, pseudo_vocabulary, speaker_params, synthesize_corpus
+from polykws.datasets.synth import MULTILINGUAL, SPOKEN, VOCABULARY, SynthConfig, pseudo_vocabulary, speaker_params, synthesize_corpus
 from polykws.core import ConfigError
 
 SMALL = dict(languages=("en", "de"), groups=("commands",), speakers=3, noise_files_per_kind=1, noise_seconds=2.0)
@@ -97,3 +97,52 @@ def test_pseudo_words_are_a_multilingual_negative_language(tmp_path):
                 dict(languages=(MULTILINGUAL,)), dict(pseudo_words=-1)):
         with pytest.raises(ConfigError):
             SynthConfig(**{**cfg.to_dict(), **bad})
+
+
+SCRIPT = {"uk": "CYRILLIC", "ar": "ARABIC", "bn": "BENGALI", "gu": "GUJARATI"}
+
+
+def test_recorded_languages_are_synthesized_under_their_corpora_labels(tmp_path):
+    """uk, ar, bn, gu and lt clips are filed under the labels their recorded corpora use (the
+    shipped config's keywords), so a synthesized clip is a row of the same class; what espeak-ng
+    reads is the word in the language's own script."""
+    import unicodedata
+
+    import yaml
+
+    tasks = yaml.safe_load((Path(__file__).parents[2] / "configs" / "shared-real-micro.yaml").read_text())["data"]["tasks"]
+    cfg = SynthConfig(languages=tuple(SCRIPT) + ("lt",), groups=("digits", "commands"), speakers=2, noise_files_per_kind=0)
+    for lang in cfg.languages:
+        assert set(map(str, tasks[lang]["keywords"])) <= set(cfg.words(lang)), lang
+    for lang, script in SCRIPT.items():
+        for label in cfg.words(lang):
+            letters = [c for c in SPOKEN[lang][label] if c.isalpha()]
+            assert letters and all(script in unicodedata.name(c) for c in letters), (lang, label)
+    summary = synthesize_corpus(cfg, tmp_path / "c", workers=2)
+    assert summary["clips"] == 2 * (4 * 10 + 20)
+    result = scan(tmp_path / "c", workers=1)
+    assert not result.skipped
+    assert {(r.language, r.label) for r in result.clips} == {(lang, w) for lang in cfg.languages for w in cfg.words(lang)}
+    for p in (tmp_path / "c" / "ar" / "espeak" / "seven").iterdir():
+        if p.suffix == ".wav":
+            assert 0.2 < sf.info(str(p)).duration < 1.5
+    with pytest.raises(ConfigError, match=r"synth languages \['uk'\] have none of the groups \['commands'\]; uk has \['digits'\]"):
+        SynthConfig(languages=("uk",), groups=("commands",))
+
+
+def test_espeak_reads_the_spoken_text_not_the_label(tmp_path, monkeypatch):
+    from polykws.datasets import synth
+
+    said = []
+
+    def say(self, text, voice, rate_wpm, pitch, pitch_range):
+        said.append((text, voice.split("+")[0]))
+        return np.full(4000, 0.1, np.float32)
+
+    monkeypatch.setattr(synth._Espeak, "say", say)
+    cfg = SynthConfig(languages=("uk", "lt"), groups=("digits",), speakers=1, noise_files_per_kind=0)
+    synth._synth_language((cfg.to_dict(), "uk", str(tmp_path / "uk")))
+    synth._synth_language((cfg.to_dict(), "lt", str(tmp_path / "lt")))
+    assert said[:2] == [("нуль", "uk"), ("один", "uk")] and ("šeši", "lt") in said
+    assert sorted(p.name for p in (tmp_path / "uk").iterdir())[:2] == ["eight", "five"]
+

@@ -351,6 +351,46 @@ def test_features_do_not_depend_on_where_the_data_lives(gsc_mswc_runs):
         assert moved[name].manifest["content_hash"] == res[name].manifest["content_hash"], name
 
 
+def test_a_training_only_root_adds_training_clips_and_nothing_else(gsc_mswc_runs, tmp_path):
+    """A third root (synthesized-corpus layout) marked train_only: every clip of it is a training
+    row of its word's class, its noise is left out with a warning, and the validation and test
+    features are the ones the run without it made."""
+    import numpy as np
+    import soundfile as sf
+
+    from polykws.datasets.manifest import read_manifest
+    from polykws.pipeline.splitio import load_splits
+
+    first, _ = gsc_mswc_runs
+    extra = tmp_path / "synth"
+    rng = np.random.default_rng(3)
+    for wi, word in enumerate(["eins", "zwei", "katze"]):
+        for s in range(4):
+            t = np.arange(12000) / 16000
+            wave = 0.3 * np.sin(2 * np.pi * (300 + 70 * wi + 11 * s) * t) * np.hanning(t.size) + 0.01 * rng.standard_normal(t.size)
+            (extra / "de" / "espeak" / word).mkdir(parents=True, exist_ok=True)
+            sf.write(extra / "de" / "espeak" / word / f"v{s:02d}_0.wav", wave.astype(np.float32), 16000, subtype="PCM_16")
+    (extra / "_background_noise_").mkdir()
+    sf.write(extra / "_background_noise_" / "hum.wav", (0.05 * rng.standard_normal(32000)).astype(np.float32), 16000)
+    from corpus_fixture import make_gsc_mswc
+
+    gsc, mswc = make_gsc_mswc(tmp_path / "data")  # the fixture's corpora again, byte for byte (same seed)
+    raw = _gsc_mswc_raw(tmp_path, gsc, mswc, tmp_path / "store")
+    raw["data"]["roots"].append({"path": str(extra), "languages": ["de"], "train_only": True})
+    res = _scan_and_features(tmp_path, raw)
+    rows = read_manifest(res["scan"].path / "manifest.jsonl")
+    mine = [r for r in rows if r.path.startswith("2/")]
+    assert len(mine) == 12 and all(r.train_only and r.split == "train" and not r.is_noise for r in mine)
+    assert any("root 2 is training-only: its 1 background-noise files are left out" in w for w in res["scan"].summary["warnings"])
+    with_extra, without = load_splits(res["features/de"].path), load_splits(first["features/de"].path)
+    for split in ("val", "test"):
+        assert np.array_equal(with_extra[split].x, without[split].x) and np.array_equal(with_extra[split].y, without[split].y)
+    labels = list(with_extra["train"].labels)
+    gained = np.bincount(with_extra["train"].y, minlength=len(labels)) - np.bincount(without["train"].y, minlength=len(labels))
+    # 4 clips each of eins and zwei; katze is no keyword and joins _unknown_ (which grows with the keywords).
+    assert gained[labels.index("eins")] == gained[labels.index("zwei")] == 4 and gained[labels.index("drei")] == 0
+
+
 def test_firmware_stage_records_why_it_was_skipped(tmp_path, corpus, monkeypatch):
     """Without TFLM the firmware stage is still in the graph and writes its reason (never silent)."""
     from polykws.pipeline.stages.device import firmware_stage
