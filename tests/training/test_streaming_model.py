@@ -87,3 +87,17 @@ def test_a_model_that_pads_time_or_trains_is_refused():
         StreamingDSCNN(create_model("ds_cnn_s_fb40_valid", num_classes=3))
     with pytest.raises(ValueError, match=r"push takes \(N, T, 40\) frames"):
         StreamingDSCNN(create_model("ds_cnn_s_fb40_valid", num_classes=3).eval()).push(torch.zeros(1, 4, 10))
+
+
+def test_a_stream_costs_one_row_per_layer_per_stem_stride():
+    from polykws.training.models.streaming import stream_macs_per_second
+    from polykws.training.profile import count_params_macs
+
+    model = create_model("ds_cnn_s_fb40_valid", num_classes=12).eval()
+    # 50 stem rows a second (10 ms frames, stride 2), each 5 columns x 64 channels: the stem's 80
+    # taps, each block's 9 depthwise and 64 pointwise taps, and one 64x12 head per row.
+    assert stream_macs_per_second(model) == 50 * (5 * 64 * 80 + 4 * 5 * 64 * (9 + 64) + 64 * 12) == 5_990_400
+    window = count_params_macs(model).total_macs
+    assert window == 1_914_368
+    # A windowed detector pays a window per stride: the stream is cheaper from a 40 ms stride on.
+    assert window * 1000 / 40 > stream_macs_per_second(model) > window * 1000 / 400

@@ -89,3 +89,24 @@ class StreamingDSCNN:
     def window_start(self, end_frame: int) -> int:
         """The first frame of the window whose logits completed at `end_frame` frames (stem-aligned)."""
         return end_frame - self.stem_frames - self.frames_per_output * (self.pool_rows - 1 + 2 * len(self.model.blocks))
+
+
+def stream_macs_per_second(model: DSCNN, frame_step_ms: float = 10.0, seconds: float = 2.0) -> float:
+    """Multiply-accumulates per second of audio that `StreamingDSCNN` spends on `model`, counted
+    by the profiler's per-layer rule on the layers a steady-state stream actually runs (every
+    stem, block and head call after the first window is full)."""
+    from polykws.training.profile import _LEAF_KINDS, _macs
+
+    streamer = StreamingDSCNN(model)
+    feats = model.input_shape[1]
+    streamer.push(torch.zeros(1, streamer.window_frames, feats))
+    total = [0]
+    hooks = [m.register_forward_hook(lambda mod, _i, out: total.__setitem__(0, total[0] + _macs(mod, out)))
+             for m in model.modules() if isinstance(m, _LEAF_KINDS)]
+    try:
+        frames = int(round(seconds * 1000.0 / frame_step_ms))
+        streamer.push(torch.zeros(1, frames, feats))
+    finally:
+        for h in hooks:
+            h.remove()
+    return total[0] / seconds
