@@ -42,8 +42,11 @@ ONNX_INPUT_NAME = "features"
 ONNX_OUTPUT_NAME = "probabilities"
 
 # What TFLM runs well on a Cortex-M for a DS-CNN. Anything else (TRANSPOSE from layout
-# conversion, GATHER, PAD, QUANTIZE/DEQUANTIZE float islands, ...) is refused.
-TFLM_ALLOWED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MEAN", "FULLY_CONNECTED", "RESHAPE", "SOFTMAX"})
+# conversion, GATHER, QUANTIZE/DEQUANTIZE float islands, ...) is refused. PAD is allowed because a
+# conv that pads frequency but not time (ds_cnn_s_fb40_valid, the streaming variant) has no
+# SAME/VALID form in TFLite; the SAME-padded models fold their padding into the convs and have
+# none (tested).
+TFLM_ALLOWED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MEAN", "FULLY_CONNECTED", "RESHAPE", "SOFTMAX", "PAD"})
 
 
 class ExportError(PolykwsError):
