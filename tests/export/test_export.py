@@ -188,6 +188,27 @@ def test_int8_model_through_tflm(base_export, base_model, feats):
     assert np.all(out[:, base_export.num_labels :] == -128)
 
 
+@pytest.mark.slow
+def test_a_model_without_time_padding_exports_with_a_pad_per_depthwise_conv(feats, frontend, tmp_path):
+    """The streaming variant pads frequency and not time. TFLite has no conv padding for that, so
+    each conv that pads gets a PAD in front, and nothing else changes: the int8 graph runs on TFLM
+    as the SAME-padded one does."""
+    from dataclasses import replace
+
+    from polykws.training.models import DSCNN
+    from polykws.training.models.ds_cnn import DS_CNN_S
+
+    f = feats["gu"]
+    torch.manual_seed(0)
+    model = train(DSCNN(replace(DS_CNN_S, time_padding="valid"), 10, (49, 10)), f.x_train, f.y_train, epochs=12)
+    ex = export_base(model, frontend, f.labels, f.x_train, tmp_path, parity_x=f.x_test, head_slots=HEAD_SLOTS, meta={"model_name": "ds_cnn_s_valid"})
+    # On 10 MFCC bins the stem pads frequency too (on fb40 its 8-wide stride needs none).
+    assert check_tflm_ops(ex.tflite) == ["PAD", "CONV_2D"] + ["PAD", "DEPTHWISE_CONV_2D", "CONV_2D"] * 4 + ["AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"]
+    ev = evaluate_export(ex, model, f.x_test, f.y_test)
+    assert ev["int8_acc"] >= ev["float_acc"] - INT8_MAX_ACC_DROP and ev["float_acc"] > 0.5
+    assert ev["tflm_vs_ref_argmax_disagreements"] == 0 and ev["tflm_vs_ref_max_abs_diff_lsb"] <= ref_max_lsb(ex.tflite)
+
+
 def _tflm_vs_ref_per_op(tflite: bytes, x_int8: np.ndarray) -> list[tuple[str, int]]:
     """(op name, largest |TFLM - BUILTIN_REF| in LSB over `x_int8`) for every op's output tensor."""
     from tflite_micro.python.tflite_micro import runtime
