@@ -391,6 +391,24 @@ def test_a_training_only_root_adds_training_clips_and_nothing_else(gsc_mswc_runs
     assert gained[labels.index("eins")] == gained[labels.index("zwei")] == 4 and gained[labels.index("drei")] == 0
 
 
+def test_stream_evaluation_outside_the_pipeline_skips_training_only_roots(corpus, tmp_path):
+    """`config_records` (polykws eval --streaming, the benches) builds streams from a config's
+    corpora: a training-only root, a folder or the synthesized corpus, is not one of them."""
+    import shutil
+
+    from polykws.pipeline.streameval import config_records
+
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run")
+    plain = config_records(_load(tmp_path, raw))
+    extra = tmp_path / "extra"
+    shutil.copytree(corpus, extra)
+    raw["data"]["root"] = "@corpus"
+    raw["data"]["roots"] = [{"path": str(corpus)}, {"path": str(extra), "train_only": True},
+                            {"path": "@corpus", "languages": ["en"], "train_only": True}]
+    raw["corpus"] = {"languages": ["en"], "speakers": 2}
+    assert config_records(_load(tmp_path, raw)) == plain and plain
+
+
 def test_firmware_stage_records_why_it_was_skipped(tmp_path, corpus, monkeypatch):
     """Without TFLM the firmware stage is still in the graph and writes its reason (never silent)."""
     from polykws.pipeline.stages.device import firmware_stage
