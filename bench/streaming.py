@@ -19,7 +19,8 @@ model rebuilt as base + blob; or export folders holding <lang>.tflite + <lang>.j
    then scored on the test streams; the test DET curve (every threshold 0..256) gives FRR at 0.5
    and 1 FA/h (the best test operating point: an oracle, reported beside the validation-chosen one),
    overall and per SNR, with the one-line summary (mean FRR at 1 FA/h per SNR over the languages);
-   ``--compare-margin`` scores the logit margin beside the softmax posteriors;
+   ``--compare-margin`` scores the logit margin beside the softmax posteriors, and
+   ``--compare-rest`` the keyword-vs-rest score at each temperature;
 4. frontend parity: on the first test stream, the int8 model inputs of the streaming ring vs the
    per-clip features of the same 1 s of audio (``quantize_features(compute_features(...))``).
 
@@ -82,6 +83,7 @@ def main() -> int:
     ap.add_argument("--log2-temperatures", default="0",
                     help="comma-separated softmax temperatures 2**k to choose among on validation (docs/STREAMING.md, Posteriors)")
     ap.add_argument("--compare-margin", action="store_true", help="also score the logit-margin posterior (host only)")
+    ap.add_argument("--compare-rest", action="store_true", help="also score the keyword-vs-rest posterior at each temperature (host only)")
     ap.add_argument("--frontend-state", choices=("warm", "reset"), default="warm",
                     help="reset: host-only measurement, per-window features as in training (docs/STREAMING.md)")
     ap.add_argument("--report-only", action="store_true")
@@ -107,7 +109,7 @@ def main() -> int:
     settings = StreamingSection(enabled=True, target_fa_per_hour=args.target_fa, snrs_db=SNRS, test_negative_s_per_snr=args.negative_s_per_snr,
                                 val_negative_s_per_snr=args.val_negative_s_per_snr, detector=det_cfg, frontend_state=args.frontend_state,
                                 seed=args.seed, log2_temperatures=tuple(int(k) for k in args.log2_temperatures.split(",") if k),
-                                compare_margin=args.compare_margin)
+                                compare_margin=args.compare_margin, compare_rest=args.compare_rest)
     ctx = run_context()
     if not args.report_only:
         records = config_records(cfg)

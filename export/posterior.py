@@ -154,6 +154,20 @@ def logit_margin_int8(logits: np.ndarray) -> np.ndarray:
     return (np.clip(q - best_other, 0, 255) - 128).astype(np.int8)
 
 
+def keyword_vs_rest_int8(probs: np.ndarray, is_keyword: np.ndarray) -> np.ndarray:
+    """int8 softmax outputs (I, classes) -> the keywords' summed probability (clipped to 255) on
+    the likeliest keyword, 0 on the other keywords, the other classes unchanged (as int8, p - 128)."""
+    p = np.asarray(probs).astype(np.int64) + 128
+    is_keyword = np.asarray(is_keyword, bool)
+    if p.shape[-1] != is_keyword.shape[0] or not is_keyword.any():
+        raise ExportError(f"keyword vs rest needs a keyword mask over the {p.shape[-1]} classes with a keyword in it")
+    kw = np.flatnonzero(is_keyword)
+    out = np.where(is_keyword, 0, p)
+    top = kw[np.argmax(p[:, kw], axis=-1)]
+    out[np.arange(p.shape[0]), top] = np.minimum(p[:, kw].sum(axis=-1), 255)
+    return (out - 128).astype(np.int8)
+
+
 # ---------------------------------------------------------------------------------------------
 # Flatbuffer views
 

@@ -130,8 +130,7 @@ class ScoreTrace:
         """The same inferences under another posterior (polykws.export.posterior), averaged over W."""
         if self.logits is None:
             raise ConfigError("this trace kept no logits to derive another posterior from")
-        k = len(self.labels)
-        return replace(self, outputs=posterior.outputs(self.logits, self.logit_scale, k)).resmoothed(average_inferences)
+        return replace(self, outputs=posterior.outputs(self.logits, self.logit_scale, self.labels)).resmoothed(average_inferences)
 
     def frame_end_s(self, frame: np.ndarray | int) -> np.ndarray | float:
         return (np.asarray(frame) * self.frame_hop_samples + self.frame_end_offset_samples) / self.sample_rate_hz
@@ -154,7 +153,10 @@ class Posterior:
     ``softmax``: the model's int8 softmax with temperature ``2**log2_temperature``, which ships
     in the language's blob (folded into the head, `posterior.head_temperature`); the device runs
     it unchanged. ``margin``: each class's int8 logit minus the largest other one, clipped to
-    [0, 255]; a host-side measurement (the firmware reads the softmax).
+    [0, 255]; a host-side measurement (the firmware reads the softmax). ``rest``: a keyword-vs-rest
+    score from the same softmax: the keywords' summed probability, clipped to 255, credited to the
+    likeliest keyword (the other keywords get 0), so a window torn between two keywords still
+    counts as one keyword against `_silence_` and `_unknown_`; a host-side measurement too.
     """
 
     kind: str = "softmax"
@@ -176,16 +178,22 @@ class Posterior:
 
     @property
     def name(self) -> str:
-        return f"softmax T={2 ** self.log2_temperature}" if self.kind == "softmax" else "logit margin"
+        if self.kind == "margin":
+            return "logit margin"
+        return f"{'softmax' if self.kind == 'softmax' else 'keyword vs rest'} T={2 ** self.log2_temperature}"
 
-    def outputs(self, logits: np.ndarray, logit_scale: float, num_labels: int) -> np.ndarray:
-        """int8 (I, num_labels) from the head's int8 logits (I, head slots)."""
-        from polykws.export.posterior import logit_margin_int8, softmax_int8
+    def outputs(self, logits: np.ndarray, logit_scale: float, labels: Sequence[str]) -> np.ndarray:
+        """int8 (I, len(labels)) from the head's int8 logits (I, head slots)."""
+        from polykws.export.posterior import keyword_vs_rest_int8, logit_margin_int8, softmax_int8
 
+        num_labels = len(labels)
         if self.kind == "margin":
             return logit_margin_int8(logits[:, :num_labels])
         # Over every head slot, as the device's softmax runs.
-        return softmax_int8(logits, logit_scale / 2.0 ** self.log2_temperature)[:, :num_labels]
+        probs = softmax_int8(logits, logit_scale / 2.0 ** self.log2_temperature)[:, :num_labels]
+        if self.kind == "rest":
+            return keyword_vs_rest_int8(probs, np.array([lb not in (SILENCE_LABEL, UNKNOWN_LABEL) for lb in labels]))
+        return probs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -195,7 +203,7 @@ class Posterior:
         return from_dict(cls, d, "posterior")
 
 
-POSTERIOR_KINDS = ("softmax", "margin")
+POSTERIOR_KINDS = ("softmax", "margin", "rest")
 
 
 def _output_qparams(tflite: bytes) -> None:

@@ -260,6 +260,8 @@ class StreamingSection:
     log2_temperatures: tuple[int, ...] = (0,)
     # Also score a logit-margin posterior beside them (a host-side measurement; never shipped).
     compare_margin: bool = False
+    # Also score the keyword-vs-rest posterior at each temperature (host-side; never shipped).
+    compare_rest: bool = False
     # One threshold per keyword (export.streaming.per_keyword_thresholds: the validation false
     # accepts the target allows, shared out over the keywords) ships instead of one for all; the
     # one threshold's figures stay in the row beside them.

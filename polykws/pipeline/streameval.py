@@ -185,7 +185,8 @@ def evaluate_language(model: StreamModel, task, records, noise_paths: Sequence[s
     test, test_info = score_split(model, task, records, noise_paths, "test", settings.stream_config("test"), det_cfg,
                                   frontend_state=settings.frontend_state, parity=parity, log=log)
     rows = []
-    candidates = [Posterior("softmax", k) for k in settings.log2_temperatures] + ([Posterior("margin")] if settings.compare_margin else [])
+    candidates = ([Posterior("softmax", k) for k in settings.log2_temperatures] + ([Posterior("margin")] if settings.compare_margin else [])
+                  + ([Posterior("rest", k) for k in settings.log2_temperatures] if settings.compare_rest else []))
     for avg_ms in list(average_windows_ms) or [det_cfg.average_window_ms]:
         dc = replace(det_cfg, average_window_ms=int(avg_ms))
         plan = dc.plan(model.frontend)

@@ -9,7 +9,8 @@ import pytest
 from polykws.core import ConfigError
 from polykws.export.convert import ExportError
 from polykws.export.evaluate import find_arena_bytes, run_tflm
-from polykws.export.posterior import MAX_LOG2_TEMPERATURE, head_temperature, logit_margin_int8, logits_model, softmax_int8
+from polykws.export.posterior import (MAX_LOG2_TEMPERATURE, head_temperature, keyword_vs_rest_int8, logit_margin_int8, logits_model,
+                                      softmax_int8)
 from polykws.export.streaming import Posterior
 from polykws.export.tflite_graph import TfliteGraph
 
@@ -74,3 +75,21 @@ def test_logit_margin_and_posterior_config():
             Posterior(**bad)
     with pytest.raises(ExportError, match="int8 logits"):
         softmax_int8(q.astype(np.int32), 0.1)
+
+
+def test_keyword_vs_rest_credits_the_keywords_mass_to_the_likeliest_one():
+    # Classes: two keywords, _silence_, _unknown_ (p = q + 128).
+    p = np.array([[100, 90, 10, 55], [0, 3, 250, 2], [200, 100, 0, 0]])
+    out = keyword_vs_rest_int8((p - 128).astype(np.int8), np.array([True, True, False, False])).astype(np.int32) + 128
+    np.testing.assert_array_equal(out, [[190, 0, 10, 55], [0, 3, 250, 2], [255, 0, 0, 0]])
+    with pytest.raises(ExportError, match="keyword mask"):
+        keyword_vs_rest_int8((p - 128).astype(np.int8), np.array([False] * 4))
+    # As a posterior it reads the softmax at its temperature, with the labels saying which are keywords.
+    logits = np.array([[40, 38, -90, -20, -128, -128]], np.int8)  # 4 classes and 2 padding slots
+    labels = ("one", "two", "_silence_", "_unknown_")
+    soft = Posterior("softmax", 2).outputs(logits, 0.125, labels).astype(np.int32) + 128
+    rest = Posterior("rest", 2).outputs(logits, 0.125, labels).astype(np.int32) + 128
+    assert rest[0, 0] == min(255, soft[0, 0] + soft[0, 1]) > soft[0, 0] and rest[0, 1] == 0
+    np.testing.assert_array_equal(rest[0, 2:], soft[0, 2:])
+    assert Posterior("rest", 2).name == "keyword vs rest T=4" and not Posterior("rest").shippable
+
