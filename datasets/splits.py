@@ -273,3 +273,14 @@ def fold_splits(records: Iterable[ClipRecord], folds: SpeakerFolds, language: st
 
     plan = folds.assignment(r.speaker_id for r in records if refolds(r))
     return [replace(r, split=plan[r.speaker_id]) if refolds(r) else r for r in records]
+
+
+def mark_training_only(records: Iterable[ClipRecord], whole_root: bool = False) -> list[ClipRecord]:
+    """Rows marked training-only (always `train`): every clip when `whole_root` (a root the config
+    marks `train_only`), else the synthesized pseudo-words (`mul`), which are training material
+    wherever they are scanned. Noise rows are never marked."""
+    from .synth import MULTILINGUAL
+
+    return [replace(r, split="train", train_only=True) if not r.is_noise and (whole_root or r.language == MULTILINGUAL) else r
+            for r in records]
+

@@ -79,6 +79,7 @@ def models_from_exports(folders: Sequence[str | Path]) -> dict[str, StreamModel]
 def config_records(cfg) -> list:
     """Scanned clip records of a pipeline config's corpora, with the config's speaker-disjoint splits."""
     from polykws.datasets.scan import scan
+    from polykws.datasets.splits import mark_training_only
     from polykws.datasets.synth import MULTILINGUAL
     from polykws.pipeline.config import data_roots, resolve_path
 
@@ -91,7 +92,7 @@ def config_records(cfg) -> list:
                               "score its streams inside `polykws run` (streaming.enabled: true)")
         opts = {"gsc_language": r.gsc_language} if r.layout in ("gsc_v2", "auto") else {}
         res = scan(resolve_path(r.path), layout=r.layout, languages=list(r.languages) or list(cfg.data.tasks), split=cfg.data.split, **opts)
-        records += res.records
+        records += mark_training_only(res.records)
     return records
 
 

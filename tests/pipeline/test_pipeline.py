@@ -407,6 +407,13 @@ def test_stream_evaluation_outside_the_pipeline_skips_training_only_roots(corpus
                             {"path": "@corpus", "languages": ["en"], "train_only": True}]
     raw["corpus"] = {"languages": ["en"], "speakers": 2}
     assert config_records(_load(tmp_path, raw)) == plain and plain
+    # Pseudo-words (`mul`) in a recorded root are training-only rows, whichever root holds them.
+    shutil.copytree(corpus / "aa", extra / "mul")
+    raw["data"]["roots"] = [{"path": str(extra), "languages": ["aa", "bb", "cc", "mul"]}]
+    rows = config_records(_load(tmp_path, raw))
+    mul = [r for r in rows if r.language == "mul"]
+    assert mul and all(r.train_only and r.split == "train" for r in mul)
+    assert not any(r.train_only for r in rows if r.language != "mul")
 
 
 def test_firmware_stage_records_why_it_was_skipped(tmp_path, corpus, monkeypatch):

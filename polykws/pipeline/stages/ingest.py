@@ -35,11 +35,7 @@ def scan_stage(ctx: StageContext) -> dict[str, Any]:
     """
     from polykws.datasets.manifest import write_manifest
     from polykws.datasets.scan import scan
-    from polykws.datasets.splits import SplitConfig
-    from polykws.datasets.synth import MULTILINGUAL
-
-    def marked(r, train_only: bool):
-        return replace(r, split="train", train_only=True) if not r.is_noise and (train_only or r.language == MULTILINGUAL) else r
+    from polykws.datasets.splits import SplitConfig, mark_training_only
 
     split = SplitConfig(**ctx.config["split"])
     records, skipped, summary, warnings = [], [], [], []
@@ -55,7 +51,7 @@ def scan_stage(ctx: StageContext) -> dict[str, Any]:
             rows = [r for r in rows if not r.is_noise]
             if len(rows) < len(res.records):
                 warnings.append(f"root {i} is training-only: its {len(res.records) - len(rows)} background-noise files are left out")
-        records += [marked(replace(r, path=f"{i}/{rel_path(r.path, root)}"), bool(entry.get("train_only"))) for r in rows]
+        records += mark_training_only([replace(r, path=f"{i}/{rel_path(r.path, root)}") for r in rows], bool(entry.get("train_only")))
         skipped += [dict(s.to_dict(), path=f"{i}/{rel_path(s.path, root)}") for s in res.skipped]
         summary += [dict(row, root=i, layout=res.layout) for row in res.summary()]
         for reason, n in res.skip_counts().items():
