@@ -142,7 +142,7 @@ def ds_cnn_s_fb40(num_classes: int = 12, input_shape: tuple[int, int] = (49, 40)
 
 
 # ds_cnn_s_fb40 with no padding in time: each output row sees real frames only (26 of them), so a
-# stream computes every row once and keeps a running sum for the pooling. Its window map is 12x5
+# stream computes every row once and pools the mean of its last 12 final rows. Its window map is 12x5
 # instead of 25x5: fewer MACs per window, and the same weights and sites as ds_cnn_s_fb40.
 DS_CNN_S_FB40_VALID = DSCNNSpec(channels=64, num_blocks=4, first_kernel=(10, 8), first_stride=(2, 8), time_padding="valid")
 
