@@ -10,7 +10,7 @@ swapped inside this process only), which TFLite gets as MEAN. Each int8 base is 
 TFLM runtime on the `en` test split, then packed alone and run by the benchmark firmware under QEMU
 on the first `--per-lang` vectors: device and host accuracy, whether every output vector is equal
 (`firmware bench` compares predictions and a CRC of all int8 outputs), and instructions per
-inference. The firmware runs MEAN through its own fast kernel (app/fast_mean.cc) on CMSIS-NN
+inference. The firmware runs MEAN through its own fast kernel (runtime/fast_mean.cc) on CMSIS-NN
 builds; AVERAGE_POOL_2D through CMSIS-NN's. Writes <out>/pooling.json and <out>/results.md.
 """
 

@@ -16,8 +16,8 @@ event for event.
 
 Also measured (QEMU -icount: instructions, not cycles): the frontend per 10 ms step, one
 inference, the detector per inference, the duty cycle at 64 MHz (one instruction per cycle) for
-strides 100, 240 and 500 ms (250 ms is not a multiple of the 20 ms model frame hop), and the RAM
-of the PCM buffer, the feature ring and the model input (symbol sizes in the ELF).
+strides 100, 240 and 500 ms (250 ms is not a multiple of the 20 ms model frame hop), and the
+runtime's own memory report (polykws_memory: arena, patched-model RAM, frontend/ring/detector state).
 Writes <out>/stream_device.json and <out>/results.md.
 """
 
@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,9 +36,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 DUTY_STRIDES_MS = (100, 240, 500)
 CLOCK_HZ = 64_000_000
-RAM_SYMBOLS = ("g_pcm", "g_ring_data", "g_input", "g_scores")
-
-
 def stream_pcm_for(lang: str, cfg, records, noise, seconds: float, snr_db: float, seed: int) -> tuple[np.ndarray, int]:
     """(int16 PCM of `seconds`, keyword events inside it): the test positive stream, then negatives."""
     from polykws.datasets.streams import StreamConfig, iter_streams
@@ -58,16 +53,6 @@ def stream_pcm_for(lang: str, cfg, records, noise, seconds: float, snr_db: float
         if have >= want:
             break
     return np.concatenate(parts), keywords
-
-
-def ram_bytes(elf: Path) -> dict[str, int]:
-    out = subprocess.run(["arm-none-eabi-nm", "-S", "-C", str(elf)], capture_output=True, text=True, check=True).stdout
-    sizes = {}
-    for line in out.splitlines():
-        m = re.match(r"^[0-9a-f]+ ([0-9a-f]+) [bBdD] (?:\(anonymous namespace\)::)?(\w+)$", line)
-        if m and m.group(2) in RAM_SYMBOLS:
-            sizes[m.group(2)] = int(m.group(1), 16)
-    return sizes
 
 
 def main() -> int:
@@ -132,7 +117,7 @@ def main() -> int:
                                      "host_detections": len(host), "device_detections": len(run.detections),
                                      "identical": run.detections == host, "model_frames": run.model_frames, "inferences": run.inferences,
                                      "cost": run.instructions}
-            row["ram_bytes"] = ram_bytes(elf)
+            row["memory"] = run.memory
             print(f"{lang} {name}: {len(host)} host / {len(run.detections)} device detections, identical {run.detections == host}, "
                   f"{run.instructions['frontend_per_step']:.0f} per step, {run.instructions['invoke_per_inference']:.0f} per inference", flush=True)
         row["wall_s"] = time.time() - t0
@@ -164,8 +149,8 @@ def report(result: dict) -> str:
     for stride in DUTY_STRIDES_MS:
         per_s = 100 * fe + (1000 / stride) * (inv + dt)
         lines.append(f"| {stride} | {per_s / 1e6:.2f} M | {100 * per_s / CLOCK_HZ:.1f} % |")
-    ram = next(iter(result["languages"].values()))["ram_bytes"]
-    lines += ["", "RAM of the audio and feature buffers (ELF symbol sizes): " + ", ".join(f"{k} {v:,} B" for k, v in sorted(ram.items()))]
+    mem = next(iter(result["languages"].values()))["memory"]
+    lines += ["", "The runtime's memory report (polykws_memory): " + ", ".join(f"{k} {v:,} B" for k, v in sorted(mem.items()))]
     return "\n".join(lines)
 
 

@@ -103,18 +103,25 @@ GEN_DIR := $(abspath $(GEN_DIR))
 # APP_MAIN picks the program: main (benchmark vectors, the default) or stream_main (PCM in,
 # detections out: adds the on-device frontend, the detector and TFLM's microfrontend library).
 APP_MAIN ?= main
+# The SDK is the runtime without a program: it needs what stream_main needs.
+ifneq ($(filter sdk,$(MAKECMDGOALS)),)
+  APP_MAIN := stream_main
+endif
 APP_MAINS := $(FW_DIR)/app/main.cc $(FW_DIR)/app/stream_main.cc
 ifeq ($(filter $(APP_MAIN),main stream_main),)
   $(error APP_MAIN=$(APP_MAIN) must be main or stream_main)
 endif
-APP_CXX_SRCS := $(filter-out $(APP_MAINS),$(wildcard $(FW_DIR)/app/*.cc)) $(FW_DIR)/app/$(APP_MAIN).cc
+# runtime/: the library a product firmware embeds (polykws.h); main.cc uses its KwsRuntime layer only.
+RUNTIME_DIR := $(FW_DIR)/runtime
+APP_CXX_SRCS := $(filter-out $(APP_MAINS),$(wildcard $(FW_DIR)/app/*.cc)) $(FW_DIR)/app/$(APP_MAIN).cc \
+  $(RUNTIME_DIR)/kws_runtime.cc $(RUNTIME_DIR)/fast_mean.cc
 APP_C_SRCS := $(BLOB_SRCS) $(STARTUP_SRCS) $(wildcard $(GEN_DIR)/*.c)
 APP_OBJ_DIR := $(APP_DIR)/obj
 STREAM_INCLUDES :=
 FE_LIB_OBJS :=
 ifeq ($(APP_MAIN),stream_main)
   $(call require_frontend_sources)
-  APP_CXX_SRCS += $(LIB_DIR)/frontend.cc
+  APP_CXX_SRCS += $(LIB_DIR)/frontend.cc $(RUNTIME_DIR)/polykws.cc
   APP_C_SRCS += $(LIB_DIR)/detector.c
   STREAM_INCLUDES := -I$(KISSFFT_DIR)
   FE_LIB_OBJS := $(patsubst $(FE_LIB)/%,$(APP_OBJ_DIR)/felib/%.o,$(FE_RUNTIME_C) $(FE_RUNTIME_CC))
@@ -122,7 +129,7 @@ endif
 APP_OBJS := $(patsubst /%,$(APP_OBJ_DIR)/%.o,$(APP_CXX_SRCS) $(APP_C_SRCS))
 # PROFILE=1 (see Makefile): per-op SysTick timing of the first inference per language.
 APP_CXXFLAGS := $(TFLM_CXXFLAGS) -DPKW_PROFILE=$(PROFILE) -DPKW_FAST_MEAN=$(FAST_MEAN) -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -I$(GEN_DIR) -I$(LIB_DIR) \
-  -I$(FW_DIR)/boards/common -I$(FW_DIR)/app $(STREAM_INCLUDES)
+  -I$(FW_DIR)/boards/common -I$(FW_DIR)/app -I$(RUNTIME_DIR) $(STREAM_INCLUDES)
 APP_CFLAGS := $(FW_CFLAGS) $(WARN_C) -MMD -MP -I$(GEN_DIR)
 APP_ELF := $(APP_DIR)/pkw_app.elf
 
@@ -152,5 +159,40 @@ $(APP_ELF): $(APP_OBJS) $(FE_LIB_OBJS) $(TFLM_LIB) $(BOARD_LD) $(FW_DIR)/boards/
 	$(SIZE) $@
 
 app: $(APP_ELF)
+
+# ---- the runtime as a package a product firmware links (polykws.h, libpolykws.a, CMake config)
+# One archive holds the runtime, the C library, TFLM (+ CMSIS-NN), the microfrontend and the
+# pack's generated sources (its flash image included), compiled for this board's CPU. The board
+# folder is the project's board support (startup, console, SysTick, memory map), which the
+# examples use and a product replaces with its own.
+empty :=
+space := $(empty) $(empty)
+SDK_DIR ?= $(APP_DIR)/sdk
+SDK_DIR := $(abspath $(SDK_DIR))
+SDK_OBJS := $(filter-out $(patsubst /%,$(APP_OBJ_DIR)/%.o,$(FW_DIR)/app/%.cc $(STARTUP_SRCS)),$(APP_OBJS)) $(FE_LIB_OBJS)
+SDK_LIB := $(SDK_DIR)/lib/libpolykws.a
+SDK_HEADERS := $(RUNTIME_DIR)/polykws.h $(GEN_DIR)/pkw_model.h $(GEN_DIR)/pkw_stream_config.h
+SDK_BOARD_FILES := $(STARTUP_SRCS) $(FW_DIR)/boards/common/board.h $(FW_DIR)/boards/common/sections.ld $(BOARD_LD)
+SDK_CONFIG := $(SDK_DIR)/lib/cmake/polykws/polykwsConfig.cmake
+
+$(SDK_LIB): $(SDK_OBJS) $(TFLM_OBJS) $(CMSIS_NN_OBJS)
+	@mkdir -p $(@D)
+	@rm -f $@
+	@echo "AR  $@"
+	@$(AR) rcs $@ $^
+
+$(SDK_CONFIG): $(FW_DIR)/cmake/polykwsConfig.cmake.in $(SDK_LIB) $(SDK_HEADERS) $(SDK_BOARD_FILES)
+	@mkdir -p $(@D) $(SDK_DIR)/include $(SDK_DIR)/board
+	cp $(SDK_HEADERS) $(SDK_DIR)/include/
+	cp $(SDK_BOARD_FILES) $(SDK_DIR)/board/
+	sed -e 's|@BOARD@|$(BOARD)|g' -e 's|@KERNELS@|$(KERNELS)|g' \
+	  -e 's|@CPU_FLAGS@|$(subst $(space),;,$(strip $(BOARD_CPU_FLAGS)))|g' \
+	  -e 's|@LIBC_SPECS@|$(subst $(space),;,$(strip $(BOARD_LIBC_SPECS)))|g' \
+	  -e 's|@BOARD_SOURCES@|$(subst $(space),;,$(addprefix $${_pkw_root}/board/,$(notdir $(STARTUP_SRCS))))|g' \
+	  -e 's|@LINKER_SCRIPT@|$(notdir $(BOARD_LD))|g' $< > $@.tmp
+	mv $@.tmp $@
+
+sdk: $(SDK_CONFIG)
+	@echo "SDK $(SDK_DIR)"
 
 -include $(TFLM_OBJS:.o=.d) $(CMSIS_NN_OBJS:.o=.d) $(APP_OBJS:.o=.d)

@@ -115,7 +115,7 @@ class BenchResult:
     kernels: str
     unit: str
     rows: list[LangRow]
-    mean_kernel: str  # "fast" (app/fast_mean.cc, bit-exact) or "reference" (TFLM's); matters only for MEAN models
+    mean_kernel: str  # "fast" (runtime/fast_mean.cc, bit-exact) or "reference" (TFLM's); matters only for MEAN models
     arena_bytes: int
     flash_bytes: int
     ram_bytes: int

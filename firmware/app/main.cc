@@ -92,7 +92,7 @@ int main(void) {
          PKW_NUM_CLASSES, PKW_INPUT_BYTES);
 
   const uint64_t t0 = systick_ticks();
-  pkw::Status st = g_runtime.Init(pkw_flash_image, pkw_flash_image_len);
+  pkw::Status st = g_runtime.Init(pkw_flash_image, pkw_flash_image_len, systick_ticks);
   if (st != pkw::Status::kOk) return Fail("init", st);
   printf("PKW_IMAGE languages=%lu verify_ticks=%s\n", (unsigned long)g_runtime.num_languages(),
          U64(systick_ticks() - t0));

@@ -117,6 +117,11 @@ extern "C" void pkw_frontend_reset(void) {
   g_raw_frames = 0;
 }
 
+extern "C" size_t pkw_frontend_state_bytes(void) {
+  return sizeof g_state + sizeof g_window_input + sizeof g_window_output + sizeof g_fft_input + sizeof g_fft_output +
+         sizeof g_fft_scratch + sizeof g_fb_work + sizeof g_estimate + sizeof g_raw_frames;
+}
+
 extern "C" int8_t pkw_frontend_quantize(uint16_t raw) {
   return pkw_fe_q_lut[raw < PKW_FE_Q_LUT_LEN ? raw : PKW_FE_Q_LUT_LEN - 1];
 }

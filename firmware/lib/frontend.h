@@ -38,6 +38,8 @@ pkw_fe_status pkw_frontend_init(void);
 void pkw_frontend_reset(void);
 /* Feeds exactly PKW_FE_STEP_SAMPLES samples; returns 1 when they complete a frame (in *out). */
 int pkw_frontend_push(const int16_t *samples, pkw_fe_frame *out);
+/* RAM the frontend's state and buffers take (its tables are const, in flash). */
+size_t pkw_frontend_state_bytes(void);
 /* The model's int8 input value of one raw frontend value (the generated table, saturating). */
 int8_t pkw_frontend_quantize(uint16_t raw);
 

@@ -1,4 +1,4 @@
-"""`polykws firmware build|run|bench|flash|selftest`: thin CLI handlers over polykws.firmware."""
+"""`polykws firmware build|run|bench|flash|selftest|sdk`: thin CLI handlers over polykws.firmware."""
 
 from __future__ import annotations
 
@@ -136,6 +136,23 @@ def cmd_selftest(args) -> int:
     return 0
 
 
+def cmd_sdk(args) -> int:
+    from polykws.export.streaming import DetectorConfig
+    from polykws.firmware.build import ThirdParty
+    from polykws.firmware.frontendcheck import FrontendSources
+    from polykws.firmware.sdk import sdk_from_pack
+
+    detector = DetectorConfig()
+    if args.config:
+        from polykws.pipeline.config import load_config
+
+        detector = load_config(args.config, check_files=False).streaming.detector
+    out = sdk_from_pack(args.pack, args.out, args.board, args.kernels, args.lang, detector,
+                        ThirdParty.from_env(args.kernels), FrontendSources.from_env(), args.build_dir)
+    print(f"wrote {out} (find_package(polykws): CMAKE_PREFIX_PATH={out}; example: firmware/examples/listen)")
+    return 0
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("firmware", help="Cortex-M TFLM firmware: build, run under QEMU, benchmark, flash")
     sub = p.add_subparsers(dest="firmware_command", required=True, metavar="ACTION")
@@ -163,3 +180,13 @@ def register(subparsers) -> None:
     s = sub.add_parser("selftest", help="blob.c vs Python (host or QEMU) and the board self-test")
     s.add_argument("--board", required=True, choices=_board_names())
     s.set_defaults(func=cmd_selftest)
+
+    k = sub.add_parser("sdk", help="the runtime as a CMake package for one pack and board (polykws.h, libpolykws.a)")
+    k.add_argument("--pack", type=Path, required=True, help="pack directory from `polykws pack` (flash.bin, manifest.json)")
+    k.add_argument("--board", required=True, choices=_board_names(), help="the CPU to compile for (and the board support shipped)")
+    k.add_argument("--kernels", default="cmsis-nn", choices=KERNEL_CHOICES)
+    k.add_argument("--lang", help="the language the example listens in (default: the pack's first blob language)")
+    k.add_argument("--config", type=Path, help="run config whose streaming.detector sets the detection plan (default: the built-in)")
+    k.add_argument("--out", type=Path, required=True, help="package folder to write")
+    k.add_argument("--build-dir", type=Path, help="build output root (default firmware/build, or $POLYKWS_FIRMWARE_BUILD)")
+    k.set_defaults(func=cmd_sdk)

@@ -15,11 +15,14 @@ import pytest
 
 def build_int8_fc_model(seed: int = 0, frames: int = 49, features: int = 10, slots: int = 12,
                         mean_axes: tuple[int, ...] = (1, 2), output_qparams: tuple[float, int] = (0.05, 3),
-                        weight_scale: float = 0.02) -> bytes:
+                        weight_scale: float = 0.02, softmax: bool = False) -> bytes:
     """input (1,49,10,1) -> RESHAPE (1,7,7,10) -> MEAN over `mean_axes` -> RESHAPE (1,10) -> FULLY_CONNECTED -> (1,slots).
 
     MEAN is the pooling of packs exported with `mean` (the firmware's fast path serves them); its
     input and output scales and zero points differ so the requantization is exercised.
+    ``softmax=True`` ends the graph as the exporter does: the head's int8 logits (scale
+    ``output_qparams[0]``) go through SOFTMAX to an output at (1/256, -128), which the stream
+    scoring needs (it reads the logits and computes TFLM's softmax itself).
     """
     import flatbuffers
     from ai_edge_litert import schema_py_generated as s
@@ -55,7 +58,7 @@ def build_int8_fc_model(seed: int = 0, frames: int = 49, features: int = 10, slo
     model.version = 3
     model.buffers = [buffer(None), buffer(None), buffer(None), buffer(i32([1, side, side, ch])), buffer(i32(list(mean_axes))),
                      buffer(None), buffer(i32([1, ch])), buffer(None), buffer(weights.tobytes()), buffer(bias.astype("<i4").tobytes()),
-                     buffer(None)]  # fmt: skip
+                     buffer(None)] + ([buffer(None)] if softmax else [])  # fmt: skip
     in_scale, pooled_scale, w_scale = 0.1, 0.037, weight_scale
     tensors = [
         tensor("input", (1, frames, features, 1), s.TensorType.INT8, 1, qparams(in_scale, -4)),
@@ -67,10 +70,12 @@ def build_int8_fc_model(seed: int = 0, frames: int = 49, features: int = 10, slo
         tensor("flat", (1, ch), s.TensorType.INT8, 7, qparams(pooled_scale, 7)),
         tensor("weights", (slots, ch), s.TensorType.INT8, 8, qparams(w_scale, 0)),
         tensor("bias", (slots,), s.TensorType.INT32, 9, qparams(pooled_scale * w_scale, 0)),
-        tensor("output", (1, slots), s.TensorType.INT8, 10, qparams(*output_qparams)),
+        tensor("logits" if softmax else "output", (1, slots), s.TensorType.INT8, 10, qparams(*output_qparams)),
     ]
+    if softmax:
+        tensors.append(tensor("output", (1, slots), s.TensorType.INT8, 11, qparams(1.0 / 256.0, -128)))
     codes = []
-    for code in (s.BuiltinOperator.RESHAPE, s.BuiltinOperator.MEAN, s.BuiltinOperator.FULLY_CONNECTED):
+    for code in (s.BuiltinOperator.RESHAPE, s.BuiltinOperator.MEAN, s.BuiltinOperator.FULLY_CONNECTED) + ((s.BuiltinOperator.SOFTMAX,) if softmax else ()):
         oc = s.OperatorCodeT()
         oc.builtinCode = code
         oc.deprecatedBuiltinCode = code
@@ -93,8 +98,12 @@ def build_int8_fc_model(seed: int = 0, frames: int = 49, features: int = 10, slo
         op(0, [4, 5], [6]),
         op(2, [6, 7, 8], [9], s.BuiltinOptions.FullyConnectedOptions, s.FullyConnectedOptionsT()),
     ]
+    if softmax:
+        beta = s.SoftmaxOptionsT()
+        beta.beta = 1.0
+        ops.append(op(3, [9], [10], s.BuiltinOptions.SoftmaxOptions, beta))
     sg = s.SubGraphT()
-    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [9], ops
+    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [len(tensors) - 1], ops
     model.subgraphs = [sg]
     b = flatbuffers.Builder(4096)
     b.Finish(model.Pack(b), file_identifier=b"TFL3")

@@ -3,7 +3,6 @@
 #include <new>
 #include <string.h>
 
-#include "board.h"
 #include "fast_mean.h"
 #include "pkw_model.h"  // generated: sizes, arena, ops, base language and labels
 #include "tensorflow/lite/micro/micro_interpreter.h"
@@ -28,6 +27,10 @@ alignas(tflite::MicroInterpreter) uint8_t g_interpreter_storage[sizeof(tflite::M
 
 Resolver* g_resolver = nullptr;
 
+// The profiler's clock: the one Init was given.
+ClockFn g_profile_clock = nullptr;
+[[maybe_unused]] uint64_t ProfileNow() { return g_profile_clock != nullptr ? g_profile_clock() : 0u; }
+
 #if PKW_PROFILE
 // Per-op SysTick ticks of the most recent Invoke (build with `make ... PROFILE=1`). Off by default
 // so benchmark figures never include profiler overhead.
@@ -36,11 +39,11 @@ class OpProfiler : public tflite::MicroProfilerInterface {
   uint32_t BeginEvent(const char* tag) override {
     if (count_ >= kMaxEvents) return kMaxEvents;
     tags_[count_] = tag;
-    start_[count_] = systick_ticks();
+    start_[count_] = ProfileNow();
     return count_++;
   }
   void EndEvent(uint32_t handle) override {
-    if (handle < kMaxEvents) ticks_[handle] = systick_ticks() - start_[handle];
+    if (handle < kMaxEvents) ticks_[handle] = ProfileNow() - start_[handle];
   }
   void Reset() { count_ = 0; }
   uint32_t count() const { return count_; }
@@ -113,7 +116,9 @@ const char* StatusName(Status s) {
   return "unknown";
 }
 
-Status KwsRuntime::Init(const uint8_t* image, size_t image_size) {
+Status KwsRuntime::Init(const uint8_t* image, size_t image_size, ClockFn clock) {
+  clock_ = clock;
+  g_profile_clock = clock;
   image_error_ = pkwf_parse(image, image_size, &image_);
   if (image_error_ != PKWB_OK) return Status::kImageInvalid;
   if (image_.base_size != PKW_MODEL_BYTES) {
@@ -162,7 +167,7 @@ Status KwsRuntime::CreateInterpreter(const uint8_t* model_bytes) {
 Status KwsRuntime::SelectLanguage(const char* lang) {
   if (!initialised_) return Status::kImageInvalid;
   if (have_interpreter_ && strcmp(lang, active_lang_) == 0) return Status::kOk;
-  const uint64_t t0 = systick_ticks();
+  const uint64_t t0 = Now();
 
   // The interpreter points into the model we may be about to overwrite: drop it first.
   DestroyInterpreter();
@@ -193,20 +198,26 @@ Status KwsRuntime::SelectLanguage(const char* lang) {
   }
   strncpy(active_lang_, lang, PKWB_LANG_BYTES);
   active_lang_[PKWB_LANG_BYTES] = 0;
-  last_select_ticks_ = systick_ticks() - t0;
+  last_select_ticks_ = Now() - t0;
   return Status::kOk;
 }
 
+int8_t* KwsRuntime::input_data() { return have_interpreter_ ? interpreter()->input(0)->data.int8 : nullptr; }
+
 int KwsRuntime::Classify(const int8_t* features, int8_t* scores) {
   if (!have_interpreter_) return -1;
-  TfLiteTensor* in = interpreter()->input(0);
-  memcpy(in->data.int8, features, PKW_INPUT_BYTES);
+  memcpy(interpreter()->input(0)->data.int8, features, PKW_INPUT_BYTES);
+  return ClassifyInPlace(scores);
+}
+
+int KwsRuntime::ClassifyInPlace(int8_t* scores) {
+  if (!have_interpreter_) return -1;
 #if PKW_PROFILE
   g_profiler.Reset();
 #endif
-  const uint64_t t0 = systick_ticks();
+  const uint64_t t0 = Now();
   const TfLiteStatus st = interpreter()->Invoke();
-  last_invoke_ticks_ = systick_ticks() - t0;
+  last_invoke_ticks_ = Now() - t0;
   if (st != kTfLiteOk) return -1;
   const int8_t* out = interpreter()->output(0)->data.int8;
   memcpy(scores, out, PKW_NUM_CLASSES);
@@ -258,6 +269,8 @@ uint64_t KwsRuntime::profile_ticks(uint32_t i) const {
   return 0;
 #endif
 }
+
+size_t KwsRuntime::static_bytes() { return sizeof g_resolver_storage + sizeof g_interpreter_storage; }
 
 size_t KwsRuntime::arena_used_bytes() const {
   return have_interpreter_ ? interpreter()->arena_used_bytes() : 0;

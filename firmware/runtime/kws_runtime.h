@@ -37,10 +37,14 @@ enum class Status {
 
 const char* StatusName(Status s);
 
+// A monotonic counter the runtime reads to time its steps (SysTick ticks on the project's boards);
+// none means every *_ticks() figure stays 0.
+using ClockFn = uint64_t (*)(void);
+
 class KwsRuntime {
  public:
   // Validates the flash image's table and CRC and verifies the base's SHA-256 once.
-  Status Init(const uint8_t* image, size_t image_size);
+  Status Init(const uint8_t* image, size_t image_size, ClockFn clock = nullptr);
 
   // Makes `lang` the active language. Cheap if it already is.
   Status SelectLanguage(const char* lang);
@@ -49,6 +53,10 @@ class KwsRuntime {
   // (PKW_NUM_CLASSES) to `scores`. Returns the arg-max over the active language's labels
   // (the first num_labels() slots), or -1 on error.
   int Classify(const int8_t* features, int8_t* scores);
+  // The interpreter's input tensor (PKW_INPUT_BYTES), so a caller can fill it without a copy, and
+  // Classify on what it holds; nullptr / -1 when no language is selected.
+  int8_t* input_data();
+  int ClassifyInPlace(int8_t* scores);
 
   const char* active_language() const { return active_lang_; }
   // Label `index` of the active language (NUL-terminated copy, truncated to cap-1 bytes); ""
@@ -60,6 +68,8 @@ class KwsRuntime {
   uint32_t num_languages() const;       // base + blobs
   const char* language_at(uint32_t i);  // 0 = the base language
   size_t arena_used_bytes() const;
+  // Static RAM outside the arena and the patched-model buffer: the interpreter and the op resolver.
+  static size_t static_bytes();
   // SysTick ticks spent in the last SelectLanguage that actually switched (patch + verify + allocate).
   uint64_t last_select_ticks() const { return last_select_ticks_; }
   // SysTick ticks spent in the last Invoke().
@@ -77,7 +87,10 @@ class KwsRuntime {
   void DestroyInterpreter();
   void ClearActive();
 
+  uint64_t Now() const { return clock_ != nullptr ? clock_() : 0u; }
+
   pkwf_image image_{};
+  ClockFn clock_ = nullptr;
   bool initialised_ = false;
   bool have_interpreter_ = false;
   char active_lang_[PKWB_LANG_BYTES + 1] = {0};
