@@ -188,11 +188,9 @@ def test_int8_model_through_tflm(base_export, base_model, feats):
     assert np.all(out[:, base_export.num_labels :] == -128)
 
 
-@pytest.mark.slow
-def test_a_model_without_time_padding_exports_with_a_pad_per_depthwise_conv(feats, frontend, tmp_path):
-    """The streaming variant pads frequency and not time. TFLite has no conv padding for that, so
-    each conv that pads gets a PAD in front, and nothing else changes: the int8 graph runs on TFLM
-    as the SAME-padded one does."""
+@pytest.fixture(scope="module")
+def valid_export(feats, frontend, tmp_path_factory):
+    """The streaming variant (no time padding), trained briefly on gu and exported."""
     from dataclasses import replace
 
     from polykws.training.models import DSCNN
@@ -201,12 +199,53 @@ def test_a_model_without_time_padding_exports_with_a_pad_per_depthwise_conv(feat
     f = feats["gu"]
     torch.manual_seed(0)
     model = train(DSCNN(replace(DS_CNN_S, time_padding="valid"), 10, (49, 10)), f.x_train, f.y_train, epochs=12)
-    ex = export_base(model, frontend, f.labels, f.x_train, tmp_path, parity_x=f.x_test, head_slots=HEAD_SLOTS, meta={"model_name": "ds_cnn_s_valid"})
+    ex = export_base(model, frontend, f.labels, f.x_train, tmp_path_factory.mktemp("valid"), parity_x=f.x_test,
+                     head_slots=HEAD_SLOTS, meta={"model_name": "ds_cnn_s_valid"})
+    return model, ex
+
+
+@pytest.mark.slow
+def test_a_model_without_time_padding_exports_with_a_pad_per_depthwise_conv(valid_export, feats):
+    """The streaming variant pads frequency and not time. TFLite has no conv padding for that, so
+    each conv that pads gets a PAD in front, and nothing else changes: the int8 graph runs on TFLM
+    as the SAME-padded one does."""
+    model, ex = valid_export
+    f = feats["gu"]
     # On 10 MFCC bins the stem pads frequency too (on fb40 its 8-wide stride needs none).
     assert check_tflm_ops(ex.tflite) == ["PAD", "CONV_2D"] + ["PAD", "DEPTHWISE_CONV_2D", "CONV_2D"] * 4 + ["AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"]
     ev = evaluate_export(ex, model, f.x_test, f.y_test)
     assert ev["int8_acc"] >= ev["float_acc"] - INT8_MAX_ACC_DROP and ev["float_acc"] > 0.5
     assert ev["tflm_vs_ref_argmax_disagreements"] == 0 and ev["tflm_vs_ref_max_abs_diff_lsb"] <= ref_max_lsb(ex.tflite)
+
+
+@pytest.mark.slow
+def test_the_streaming_graphs_equal_the_windowed_graph_bit_for_bit(valid_export, feats):
+    """Step graph once per model frame, head over the last final rows: on a stream of real int8
+    features (test clips back to back), every window's int8 output equals the windowed graph's."""
+    from polykws.export.stepgraph import STEP_ALLOWED_OPS, stream_outputs, streaming_graphs
+
+    _, ex = valid_export
+    graphs = streaming_graphs(ex.tflite)
+    assert check_tflm_ops(graphs.step, tuple(STEP_ALLOWED_OPS)) == ["PAD", "CONV_2D"] + ["CONCATENATION", "PAD", "DEPTHWISE_CONV_2D", "CONV_2D"] * 4
+    assert check_tflm_ops(graphs.head) == ["AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"]
+    assert (graphs.stem_frames, graphs.stem_stride, graphs.state_rows, graphs.head_rows) == (10, 2, (2, 2, 2, 2), 12)
+    q = quantize_features(ex.tflite, feats["gu"].x_test[:4])[..., 0]  # (4, 49, 10)
+    frames = q.reshape(-1, q.shape[-1])  # 196 model frames
+    streamed = stream_outputs(graphs, frames)
+    ends = sorted(streamed)
+    assert ends[0] == 48 and ends[-1] == frames.shape[0] - 1 and len(ends) == frames.shape[0] - 48
+    windows = np.stack([frames[n - 48 : n + 1] for n in ends])[..., None]
+    np.testing.assert_array_equal(np.stack([streamed[n] for n in ends]), run_tflm(ex.tflite, windows))
+    # One chain serves the windows of its phase, at half the steps.
+    assert sorted(stream_outputs(graphs, frames, phase=0)) == [n for n in ends if n % 2 == 1]
+
+
+def test_a_graph_that_pads_time_has_no_streaming_form(base_export):
+    from polykws.export.convert import ExportError
+    from polykws.export.stepgraph import streaming_graphs
+
+    with pytest.raises(ExportError, match=r"pads time .*time_padding='valid'"):
+        streaming_graphs(base_export.tflite)
 
 
 def _tflm_vs_ref_per_op(tflite: bytes, x_int8: np.ndarray) -> list[tuple[str, int]]:

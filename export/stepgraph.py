@@ -1,0 +1,252 @@
+"""The int8 streaming form of a DS-CNN export: each model frame computed once.
+
+A DS-CNN whose convolutions do not pad time (`DSCNNSpec.time_padding="valid"`) exports as
+
+    [PAD] CONV_2D (stem)  ( PAD  DEPTHWISE_CONV_2D  CONV_2D ) x blocks  AVERAGE_POOL_2D  FULLY_CONNECTED  SOFTMAX
+
+where every PAD pads frequency only. Each output row of such a graph depends on a fixed span of
+input rows, so the windowed graph splits, without new arithmetic, into two graphs over the same
+weight and quantization bytes:
+
+- the **step** graph, run once per model frame: inputs are the stem's last `stem_frames` model
+  frames and, per block, the block's last `kernel - 1` input rows (the state the caller keeps);
+  CONCATENATION appends the new row to the state (input and output share one quantization, so it
+  copies bytes), and the block's PAD, DEPTHWISE_CONV_2D and CONV_2D run on that window to give
+  one new row. Outputs: each block's new input row (the caller's next state) and the last block's
+  new row.
+- the **head** graph, run at the detector's stride: AVERAGE_POOL_2D, FULLY_CONNECTED and SOFTMAX
+  over the last `head_rows` final rows.
+
+Each op of the step graph computes, per output row, exactly what the windowed graph computes for
+that row (the same kernels, weights, biases and requantization), so the head's int8 outputs equal
+the windowed graph's bit for bit (`stream_outputs` checks it on TFLM).
+
+The stem strides time by `stem_stride` (2 in DS-CNN-S): the windowed graph sees the stem rows of
+one phase of the frame grid, and a window ending at model frame n uses stem rows ending at
+n - 1, n - 3, ... (its newest frame is outside the stem's last receptive field). A stream that
+serves windows of both phases therefore keeps `stem_stride` independent chains of state, one per
+phase, and runs the step graph on every model frame; a detector whose stride is a multiple of
+`stem_stride` frames needs one chain, and runs it on every `stem_stride`-th frame.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+
+from polykws.export.convert import TFLM_ALLOWED_OPS, ExportError, check_tflm_ops
+
+# TFLite's Padding enum: SAME = 0, VALID = 1.
+_VALID = 1
+# The step graph appends a row to its state with CONCATENATION (a byte copy: one quantization).
+STEP_ALLOWED_OPS = TFLM_ALLOWED_OPS | {"CONCATENATION"}
+
+
+@dataclass(frozen=True)
+class StreamingGraphs:
+    step: bytes
+    head: bytes
+    stem_frames: int  # model frames the stem reads per row
+    stem_stride: int  # model frames between two stem rows of one chain
+    state_rows: tuple[int, ...]  # per block: input rows kept between steps
+    row_shape: tuple[int, ...]  # (width, channels) of every row
+    head_rows: int  # final rows the head pools
+    window_frames: int  # the windowed graph's input frames
+
+    def first_valid_step(self) -> int:
+        """The first model frame whose step yields a final row every layer's window was full for."""
+        return self.stem_frames - 1 + self.stem_stride * sum(self.state_rows)
+
+    def window_end(self, step: int) -> int:
+        """The windowed graph's window (by its newest model frame) the head equals after `step`."""
+        return step + self.window_frames - (self.stem_frames + self.stem_stride * (sum(self.state_rows) + self.head_rows - 1))
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as s
+
+    return s
+
+
+def _pack(model) -> bytes:
+    import flatbuffers
+
+    b = flatbuffers.Builder(1 << 16)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def _compact(model) -> None:
+    """Keep only the tensors, buffers and operator codes the graph still references."""
+    sg = model.subgraphs[0]
+    used: list[int] = []
+    for t in [*sg.inputs, *(i for op in sg.operators for i in [*op.inputs, *op.outputs]), *sg.outputs]:
+        if t >= 0 and t not in used:
+            used.append(t)
+    remap = {old: new for new, old in enumerate(used)}
+    sg.tensors = [sg.tensors[i] for i in used]
+    for op in sg.operators:
+        op.inputs = [remap[i] if i >= 0 else -1 for i in op.inputs]
+        op.outputs = [remap[i] for i in op.outputs]
+    sg.inputs = [remap[i] for i in sg.inputs]
+    sg.outputs = [remap[i] for i in sg.outputs]
+    buffers = [0] + sorted({t.buffer for t in sg.tensors if t.buffer})
+    bremap = {old: new for new, old in enumerate(buffers)}
+    model.buffers = [model.buffers[i] for i in buffers]
+    for t in sg.tensors:
+        t.buffer = bremap[t.buffer]
+    codes = sorted({op.opcodeIndex for op in sg.operators})
+    cremap = {old: new for new, old in enumerate(codes)}
+    model.operatorCodes = [model.operatorCodes[i] for i in codes]
+    for op in sg.operators:
+        op.opcodeIndex = cremap[op.opcodeIndex]
+    # The signature names the windowed graph's input and output; these graphs have others.
+    model.signatureDefs = None
+
+
+def _code(model, op) -> int:
+    oc = model.operatorCodes[op.opcodeIndex]
+    return max(oc.builtinCode, oc.deprecatedBuiltinCode)
+
+
+def _set_rows(tensor, rows: int) -> None:
+    tensor.shape = [tensor.shape[0], rows, *tensor.shape[2:]]
+    tensor.shapeSignature = None
+
+
+def _check_pad(model, op, where: str) -> None:
+    """A PAD may pad frequency only: a stream has no rows before its first or after its last."""
+    sg = model.subgraphs[0]
+    paddings = np.frombuffer(bytes(bytearray(model.buffers[sg.tensors[op.inputs[1]].buffer].data)), "<i4").reshape(-1, 2)
+    if paddings.shape[0] < 2 or paddings[1].any():
+        raise ExportError(f"{where}: PAD pads time ({paddings[1].tolist()}); a stream cannot honour it (export the "
+                          f"time_padding='valid' variant)")
+
+
+def streaming_graphs(tflite: bytes) -> StreamingGraphs:
+    """The step and head graphs of a windowed int8 DS-CNN export (module docstring)."""
+    s = _schema()
+    B = s.BuiltinOperator
+    step = s.ModelT.InitFromPackedBuf(bytes(tflite), 0)
+    if len(step.subgraphs) != 1:
+        raise ExportError(f"a streaming form needs one subgraph, this model has {len(step.subgraphs)}")
+    sg = step.subgraphs[0]
+    ops, codes = sg.operators, [_code(step, op) for op in sg.operators]
+    names = {v: k for k, v in vars(B).items() if not k.startswith("_")}
+    i = 0
+    if codes[0] == B.PAD:
+        _check_pad(step, ops[0], "op 0 (the stem's PAD)")
+        i = 1
+    stem = ops[i]
+    if codes[i] != B.CONV_2D:
+        raise ExportError(f"op {i} is {names.get(codes[i])}, not the DS-CNN stem's CONV_2D")
+    if stem.builtinOptions.padding != _VALID:
+        raise ExportError(f"op {i} (the stem's CONV_2D) pads time (SAME); a stream cannot honour it (export the "
+                          f"time_padding='valid' variant)")
+    x = sg.tensors[sg.inputs[0]]
+    window_frames = int(x.shape[1])
+    stem_frames = int(sg.tensors[stem.inputs[1]].shape[1])
+    stem_stride = int(stem.builtinOptions.strideH)
+    _set_rows(x, stem_frames)
+    for op in ops[:i]:
+        _set_rows(sg.tensors[op.outputs[0]], stem_frames)
+    _set_rows(sg.tensors[stem.outputs[0]], 1)
+    rows = [stem.outputs[0]]
+    new_ops = list(ops[: i + 1])
+    states: list[int] = []
+    state_rows: list[int] = []
+    cat_code = next((k for k, oc in enumerate(step.operatorCodes) if max(oc.builtinCode, oc.deprecatedBuiltinCode) == B.CONCATENATION), None)
+    if cat_code is None:
+        oc = s.OperatorCodeT()
+        oc.builtinCode = oc.deprecatedBuiltinCode = B.CONCATENATION
+        oc.version = 1
+        step.operatorCodes.append(oc)
+        cat_code = len(step.operatorCodes) - 1
+    i += 1
+    while i + 2 < len(ops) and codes[i : i + 3] == [B.PAD, B.DEPTHWISE_CONV_2D, B.CONV_2D]:
+        pad, dw, pw = ops[i], ops[i + 1], ops[i + 2]
+        _check_pad(step, pad, f"op {i} (block {len(states)}'s PAD)")
+        if dw.builtinOptions.strideH != 1 or sg.tensors[pw.inputs[1]].shape[1] != 1:
+            raise ExportError(f"block {len(states)} (ops {i}-{i + 2}) strides or widens time; the streaming form expects "
+                              f"a stride-1 depthwise conv and a 1x1 pointwise conv")
+        k = int(sg.tensors[dw.inputs[1]].shape[1])
+        row = sg.tensors[rows[-1]]
+        for name, n in (("state", k - 1), ("window", k)):
+            t = copy.deepcopy(row)
+            t.name = f"{name}_{len(states)}".encode()
+            t.buffer = 0
+            _set_rows(t, n)
+            sg.tensors.append(t)
+        state, window = len(sg.tensors) - 2, len(sg.tensors) - 1
+        cat = s.OperatorT()
+        cat.opcodeIndex, cat.inputs, cat.outputs = cat_code, [state, rows[-1]], [window]
+        cat.builtinOptionsType = s.BuiltinOptions.ConcatenationOptions
+        cat.builtinOptions = s.ConcatenationOptionsT()
+        cat.builtinOptions.axis = 1
+        pad.inputs = [window, *pad.inputs[1:]]
+        _set_rows(sg.tensors[pad.outputs[0]], k)
+        _set_rows(sg.tensors[dw.outputs[0]], 1)
+        _set_rows(sg.tensors[pw.outputs[0]], 1)
+        new_ops += [cat, pad, dw, pw]
+        states.append(state)
+        state_rows.append(k - 1)
+        rows.append(pw.outputs[0])
+        i += 3
+    if not states or codes[i:] != [B.AVERAGE_POOL_2D, B.FULLY_CONNECTED, B.SOFTMAX]:
+        raise ExportError(f"ops {i}..: {[names.get(c) for c in codes[i:]]}; the streaming form expects DS blocks, then "
+                          "AVERAGE_POOL_2D, FULLY_CONNECTED and SOFTMAX")
+    head_rows = int(ops[i].builtinOptions.filterHeight)
+    head_ops = ops[i:]
+    sg.operators = new_ops
+    sg.inputs = [sg.inputs[0], *states]
+    sg.outputs = rows
+    row_shape = tuple(int(v) for v in sg.tensors[rows[-1]].shape[2:])
+    _compact(step)
+    step_bytes = _pack(step)
+
+    head = s.ModelT.InitFromPackedBuf(bytes(tflite), 0)
+    hsg = head.subgraphs[0]
+    hsg.operators = hsg.operators[len(hsg.operators) - len(head_ops) :]
+    hsg.inputs = [hsg.operators[0].inputs[0]]
+    _compact(head)
+    head_bytes = _pack(head)
+    check_tflm_ops(step_bytes, tuple(STEP_ALLOWED_OPS), source="step graph")
+    check_tflm_ops(head_bytes, source="head graph")
+    return StreamingGraphs(step_bytes, head_bytes, stem_frames, stem_stride, tuple(state_rows), row_shape, head_rows, window_frames)
+
+
+def stream_outputs(graphs: StreamingGraphs, frames: np.ndarray, phase: int | None = None, arena_bytes: int = 256 * 1024) -> dict[int, np.ndarray]:
+    """The head's int8 outputs over a stream of int8 model frames (T, F), by the windowed graph's
+    window end frame, on the tflite-micro runtime. `phase`: keep only the chain of stem rows whose
+    frame index is `phase` modulo the stem stride (None: every chain)."""
+    from polykws.export.evaluate import _tflm
+
+    frames = np.asarray(frames, np.int8)
+    step, head = _tflm(graphs.step, arena_bytes), _tflm(graphs.head, arena_bytes)
+    w, c = graphs.row_shape
+    chains = {p: ([np.zeros((1, n, w, c), np.int8) for n in graphs.state_rows], []) for p in range(graphs.stem_stride)}
+    out: dict[int, np.ndarray] = {}
+    for t in range(graphs.stem_frames - 1, frames.shape[0]):
+        p = t % graphs.stem_stride
+        if phase is not None and p != phase:
+            continue
+        state, finals = chains[p]
+        step.set_input(np.ascontiguousarray(frames[t - graphs.stem_frames + 1 : t + 1][None, :, :, None]), 0)
+        for b, st in enumerate(state):
+            step.set_input(st, b + 1)
+        step.invoke()
+        rows = [np.array(step.get_output(k)).reshape(1, 1, w, c) for k in range(len(state) + 1)]
+        for b in range(len(state)):
+            state[b] = np.concatenate([state[b][:, 1:], rows[b]], axis=1)
+        finals.append(rows[-1])
+        del finals[: -graphs.head_rows]
+        # The window's newest frame may be one the step has not read (the stem's stride skips
+        # it); that window is reported once its frames have all arrived, as the windowed graph's.
+        end = graphs.window_end(t)
+        if t >= graphs.first_valid_step() + graphs.stem_stride * (graphs.head_rows - 1) and end < frames.shape[0]:
+            head.set_input(np.ascontiguousarray(np.concatenate(finals, axis=1)), 0)
+            head.invoke()
+            out[end] = np.array(head.get_output(0)).reshape(-1).copy()
+    return out
