@@ -32,10 +32,10 @@ phase, and runs the step graph on every model frame; a detector whose stride is 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
-
 from polykws.export.convert import TFLM_ALLOWED_OPS, ExportError, check_tflm_ops
 
 # TFLite's Padding enum: SAME = 0, VALID = 1.
@@ -54,6 +54,12 @@ class StreamingGraphs:
     row_shape: tuple[int, ...]  # (width, channels) of every row
     head_rows: int  # final rows the head pools
     window_frames: int  # the windowed graph's input frames
+    rows_per_step: int = 1  # new rows per block per step (its stem reads stem_frames + stem_stride * (rows - 1) frames)
+
+    @property
+    def step_frames(self) -> int:
+        """Model frames one step reads."""
+        return self.stem_frames + self.stem_stride * (self.rows_per_step - 1)
 
     def first_valid_step(self) -> int:
         """The first model frame whose step yields a final row every layer's window was full for."""
@@ -125,8 +131,14 @@ def _check_pad(model, op, where: str) -> None:
                           f"time_padding='valid' variant)")
 
 
-def streaming_graphs(tflite: bytes) -> StreamingGraphs:
-    """The step and head graphs of a windowed int8 DS-CNN export (module docstring)."""
+def streaming_graphs(tflite: bytes, rows_per_step: int = 1) -> StreamingGraphs:
+    """The step and head graphs of a windowed int8 DS-CNN export (module docstring).
+
+    `rows_per_step` > 1 makes each step compute that many new rows per block (one chain advances
+    rows_per_step * stem_stride frames per step): the same arithmetic per row, in fewer and larger
+    kernel calls."""
+    if rows_per_step < 1:
+        raise ExportError(f"rows_per_step must be >= 1, got {rows_per_step}")
     s = _schema()
     B = s.BuiltinOperator
     step = s.ModelT.InitFromPackedBuf(bytes(tflite), 0)
@@ -149,10 +161,13 @@ def streaming_graphs(tflite: bytes) -> StreamingGraphs:
     window_frames = int(x.shape[1])
     stem_frames = int(sg.tensors[stem.inputs[1]].shape[1])
     stem_stride = int(stem.builtinOptions.strideH)
-    _set_rows(x, stem_frames)
+    step_frames = stem_frames + stem_stride * (rows_per_step - 1)
+    if step_frames > window_frames:
+        raise ExportError(f"{rows_per_step} rows per step read {step_frames} frames, more than the window's {window_frames}")
+    _set_rows(x, step_frames)
     for op in ops[:i]:
-        _set_rows(sg.tensors[op.outputs[0]], stem_frames)
-    _set_rows(sg.tensors[stem.outputs[0]], 1)
+        _set_rows(sg.tensors[op.outputs[0]], step_frames)
+    _set_rows(sg.tensors[stem.outputs[0]], rows_per_step)
     rows = [stem.outputs[0]]
     new_ops = list(ops[: i + 1])
     states: list[int] = []
@@ -173,7 +188,7 @@ def streaming_graphs(tflite: bytes) -> StreamingGraphs:
                               f"a stride-1 depthwise conv and a 1x1 pointwise conv")
         k = int(sg.tensors[dw.inputs[1]].shape[1])
         row = sg.tensors[rows[-1]]
-        for name, n in (("state", k - 1), ("window", k)):
+        for name, n in (("state", k - 1), ("window", k - 1 + rows_per_step)):
             t = copy.deepcopy(row)
             t.name = f"{name}_{len(states)}".encode()
             t.buffer = 0
@@ -186,9 +201,9 @@ def streaming_graphs(tflite: bytes) -> StreamingGraphs:
         cat.builtinOptions = s.ConcatenationOptionsT()
         cat.builtinOptions.axis = 1
         pad.inputs = [window, *pad.inputs[1:]]
-        _set_rows(sg.tensors[pad.outputs[0]], k)
-        _set_rows(sg.tensors[dw.outputs[0]], 1)
-        _set_rows(sg.tensors[pw.outputs[0]], 1)
+        _set_rows(sg.tensors[pad.outputs[0]], k - 1 + rows_per_step)
+        _set_rows(sg.tensors[dw.outputs[0]], rows_per_step)
+        _set_rows(sg.tensors[pw.outputs[0]], rows_per_step)
         new_ops += [cat, pad, dw, pw]
         states.append(state)
         state_rows.append(k - 1)
@@ -214,39 +229,83 @@ def streaming_graphs(tflite: bytes) -> StreamingGraphs:
     head_bytes = _pack(head)
     check_tflm_ops(step_bytes, tuple(STEP_ALLOWED_OPS), source="step graph")
     check_tflm_ops(head_bytes, source="head graph")
-    return StreamingGraphs(step_bytes, head_bytes, stem_frames, stem_stride, tuple(state_rows), row_shape, head_rows, window_frames)
+    return StreamingGraphs(step_bytes, head_bytes, stem_frames, stem_stride, tuple(state_rows), row_shape, head_rows, window_frames,
+                           rows_per_step)
 
 
-def stream_outputs(graphs: StreamingGraphs, frames: np.ndarray, phase: int | None = None, arena_bytes: int = 256 * 1024) -> dict[int, np.ndarray]:
+def every_row_schedule(graphs: StreamingGraphs, num_frames: int, phase: int | None = None) -> list[tuple[int, bool]]:
+    """(newest model frame, run the head) of every step when each chain steps as soon as it can and
+    the head runs after each step; `phase` keeps one chain (None: every chain)."""
+    out = []
+    for p in range(graphs.stem_stride) if phase is None else [phase]:
+        first = graphs.step_frames - 1
+        first += (p - first) % graphs.stem_stride
+        out += [(t, True) for t in range(first, num_frames, graphs.stem_stride * graphs.rows_per_step)]
+    return sorted(out)
+
+
+def rows_per_step_for(stem_stride: int, stride_frames: int) -> int:
+    """The rows per step with which each chain steps once per window it serves, for a detector that
+    runs every `stride_frames` model frames."""
+    return math.lcm(stride_frames, stem_stride) // stem_stride
+
+
+def detector_schedule(graphs: StreamingGraphs, num_frames: int, stride_frames: int) -> list[tuple[int, bool]]:
+    """(newest model frame, run the head) of every step that serves the detector's windows (those
+    ending at window_frames - 1 + k * stride_frames), warm-up steps included. Each chain steps
+    once per window it serves, so rows_per_step must be rows_per_step_for(stem_stride, stride_frames)."""
+    want = rows_per_step_for(graphs.stem_stride, stride_frames)
+    if graphs.rows_per_step != want:
+        raise ExportError(f"a detector stride of {stride_frames} frames needs {want} rows per step, these graphs have "
+                          f"{graphs.rows_per_step}")
+    offset = graphs.window_end(0)
+    heads = [n - offset for n in range(graphs.window_frames - 1, num_frames, stride_frames)]
+    spacing = graphs.stem_stride * graphs.rows_per_step
+    out = {(t, True) for t in heads}
+    for p in {t % graphs.stem_stride for t in heads}:
+        first = min(t for t in heads if t % graphs.stem_stride == p)
+        out |= {(t, False) for t in range(first - spacing, graphs.step_frames - 2, -spacing)}
+    return sorted(out)
+
+
+def stream_outputs(graphs: StreamingGraphs, frames: np.ndarray, schedule: list[tuple[int, bool]] | None = None,
+                   arena_bytes: int = 256 * 1024) -> dict[int, np.ndarray]:
     """The head's int8 outputs over a stream of int8 model frames (T, F), by the windowed graph's
-    window end frame, on the tflite-micro runtime. `phase`: keep only the chain of stem rows whose
-    frame index is `phase` modulo the stem stride (None: every chain)."""
+    window end frame, on the tflite-micro runtime, for the steps of `schedule` (default:
+    every_row_schedule). Each chain of stem rows (frame index modulo the stem stride) keeps its
+    own state. A head runs only when every row it depends on was computed: a chain whose first
+    step comes too late for the stream's first window skips that window."""
     from polykws.export.evaluate import _tflm
 
     frames = np.asarray(frames, np.int8)
+    schedule = every_row_schedule(graphs, frames.shape[0]) if schedule is None else schedule
     step, head = _tflm(graphs.step, arena_bytes), _tflm(graphs.head, arena_bytes)
-    w, c = graphs.row_shape
-    chains = {p: ([np.zeros((1, n, w, c), np.int8) for n in graphs.state_rows], []) for p in range(graphs.stem_stride)}
+    w, c, r = *graphs.row_shape, graphs.rows_per_step
+    # Rows a head's newest final row reaches back over: its 12 final rows and every block's state.
+    reach = graphs.stem_stride * (graphs.head_rows - 1 + sum(graphs.state_rows))
+    chains = {p: ([np.zeros((1, n, w, c), np.int8) for n in graphs.state_rows], np.zeros((1, 0, w, c), np.int8))
+              for p in range(graphs.stem_stride)}
+    first_row: dict[int, int] = {}  # per chain: the oldest stem row it computed (its state holds no older)
     out: dict[int, np.ndarray] = {}
-    for t in range(graphs.stem_frames - 1, frames.shape[0]):
-        p = t % graphs.stem_stride
-        if phase is not None and p != phase:
-            continue
-        state, finals = chains[p]
-        step.set_input(np.ascontiguousarray(frames[t - graphs.stem_frames + 1 : t + 1][None, :, :, None]), 0)
+    for t, run_head in schedule:
+        if t < graphs.step_frames - 1 or t >= frames.shape[0]:
+            raise ExportError(f"a step at model frame {t} reads frames outside the stream (0..{frames.shape[0] - 1})")
+        state, finals = chains[t % graphs.stem_stride]
+        first_row.setdefault(t % graphs.stem_stride, t - graphs.stem_stride * (r - 1))
+        step.set_input(np.ascontiguousarray(frames[t - graphs.step_frames + 1 : t + 1][None, :, :, None]), 0)
         for b, st in enumerate(state):
             step.set_input(st, b + 1)
         step.invoke()
-        rows = [np.array(step.get_output(k)).reshape(1, 1, w, c) for k in range(len(state) + 1)]
-        for b in range(len(state)):
-            state[b] = np.concatenate([state[b][:, 1:], rows[b]], axis=1)
-        finals.append(rows[-1])
-        del finals[: -graphs.head_rows]
+        rows = [np.array(step.get_output(k)).reshape(1, r, w, c) for k in range(len(state) + 1)]
+        for b, n in enumerate(graphs.state_rows):
+            state[b] = np.concatenate([state[b], rows[b]], axis=1)[:, -n:]
+        finals = np.concatenate([finals, rows[-1]], axis=1)[:, -graphs.head_rows :]
+        chains[t % graphs.stem_stride] = (state, finals)
         # The window's newest frame may be one the step has not read (the stem's stride skips
         # it); that window is reported once its frames have all arrived, as the windowed graph's.
         end = graphs.window_end(t)
-        if t >= graphs.first_valid_step() + graphs.stem_stride * (graphs.head_rows - 1) and end < frames.shape[0]:
-            head.set_input(np.ascontiguousarray(np.concatenate(finals, axis=1)), 0)
+        if run_head and t - reach >= first_row[t % graphs.stem_stride] and end < frames.shape[0]:
+            head.set_input(np.ascontiguousarray(finals), 0)
             head.invoke()
             out[end] = np.array(head.get_output(0)).reshape(-1).copy()
     return out

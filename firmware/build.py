@@ -185,14 +185,17 @@ def build_app(
     """The TFLM application for `board` with `kernels`, embedding the generated sources in gen_dir.
 
     `profile`: a separate ELF that also prints per-op SysTick counts of each language's first inference.
-    `main`: "main" (benchmark vectors) or "stream_main" (PCM in, detections out; needs the
-    frontend's sources in `extra_vars`, see polykws.firmware.streamcheck).
+    `main`: "main" (benchmark vectors), "stream_main" (PCM in, detections out; needs the
+    frontend's sources in `extra_vars`, see polykws.firmware.streamcheck) or "step_main" (the
+    int8 step graph's cost and exactness, polykws.firmware.stepbench).
     """
     require_tool("arm-none-eabi-gcc")
     root = Path(build_root) if build_root else default_build_root()
     gen_dir = Path(gen_dir).resolve()
-    if not (gen_dir / "pkw_model.h").is_file():
-        raise PolykwsError(f"{gen_dir}: no pkw_model.h; generate the model sources first (polykws firmware build --pack ...)")
+    header = "pkw_step_data.h" if main == "step_main" else "pkw_model.h"
+    if not (gen_dir / header).is_file():
+        raise PolykwsError(f"{gen_dir}: no {header}; generate the model sources first (polykws firmware build --pack ..., "
+                           f"or polykws.firmware.stepbench for step_main)")
     suffix = ("-profile" if profile else "") + ("" if main == "main" else f"-{main}")
     app_dir = gen_dir / f"app-{board}-{kernels}{suffix}"
     extra = [f"GEN_DIR={gen_dir}", f"APP_DIR={app_dir}", f"PROFILE={int(profile)}", f"APP_MAIN={main}"]

@@ -107,15 +107,19 @@ APP_MAIN ?= main
 ifneq ($(filter sdk,$(MAKECMDGOALS)),)
   APP_MAIN := stream_main
 endif
-APP_MAINS := $(FW_DIR)/app/main.cc $(FW_DIR)/app/stream_main.cc
-ifeq ($(filter $(APP_MAIN),main stream_main),)
-  $(error APP_MAIN=$(APP_MAIN) must be main or stream_main)
+APP_MAINS := $(FW_DIR)/app/main.cc $(FW_DIR)/app/stream_main.cc $(FW_DIR)/app/step_main.cc
+ifeq ($(filter $(APP_MAIN),main stream_main step_main),)
+  $(error APP_MAIN=$(APP_MAIN) must be main, stream_main or step_main)
 endif
 # runtime/: the library a product firmware embeds (polykws.h); main.cc uses its KwsRuntime layer only.
+# step_main (the step graph's cost and exactness, polykws.firmware.stepbench) runs TFLM directly.
 RUNTIME_DIR := $(FW_DIR)/runtime
-APP_CXX_SRCS := $(filter-out $(APP_MAINS),$(wildcard $(FW_DIR)/app/*.cc)) $(FW_DIR)/app/$(APP_MAIN).cc \
-  $(RUNTIME_DIR)/kws_runtime.cc $(RUNTIME_DIR)/fast_mean.cc
-APP_C_SRCS := $(BLOB_SRCS) $(STARTUP_SRCS) $(wildcard $(GEN_DIR)/*.c)
+APP_CXX_SRCS := $(filter-out $(APP_MAINS),$(wildcard $(FW_DIR)/app/*.cc)) $(FW_DIR)/app/$(APP_MAIN).cc
+APP_C_SRCS := $(STARTUP_SRCS) $(wildcard $(GEN_DIR)/*.c)
+ifneq ($(APP_MAIN),step_main)
+  APP_CXX_SRCS += $(RUNTIME_DIR)/kws_runtime.cc $(RUNTIME_DIR)/fast_mean.cc
+  APP_C_SRCS += $(BLOB_SRCS)
+endif
 APP_OBJ_DIR := $(APP_DIR)/obj
 STREAM_INCLUDES :=
 FE_LIB_OBJS :=

@@ -222,7 +222,14 @@ def test_a_model_without_time_padding_exports_with_a_pad_per_depthwise_conv(vali
 def test_the_streaming_graphs_equal_the_windowed_graph_bit_for_bit(valid_export, feats):
     """Step graph once per model frame, head over the last final rows: on a stream of real int8
     features (test clips back to back), every window's int8 output equals the windowed graph's."""
-    from polykws.export.stepgraph import STEP_ALLOWED_OPS, stream_outputs, streaming_graphs
+    from polykws.export.stepgraph import (
+        STEP_ALLOWED_OPS,
+        detector_schedule,
+        every_row_schedule,
+        rows_per_step_for,
+        stream_outputs,
+        streaming_graphs,
+    )
 
     _, ex = valid_export
     graphs = streaming_graphs(ex.tflite)
@@ -237,7 +244,13 @@ def test_the_streaming_graphs_equal_the_windowed_graph_bit_for_bit(valid_export,
     windows = np.stack([frames[n - 48 : n + 1] for n in ends])[..., None]
     np.testing.assert_array_equal(np.stack([streamed[n] for n in ends]), run_tflm(ex.tflite, windows))
     # One chain serves the windows of its phase, at half the steps.
-    assert sorted(stream_outputs(graphs, frames, phase=0)) == [n for n in ends if n % 2 == 1]
+    assert sorted(stream_outputs(graphs, frames, every_row_schedule(graphs, frames.shape[0], 0))) == [n for n in ends if n % 2 == 1]
+    # A 100 ms detector (5 frames): both chains, 5 rows per step, one step per window served.
+    batched = streaming_graphs(ex.tflite, rows_per_step_for(2, 5))
+    assert batched.rows_per_step == 5
+    five = stream_outputs(batched, frames, detector_schedule(batched, frames.shape[0], 5))
+    assert sorted(five) == list(range(48, frames.shape[0], 5))
+    np.testing.assert_array_equal(np.stack(list(five.values())), np.stack([streamed[n] for n in five]))
 
 
 def test_a_graph_that_pads_time_has_no_streaming_form(base_export):

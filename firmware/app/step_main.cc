@@ -1,0 +1,175 @@
+/* The int8 step graph on the device (APP_MAIN=step_main): cost and exactness of streaming inference.
+ *
+ * Runs, over a stream of int8 model frames embedded by polykws.firmware.stepbench:
+ *   - the step graph at each frame of the host's schedule (polykws.export.stepgraph), keeping per
+ *     chain of stem rows each block's last input rows as state between steps, and the head over
+ *     the chain's last PKW_STEP_HEAD_ROWS final rows where the schedule says so;
+ *   - the windowed graph on the same windows, for its cost.
+ * Every head output is compared with the host's (polykws.export.stepgraph.stream_outputs) and with
+ * the windowed graph's output on the device.
+ *
+ * Output (parsed by polykws.firmware.stepbench):
+ *   PKW_STEPBENCH steps=<n> step_ticks=<n> heads=<n> head_ticks=<n> windows=<n> window_ticks=<n>
+ *                 host_mismatches=<n> window_mismatches=<n> step_arena_used=<n> head_arena_used=<n>
+ *                 window_arena_used=<n> units_per_tick_milli=<n> unit=<...>
+ *   PKW_PROFILE graph=step op=<i> tag=<op> ticks=<n>   (PKW_PROFILE=1 builds: the last step's ops)
+ *   PKW_END status=ok|error
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "board.h"
+#include "pkw_step_data.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/micro/micro_profiler_interface.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+#include "u64.h"
+
+using pkw::U64;
+
+namespace {
+
+using Resolver = tflite::MicroMutableOpResolver<8>;
+
+constexpr int kBlocks = PKW_STEP_BLOCKS;
+constexpr int kChains = PKW_STEP_STRIDE;
+constexpr int kRow = PKW_STEP_ROW_BYTES;
+constexpr int kStateBytes = PKW_STEP_STATE_ROWS * kRow;
+constexpr int kNewBytes = PKW_STEP_ROWS * kRow;
+
+alignas(16) uint8_t g_step_arena[PKW_STEP_ARENA_BYTES];
+alignas(16) uint8_t g_head_arena[PKW_HEAD_ARENA_BYTES];
+alignas(16) uint8_t g_window_arena[PKW_WINDOW_ARENA_BYTES];
+// Per chain: each block's last input rows (oldest first), and the ring of final rows.
+int8_t g_state[kChains][kBlocks][kStateBytes];
+int8_t g_finals[kChains][PKW_STEP_HEAD_ROWS * kRow];
+uint32_t g_finals_next[kChains];
+int8_t g_joined[kStateBytes + kNewBytes];
+
+#ifndef PKW_PROFILE
+#define PKW_PROFILE 0
+#endif
+
+// Per-op SysTick ticks of the most recent step (PKW_PROFILE=1 builds only, so the totals above never
+// include the profiler's own cost).
+class OpProfiler : public tflite::MicroProfilerInterface {
+ public:
+  uint32_t BeginEvent(const char* tag) override {
+    if (count_ >= kMax) return kMax;
+    tags_[count_] = tag;
+    start_[count_] = systick_ticks();
+    return count_++;
+  }
+  void EndEvent(uint32_t handle) override {
+    if (handle < kMax) ticks_[handle] = systick_ticks() - start_[handle];
+  }
+  void Reset() { count_ = 0; }
+  void Print(const char* graph) const {
+    for (uint32_t i = 0; i < count_; ++i) {
+      printf("PKW_PROFILE graph=%s op=%lu tag=%s ticks=%s\n", graph, (unsigned long)i, tags_[i], U64(ticks_[i]));
+    }
+  }
+
+ private:
+  static constexpr uint32_t kMax = 64;
+  const char* tags_[kMax] = {};
+  uint64_t start_[kMax] = {};
+  uint64_t ticks_[kMax] = {};
+  uint32_t count_ = 0;
+};
+OpProfiler g_profiler;
+
+tflite::MicroProfilerInterface* StepProfiler() { return PKW_PROFILE ? &g_profiler : nullptr; }
+
+int Fail(const char* what) {
+  printf("PKW_ERROR stage=%s\nPKW_END status=error\n", what);
+  return 1;
+}
+
+bool AddOps(Resolver& r) {
+  return r.AddPad() == kTfLiteOk && r.AddConv2D() == kTfLiteOk && r.AddConcatenation() == kTfLiteOk &&
+         r.AddDepthwiseConv2D() == kTfLiteOk && r.AddAveragePool2D() == kTfLiteOk &&
+         r.AddFullyConnected() == kTfLiteOk && r.AddSoftmax() == kTfLiteOk;
+}
+
+}  // namespace
+
+int main(void) {
+  systick_start();
+  static Resolver resolver;
+  if (!AddOps(resolver)) return Fail("resolver");
+  static tflite::MicroInterpreter step(tflite::GetModel(pkw_step_model), resolver, g_step_arena, sizeof g_step_arena,
+                                       nullptr, StepProfiler());
+  static tflite::MicroInterpreter head(tflite::GetModel(pkw_head_model), resolver, g_head_arena, sizeof g_head_arena);
+  static tflite::MicroInterpreter window(tflite::GetModel(pkw_window_model), resolver, g_window_arena,
+                                         sizeof g_window_arena);
+  if (step.AllocateTensors() != kTfLiteOk) return Fail("step_allocate");
+  if (head.AllocateTensors() != kTfLiteOk) return Fail("head_allocate");
+  if (window.AllocateTensors() != kTfLiteOk) return Fail("window_allocate");
+  if (step.inputs_size() != 1 + kBlocks || step.outputs_size() != 1 + kBlocks) return Fail("step_layout");
+
+  uint64_t step_ticks = 0, head_ticks = 0, window_ticks = 0;
+  uint32_t steps = 0, heads = 0, host_mismatches = 0, window_mismatches = 0;
+  uint32_t next_window = 0;  // the host's windows, in order
+  for (int i = 0; i < PKW_STEP_NUM_STEPS; ++i) {
+    const int t = pkw_step_schedule_frames[i];
+    const int chain = t % kChains;
+    // One step: the stem's frames and the chain's state in; the new rows out, the state keeping
+    // the newest PKW_STEP_STATE_ROWS of each block's input rows.
+    const uint64_t t0 = systick_ticks();
+    memcpy(step.input(0)->data.int8, pkw_step_frames + (t - PKW_STEP_FRAMES + 1) * PKW_STEP_FRAME_BYTES,
+           PKW_STEP_FRAMES * PKW_STEP_FRAME_BYTES);
+    for (int b = 0; b < kBlocks; ++b) memcpy(step.input(1 + b)->data.int8, g_state[chain][b], kStateBytes);
+    g_profiler.Reset();
+    if (step.Invoke() != kTfLiteOk) return Fail("step_invoke");
+    for (int b = 0; b < kBlocks; ++b) {
+      memcpy(g_joined, g_state[chain][b], kStateBytes);
+      memcpy(g_joined + kStateBytes, step.output(b)->data.int8, kNewBytes);
+      memcpy(g_state[chain][b], g_joined + kNewBytes, kStateBytes);
+    }
+    const int8_t* finals = step.output(kBlocks)->data.int8;
+    for (int r = 0; r < PKW_STEP_ROWS; ++r) {
+      memcpy(g_finals[chain] + g_finals_next[chain] * kRow, finals + r * kRow, kRow);
+      g_finals_next[chain] = (g_finals_next[chain] + 1) % PKW_STEP_HEAD_ROWS;
+    }
+    step_ticks += systick_ticks() - t0;
+    ++steps;
+
+    if (!pkw_step_schedule_heads[i]) continue;
+    if (next_window >= PKW_STEP_NUM_WINDOWS) return Fail("schedule");
+    // The head over the chain's final rows, oldest first.
+    const uint64_t t1 = systick_ticks();
+    int8_t* in = head.input(0)->data.int8;
+    const uint32_t oldest = g_finals_next[chain];
+    memcpy(in, g_finals[chain] + oldest * kRow, (PKW_STEP_HEAD_ROWS - oldest) * kRow);
+    memcpy(in + (PKW_STEP_HEAD_ROWS - oldest) * kRow, g_finals[chain], oldest * kRow);
+    if (head.Invoke() != kTfLiteOk) return Fail("head_invoke");
+    head_ticks += systick_ticks() - t1;
+    ++heads;
+    const int8_t* out = head.output(0)->data.int8;
+    if (memcmp(out, pkw_step_expected + next_window * PKW_STEP_NUM_CLASSES, PKW_STEP_NUM_CLASSES) != 0) {
+      ++host_mismatches;
+    }
+    // The windowed graph on the window that ends at this output's frame.
+    const int end = t + PKW_STEP_WINDOW_OFFSET;
+    memcpy(window.input(0)->data.int8, pkw_step_frames + (end - PKW_WINDOW_FRAMES + 1) * PKW_STEP_FRAME_BYTES,
+           PKW_WINDOW_FRAMES * PKW_STEP_FRAME_BYTES);
+    const uint64_t t2 = systick_ticks();
+    if (window.Invoke() != kTfLiteOk) return Fail("window_invoke");
+    window_ticks += systick_ticks() - t2;
+    if (memcmp(window.output(0)->data.int8, out, PKW_STEP_NUM_CLASSES) != 0) ++window_mismatches;
+    ++next_window;
+  }
+  if (next_window != PKW_STEP_NUM_WINDOWS) return Fail("windows_missed");
+  if (PKW_PROFILE) g_profiler.Print("step");
+  printf("PKW_STEPBENCH steps=%lu step_ticks=%s heads=%lu head_ticks=%s windows=%lu window_ticks=%s "
+         "host_mismatches=%lu window_mismatches=%lu step_arena_used=%lu head_arena_used=%lu window_arena_used=%lu "
+         "units_per_tick_milli=%lu unit=%s\n",
+         (unsigned long)steps, U64(step_ticks), (unsigned long)heads, U64(head_ticks), (unsigned long)next_window,
+         U64(window_ticks), (unsigned long)host_mismatches, (unsigned long)window_mismatches,
+         (unsigned long)step.arena_used_bytes(), (unsigned long)head.arena_used_bytes(),
+         (unsigned long)window.arena_used_bytes(), (unsigned long)board_units_per_tick_milli, board_count_unit);
+  printf("PKW_END status=ok\n");
+  return 0;
+}
