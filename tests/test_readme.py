@@ -38,6 +38,9 @@ SECTIONS = {
     "Your own language": "base info runs for real; add-language is parsed here and run end to end by "
                          "tests/pipeline/test_userdata.py::test_add_language_on_a_synthesized_folder_appends_to_a_pack; "
                          "firmware build is parsed only (needs the TFLM checkouts, tests marked tflm)",
+    "Embed polykws in your firmware": "firmware sdk: parsed only; cmake: the source folder and the toolchain file exist "
+                                      "here; both are run for real by tests/firmware/test_sdk_example.py (needs TFLM, "
+                                      "marked tflm)",
     "Firmware (TFLite Micro)": "git clone / export: bash -n only (network, checkouts outside the repo); make demo: make -n "
                                "+ --plan; polykws run --write-vectors: parsed + --plan here, the vectors themselves are written "
                                "by tests/pipeline/test_pipeline.py::test_full_pipeline_with_export_through_workers (slow); "
@@ -159,6 +162,13 @@ def test_readme_commands_work_as_written(tmp_path, capsys, monkeypatch):
                     assert r.returncode == 0, f"{where}: {r.stderr}"
                     if argv[0] == "git":
                         assert argv[1] in ("clone", "-C"), where
+                elif argv[0] == "cmake":
+                    # The configure step names the example and the toolchain file; the build step names the build folder.
+                    paths = [argv[argv.index("-S") + 1]] if "-S" in argv else []
+                    paths += [a.split("=", 1)[1].replace("$PWD/", "") for a in argv if a.startswith("-DCMAKE_TOOLCHAIN_FILE=")]
+                    assert paths or argv[1] == "--build", where
+                    for path in paths:
+                        assert (ROOT / path).exists(), f"{where}: {path} does not exist"
                 else:
                     pytest.fail(f"{where}: no check for this kind of command; add one to tests/test_readme.py")
                 checked += 1
