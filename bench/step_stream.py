@@ -5,9 +5,11 @@ language's model from its blob, its step and head graphs for the detector's stri
 (polykws.export.stepgraph.detector_schedule), and a test stream as bench/stream_device.py does
 (test speakers, one SNR, keywords then negatives). On the host it compares, window by window, the
 head's int8 outputs with the windowed graph's on the tflite-micro runtime, and the detections the
-two give with the language's shipped thresholds. On QEMU (app/step_main.cc) every head output is
-compared with the host's and with the windowed graph's on the device, so the device's detections,
-computed by the same detector, are the host's.
+two give with the language's shipped thresholds. On QEMU (app/step_main.cc) the graphs run in the
+linked form the runtime would use: the base's prefix (polykws.export.stepgraph.link_graphs) in front
+of the language's patched model, so the step and head graphs read the blob's weights and scales.
+Every head output is compared with the host's and with the windowed graph's on the device, so the
+device's detections, computed by the same detector, are the host's.
 Writes <out>/step_stream.json and <out>/results.md.
 """
 
@@ -24,17 +26,23 @@ import numpy as np
 
 
 def main() -> int:
+    from polykws.datasets.frontend import FrontendConfig, stream_features
+    from polykws.export.blob import apply_blob, decode_blob
+    from polykws.export.evaluate import input_qparams, quantize_activations, run_tflm
+    from polykws.export.stepgraph import (
+        detector_schedule,
+        link_graphs,
+        rows_per_step_for,
+        stream_outputs,
+        streaming_graphs,
+    )
+    from polykws.export.streaming import NEVER_FIRE, decide, score_stream, smooth
+    from polykws.firmware.build import ThirdParty
+    from polykws.firmware.stepbench import generate_step_sources, run_step_bench
     from stream_device import stream_pcm_for  # bench/stream_device.py
     from streaming import load_data_config  # bench/streaming.py
 
     from polykws.core import atomic_write_json, atomic_write_text, run_context
-    from polykws.datasets.frontend import FrontendConfig, stream_features
-    from polykws.export.blob import apply_blob, decode_blob
-    from polykws.export.evaluate import input_qparams, quantize_activations, run_tflm
-    from polykws.export.stepgraph import detector_schedule, rows_per_step_for, stream_outputs, streaming_graphs
-    from polykws.export.streaming import NEVER_FIRE, decide, score_stream, smooth
-    from polykws.firmware.build import ThirdParty
-    from polykws.firmware.stepbench import generate_step_sources, run_step_bench
     from polykws.pipeline.streameval import config_noise, config_records
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -58,8 +66,10 @@ def main() -> int:
     noise = config_noise(cfg, records)
     third = None if args.board == "none" else ThirdParty.from_env(args.kernels)
     langs = [x for x in args.langs.split(",") if x] or list(man["languages"])
+    # One prefix per base: every language's blob patches the windowed bytes it reads.
+    linked = link_graphs(streaming_graphs(base, rows_per_step_for(2, plan.stride_frames)), base)
     result = {"context": run_context(), "pack": str(args.pack), "detector": det.to_dict(), "seconds": args.seconds,
-              "snr_db": args.snr_db, "board": args.board, "languages": {}}
+              "snr_db": args.snr_db, "board": args.board, "linked_prefix_bytes": len(linked.prefix), "languages": {}}
     for lang in langs:
         t0 = time.time()
         blob = (args.pack / man["languages"][lang]["file"]).read_bytes()
@@ -94,7 +104,7 @@ def main() -> int:
                "detections_at_0": len(z_w), "detections_at_0_equal": z_s == z_w, "rows_per_step": graphs.rows_per_step,
                "steps": len(schedule)}
         if third is not None:
-            gen = generate_step_sources(args.out / "gen" / lang, model, graphs, frames, schedule)
+            gen = generate_step_sources(args.out / "gen" / lang, model, graphs, frames, schedule, linked=linked)
             bench = run_step_bench(gen, args.board, args.kernels, third, timeout_s=3600.0)
             row["device"] = {"heads": bench.heads, "host_mismatches": bench.host_mismatches,
                              "window_mismatches": bench.window_mismatches, "per_step": bench.instructions_per_step,
@@ -116,8 +126,8 @@ def main() -> int:
 
 
 def report(result: dict) -> str:
-    lines = ["| lang | stream s | keywords | windows | int8 outputs equal | detections (shipped thr.) equal | detections (thr. 0) equal | "
-             "device: head = host, = windowed |", "|---|---|---|---|---|---|---|---|"]
+    lines = [("| lang | stream s | keywords | windows | int8 outputs equal | detections (shipped thr.) equal | detections (thr. 0) equal | "
+             "device: head = host, = windowed |"), "|---|---|---|---|---|---|---|---|"]
     for lang, r in result["languages"].items():
         dev = r.get("device")
         d = f"{r['windows'] - dev['host_mismatches']}/{r['windows']}, {r['windows'] - dev['window_mismatches']}/{r['windows']}" if dev else "-"

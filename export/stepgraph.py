@@ -55,6 +55,10 @@ class StreamingGraphs:
     head_rows: int  # final rows the head pools
     window_frames: int  # the windowed graph's input frames
     rows_per_step: int = 1  # new rows per block per step (its stem reads stem_frames + stem_stride * (rows - 1) frames)
+    # Per tensor of the step / head graph: the windowed graph's tensor whose bytes and quantization it
+    # has (a state or window tensor: the row it holds).
+    step_sources: tuple[int, ...] = ()
+    head_sources: tuple[int, ...] = ()
 
     @property
     def step_frames(self) -> int:
@@ -84,8 +88,9 @@ def _pack(model) -> bytes:
     return bytes(b.Output())
 
 
-def _compact(model) -> None:
-    """Keep only the tensors, buffers and operator codes the graph still references."""
+def _compact(model) -> list[int]:
+    """Keep only the tensors, buffers and operator codes the graph still references; returns the
+    kept tensors' indices before compaction."""
     sg = model.subgraphs[0]
     used: list[int] = []
     for t in [*sg.inputs, *(i for op in sg.operators for i in [*op.inputs, *op.outputs]), *sg.outputs]:
@@ -108,8 +113,11 @@ def _compact(model) -> None:
     model.operatorCodes = [model.operatorCodes[i] for i in codes]
     for op in sg.operators:
         op.opcodeIndex = cremap[op.opcodeIndex]
-    # The signature names the windowed graph's input and output; these graphs have others.
+    # The signature names the windowed graph's input and output; these graphs have others. The
+    # converter's metadata names buffers by their old indices, and TFLM needs none of it.
     model.signatureDefs = None
+    model.metadata = None
+    return used
 
 
 def _code(model, op) -> int:
@@ -146,6 +154,7 @@ def streaming_graphs(tflite: bytes, rows_per_step: int = 1) -> StreamingGraphs:
         raise ExportError(f"a streaming form needs one subgraph, this model has {len(step.subgraphs)}")
     sg = step.subgraphs[0]
     ops, codes = sg.operators, [_code(step, op) for op in sg.operators]
+    sources = list(range(len(sg.tensors)))
     names = {v: k for k, v in vars(B).items() if not k.startswith("_")}
     i = 0
     if codes[0] == B.PAD:
@@ -194,6 +203,7 @@ def streaming_graphs(tflite: bytes, rows_per_step: int = 1) -> StreamingGraphs:
             t.buffer = 0
             _set_rows(t, n)
             sg.tensors.append(t)
+            sources.append(rows[-1])
         state, window = len(sg.tensors) - 2, len(sg.tensors) - 1
         cat = s.OperatorT()
         cat.opcodeIndex, cat.inputs, cat.outputs = cat_code, [state, rows[-1]], [window]
@@ -218,19 +228,19 @@ def streaming_graphs(tflite: bytes, rows_per_step: int = 1) -> StreamingGraphs:
     sg.inputs = [sg.inputs[0], *states]
     sg.outputs = rows
     row_shape = tuple(int(v) for v in sg.tensors[rows[-1]].shape[2:])
-    _compact(step)
+    step_sources = tuple(sources[i] for i in _compact(step))
     step_bytes = _pack(step)
 
     head = s.ModelT.InitFromPackedBuf(bytes(tflite), 0)
     hsg = head.subgraphs[0]
     hsg.operators = hsg.operators[len(hsg.operators) - len(head_ops) :]
     hsg.inputs = [hsg.operators[0].inputs[0]]
-    _compact(head)
+    head_sources = tuple(_compact(head))
     head_bytes = _pack(head)
     check_tflm_ops(step_bytes, tuple(STEP_ALLOWED_OPS), source="step graph")
     check_tflm_ops(head_bytes, source="head graph")
     return StreamingGraphs(step_bytes, head_bytes, stem_frames, stem_stride, tuple(state_rows), row_shape, head_rows, window_frames,
-                           rows_per_step)
+                           rows_per_step, step_sources, head_sources)
 
 
 def every_row_schedule(graphs: StreamingGraphs, num_frames: int, phase: int | None = None) -> list[tuple[int, bool]]:
@@ -309,3 +319,109 @@ def stream_outputs(graphs: StreamingGraphs, frames: np.ndarray, schedule: list[t
             head.invoke()
             out[end] = np.array(head.get_output(0)).reshape(-1).copy()
     return out
+
+
+@dataclass(frozen=True)
+class LinkedGraphs:
+    """The step and head graphs as a prefix that reads its weights and quantization from the
+    windowed model placed right after it in memory: `prefix + windowed` holds the step graph at 0
+    and the head graph at `head_offset`. Every weight buffer and every quantization scale and zero
+    point of the two graphs is a flatbuffer vector of the windowed model, so a language blob that
+    patches the windowed model's bytes patches them too, and the prefix is the same for every
+    language of a base."""
+
+    prefix: bytes
+    head_offset: int
+
+    def step_model(self, windowed: bytes) -> bytes:
+        return self.prefix + bytes(windowed)
+
+    def head_model(self, windowed: bytes) -> bytes:
+        return self.prefix[self.head_offset :] + bytes(windowed)
+
+
+_ALIGN = 16
+# Flatbuffer vtable slots: Buffer.data, QuantizationParameters.scale and .zero_point.
+_BUFFER_DATA, _QUANT_SCALE, _QUANT_ZERO_POINT = 4, 8, 10
+
+
+def _u32(data: bytes | bytearray, at: int) -> int:
+    return int.from_bytes(data[at : at + 4], "little")
+
+
+def _vector_at(table, slot: int, data: bytes | bytearray) -> tuple[int, int] | None:
+    """(position of the field holding the vector's uoffset, position of the vector) or None."""
+    o = table._tab.Offset(slot)
+    if not o:
+        return None
+    field = table._tab.Pos + o
+    return field, field + _u32(data, field)
+
+
+def _placeholders(graph: bytes) -> bytes:
+    """The graph with each buffer's data and each scale and zero-point vector cut to one element
+    (the linked form points them at the windowed model's) and no tensor names."""
+    s = _schema()
+    m = s.ModelT.InitFromPackedBuf(graph, 0)
+    for b in m.buffers:
+        if b.data is not None and len(b.data):
+            b.data = [0]
+    for t in m.subgraphs[0].tensors:
+        t.name = b""
+        q = t.quantization
+        if q is not None:
+            q.min = q.max = None
+            if q.scale is not None and len(q.scale):
+                q.scale = [0.0]
+            if q.zeroPoint is not None and len(q.zeroPoint):
+                q.zeroPoint = [0]
+    return _pack(m)
+
+
+def _link(part: bytearray, part_at: int, graph: bytes, sources: tuple[int, ...], windowed: bytes, windowed_at: int) -> None:
+    """Point every buffer and quantization vector of `part` (the placeholder form of `graph`, placed
+    at `part_at`) at the windowed model's (placed at `windowed_at`), tensor by tensor through
+    `sources`; each pointed-at vector must hold as many elements as `graph`'s own."""
+    s = _schema()
+    gm = s.Model.GetRootAs(bytes(part), 0)
+    g = gm.Subgraphs(0)
+    full = s.Model.GetRootAs(graph, 0)
+    w = s.Model.GetRootAs(windowed, 0)
+    wsg = w.Subgraphs(0)
+    done: dict[int, int] = {}
+    for i in range(g.TensorsLength()):
+        t, wt = g.Tensors(i), wsg.Tensors(sources[i])
+        pairs = []
+        if t.Buffer():
+            here = _vector_at(gm.Buffers(t.Buffer()), _BUFFER_DATA, part)
+            there = _vector_at(w.Buffers(wt.Buffer()), _BUFFER_DATA, windowed) if wt.Buffer() else None
+            if here is not None:
+                if there is None:
+                    raise ExportError(f"tensor {i} of a streaming graph has data its windowed tensor {sources[i]} lacks")
+                pairs.append((here[0], there[1]))
+        q, wq, fq = t.Quantization(), wt.Quantization(), full.Subgraphs(0).Tensors(i).Quantization()
+        for slot in (_QUANT_SCALE, _QUANT_ZERO_POINT):
+            here = _vector_at(q, slot, part) if q is not None else None
+            if here is None:
+                continue
+            there = _vector_at(wq, slot, windowed) if wq is not None else None
+            own = _vector_at(fq, slot, graph)
+            if there is None or own is None or _u32(graph, own[1]) != _u32(windowed, there[1]):
+                raise ExportError(f"tensor {i} of a streaming graph has a quantization its windowed tensor {sources[i]} does not")
+            pairs.append((here[0], there[1]))
+        for field, target in pairs:
+            value = windowed_at + target - (part_at + field)
+            if done.setdefault(field, value) != value:
+                raise ExportError(f"two windowed vectors claim the same field of a streaming graph (tensor {i})")
+            part[field : field + 4] = value.to_bytes(4, "little")
+
+
+def link_graphs(graphs: StreamingGraphs, windowed: bytes) -> LinkedGraphs:
+    """The step and head graphs of `graphs` (made from `windowed`) in their linked form."""
+    step, head = bytearray(_placeholders(graphs.step)), bytearray(_placeholders(graphs.head))
+    step += bytes(-len(step) % _ALIGN)
+    head += bytes(-len(head) % _ALIGN)
+    head_at, windowed_at = len(step), len(step) + len(head)
+    _link(step, 0, graphs.step, graphs.step_sources, bytes(windowed), windowed_at)
+    _link(head, head_at, graphs.head, graphs.head_sources, bytes(windowed), windowed_at)
+    return LinkedGraphs(bytes(step + head), head_at)

@@ -6,7 +6,9 @@
  *     the chain's last PKW_STEP_HEAD_ROWS final rows where the schedule says so;
  *   - the windowed graph on the same windows, for its cost.
  * Every head output is compared with the host's (polykws.export.stepgraph.stream_outputs) and with
- * the windowed graph's output on the device.
+ * the windowed graph's output on the device. PKW_STEP_LINKED builds run the linked form: one
+ * array holding the step and head graphs' structure and, after it, the windowed model whose
+ * weights and scales they read.
  *
  * Output (parsed by polykws.firmware.stepbench):
  *   PKW_STEPBENCH steps=<n> step_ticks=<n> heads=<n> head_ticks=<n> windows=<n> window_ticks=<n>
@@ -99,10 +101,21 @@ int main(void) {
   systick_start();
   static Resolver resolver;
   if (!AddOps(resolver)) return Fail("resolver");
-  static tflite::MicroInterpreter step(tflite::GetModel(pkw_step_model), resolver, g_step_arena, sizeof g_step_arena,
+#if PKW_STEP_LINKED
+  // One array: the linked step and head graphs read their weights and scales from the windowed model
+  // behind them (polykws.export.stepgraph.LinkedGraphs).
+  const uint8_t* step_model = pkw_linked_models;
+  const uint8_t* head_model = pkw_linked_models + PKW_LINKED_HEAD_OFFSET;
+  const uint8_t* window_model = pkw_linked_models + PKW_LINKED_WINDOW_OFFSET;
+#else
+  const uint8_t* step_model = pkw_step_model;
+  const uint8_t* head_model = pkw_head_model;
+  const uint8_t* window_model = pkw_window_model;
+#endif
+  static tflite::MicroInterpreter step(tflite::GetModel(step_model), resolver, g_step_arena, sizeof g_step_arena,
                                        nullptr, StepProfiler());
-  static tflite::MicroInterpreter head(tflite::GetModel(pkw_head_model), resolver, g_head_arena, sizeof g_head_arena);
-  static tflite::MicroInterpreter window(tflite::GetModel(pkw_window_model), resolver, g_window_arena,
+  static tflite::MicroInterpreter head(tflite::GetModel(head_model), resolver, g_head_arena, sizeof g_head_arena);
+  static tflite::MicroInterpreter window(tflite::GetModel(window_model), resolver, g_window_arena,
                                          sizeof g_window_arena);
   if (step.AllocateTensors() != kTfLiteOk) return Fail("step_allocate");
   if (head.AllocateTensors() != kTfLiteOk) return Fail("head_allocate");

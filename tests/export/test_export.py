@@ -253,6 +253,32 @@ def test_the_streaming_graphs_equal_the_windowed_graph_bit_for_bit(valid_export,
     np.testing.assert_array_equal(np.stack(list(five.values())), np.stack([streamed[n] for n in five]))
 
 
+@pytest.mark.slow
+def test_linked_streaming_graphs_follow_a_language_blob(valid_export, feats):
+    """The linked form reads weights and quantization from the windowed model behind it: the base's
+    prefix in front of a language's patched model (a scale delta with refit: the blob moves scale
+    bytes) runs that language's step and head graphs, output for output."""
+    from dataclasses import replace
+
+    from polykws.export.stepgraph import link_graphs, stream_outputs, streaming_graphs
+
+    model, ex = valid_export
+    f = feats["gu"]
+    lang = _merged_language(model, "scale", num_classes=len(f.labels))
+    lx = export_language(ex, lang, f.labels, f.x_train, lang="gu", parity_x=f.x_test[:16], scales="refit")
+    patched = apply_blob(ex.tflite, lx.blob)
+    linked = link_graphs(streaming_graphs(ex.tflite), ex.tflite)
+    assert len(linked.prefix) < 0.2 * len(ex.tflite)  # structure only: every weight and scale is the windowed model's
+    frames = quantize_features(ex.tflite, f.x_test[:3])[..., 0].reshape(-1, 10)
+    own = streaming_graphs(patched)
+    want = stream_outputs(own, frames)
+    got = stream_outputs(replace(own, step=linked.step_model(patched), head=linked.head_model(patched)), frames)
+    base = stream_outputs(streaming_graphs(ex.tflite), frames)
+    assert list(got) == list(want) and len(want) == frames.shape[0] - 48
+    np.testing.assert_array_equal(np.stack(list(got.values())), np.stack(list(want.values())))
+    assert any(not np.array_equal(want[n], base[n]) for n in want), "the language must differ from the base"
+
+
 def test_a_graph_that_pads_time_has_no_streaming_form(base_export):
     from polykws.export.convert import ExportError
     from polykws.export.stepgraph import streaming_graphs

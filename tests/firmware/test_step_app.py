@@ -1,6 +1,7 @@
 """The int8 step graph on the Cortex-M4 (app/step_main.cc under QEMU): every head output equals the
 host's stream_outputs and the windowed graph's output on the device, bit for bit, for the
-every-row schedule and for a detector stride's batched schedule.
+every-row schedule and for a detector stride's batched schedule, the latter in the linked form (one
+array: the graphs' structure, then the windowed model whose weights and scales they read).
 
 The model is `ds_cnn_s_fb40_valid` with its initial weights, exported to int8 (no training: the
 check is the graphs' arithmetic, not the model's accuracy). Needs TFLM_DIR and the other TFLM
@@ -34,11 +35,12 @@ def window_tflite(tmp_path_factory):
     return export_base(model, micro_frontend(), labels, x, tmp_path_factory.mktemp("valid")).tflite
 
 
-@pytest.mark.parametrize("stride_frames", [None, 5])
-def test_step_graph_on_the_m4_equals_host_and_windowed_graph(stride_frames, window_tflite, tmp_path):
+@pytest.mark.parametrize(("stride_frames", "linked"), [(None, False), (5, True)])
+def test_step_graph_on_the_m4_equals_host_and_windowed_graph(stride_frames, linked, window_tflite, tmp_path):
     from polykws.export.stepgraph import (
         detector_schedule,
         every_row_schedule,
+        link_graphs,
         rows_per_step_for,
         streaming_graphs,
     )
@@ -55,7 +57,8 @@ def test_step_graph_on_the_m4_equals_host_and_windowed_graph(stride_frames, wind
     graphs = streaming_graphs(window_tflite, 1 if stride_frames is None else rows_per_step_for(2, stride_frames))
     frames = np.random.default_rng(1).integers(-128, 128, size=(120, 40), dtype=np.int8)
     schedule = every_row_schedule(graphs, 120) if stride_frames is None else detector_schedule(graphs, 120, stride_frames)
-    gen = generate_step_sources(tmp_path / "gen", window_tflite, graphs, frames, schedule)
+    gen = generate_step_sources(tmp_path / "gen", window_tflite, graphs, frames, schedule,
+                                linked=link_graphs(graphs, window_tflite) if linked else None)
     bench = run_step_bench(gen, "mps2-an386", "cmsis-nn", third)
     expected_windows = 120 - 48 if stride_frames is None else len(range(48, 120, stride_frames))
     assert bench.heads == bench.windows == expected_windows
