@@ -24,8 +24,8 @@
 #include "pkw_step_data.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
-#include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/schema/schema_generated.h"
+#include "op_profiler.h"
 #include "u64.h"
 
 using pkw::U64;
@@ -53,34 +53,15 @@ int8_t g_joined[kStateBytes + kNewBytes];
 #define PKW_PROFILE 0
 #endif
 
-// Per-op SysTick ticks of the most recent step (PKW_PROFILE=1 builds only, so the totals above never
-// include the profiler's own cost).
-class OpProfiler : public tflite::MicroProfilerInterface {
- public:
-  uint32_t BeginEvent(const char* tag) override {
-    if (count_ >= kMax) return kMax;
-    tags_[count_] = tag;
-    start_[count_] = systick_ticks();
-    return count_++;
-  }
-  void EndEvent(uint32_t handle) override {
-    if (handle < kMax) ticks_[handle] = systick_ticks() - start_[handle];
-  }
-  void Reset() { count_ = 0; }
-  void Print(const char* graph) const {
-    for (uint32_t i = 0; i < count_; ++i) {
-      printf("PKW_PROFILE graph=%s op=%lu tag=%s ticks=%s\n", graph, (unsigned long)i, tags_[i], U64(ticks_[i]));
-    }
-  }
+// Per-op ticks of the most recent step (PKW_PROFILE=1 builds only).
+pkw::OpProfiler g_profiler(systick_ticks);
 
- private:
-  static constexpr uint32_t kMax = 64;
-  const char* tags_[kMax] = {};
-  uint64_t start_[kMax] = {};
-  uint64_t ticks_[kMax] = {};
-  uint32_t count_ = 0;
-};
-OpProfiler g_profiler;
+void PrintProfile(const char* graph) {
+  for (uint32_t i = 0; i < g_profiler.count(); ++i) {
+    printf("PKW_PROFILE graph=%s op=%lu tag=%s ticks=%s\n", graph, (unsigned long)i, g_profiler.tag(i),
+           U64(g_profiler.ticks(i)));
+  }
+}
 
 tflite::MicroProfilerInterface* StepProfiler() { return PKW_PROFILE ? &g_profiler : nullptr; }
 
@@ -175,7 +156,7 @@ int main(void) {
     ++next_window;
   }
   if (next_window != PKW_STEP_NUM_WINDOWS) return Fail("windows_missed");
-  if (PKW_PROFILE) g_profiler.Print("step");
+  if (PKW_PROFILE) PrintProfile("step");
   printf("PKW_STEPBENCH steps=%lu step_ticks=%s heads=%lu head_ticks=%s windows=%lu window_ticks=%s "
          "host_mismatches=%lu window_mismatches=%lu step_arena_used=%lu head_arena_used=%lu window_arena_used=%lu "
          "units_per_tick_milli=%lu unit=%s\n",

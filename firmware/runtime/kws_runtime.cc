@@ -4,10 +4,10 @@
 #include <string.h>
 
 #include "fast_mean.h"
+#include "op_profiler.h"
 #include "pkw_model.h"  // generated: sizes, arena, ops, base language and labels
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
-#include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
 namespace pkw {
@@ -27,36 +27,8 @@ alignas(tflite::MicroInterpreter) uint8_t g_interpreter_storage[sizeof(tflite::M
 
 Resolver* g_resolver = nullptr;
 
-// The profiler's clock: the one Init was given.
-ClockFn g_profile_clock = nullptr;
-[[maybe_unused]] uint64_t ProfileNow() { return g_profile_clock != nullptr ? g_profile_clock() : 0u; }
-
 #if PKW_PROFILE
-// Per-op SysTick ticks of the most recent Invoke (build with `make ... PROFILE=1`). Off by default
-// so benchmark figures never include profiler overhead.
-class OpProfiler : public tflite::MicroProfilerInterface {
- public:
-  uint32_t BeginEvent(const char* tag) override {
-    if (count_ >= kMaxEvents) return kMaxEvents;
-    tags_[count_] = tag;
-    start_[count_] = ProfileNow();
-    return count_++;
-  }
-  void EndEvent(uint32_t handle) override {
-    if (handle < kMaxEvents) ticks_[handle] = ProfileNow() - start_[handle];
-  }
-  void Reset() { count_ = 0; }
-  uint32_t count() const { return count_; }
-  const char* tag(uint32_t i) const { return tags_[i]; }
-  uint64_t ticks(uint32_t i) const { return ticks_[i]; }
-
- private:
-  static constexpr uint32_t kMaxEvents = 64;
-  const char* tags_[kMaxEvents] = {};
-  uint64_t start_[kMaxEvents] = {};
-  uint64_t ticks_[kMaxEvents] = {};
-  uint32_t count_ = 0;
-};
+// Per-op ticks of the most recent Invoke (build with `make ... PROFILE=1`), on the clock Init was given.
 OpProfiler g_profiler;
 tflite::MicroProfilerInterface* profiler() { return &g_profiler; }
 #else
@@ -118,7 +90,9 @@ const char* StatusName(Status s) {
 
 Status KwsRuntime::Init(const uint8_t* image, size_t image_size, ClockFn clock) {
   clock_ = clock;
-  g_profile_clock = clock;
+#if PKW_PROFILE
+  g_profiler.set_clock(clock);
+#endif
   image_error_ = pkwf_parse(image, image_size, &image_);
   if (image_error_ != PKWB_OK) return Status::kImageInvalid;
   if (image_.base_size != PKW_MODEL_BYTES) {

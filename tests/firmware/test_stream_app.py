@@ -25,19 +25,30 @@ pytestmark = pytest.mark.tflm
 LABELS = ["_silence_", "_unknown_"] + [f"kw{i}" for i in range(8)]
 
 
-def test_stream_app_detections_equal_the_host(tflm_dir, int8_model_factory, int8_variant_factory, signal_pcm, tmp_path):
+@pytest.fixture(scope="module")
+def toolchain(tflm_dir):
+    """(ThirdParty, FrontendSources), or a skip naming what is missing."""
     from polykws.firmware.build import ThirdParty
     from polykws.firmware.frontendcheck import FrontendSources
-    from polykws.firmware.streamcheck import blob_thresholds, build_stream_app, host_detections, run_stream
 
     if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
         pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed (.ci/run installs them from Debian)")
     try:
-        third, sources = ThirdParty.from_env("cmsis-nn"), FrontendSources.from_env()
+        return ThirdParty.from_env("cmsis-nn"), FrontendSources.from_env()
     except PolykwsError as exc:
         pytest.skip(str(exc))
+
+
+def _base(int8_model_factory) -> bytes:
     # Small weights keep the logits, and so the softmax, off their rails.
-    base = int8_model_factory(seed=3, features=40, slots=12, output_qparams=(0.05, 0), weight_scale=1e-3, softmax=True)
+    return int8_model_factory(seed=3, features=40, slots=12, output_qparams=(0.05, 0), weight_scale=1e-3, softmax=True)
+
+
+def test_stream_app_detections_equal_the_host(toolchain, int8_model_factory, int8_variant_factory, signal_pcm, tmp_path):
+    from polykws.firmware.streamcheck import blob_thresholds, build_stream_app, host_detections, run_stream
+
+    third, sources = toolchain
+    base = _base(int8_model_factory)
     lt = int8_variant_factory(base, 9, fraction=0.5)
     # The language's thresholds ship in its blob; _silence_ and _unknown_ never fire, whatever they hold.
     thresholds = {lb: (255 if lb.startswith("_") else 30 + 25 * (i % 5)) for i, lb in enumerate(LABELS)}
@@ -58,21 +69,14 @@ def test_stream_app_detections_equal_the_host(tflm_dir, int8_model_factory, int8
     assert run.detections == host
 
 
-def test_language_switches_and_resets_mid_stream_equal_the_host(tflm_dir, int8_model_factory, int8_variant_factory, signal_pcm, tmp_path):
+def test_language_switches_and_resets_mid_stream_equal_the_host(toolchain, int8_model_factory, int8_variant_factory, signal_pcm, tmp_path):
     """The rest of the runtime's API under a stream: polykws_select_language keeps the frontend and
     the ring and restarts the detector with the new language's thresholds; polykws_reset starts
     everything afresh. The app runs a command script; the host emulates it (host_detections_scripted)."""
-    from polykws.firmware.build import ThirdParty
-    from polykws.firmware.frontendcheck import FrontendSources
     from polykws.firmware.streamcheck import StreamCommand, build_stream_app, host_detections_scripted, run_stream
 
-    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
-        pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed (.ci/run installs them from Debian)")
-    try:
-        third, sources = ThirdParty.from_env("cmsis-nn"), FrontendSources.from_env()
-    except PolykwsError as exc:
-        pytest.skip(str(exc))
-    base = int8_model_factory(seed=3, features=40, slots=12, output_qparams=(0.05, 0), weight_scale=1e-3, softmax=True)
+    third, sources = toolchain
+    base = _base(int8_model_factory)
     blobs = []
     for lang, seed, offset in (("lt", 9, 0), ("uk", 11, 2)):
         thresholds = bytes(255 if lb.startswith("_") else 30 + 25 * ((i + offset) % 5) for i, lb in enumerate(LABELS))
