@@ -103,10 +103,12 @@ def run_example(elf: Path, pcm: np.ndarray, board: str, timeout_s: float = 1800.
 
 
 def sdk_from_pack(pack_dir: Path, out_dir: Path, board: str, kernels: str, lang: str | None, detector,
-                  third_party: ThirdParty, sources: FrontendSources, build_root: Path | None = None) -> Path:
+                  third_party: ThirdParty, sources: FrontendSources, build_root: Path | None = None,
+                  step_graphs: bool = False) -> Path:
     """The package for a pack (`polykws pack`'s folder): its flash image, `lang` (default: the first
     blob language) as the language the examples listen in, and `detector`
-    (polykws.export.streaming.DetectorConfig) as the detection plan."""
+    (polykws.export.streaming.DetectorConfig) as the detection plan. `step_graphs`: the runtime
+    runs the base's linked step and head graphs (a base without time padding, docs/STREAMING.md)."""
     import json
 
     from polykws.datasets.frontend import FrontendConfig
@@ -131,5 +133,6 @@ def sdk_from_pack(pack_dir: Path, out_dir: Path, board: str, kernels: str, lang:
     gen_dir = Path(out_dir).resolve().parent / f".{Path(out_dir).name}-gen"
     # 256 never fires: the language's own thresholds (in its blob) are the ones it listens with.
     generate_stream_sources(gen_dir, image, base_lang=base["lang"], base_labels=base["labels"], lang=lang, thresholds=256,
-                            frontend=frontend, detector=detector, board=board, sources=sources, build_root=build_root)
+                            frontend=frontend, detector=detector, board=board, sources=sources, build_root=build_root,
+                            step_graphs=step_graphs)
     return build_sdk(gen_dir, out_dir, board, kernels, third_party, sources, build_root)

@@ -63,10 +63,13 @@ def language_model(image: bytes, lang: str) -> tuple[bytes, tuple[str, ...]]:
 
 def generate_stream_sources(gen_dir: Path, image: bytes, *, base_lang: str, base_labels: Sequence[str], lang: str,
                             thresholds: dict[str, int] | int, frontend: FrontendConfig, detector: DetectorConfig,
-                            board: str, sources: FrontendSources, build_root: Path | None = None) -> Path:
+                            board: str, sources: FrontendSources, build_root: Path | None = None,
+                            step_graphs: bool = False) -> Path:
     """The generated sources the runtime (runtime/polykws.cc) compiles against: the flash image and
     model sizes, the frontend's tables, and the detector plan with `lang` as the default language
-    and `thresholds` as its fallback (used when its blob carries none)."""
+    and `thresholds` as its fallback (used when its blob carries none). `step_graphs`: also the
+    base's linked step and head graphs, which the runtime then runs in place of the windowed graph
+    (a base without time padding only)."""
     gen_dir = Path(gen_dir).resolve()
     root = (Path(build_root) if build_root else default_build_root()).resolve()
     model, labels = language_model(image, lang)
@@ -76,17 +79,25 @@ def generate_stream_sources(gen_dir: Path, image: bytes, *, base_lang: str, base
                              arena_bytes=suggested_arena_bytes([model]), frontend=frontend, source=f"stream app ({lang})")
     generate_frontend_tables(gen_dir, frontend, InputQuant(*input_qparams(model)), sources, board, root)
     write_stream_config(gen_dir, lang, threshold_vector(labels, thresholds).tolist(), detector.plan(frontend))
+    step_files = [gen_dir / "pkw_step_graphs.h", gen_dir / "pkw_step_graphs.c"]
+    if step_graphs:
+        from polykws.firmware.stepbench import write_runtime_step_graphs
+
+        write_runtime_step_graphs(gen_dir, decode_flash_image(image).base, detector.plan(frontend).stride_frames)
+    else:
+        for f in step_files:  # a folder generated once with them must not keep them
+            f.unlink(missing_ok=True)
     return gen_dir
 
 
 def build_stream_app(gen_dir: Path, image: bytes, *, base_lang: str, base_labels: Sequence[str], lang: str,
                      thresholds: dict[str, int] | int, frontend: FrontendConfig, detector: DetectorConfig,
                      board: str, kernels: str, third_party: ThirdParty, sources: FrontendSources,
-                     build_root: Path | None = None) -> Path:
+                     build_root: Path | None = None, step_graphs: bool = False) -> Path:
     root = (Path(build_root) if build_root else default_build_root()).resolve()
     gen_dir = generate_stream_sources(gen_dir, image, base_lang=base_lang, base_labels=base_labels, lang=lang,
                                       thresholds=thresholds, frontend=frontend, detector=detector, board=board,
-                                      sources=sources, build_root=root)
+                                      sources=sources, build_root=root, step_graphs=step_graphs)
     return build_app(board, kernels, gen_dir, third_party, root, main="stream_main", extra_vars=sources.make_vars())
 
 

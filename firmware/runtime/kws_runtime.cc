@@ -15,13 +15,26 @@ namespace {
 
 // Exactly the ops the exported model uses (PKW_OPS comes from the model's operator codes).
 #define PKW_COUNT_OP(name) +1
-constexpr int kNumOps = 0 PKW_OPS(PKW_COUNT_OP);
+constexpr int kNumOps = 0 PKW_OPS(PKW_COUNT_OP) + PKW_STEP_GRAPHS;
 #undef PKW_COUNT_OP
 using Resolver = tflite::MicroMutableOpResolver<kNumOps>;
 
+#if PKW_STEP_GRAPHS
+// The linked step and head graphs, then the active language's model whose weights and scales they
+// read (base or patched): every language runs from this RAM copy.
+alignas(16) uint8_t g_linked[PKW_SG_PREFIX_BYTES + PKW_MODEL_BYTES];
+uint8_t* const g_patched_model = g_linked + PKW_SG_PREFIX_BYTES;
+constexpr size_t kPatchedBytes = PKW_MODEL_BYTES;
+alignas(16) uint8_t g_arena[PKW_SG_HEAD_ARENA_BYTES];
+alignas(16) uint8_t g_step_arena[PKW_SG_STEP_ARENA_BYTES];
+alignas(tflite::MicroInterpreter) uint8_t g_step_storage[sizeof(tflite::MicroInterpreter)];
+static_assert(PKW_SG_PREFIX_BYTES % 16 == 0 && PKW_SG_HEAD_OFFSET % 16 == 0, "the linked graphs keep 16-byte alignment");
+#else
 alignas(16) uint8_t g_arena[PKW_ARENA_BYTES];
 // The active language's model when it comes from a blob: the base patched in RAM.
 alignas(16) uint8_t g_patched_model[PKW_MODEL_BYTES];
+constexpr size_t kPatchedBytes = sizeof g_patched_model;
+#endif
 alignas(Resolver) uint8_t g_resolver_storage[sizeof(Resolver)];
 alignas(tflite::MicroInterpreter) uint8_t g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
 
@@ -35,9 +48,13 @@ tflite::MicroProfilerInterface* profiler() { return &g_profiler; }
 tflite::MicroProfilerInterface* profiler() { return nullptr; }
 #endif
 
+// With streaming graphs: the head graph's interpreter (its output is the scores).
 tflite::MicroInterpreter* interpreter() {
   return reinterpret_cast<tflite::MicroInterpreter*>(g_interpreter_storage);
 }
+#if PKW_STEP_GRAPHS
+tflite::MicroInterpreter* step_interpreter() { return reinterpret_cast<tflite::MicroInterpreter*>(g_step_storage); }
+#endif
 
 // One adder per op the generator may list; only those PKW_OPS names are called (and linked).
 #define PKW_DEFAULT_ADDER(name) \
@@ -70,6 +87,10 @@ bool BuildResolver() {
   if (Add_##name() != kTfLiteOk) return false;
   PKW_OPS(PKW_ADD_OP)
 #undef PKW_ADD_OP
+#if PKW_STEP_GRAPHS
+  // The step graph appends rows with CONCATENATION, an op the windowed graph does not have.
+  if (g_resolver->AddConcatenation() != kTfLiteOk) return false;
+#endif
   return true;
 }
 
@@ -102,6 +123,9 @@ Status KwsRuntime::Init(const uint8_t* image, size_t image_size, ClockFn clock) 
   image_error_ = pkwf_verify_base(&image_);
   if (image_error_ != PKWB_OK) return Status::kBaseInvalid;
   if (!BuildResolver()) return Status::kInterpreterError;
+#if PKW_STEP_GRAPHS
+  memcpy(g_linked, pkw_sg_prefix, PKW_SG_PREFIX_BYTES);
+#endif
   initialised_ = true;
   return Status::kOk;
 }
@@ -119,10 +143,55 @@ const char* KwsRuntime::language_at(uint32_t i) {
 void KwsRuntime::DestroyInterpreter() {
   if (have_interpreter_) {
     interpreter()->~MicroInterpreter();
+#if PKW_STEP_GRAPHS
+    step_interpreter()->~MicroInterpreter();
+#endif
     have_interpreter_ = false;
   }
 }
 
+#if PKW_STEP_GRAPHS
+Status KwsRuntime::CreateInterpreter(const uint8_t* model_bytes) {
+  // Every language runs from the RAM copy behind the linked graphs, the base too.
+  if (model_bytes != g_patched_model) memcpy(g_patched_model, model_bytes, PKW_MODEL_BYTES);
+  const tflite::Model* step = tflite::GetModel(g_linked);
+  const tflite::Model* head = tflite::GetModel(g_linked + PKW_SG_HEAD_OFFSET);
+  if (step->version() != TFLITE_SCHEMA_VERSION || head->version() != TFLITE_SCHEMA_VERSION) return Status::kModelInvalid;
+  new (g_step_storage) tflite::MicroInterpreter(step, *g_resolver, g_step_arena, sizeof g_step_arena, nullptr, profiler());
+  new (g_interpreter_storage) tflite::MicroInterpreter(head, *g_resolver, g_arena, sizeof g_arena);
+  have_interpreter_ = true;
+  tflite::MicroInterpreter* s = step_interpreter();
+  if (s->AllocateTensors() != kTfLiteOk || interpreter()->AllocateTensors() != kTfLiteOk) return Status::kInterpreterError;
+  if (s->inputs_size() != 1 + PKW_SG_BLOCKS || s->outputs_size() != 1 + PKW_SG_BLOCKS ||
+      s->input(0)->bytes != PKW_SG_STEP_FRAMES * PKW_INPUT_FEATURES ||
+      interpreter()->input(0)->bytes != PKW_SG_HEAD_ROWS * PKW_SG_ROW_BYTES ||
+      interpreter()->output(0)->bytes != PKW_NUM_CLASSES) {
+    return Status::kModelInvalid;
+  }
+  for (int b = 0; b <= PKW_SG_BLOCKS; ++b) {
+    if (s->output(b)->bytes != PKW_SG_ROWS * PKW_SG_ROW_BYTES) return Status::kModelInvalid;
+    if (b < PKW_SG_BLOCKS && s->input(1 + b)->bytes != PKW_SG_STATE_ROWS * PKW_SG_ROW_BYTES) return Status::kModelInvalid;
+  }
+  return Status::kOk;
+}
+
+int8_t* KwsRuntime::step_input(int index) { return have_interpreter_ ? step_interpreter()->input(index)->data.int8 : nullptr; }
+
+const int8_t* KwsRuntime::step_output(int index) {
+  return have_interpreter_ ? step_interpreter()->output(index)->data.int8 : nullptr;
+}
+
+bool KwsRuntime::InvokeStep() {
+  if (!have_interpreter_) return false;
+#if PKW_PROFILE
+  g_profiler.Reset();
+#endif
+  const uint64_t t0 = Now();
+  const TfLiteStatus st = step_interpreter()->Invoke();
+  last_step_ticks_ = Now() - t0;
+  return st == kTfLiteOk;
+}
+#else
 Status KwsRuntime::CreateInterpreter(const uint8_t* model_bytes) {
   const tflite::Model* model = tflite::GetModel(model_bytes);
   if (model->version() != TFLITE_SCHEMA_VERSION) return Status::kModelInvalid;
@@ -137,6 +206,7 @@ Status KwsRuntime::CreateInterpreter(const uint8_t* model_bytes) {
   }
   return Status::kOk;
 }
+#endif
 
 Status KwsRuntime::SelectLanguage(const char* lang) {
   if (!initialised_) return Status::kImageInvalid;
@@ -153,8 +223,8 @@ Status KwsRuntime::SelectLanguage(const char* lang) {
   // language's.
   const uint8_t* model = nullptr;
   const bool known = pkwf_find(&image_, lang) >= 0 || strcmp(lang, PKW_BASE_LANG) == 0;
-  blob_error_ = pkw_switch(&image_, lang, PKW_BASE_LANG, PKW_BASE_NUM_LABELS, g_patched_model,
-                           sizeof g_patched_model, &active_, &model);
+  blob_error_ = pkw_switch(&image_, lang, PKW_BASE_LANG, PKW_BASE_NUM_LABELS, g_patched_model, kPatchedBytes,
+                           &active_, &model);
   if (blob_error_ != PKWB_OK) return known ? Status::kBlobInvalid : Status::kUnknownLanguage;
   num_labels_ = active_.num_labels;
   // The exporter pads the head to PKW_NUM_CLASSES slots so every language has the same layout;
@@ -179,7 +249,7 @@ Status KwsRuntime::SelectLanguage(const char* lang) {
 int8_t* KwsRuntime::input_data() { return have_interpreter_ ? interpreter()->input(0)->data.int8 : nullptr; }
 
 int KwsRuntime::Classify(const int8_t* features, int8_t* scores) {
-  if (!have_interpreter_) return -1;
+  if (!have_interpreter_ || PKW_STEP_GRAPHS) return -1;  // the head's input is rows, not features
   memcpy(interpreter()->input(0)->data.int8, features, PKW_INPUT_BYTES);
   return ClassifyInPlace(scores);
 }
@@ -244,10 +314,21 @@ uint64_t KwsRuntime::profile_ticks(uint32_t i) const {
 #endif
 }
 
-size_t KwsRuntime::static_bytes() { return sizeof g_resolver_storage + sizeof g_interpreter_storage; }
+size_t KwsRuntime::static_bytes() {
+#if PKW_STEP_GRAPHS
+  return sizeof g_resolver_storage + sizeof g_interpreter_storage + sizeof g_step_storage;
+#else
+  return sizeof g_resolver_storage + sizeof g_interpreter_storage;
+#endif
+}
 
 size_t KwsRuntime::arena_used_bytes() const {
-  return have_interpreter_ ? interpreter()->arena_used_bytes() : 0;
+  if (!have_interpreter_) return 0;
+#if PKW_STEP_GRAPHS
+  return interpreter()->arena_used_bytes() + step_interpreter()->arena_used_bytes();
+#else
+  return interpreter()->arena_used_bytes();
+#endif
 }
 
 }  // namespace pkw

@@ -23,6 +23,19 @@
 #define PKW_FAST_MEAN 0
 #endif
 
+// A pack generated with the base's streaming graphs (polykws.firmware.stepbench.write_runtime_step_graphs)
+// runs them in place of the windowed graph: the step graph once per step, the head at the detector's
+// stride (docs/STREAMING.md, "The int8 step graph").
+#if defined(__has_include)
+#if __has_include("pkw_step_graphs.h")
+#include "pkw_step_graphs.h"
+#define PKW_STEP_GRAPHS 1
+#endif
+#endif
+#ifndef PKW_STEP_GRAPHS
+#define PKW_STEP_GRAPHS 0
+#endif
+
 namespace pkw {
 
 enum class Status {
@@ -54,9 +67,18 @@ class KwsRuntime {
   // (the first num_labels() slots), or -1 on error.
   int Classify(const int8_t* features, int8_t* scores);
   // The interpreter's input tensor (PKW_INPUT_BYTES), so a caller can fill it without a copy, and
-  // Classify on what it holds; nullptr / -1 when no language is selected.
+  // Classify on what it holds; nullptr / -1 when no language is selected. With streaming graphs
+  // these are the head graph's (its input: the last PKW_SG_HEAD_ROWS final rows).
   int8_t* input_data();
   int ClassifyInPlace(int8_t* scores);
+#if PKW_STEP_GRAPHS
+  // The step graph: input 0 takes PKW_SG_STEP_FRAMES model frames, inputs 1.. each block's state;
+  // output b is block b's PKW_SG_ROWS new input rows, the last output the new final rows.
+  int8_t* step_input(int index);
+  const int8_t* step_output(int index);
+  bool InvokeStep();
+  uint64_t last_step_ticks() const { return last_step_ticks_; }
+#endif
 
   const char* active_language() const { return active_lang_; }
   // Label `index` of the active language (NUL-terminated copy, truncated to cap-1 bytes); ""
@@ -98,6 +120,7 @@ class KwsRuntime {
   uint32_t num_labels_ = 0;
   uint64_t last_select_ticks_ = 0;
   uint64_t last_invoke_ticks_ = 0;
+  uint64_t last_step_ticks_ = 0;
   pkwb_status image_error_ = PKWB_OK;
   pkwb_status blob_error_ = PKWB_OK;
   char lang_buf_[PKWB_LANG_BYTES + 1] = {0};

@@ -1,5 +1,7 @@
 // The embeddable runtime (polykws.h): frontend -> ring -> model every stride -> detector, over the
-// KwsRuntime that owns the flash image and the TFLM interpreter.
+// KwsRuntime that owns the flash image and the TFLM interpreter. A pack generated with the base's
+// streaming graphs (PKW_STEP_GRAPHS, kws_runtime.h) runs the step graph on its schedule and the head
+// at the detector's stride instead of the windowed graph on the ring (docs/STREAMING.md).
 #include "polykws.h"
 
 #include <string.h>
@@ -13,9 +15,29 @@
 
 static_assert(PKW_INPUT_BYTES == PKW_DET_WINDOW_FRAMES * PKW_FE_NUM_CHANNELS,
               "the model's input must be the ring: window frames x frontend channels");
-static_assert(PKW_NUM_CLASSES <= PKW_DET_MAX_LABELS, "the detector keeps at most PKW_DET_MAX_LABELS sums");
 
 namespace {
+
+#if PKW_STEP_GRAPHS
+constexpr int kChains = PKW_SG_STRIDE;
+constexpr int kRow = PKW_SG_ROW_BYTES;
+constexpr int kStateBytes = PKW_SG_STATE_ROWS * kRow;
+constexpr int kNewBytes = PKW_SG_ROWS * kRow;
+// The frames kept: a window's worth plus one step's span of a chain, so that after a switch of
+// language every chain finds a step on its grid early enough to rebuild its rows for the next head.
+constexpr int kKeptFrames = PKW_DET_WINDOW_FRAMES - 1 + PKW_SG_STRIDE * PKW_SG_ROWS;
+static_assert(kKeptFrames >= PKW_SG_STEP_FRAMES, "the kept frames must hold one step's input");
+
+struct Chains {
+  int8_t frames[kKeptFrames][PKW_FE_NUM_CHANNELS];  // model frame f at slot f % kKeptFrames
+  int8_t state[kChains][PKW_SG_BLOCKS][kStateBytes];  // each block's last input rows, oldest first
+  int8_t finals[kChains][PKW_SG_HEAD_ROWS * kRow];    // ring of final rows
+  uint32_t finals_next[kChains];
+  int64_t first_row[kChains];  // the oldest stem row a chain computed since it restarted; -1: none
+  int64_t last_step[kChains];  // the newest frame a chain stepped at; -1: none
+  int8_t joined[kStateBytes + kNewBytes];
+};
+#endif
 
 struct State {
   bool initialised = false;
@@ -26,8 +48,12 @@ struct State {
   polykws_clock_fn clock = nullptr;
   int16_t step[PKW_FE_STEP_SAMPLES];  // the partial frontend step between two pushes
   size_t step_fill = 0;
+#if PKW_STEP_GRAPHS
+  Chains chains;
+#else
   int8_t ring_data[PKW_INPUT_BYTES];
   pkw_ring ring;
+#endif
   pkw_fe_frame frame;
   pkw_detector detector;
   pkw_det_config detector_config;
@@ -60,9 +86,81 @@ bool NeverFires(uint32_t index) {
   return strcmp(label, "_silence_") == 0 || strcmp(label, "_unknown_") == 0;
 }
 
+#if PKW_STEP_GRAPHS
+void RestartChains() {
+  for (int c = 0; c < kChains; ++c) {
+    g.chains.finals_next[c] = 0;
+    g.chains.first_row[c] = g.chains.last_step[c] = -1;
+  }
+}
+
+// The step graph runs at the frames of the detector's grid (the head for the window ending at
+// frame n reads the rows of the step at n - PKW_SG_WINDOW_OFFSET), extended back to the first
+// frame a step can read: each chain steps once per window it serves.
+bool StepDue(int64_t t) {
+  if (t < PKW_SG_STEP_FRAMES - 1) return false;
+  int64_t m = (t + PKW_SG_WINDOW_OFFSET - (PKW_DET_WINDOW_FRAMES - 1)) % PKW_DET_STRIDE_FRAMES;
+  return (m < 0 ? m + PKW_DET_STRIDE_FRAMES : m) == 0;
+}
+
+bool RunStep(int64_t t) {
+  Chains& ch = g.chains;
+  const int c = static_cast<int>(t % kChains);
+  int8_t* in = g_runtime.step_input(0);
+  for (int i = 0; i < PKW_SG_STEP_FRAMES; ++i) {
+    memcpy(in + i * PKW_FE_NUM_CHANNELS, ch.frames[(t - PKW_SG_STEP_FRAMES + 1 + i) % kKeptFrames], PKW_FE_NUM_CHANNELS);
+  }
+  for (int b = 0; b < PKW_SG_BLOCKS; ++b) memcpy(g_runtime.step_input(1 + b), ch.state[c][b], kStateBytes);
+  if (!g_runtime.InvokeStep()) return false;
+  g.stats.invoke_ticks += g_runtime.last_step_ticks();
+  for (int b = 0; b < PKW_SG_BLOCKS; ++b) {
+    memcpy(ch.joined, ch.state[c][b], kStateBytes);
+    memcpy(ch.joined + kStateBytes, g_runtime.step_output(b), kNewBytes);
+    memcpy(ch.state[c][b], ch.joined + kNewBytes, kStateBytes);
+  }
+  const int8_t* finals = g_runtime.step_output(PKW_SG_BLOCKS);
+  for (int r = 0; r < PKW_SG_ROWS; ++r) {
+    memcpy(ch.finals[c] + ch.finals_next[c] * kRow, finals + r * kRow, kRow);
+    ch.finals_next[c] = (ch.finals_next[c] + 1) % PKW_SG_HEAD_ROWS;
+  }
+  if (ch.first_row[c] < 0) ch.first_row[c] = t - PKW_SG_STRIDE * (PKW_SG_ROWS - 1);
+  ch.last_step[c] = t;
+  return true;
+}
+
+// The head over the chain's final rows, when every row it depends on was computed by this chain.
+// Returns 1 after an inference, 0 when the window cannot be served, -1 on error.
+int RunHead(int64_t t) {
+  Chains& ch = g.chains;
+  const int c = static_cast<int>(t % kChains);
+  if (t < 0 || ch.last_step[c] != t || ch.first_row[c] < 0 || t - PKW_SG_REACH < ch.first_row[c]) return 0;
+  int8_t* in = g_runtime.input_data();
+  const uint32_t oldest = ch.finals_next[c];
+  memcpy(in, ch.finals[c] + oldest * kRow, (PKW_SG_HEAD_ROWS - oldest) * kRow);
+  memcpy(in + (PKW_SG_HEAD_ROWS - oldest) * kRow, ch.finals[c], oldest * kRow);
+  return g_runtime.ClassifyInPlace(g.scores) < 0 ? -1 : 1;
+}
+
+// After a switch of language the rows were computed with the other language's weights: rebuild
+// them from the frames kept, on each chain's grid.
+bool ReplayChains() {
+  RestartChains();
+  const int64_t newest = static_cast<int64_t>(g.stats.model_frames) - 1;
+  const int64_t oldest = newest - kKeptFrames + 1 < 0 ? 0 : newest - kKeptFrames + 1;
+  for (int64_t t = oldest + PKW_SG_STEP_FRAMES - 1; t <= newest; ++t) {
+    if (StepDue(t) && !RunStep(t)) return false;
+  }
+  return true;
+}
+#endif
+
 void RestartStream() {
   pkw_frontend_reset();
+#if PKW_STEP_GRAPHS
+  RestartChains();
+#else
   pkw_ring_init(&g.ring, g.ring_data, PKW_DET_WINDOW_FRAMES, PKW_FE_NUM_CHANNELS);
+#endif
   g.step_fill = 0;
   memset(&g.stats, 0, sizeof g.stats);
 }
@@ -105,6 +203,9 @@ extern "C" polykws_status polykws_select_language(const char* lang, const uint16
   g.detector_config.num_labels = k_labels;
   g.detector_config.thresholds = g.thresholds;
   if (pkw_det_init(&g.detector, &g.detector_config) != PKW_DET_OK) return POLYKWS_ERR_MODEL;
+#if PKW_STEP_GRAPHS
+  if (!ReplayChains()) return POLYKWS_ERR_INTERPRETER;
+#endif
   g.listening = true;
   return POLYKWS_OK;
 }
@@ -133,11 +234,20 @@ extern "C" polykws_status polykws_push_pcm(const int16_t* pcm, size_t n, polykws
     s.frontend_ticks += Now() - t0;
     if (!got || !g.frame.is_model_frame) continue;
     const uint32_t frame = s.model_frames++;
+#if PKW_STEP_GRAPHS
+    memcpy(g.chains.frames[frame % kKeptFrames], g.frame.model, PKW_FE_NUM_CHANNELS);
+    if (StepDue(frame) && !RunStep(frame)) return POLYKWS_ERR_INTERPRETER;
+    if (!pkw_det_due(&g.detector, frame)) continue;
+    const int head = RunHead(static_cast<int64_t>(frame) - PKW_SG_WINDOW_OFFSET);
+    if (head < 0) return POLYKWS_ERR_INTERPRETER;
+    if (head == 0) continue;
+#else
     pkw_ring_push(&g.ring, g.frame.model);
     if (!pkw_det_due(&g.detector, frame)) continue;
     // The ring goes straight into the interpreter's input tensor: no second window buffer.
     pkw_ring_copy(&g.ring, g_runtime.input_data());
     if (g_runtime.ClassifyInPlace(g.scores) < 0) return POLYKWS_ERR_INTERPRETER;
+#endif
     s.invoke_ticks += g_runtime.last_invoke_ticks();
     ++s.inferences;
     t0 = Now();
@@ -166,9 +276,14 @@ extern "C" void polykws_reset(void) {
 extern "C" void polykws_memory(polykws_memory_report* out) {
   if (out == nullptr) return;
   out->flash_image_bytes = g.image_size;
+#if PKW_STEP_GRAPHS
+  out->arena_bytes = PKW_SG_STEP_ARENA_BYTES + PKW_SG_HEAD_ARENA_BYTES;
+  out->model_ram_bytes = PKW_SG_PREFIX_BYTES + PKW_MODEL_BYTES;
+#else
   out->arena_bytes = PKW_ARENA_BYTES;
-  out->arena_used_bytes = g_runtime.arena_used_bytes();
   out->model_ram_bytes = PKW_MODEL_BYTES;
+#endif
+  out->arena_used_bytes = g_runtime.arena_used_bytes();
   out->state_bytes = sizeof g + sizeof g_runtime + pkw::KwsRuntime::static_bytes() + pkw_frontend_state_bytes();
 }
 

@@ -148,7 +148,7 @@ def cmd_sdk(args) -> int:
 
         detector = load_config(args.config, check_files=False).streaming.detector
     out = sdk_from_pack(args.pack, args.out, args.board, args.kernels, args.lang, detector,
-                        ThirdParty.from_env(args.kernels), FrontendSources.from_env(), args.build_dir)
+                        ThirdParty.from_env(args.kernels), FrontendSources.from_env(), args.build_dir, args.step_graphs)
     print(f"wrote {out} (find_package(polykws): CMAKE_PREFIX_PATH={out}; example: firmware/examples/listen)")
     return 0
 
@@ -187,6 +187,8 @@ def register(subparsers) -> None:
     k.add_argument("--kernels", default="cmsis-nn", choices=KERNEL_CHOICES)
     k.add_argument("--lang", help="the language the example listens in (default: the pack's first blob language)")
     k.add_argument("--config", type=Path, help="run config whose streaming.detector sets the detection plan (default: the built-in)")
+    k.add_argument("--step-graphs", action="store_true",
+                   help="run the base's linked step and head graphs, each model frame once (a base without time padding)")
     k.add_argument("--out", type=Path, required=True, help="package folder to write")
     k.add_argument("--build-dir", type=Path, help="build output root (default firmware/build, or $POLYKWS_FIRMWARE_BUILD)")
     k.set_defaults(func=cmd_sdk)

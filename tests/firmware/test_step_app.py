@@ -4,7 +4,8 @@ every-row schedule and for a detector stride's batched schedule, the latter in t
 array: the graphs' structure, then the windowed model whose weights and scales they read).
 
 The model is `ds_cnn_s_fb40_valid` with its initial weights, exported to int8 (no training: the
-check is the graphs' arithmetic, not the model's accuracy). Needs TFLM_DIR and the other TFLM
+check is the graphs' arithmetic, not the model's accuracy). The last test runs the runtime library
+itself (the stream app) on the linked graphs. Needs TFLM_DIR and the other TFLM
 checkouts, arm-none-eabi-gcc and qemu-system-arm; skips with the reason otherwise, as in CI.
 """
 
@@ -19,20 +20,36 @@ from polykws.core import PolykwsError
 
 pytestmark = pytest.mark.tflm
 
+# Keywords first: the untrained model's favourite class is a keyword, so a stream has events.
+LABELS = [f"kw{i}" for i in range(10)] + ["_silence_", "_unknown_"]
+
 
 @pytest.fixture(scope="module")
 def window_tflite(tmp_path_factory):
     import torch
-    from polykws.datasets.frontend import micro_frontend
+
+    from polykws.datasets.frontend import micro_frontend, stream_features
     from polykws.export.api import export_base
     from polykws.training.models import create_model
 
+    from .conftest import signal_stream
+
     torch.manual_seed(0)
-    model = create_model("ds_cnn_s_fb40_valid", num_classes=12, input_shape=(49, 40)).eval()
-    # Calibration features spread over the micro frontend's range, so every layer's scale is used.
-    x = np.random.default_rng(0).uniform(0.0, 26.0, size=(64, 49, 40)).astype(np.float32)
-    labels = ["_silence_", "_unknown_"] + [f"kw{i}" for i in range(10)]
-    return export_base(model, micro_frontend(), labels, x, tmp_path_factory.mktemp("valid")).tflite
+    model = create_model("ds_cnn_s_fb40_valid", num_classes=12, input_shape=(49, 40))
+    # Windows of the test signal's own features calibrate the export, and their batch statistics
+    # become the BatchNorm statistics, so every layer's output varies with the signal instead of
+    # resting on one value: the detections then depend on the arithmetic under test.
+    feats = stream_features(signal_stream(), micro_frontend())
+    x = np.stack([feats[i : i + 49] for i in range(0, feats.shape[0] - 49, 7)]).astype(np.float32)
+    model.train()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None
+                m.reset_running_stats()
+        model(torch.from_numpy(x)[:, None])
+    model.eval()
+    return export_base(model, micro_frontend(), LABELS, x, tmp_path_factory.mktemp("valid")).tflite
 
 
 @pytest.mark.parametrize(("stride_frames", "linked"), [(None, False), (5, True)])
@@ -65,3 +82,55 @@ def test_step_graph_on_the_m4_equals_host_and_windowed_graph(stride_frames, link
     assert bench.host_mismatches == 0 and bench.window_mismatches == 0
     assert bench.steps == len(schedule)
     assert bench.instructions_per_step > 0 and bench.instructions_per_head > 0
+
+
+def _variant(window: bytes, seed: int) -> bytes:
+    """A language: the same layout, a third of the first conv's weight bytes redrawn."""
+    from polykws.export.tflite_graph import TfliteGraph
+
+    g = TfliteGraph(window)
+    start, end = g.tensors[g.ops[0].inputs[1]].data_span
+    rng = np.random.default_rng(seed)
+    out = bytearray(window)
+    for i in rng.choice(end - start, size=(end - start) // 3, replace=False):
+        out[start + i] = int(rng.integers(0, 256))
+    return bytes(out)
+
+
+@pytest.mark.parametrize("stride_ms", [200, 100])
+def test_the_runtime_on_streaming_graphs_detects_what_the_windowed_host_detects(stride_ms, window_tflite, signal_pcm, tmp_path):
+    """The stream app (the runtime library) built with the base's linked step and head graphs, two
+    blob languages, and a script that switches language and resets mid-stream: its detections
+    under QEMU equal the host's windowed detector's, event for event."""
+    from polykws.datasets.frontend import micro_frontend
+    from polykws.export.blob import encode_blob, encode_flash_image
+    from polykws.export.streaming import DetectorConfig
+    from polykws.firmware.build import ThirdParty
+    from polykws.firmware.frontendcheck import FrontendSources
+    from polykws.firmware.streamcheck import StreamCommand, build_stream_app, host_detections_scripted, run_stream
+
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed")
+    try:
+        third, sources = ThirdParty.from_env("cmsis-nn"), FrontendSources.from_env()
+    except PolykwsError as exc:
+        pytest.skip(str(exc))
+    labels = LABELS
+    # Threshold 0: a keyword fires whenever it is on top and the refractory period allows, so the
+    # stream has many events to compare.
+    thresholds = bytes(255 if lb.startswith("_") else 0 for lb in labels)
+    blobs = [encode_blob(window_tflite, _variant(window_tflite, seed), lang, labels, {"lang": lang}, thresholds=thresholds)
+             for lang, seed in (("lt", 1), ("uk", 2))]
+    image = encode_flash_image(window_tflite, blobs)
+    fe, det = micro_frontend(), DetectorConfig(stride_ms=stride_ms, average_window_ms=2 * stride_ms, refractory_ms=300)
+    pcm = np.concatenate([signal_pcm, signal_pcm])
+    commands = [StreamCommand(60_123, "switch", "uk"), StreamCommand(130_050, "reset"), StreamCommand(190_000, "switch", "lt")]
+    host = host_detections_scripted(image, "lt", pcm, fe, det, commands)
+    elf = build_stream_app(tmp_path / "gen", image, base_lang="en", base_labels=labels, lang="lt", thresholds=256, frontend=fe,
+                           detector=det, board="mps2-an386", kernels="cmsis-nn", third_party=third, sources=sources,
+                           step_graphs=True)
+    run = run_stream(elf, pcm, "mps2-an386", commands=commands)
+    assert run.memory["model_ram"] > len(window_tflite), "the app must run the linked graphs (prefix + model in RAM)"
+    assert len(host) >= 20 and len({c for c, _ in host}) >= 2
+    assert run.detections == host
