@@ -145,7 +145,11 @@ def write_runtime_step_graphs(out_dir: Path, base_tflite: bytes, stride_frames: 
     """pkw_step_graphs.{h,c}: the linked step and head graphs of the base (polykws.export.stepgraph)
     and their geometry, for a detector every `stride_frames` model frames. Their presence makes the
     runtime (runtime/polykws.cc) run the streaming graphs in place of the windowed one."""
-    from polykws.export.stepgraph import link_graphs, rows_per_step_for, streaming_graphs
+    from polykws.export.stepgraph import (
+        link_graphs,
+        rows_per_step_for,
+        streaming_graphs,
+    )
 
     graphs = streaming_graphs(base_tflite, rows_per_step_for(2, stride_frames))
     if len(set(graphs.state_rows)) != 1:

@@ -8,6 +8,7 @@ runs the micro frontend, the ring, the model every stride and the detector; the 
 
 from __future__ import annotations
 
+import itertools
 import re
 import tempfile
 from dataclasses import dataclass
@@ -167,7 +168,7 @@ def host_detections_scripted(image: bytes, lang: str, pcm: np.ndarray, frontend:
     resets = [0] + [c.sample for c in cuts if c.verb == "reset"] + [len(pcm)]
     out: list[tuple[int, int]] = []
     active = lang
-    for seg_start, seg_end in zip(resets[:-1], resets[1:]):
+    for seg_start, seg_end in itertools.pairwise(resets):
         seg = np.asarray(pcm[seg_start:seg_end])
         parts = [(0, active)] + [(c.sample - seg_start, c.lang) for c in cuts if c.verb == "switch" and seg_start <= c.sample < seg_end]
         for i, (begin, part_lang) in enumerate(parts):

@@ -27,7 +27,6 @@ LABELS = [f"kw{i}" for i in range(10)] + ["_silence_", "_unknown_"]
 @pytest.fixture(scope="module")
 def window_tflite(tmp_path_factory):
     import torch
-
     from polykws.datasets.frontend import micro_frontend, stream_features
     from polykws.export.api import export_base
     from polykws.training.models import create_model
@@ -107,7 +106,12 @@ def test_the_runtime_on_streaming_graphs_detects_what_the_windowed_host_detects(
     from polykws.export.streaming import DetectorConfig
     from polykws.firmware.build import ThirdParty
     from polykws.firmware.frontendcheck import FrontendSources
-    from polykws.firmware.streamcheck import StreamCommand, build_stream_app, host_detections_scripted, run_stream
+    from polykws.firmware.streamcheck import (
+        StreamCommand,
+        build_stream_app,
+        host_detections_scripted,
+        run_stream,
+    )
 
     for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
         if shutil.which(tool) is None:
