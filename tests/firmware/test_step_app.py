@@ -12,6 +12,7 @@ checkouts, arm-none-eabi-gcc and qemu-system-arm; skips with the reason otherwis
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -138,3 +139,36 @@ def test_the_runtime_on_streaming_graphs_detects_what_the_windowed_host_detects(
     assert run.memory["model_ram"] > len(window_tflite), "the app must run the linked graphs (prefix + model in RAM)"
     assert len(host) >= 20 and len({c for c, _ in host}) >= 2
     assert run.detections == host
+
+
+def test_the_example_built_against_a_step_graph_package_equals_the_windowed_host(window_tflite, signal_pcm, tmp_path):
+    """`make sdk` with the base's streaming graphs, then the CMake example against the package: the
+    same C API, the linked graphs underneath, the windowed host's detections."""
+    from polykws.datasets.frontend import micro_frontend
+    from polykws.export.blob import encode_blob, encode_flash_image
+    from polykws.export.streaming import DetectorConfig
+    from polykws.firmware.build import ThirdParty
+    from polykws.firmware.frontendcheck import FrontendSources
+    from polykws.firmware.sdk import build_example, build_sdk, run_example
+    from polykws.firmware.streamcheck import generate_stream_sources, host_detections
+
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "cmake"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed")
+    try:
+        third, sources = ThirdParty.from_env("cmsis-nn"), FrontendSources.from_env()
+    except PolykwsError as exc:
+        pytest.skip(str(exc))
+    thresholds = {lb: 0 for lb in LABELS if not lb.startswith("_")}
+    blob = encode_blob(window_tflite, _variant(window_tflite, 1), "lt", LABELS, {"lang": "lt"},
+                       thresholds=bytes(255 if lb.startswith("_") else 0 for lb in LABELS))
+    image = encode_flash_image(window_tflite, [blob])
+    fe, det = micro_frontend(), DetectorConfig(stride_ms=200, average_window_ms=400, refractory_ms=300)
+    gen = generate_stream_sources(tmp_path / "gen", image, base_lang="en", base_labels=LABELS, lang="lt", thresholds=256,
+                                  frontend=fe, detector=det, board="mps2-an386", sources=sources, step_graphs=True)
+    sdk = build_sdk(gen, tmp_path / "sdk", "mps2-an386", "cmsis-nn", third, sources)
+    symbols = subprocess.run(["arm-none-eabi-nm", str(sdk / "lib" / "libpolykws.a")], capture_output=True, text=True, check=True)
+    assert "pkw_sg_prefix" in symbols.stdout, "the package must carry the linked graphs"
+    run = run_example(build_example(sdk, tmp_path / "build"), signal_pcm, "mps2-an386")
+    host = host_detections(image, "lt", signal_pcm, fe, det, thresholds)
+    assert len(host) >= 10 and run.detections == host
