@@ -26,6 +26,21 @@ LABELS = [f"kw{i}" for i in range(10)] + ["_silence_", "_unknown_"]
 
 
 @pytest.fixture(scope="module")
+def toolchain():
+    """(ThirdParty, FrontendSources), or a skip naming what is missing (cmake only matters to the SDK test)."""
+    from polykws.firmware.build import ThirdParty
+    from polykws.firmware.frontendcheck import FrontendSources
+
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed")
+    try:
+        return ThirdParty.from_env("cmsis-nn"), FrontendSources.from_env()
+    except PolykwsError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
 def window_tflite(tmp_path_factory):
     import torch
     from polykws.datasets.frontend import micro_frontend, stream_features
@@ -53,7 +68,7 @@ def window_tflite(tmp_path_factory):
 
 
 @pytest.mark.parametrize(("stride_frames", "linked"), [(None, False), (5, True)])
-def test_step_graph_on_the_m4_equals_host_and_windowed_graph(stride_frames, linked, window_tflite, tmp_path):
+def test_step_graph_on_the_m4_equals_host_and_windowed_graph(stride_frames, linked, toolchain, window_tflite, tmp_path):
     from polykws.export.stepgraph import (
         detector_schedule,
         every_row_schedule,
@@ -61,16 +76,9 @@ def test_step_graph_on_the_m4_equals_host_and_windowed_graph(stride_frames, link
         rows_per_step_for,
         streaming_graphs,
     )
-    from polykws.firmware.build import ThirdParty
     from polykws.firmware.stepbench import generate_step_sources, run_step_bench
 
-    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not installed")
-    try:
-        third = ThirdParty.from_env("cmsis-nn")
-    except PolykwsError as exc:
-        pytest.skip(str(exc))
+    third, _ = toolchain
     graphs = streaming_graphs(window_tflite, 1 if stride_frames is None else rows_per_step_for(2, stride_frames))
     frames = np.random.default_rng(1).integers(-128, 128, size=(120, 40), dtype=np.int8)
     schedule = every_row_schedule(graphs, 120) if stride_frames is None else detector_schedule(graphs, 120, stride_frames)
@@ -98,15 +106,13 @@ def _variant(window: bytes, seed: int) -> bytes:
 
 
 @pytest.mark.parametrize("stride_ms", [200, 100])
-def test_the_runtime_on_streaming_graphs_detects_what_the_windowed_host_detects(stride_ms, window_tflite, signal_pcm, tmp_path):
+def test_the_runtime_on_streaming_graphs_detects_what_the_windowed_host_detects(stride_ms, toolchain, window_tflite, signal_pcm, tmp_path):
     """The stream app (the runtime library) built with the base's linked step and head graphs, two
     blob languages, and a script that switches language and resets mid-stream: its detections
     under QEMU equal the host's windowed detector's, event for event."""
     from polykws.datasets.frontend import micro_frontend
     from polykws.export.blob import encode_blob, encode_flash_image
     from polykws.export.streaming import DetectorConfig
-    from polykws.firmware.build import ThirdParty
-    from polykws.firmware.frontendcheck import FrontendSources
     from polykws.firmware.streamcheck import (
         StreamCommand,
         build_stream_app,
@@ -114,13 +120,7 @@ def test_the_runtime_on_streaming_graphs_detects_what_the_windowed_host_detects(
         run_stream,
     )
 
-    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not installed")
-    try:
-        third, sources = ThirdParty.from_env("cmsis-nn"), FrontendSources.from_env()
-    except PolykwsError as exc:
-        pytest.skip(str(exc))
+    third, sources = toolchain
     labels = LABELS
     # Threshold 0: a keyword fires whenever it is on top and the refractory period allows, so the
     # stream has many events to compare.
@@ -141,24 +141,18 @@ def test_the_runtime_on_streaming_graphs_detects_what_the_windowed_host_detects(
     assert run.detections == host
 
 
-def test_the_example_built_against_a_step_graph_package_equals_the_windowed_host(window_tflite, signal_pcm, tmp_path):
+def test_the_example_built_against_a_step_graph_package_equals_the_windowed_host(toolchain, window_tflite, signal_pcm, tmp_path):
     """`make sdk` with the base's streaming graphs, then the CMake example against the package: the
     same C API, the linked graphs underneath, the windowed host's detections."""
     from polykws.datasets.frontend import micro_frontend
     from polykws.export.blob import encode_blob, encode_flash_image
     from polykws.export.streaming import DetectorConfig
-    from polykws.firmware.build import ThirdParty
-    from polykws.firmware.frontendcheck import FrontendSources
     from polykws.firmware.sdk import build_example, build_sdk, run_example
     from polykws.firmware.streamcheck import generate_stream_sources, host_detections
 
-    for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "cmake"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not installed")
-    try:
-        third, sources = ThirdParty.from_env("cmsis-nn"), FrontendSources.from_env()
-    except PolykwsError as exc:
-        pytest.skip(str(exc))
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake not installed")
+    third, sources = toolchain
     thresholds = {lb: 0 for lb in LABELS if not lb.startswith("_")}
     blob = encode_blob(window_tflite, _variant(window_tflite, 1), "lt", LABELS, {"lang": "lt"},
                        thresholds=bytes(255 if lb.startswith("_") else 0 for lb in LABELS))
