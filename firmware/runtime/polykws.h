@@ -13,7 +13,9 @@
  *
  * Every buffer is static and sized at compile time from the generated headers of one pack
  * (pkw_model.h, pkw_frontend_tables.h, pkw_stream_config.h; `polykws firmware sdk` writes them):
- * nothing is allocated, after init or ever. The runtime is a single instance and is not
+ * nothing is allocated, after init or ever. With pkw_step_graphs.h as well (`--step-graphs`, a
+ * base without time padding) the runtime runs the base's linked step and head graphs, each model
+ * frame computed once, behind the same calls (docs/STREAMING.md, "In the runtime"). The runtime is a single instance and is not
  * reentrant: call it from one thread, never from an interrupt handler.
  *
  * Audio is 16 kHz mono int16 PCM. Detections are decided exactly as polykws.export.streaming
