@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,7 @@ def main() -> int:
     ap.add_argument("--board", default="mps2-an386")
     ap.add_argument("--kernels", default="cmsis-nn")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stride-ms", type=int, default=0, help="detector stride in place of the config's (0: the config's)")
     ap.add_argument("--step-graphs", action="store_true",
                     help="run the base's linked step and head graphs (a base without time padding) instead of the windowed graph")
     ap.add_argument("--out", type=Path, default=Path("runs/bench/stream_device"))
@@ -88,6 +90,8 @@ def main() -> int:
     if fe.kind != "micro":
         raise SystemExit(f"{args.pack}: the firmware computes the micro frontend; this pack's is {fe.kind}")
     det = cfg.streaming.detector
+    if args.stride_ms:
+        det = replace(det, stride_ms=args.stride_ms)
     third, sources = ThirdParty.from_env(args.kernels), FrontendSources.from_env()
     records = config_records(cfg)
     noise = config_noise(cfg, records)
