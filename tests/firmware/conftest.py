@@ -164,3 +164,23 @@ def signal_stream() -> np.ndarray:
 @pytest.fixture(scope="session")
 def signal_pcm() -> np.ndarray:
     return signal_stream()
+
+
+@pytest.fixture(scope="session")
+def toolchain():
+    """(ThirdParty, FrontendSources) for the TFLM apps under QEMU, or a skip naming what is missing
+    (tests that also need cmake check it themselves)."""
+    import shutil
+
+    from polykws.firmware.build import ThirdParty
+    from polykws.firmware.frontendcheck import FrontendSources
+
+    from polykws.core import PolykwsError
+
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (.ci/run installs it from Debian)")
+    try:
+        return ThirdParty.from_env("cmsis-nn"), FrontendSources.from_env()
+    except PolykwsError as exc:
+        pytest.skip(str(exc))

@@ -17,27 +17,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from polykws.core import PolykwsError
-
 pytestmark = pytest.mark.tflm
 
 # Keywords first: the untrained model's favourite class is a keyword, so a stream has events.
 LABELS = [f"kw{i}" for i in range(10)] + ["_silence_", "_unknown_"]
-
-
-@pytest.fixture(scope="module")
-def toolchain():
-    """(ThirdParty, FrontendSources), or a skip naming what is missing (cmake only matters to the SDK test)."""
-    from polykws.firmware.build import ThirdParty
-    from polykws.firmware.frontendcheck import FrontendSources
-
-    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not installed")
-    try:
-        return ThirdParty.from_env("cmsis-nn"), FrontendSources.from_env()
-    except PolykwsError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")

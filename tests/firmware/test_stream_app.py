@@ -9,13 +9,8 @@ semihosting -> on-device micro frontend -> ring -> model every stride -> detecto
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
-
 import pytest
-
-from polykws.core import PolykwsError
 from polykws.datasets.frontend import micro_frontend
 from polykws.export.blob import encode_blob, encode_flash_image
 from polykws.export.streaming import DetectorConfig
@@ -25,27 +20,18 @@ pytestmark = pytest.mark.tflm
 LABELS = ["_silence_", "_unknown_"] + [f"kw{i}" for i in range(8)]
 
 
-@pytest.fixture(scope="module")
-def toolchain(tflm_dir):
-    """(ThirdParty, FrontendSources), or a skip naming what is missing."""
-    from polykws.firmware.build import ThirdParty
-    from polykws.firmware.frontendcheck import FrontendSources
-
-    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
-        pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed (.ci/run installs them from Debian)")
-    try:
-        return ThirdParty.from_env("cmsis-nn"), FrontendSources.from_env()
-    except PolykwsError as exc:
-        pytest.skip(str(exc))
-
-
 def _base(int8_model_factory) -> bytes:
     # Small weights keep the logits, and so the softmax, off their rails.
     return int8_model_factory(seed=3, features=40, slots=12, output_qparams=(0.05, 0), weight_scale=1e-3, softmax=True)
 
 
 def test_stream_app_detections_equal_the_host(toolchain, int8_model_factory, int8_variant_factory, signal_pcm, tmp_path):
-    from polykws.firmware.streamcheck import blob_thresholds, build_stream_app, host_detections, run_stream
+    from polykws.firmware.streamcheck import (
+        blob_thresholds,
+        build_stream_app,
+        host_detections,
+        run_stream,
+    )
 
     third, sources = toolchain
     base = _base(int8_model_factory)
@@ -73,7 +59,12 @@ def test_language_switches_and_resets_mid_stream_equal_the_host(toolchain, int8_
     """The rest of the runtime's API under a stream: polykws_select_language keeps the frontend and
     the ring and restarts the detector with the new language's thresholds; polykws_reset starts
     everything afresh. The app runs a command script; the host emulates it (host_detections_scripted)."""
-    from polykws.firmware.streamcheck import StreamCommand, build_stream_app, host_detections_scripted, run_stream
+    from polykws.firmware.streamcheck import (
+        StreamCommand,
+        build_stream_app,
+        host_detections_scripted,
+        run_stream,
+    )
 
     third, sources = toolchain
     base = _base(int8_model_factory)
