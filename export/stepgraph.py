@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from polykws.export.convert import TFLM_ALLOWED_OPS, ExportError, check_tflm_ops
+from polykws.export.tflite_graph import OPCODE_NAMES
 
 # TFLite's Padding enum: SAME = 0, VALID = 1.
 _VALID = 1
@@ -65,13 +66,15 @@ class StreamingGraphs:
         """Model frames one step reads."""
         return self.stem_frames + self.stem_stride * (self.rows_per_step - 1)
 
-    def first_valid_step(self) -> int:
-        """The first model frame whose step yields a final row every layer's window was full for."""
-        return self.stem_frames - 1 + self.stem_stride * sum(self.state_rows)
+    @property
+    def reach_frames(self) -> int:
+        """Frames from a head's newest stem row back to the oldest stem row it depends on: its
+        final rows and every block's state."""
+        return self.stem_stride * (self.head_rows - 1 + sum(self.state_rows))
 
     def window_end(self, step: int) -> int:
         """The windowed graph's window (by its newest model frame) the head equals after `step`."""
-        return step + self.window_frames - (self.stem_frames + self.stem_stride * (sum(self.state_rows) + self.head_rows - 1))
+        return step + self.window_frames - self.stem_frames - self.reach_frames
 
 
 def _schema():
@@ -120,8 +123,8 @@ def _compact(model) -> list[int]:
     return used
 
 
-def _code(model, op) -> int:
-    oc = model.operatorCodes[op.opcodeIndex]
+def _code(oc) -> int:
+    """An operator code's builtin (the deprecated field holds it in older files)."""
     return max(oc.builtinCode, oc.deprecatedBuiltinCode)
 
 
@@ -153,16 +156,15 @@ def streaming_graphs(tflite: bytes, rows_per_step: int = 1) -> StreamingGraphs:
     if len(step.subgraphs) != 1:
         raise ExportError(f"a streaming form needs one subgraph, this model has {len(step.subgraphs)}")
     sg = step.subgraphs[0]
-    ops, codes = sg.operators, [_code(step, op) for op in sg.operators]
+    ops, codes = sg.operators, [_code(step.operatorCodes[op.opcodeIndex]) for op in sg.operators]
     sources = list(range(len(sg.tensors)))
-    names = {v: k for k, v in vars(B).items() if not k.startswith("_")}
     i = 0
     if codes[0] == B.PAD:
         _check_pad(step, ops[0], "op 0 (the stem's PAD)")
         i = 1
     stem = ops[i]
     if codes[i] != B.CONV_2D:
-        raise ExportError(f"op {i} is {names.get(codes[i])}, not the DS-CNN stem's CONV_2D")
+        raise ExportError(f"op {i} is {OPCODE_NAMES.get(codes[i])}, not the DS-CNN stem's CONV_2D")
     if stem.builtinOptions.padding != _VALID:
         raise ExportError(f"op {i} (the stem's CONV_2D) pads time (SAME); a stream cannot honour it (export the "
                           f"time_padding='valid' variant)")
@@ -181,7 +183,7 @@ def streaming_graphs(tflite: bytes, rows_per_step: int = 1) -> StreamingGraphs:
     new_ops = list(ops[: i + 1])
     states: list[int] = []
     state_rows: list[int] = []
-    cat_code = next((k for k, oc in enumerate(step.operatorCodes) if max(oc.builtinCode, oc.deprecatedBuiltinCode) == B.CONCATENATION), None)
+    cat_code = next((k for k, oc in enumerate(step.operatorCodes) if _code(oc) == B.CONCATENATION), None)
     if cat_code is None:
         oc = s.OperatorCodeT()
         oc.builtinCode = oc.deprecatedBuiltinCode = B.CONCATENATION
@@ -220,7 +222,7 @@ def streaming_graphs(tflite: bytes, rows_per_step: int = 1) -> StreamingGraphs:
         rows.append(pw.outputs[0])
         i += 3
     if not states or codes[i:] != [B.AVERAGE_POOL_2D, B.FULLY_CONNECTED, B.SOFTMAX]:
-        raise ExportError(f"ops {i}..: {[names.get(c) for c in codes[i:]]}; the streaming form expects DS blocks, then "
+        raise ExportError(f"ops {i}..: {[OPCODE_NAMES.get(c) for c in codes[i:]]}; the streaming form expects DS blocks, then "
                           "AVERAGE_POOL_2D, FULLY_CONNECTED and SOFTMAX")
     head_rows = int(ops[i].builtinOptions.filterHeight)
     head_ops = ops[i:]
@@ -291,8 +293,6 @@ def stream_outputs(graphs: StreamingGraphs, frames: np.ndarray, schedule: list[t
     schedule = every_row_schedule(graphs, frames.shape[0]) if schedule is None else schedule
     step, head = _tflm(graphs.step, arena_bytes), _tflm(graphs.head, arena_bytes)
     w, c, r = *graphs.row_shape, graphs.rows_per_step
-    # Rows a head's newest final row reaches back over: its 12 final rows and every block's state.
-    reach = graphs.stem_stride * (graphs.head_rows - 1 + sum(graphs.state_rows))
     chains = {p: ([np.zeros((1, n, w, c), np.int8) for n in graphs.state_rows], np.zeros((1, 0, w, c), np.int8))
               for p in range(graphs.stem_stride)}
     first_row: dict[int, int] = {}  # per chain: the oldest stem row it computed (its state holds no older)
@@ -300,8 +300,9 @@ def stream_outputs(graphs: StreamingGraphs, frames: np.ndarray, schedule: list[t
     for t, run_head in schedule:
         if t < graphs.step_frames - 1 or t >= frames.shape[0]:
             raise ExportError(f"a step at model frame {t} reads frames outside the stream (0..{frames.shape[0] - 1})")
-        state, finals = chains[t % graphs.stem_stride]
-        first_row.setdefault(t % graphs.stem_stride, t - graphs.stem_stride * (r - 1))
+        p = t % graphs.stem_stride
+        state, finals = chains[p]
+        first_row.setdefault(p, t - graphs.stem_stride * (r - 1))
         step.set_input(np.ascontiguousarray(frames[t - graphs.step_frames + 1 : t + 1][None, :, :, None]), 0)
         for b, st in enumerate(state):
             step.set_input(st, b + 1)
@@ -310,11 +311,11 @@ def stream_outputs(graphs: StreamingGraphs, frames: np.ndarray, schedule: list[t
         for b, n in enumerate(graphs.state_rows):
             state[b] = np.concatenate([state[b], rows[b]], axis=1)[:, -n:]
         finals = np.concatenate([finals, rows[-1]], axis=1)[:, -graphs.head_rows :]
-        chains[t % graphs.stem_stride] = (state, finals)
+        chains[p] = (state, finals)
         # The window's newest frame may be one the step has not read (the stem's stride skips
         # it); that window is reported once its frames have all arrived, as the windowed graph's.
         end = graphs.window_end(t)
-        if run_head and t - reach >= first_row[t % graphs.stem_stride] and end < frames.shape[0]:
+        if run_head and t - graphs.reach_frames >= first_row[p] and end < frames.shape[0]:
             head.set_input(np.ascontiguousarray(finals), 0)
             head.invoke()
             out[end] = np.array(head.get_output(0)).reshape(-1).copy()
