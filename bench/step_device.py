@@ -31,9 +31,9 @@ def main() -> int:
     from polykws.export.stepgraph import (
         detector_schedule,
         every_row_schedule,
-        rows_per_step_for,
         streaming_graphs,
     )
+    from polykws.export.tflite_graph import TfliteGraph
     from polykws.firmware.build import ThirdParty
     from polykws.firmware.stepbench import generate_step_sources, run_step_bench
 
@@ -50,15 +50,14 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("runs/bench/step_device"))
     args = ap.parse_args()
     window = args.tflite.read_bytes()
-    frames = np.random.default_rng(args.seed).integers(-128, 128, size=(args.frames, 0), dtype=np.int8)
+    features = int(TfliteGraph(window).input_tensor().shape[2])
+    frames = np.random.default_rng(args.seed).integers(-128, 128, size=(args.frames, features), dtype=np.int8)
     third = ThirdParty.from_env(args.kernels)
     rows = []
-    plans = [("stride 20 ms, every row", 1, None)] + [(f"stride {s * FRAME_MS} ms", rows_per_step_for(2, s), s) for s in
-                                         (int(x) for x in args.strides.split(","))]
-    for name, rows_per_step, stride in plans:
-        graphs = streaming_graphs(window, rows_per_step)
-        if frames.shape[1] == 0:
-            frames = np.random.default_rng(args.seed).integers(-128, 128, size=(args.frames, graphs_features(window)), dtype=np.int8)
+    plans = [("stride 20 ms, every row", None)] + [(f"stride {s * FRAME_MS} ms", s) for s in (int(x) for x in args.strides.split(","))]
+    for name, stride in plans:
+        graphs = streaming_graphs(window, stride_frames=stride)
+        rows_per_step = graphs.rows_per_step
         schedule = every_row_schedule(graphs, args.frames) if stride is None else detector_schedule(graphs, args.frames, stride)
         gen = generate_step_sources(args.out / "gen" / re.sub(r"\W+", "_", name), window, graphs, frames, schedule)
         r = run_step_bench(gen, args.board, args.kernels, third)
@@ -85,12 +84,6 @@ def main() -> int:
     atomic_write_text(args.out / "results.md", report(result) + "\n")
     print(report(result))
     return 0 if all(r["host_mismatches"] == 0 and r["window_mismatches"] == 0 for r in rows) else 1
-
-
-def graphs_features(window: bytes) -> int:
-    from polykws.export.tflite_graph import TfliteGraph
-
-    return int(TfliteGraph(window).input_tensor().shape[2])
 
 
 def report(result: dict) -> str:

@@ -32,7 +32,6 @@ def main() -> int:
     from polykws.export.stepgraph import (
         detector_schedule,
         link_graphs,
-        rows_per_step_for,
         stream_outputs,
         streaming_graphs,
     )
@@ -67,7 +66,7 @@ def main() -> int:
     third = None if args.board == "none" else ThirdParty.from_env(args.kernels)
     langs = [x for x in args.langs.split(",") if x] or list(man["languages"])
     # One prefix per base: every language's blob patches the windowed bytes it reads.
-    linked = link_graphs(streaming_graphs(base, rows_per_step_for(2, plan.stride_frames)), base)
+    linked = link_graphs(streaming_graphs(base, stride_frames=plan.stride_frames), base)
     result = {"context": run_context(), "pack": str(args.pack), "detector": det.to_dict(), "seconds": args.seconds,
               "snr_db": args.snr_db, "board": args.board, "linked_prefix_bytes": len(linked.prefix), "languages": {}}
     for lang in langs:
@@ -76,7 +75,7 @@ def main() -> int:
         labels = list(decode_blob(blob).labels)
         thresholds = {lb: t for lb, t in zip(labels, decode_blob(blob).thresholds) if lb not in NEVER_FIRE}
         model = apply_blob(base, blob)
-        graphs = streaming_graphs(model, rows_per_step_for(2, plan.stride_frames))
+        graphs = streaming_graphs(model, stride_frames=plan.stride_frames)
         pcm, keywords = stream_pcm_for(lang, cfg, records, noise, args.seconds, args.snr_db, args.seed)
         frames = quantize_activations(stream_features(pcm, fe), *input_qparams(model))
         schedule = detector_schedule(graphs, frames.shape[0], plan.stride_frames)

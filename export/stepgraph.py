@@ -142,14 +142,17 @@ def _check_pad(model, op, where: str) -> None:
                           f"time_padding='valid' variant)")
 
 
-def streaming_graphs(tflite: bytes, rows_per_step: int = 1) -> StreamingGraphs:
+def streaming_graphs(tflite: bytes, rows_per_step: int = 1, *, stride_frames: int | None = None) -> StreamingGraphs:
     """The step and head graphs of a windowed int8 DS-CNN export (module docstring).
 
     `rows_per_step` > 1 makes each step compute that many new rows per block (one chain advances
     rows_per_step * stem_stride frames per step): the same arithmetic per row, in fewer and larger
-    kernel calls."""
+    kernel calls. `stride_frames` (a detector's stride in model frames) sets it instead, to
+    rows_per_step_for(the stem's stride, stride_frames), for detector_schedule."""
     if rows_per_step < 1:
         raise ExportError(f"rows_per_step must be >= 1, got {rows_per_step}")
+    if stride_frames is not None and stride_frames < 1:
+        raise ExportError(f"stride_frames must be >= 1, got {stride_frames}")
     s = _schema()
     B = s.BuiltinOperator
     step = s.ModelT.InitFromPackedBuf(bytes(tflite), 0)
@@ -172,6 +175,8 @@ def streaming_graphs(tflite: bytes, rows_per_step: int = 1) -> StreamingGraphs:
     window_frames = int(x.shape[1])
     stem_frames = int(sg.tensors[stem.inputs[1]].shape[1])
     stem_stride = int(stem.builtinOptions.strideH)
+    if stride_frames is not None:
+        rows_per_step = rows_per_step_for(stem_stride, stride_frames)
     step_frames = stem_frames + stem_stride * (rows_per_step - 1)
     if step_frames > window_frames:
         raise ExportError(f"{rows_per_step} rows per step read {step_frames} frames, more than the window's {window_frames}")

@@ -36,6 +36,24 @@ HEADER = "pkw_step_data.h"
 SOURCE = "pkw_step_data.c"
 
 
+def geometry_defines(graphs: StreamingGraphs) -> list[Define]:
+    """The PKW_SG_* constants the C side sizes its step-graph chains by (runtime/step_chain.h), for
+    the runtime's pkw_step_graphs.h and the step benchmark's pkw_step_data.h alike."""
+    if len(set(graphs.state_rows)) != 1:
+        raise PolykwsError(f"the C chains keep one state size for every block, got {graphs.state_rows}")
+    return [
+        Define("PKW_SG_STEP_FRAMES", graphs.step_frames, "model frames one step reads"),
+        Define("PKW_SG_ROWS", graphs.rows_per_step, "new rows per block per step"),
+        Define("PKW_SG_STRIDE", graphs.stem_stride, "chains of stem rows"),
+        Define("PKW_SG_BLOCKS", len(graphs.state_rows)),
+        Define("PKW_SG_STATE_ROWS", graphs.state_rows[0]),
+        Define("PKW_SG_ROW_BYTES", int(np.prod(graphs.row_shape))),
+        Define("PKW_SG_HEAD_ROWS", graphs.head_rows),
+        Define("PKW_SG_REACH", graphs.reach_frames, "frames between a head's newest stem row and the oldest row it depends on"),
+        Define("PKW_SG_WINDOW_OFFSET", graphs.window_end(0), "a head after step t is the window ending at t + this"),
+    ]
+
+
 def generate_step_sources(out_dir: Path, window_tflite: bytes, graphs: StreamingGraphs, frames: np.ndarray,
                           schedule: list[tuple[int, bool]] | None = None, linked: LinkedGraphs | None = None) -> Path:
     """pkw_step_data.{h,c} for `schedule` (polykws.export.stepgraph; default every_row_schedule).
@@ -46,8 +64,6 @@ def generate_step_sources(out_dir: Path, window_tflite: bytes, graphs: Streaming
     frames = np.ascontiguousarray(frames, np.int8)
     if frames.ndim != 2 or frames.shape[0] < graphs.window_frames:
         raise PolykwsError(f"the stream must be (frames >= {graphs.window_frames}, features) int8, got {frames.shape}")
-    if len(set(graphs.state_rows)) != 1:
-        raise PolykwsError(f"the step app keeps one state size for every block, got {graphs.state_rows}")
     schedule = every_row_schedule(graphs, frames.shape[0]) if schedule is None else schedule
     expected = stream_outputs(graphs, frames, schedule)
     ends = sorted(expected)
@@ -60,19 +76,12 @@ def generate_step_sources(out_dir: Path, window_tflite: bytes, graphs: Streaming
     out.mkdir(parents=True, exist_ok=True)
     num_classes = int(next(iter(expected.values())).size) if expected else 0
     defines = [
-        Define("PKW_STEP_BLOCKS", len(graphs.state_rows)),
-        Define("PKW_STEP_STATE_ROWS", graphs.state_rows[0]),
-        Define("PKW_STEP_ROW_BYTES", int(np.prod(graphs.row_shape))),
-        Define("PKW_STEP_FRAMES", graphs.step_frames, "model frames one step reads"),
-        Define("PKW_STEP_ROWS", graphs.rows_per_step, "new rows per block per step"),
+        *geometry_defines(graphs),
         Define("PKW_STEP_NUM_STEPS", len(steps)),
-        Define("PKW_STEP_STRIDE", graphs.stem_stride),
-        Define("PKW_STEP_HEAD_ROWS", graphs.head_rows),
         Define("PKW_STEP_FRAME_BYTES", frames.shape[1]),
         Define("PKW_STEP_NUM_FRAMES", frames.shape[0]),
         Define("PKW_STEP_NUM_WINDOWS", len(ends)),
         Define("PKW_STEP_NUM_CLASSES", num_classes),
-        Define("PKW_STEP_WINDOW_OFFSET", offset, "a head output after step t is the window ending at t + this"),
         Define("PKW_WINDOW_FRAMES", graphs.window_frames),
         Define("PKW_STEP_ARENA_BYTES", suggested_arena_bytes([graphs.step])),
         Define("PKW_HEAD_ARENA_BYTES", suggested_arena_bytes([graphs.head])),
@@ -147,28 +156,17 @@ def write_runtime_step_graphs(out_dir: Path, base_tflite: bytes, stride_frames: 
     runtime (runtime/polykws.cc) run the streaming graphs in place of the windowed one."""
     from polykws.export.stepgraph import (
         link_graphs,
-        rows_per_step_for,
         streaming_graphs,
     )
 
-    graphs = streaming_graphs(base_tflite, rows_per_step_for(2, stride_frames))
-    if len(set(graphs.state_rows)) != 1:
-        raise PolykwsError(f"the runtime keeps one state size for every block, got {graphs.state_rows}")
+    graphs = streaming_graphs(base_tflite, stride_frames=stride_frames)
     linked = link_graphs(graphs, base_tflite)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     defines = [
         Define("PKW_SG_PREFIX_BYTES", len(linked.prefix), "the linked graphs in front of the model"),
         Define("PKW_SG_HEAD_OFFSET", linked.head_offset),
-        Define("PKW_SG_STEP_FRAMES", graphs.step_frames, "model frames one step reads"),
-        Define("PKW_SG_ROWS", graphs.rows_per_step, "new rows per block per step"),
-        Define("PKW_SG_STRIDE", graphs.stem_stride, "chains of stem rows"),
-        Define("PKW_SG_BLOCKS", len(graphs.state_rows)),
-        Define("PKW_SG_STATE_ROWS", graphs.state_rows[0]),
-        Define("PKW_SG_ROW_BYTES", int(np.prod(graphs.row_shape))),
-        Define("PKW_SG_HEAD_ROWS", graphs.head_rows),
-        Define("PKW_SG_REACH", graphs.reach_frames, "frames between a head's newest stem row and the oldest row it depends on"),
-        Define("PKW_SG_WINDOW_OFFSET", graphs.window_end(0), "a head after step t is the window ending at t + this"),
+        *geometry_defines(graphs),
         Define("PKW_SG_DETECTOR_STRIDE_FRAMES", stride_frames),
         Define("PKW_SG_STEP_ARENA_BYTES", suggested_arena_bytes([graphs.step])),
         Define("PKW_SG_HEAD_ARENA_BYTES", suggested_arena_bytes([graphs.head])),

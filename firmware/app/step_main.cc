@@ -3,7 +3,7 @@
  * Runs, over a stream of int8 model frames embedded by polykws.firmware.stepbench:
  *   - the step graph at each frame of the host's schedule (polykws.export.stepgraph), keeping per
  *     chain of stem rows each block's last input rows as state between steps, and the head over
- *     the chain's last PKW_STEP_HEAD_ROWS final rows where the schedule says so;
+ *     the chain's last PKW_SG_HEAD_ROWS final rows where the schedule says so;
  *   - the windowed graph on the same windows, for its cost.
  * Every head output is compared with the host's (polykws.export.stepgraph.stream_outputs) and with
  * the windowed graph's output on the device. PKW_STEP_LINKED builds run the linked form: one
@@ -26,6 +26,7 @@
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 #include "op_profiler.h"
+#include "step_chain.h"
 #include "u64.h"
 
 using pkw::U64;
@@ -34,20 +35,14 @@ namespace {
 
 using Resolver = tflite::MicroMutableOpResolver<8>;
 
-constexpr int kBlocks = PKW_STEP_BLOCKS;
-constexpr int kChains = PKW_STEP_STRIDE;
-constexpr int kRow = PKW_STEP_ROW_BYTES;
-constexpr int kStateBytes = PKW_STEP_STATE_ROWS * kRow;
-constexpr int kNewBytes = PKW_STEP_ROWS * kRow;
+constexpr int kBlocks = PKW_SG_BLOCKS;
+constexpr int kChains = PKW_SG_STRIDE;
+using Chain = pkw::StepChain<PKW_SG_BLOCKS, PKW_SG_STATE_ROWS, PKW_SG_ROWS, PKW_SG_ROW_BYTES, PKW_SG_HEAD_ROWS>;
 
 alignas(16) uint8_t g_step_arena[PKW_STEP_ARENA_BYTES];
 alignas(16) uint8_t g_head_arena[PKW_HEAD_ARENA_BYTES];
 alignas(16) uint8_t g_window_arena[PKW_WINDOW_ARENA_BYTES];
-// Per chain: each block's last input rows (oldest first), and the ring of final rows.
-int8_t g_state[kChains][kBlocks][kStateBytes];
-int8_t g_finals[kChains][PKW_STEP_HEAD_ROWS * kRow];
-uint32_t g_finals_next[kChains];
-int8_t g_joined[kStateBytes + kNewBytes];
+Chain g_chains[kChains];  // zero-initialised: empty state, the ring starting at row 0
 
 #ifndef PKW_PROFILE
 #define PKW_PROFILE 0
@@ -109,24 +104,16 @@ int main(void) {
   for (int i = 0; i < PKW_STEP_NUM_STEPS; ++i) {
     const int t = pkw_step_schedule_frames[i];
     const int chain = t % kChains;
-    // One step: the stem's frames and the chain's state in; the new rows out, the state keeping
-    // the newest PKW_STEP_STATE_ROWS of each block's input rows.
+    // One step: the stem's frames and the chain's state in; the new rows out into the chain.
     const uint64_t t0 = systick_ticks();
-    memcpy(step.input(0)->data.int8, pkw_step_frames + (t - PKW_STEP_FRAMES + 1) * PKW_STEP_FRAME_BYTES,
-           PKW_STEP_FRAMES * PKW_STEP_FRAME_BYTES);
-    for (int b = 0; b < kBlocks; ++b) memcpy(step.input(1 + b)->data.int8, g_state[chain][b], kStateBytes);
+    memcpy(step.input(0)->data.int8, pkw_step_frames + (t - PKW_SG_STEP_FRAMES + 1) * PKW_STEP_FRAME_BYTES,
+           PKW_SG_STEP_FRAMES * PKW_STEP_FRAME_BYTES);
+    Chain& ch = g_chains[chain];
+    for (int b = 0; b < kBlocks; ++b) memcpy(step.input(1 + b)->data.int8, ch.state[b], Chain::kStateBytes);
     g_profiler.Reset();
     if (step.Invoke() != kTfLiteOk) return Fail("step_invoke");
-    for (int b = 0; b < kBlocks; ++b) {
-      memcpy(g_joined, g_state[chain][b], kStateBytes);
-      memcpy(g_joined + kStateBytes, step.output(b)->data.int8, kNewBytes);
-      memcpy(g_state[chain][b], g_joined + kNewBytes, kStateBytes);
-    }
-    const int8_t* finals = step.output(kBlocks)->data.int8;
-    for (int r = 0; r < PKW_STEP_ROWS; ++r) {
-      memcpy(g_finals[chain] + g_finals_next[chain] * kRow, finals + r * kRow, kRow);
-      g_finals_next[chain] = (g_finals_next[chain] + 1) % PKW_STEP_HEAD_ROWS;
-    }
+    for (int b = 0; b < kBlocks; ++b) ch.Absorb(b, step.output(b)->data.int8);
+    ch.PushFinals(step.output(kBlocks)->data.int8);
     step_ticks += systick_ticks() - t0;
     ++steps;
 
@@ -134,10 +121,7 @@ int main(void) {
     if (next_window >= PKW_STEP_NUM_WINDOWS) return Fail("schedule");
     // The head over the chain's final rows, oldest first.
     const uint64_t t1 = systick_ticks();
-    int8_t* in = head.input(0)->data.int8;
-    const uint32_t oldest = g_finals_next[chain];
-    memcpy(in, g_finals[chain] + oldest * kRow, (PKW_STEP_HEAD_ROWS - oldest) * kRow);
-    memcpy(in + (PKW_STEP_HEAD_ROWS - oldest) * kRow, g_finals[chain], oldest * kRow);
+    ch.CopyFinals(head.input(0)->data.int8);
     if (head.Invoke() != kTfLiteOk) return Fail("head_invoke");
     head_ticks += systick_ticks() - t1;
     ++heads;
@@ -146,7 +130,7 @@ int main(void) {
       ++host_mismatches;
     }
     // The windowed graph on the window that ends at this output's frame.
-    const int end = t + PKW_STEP_WINDOW_OFFSET;
+    const int end = t + PKW_SG_WINDOW_OFFSET;
     memcpy(window.input(0)->data.int8, pkw_step_frames + (end - PKW_WINDOW_FRAMES + 1) * PKW_STEP_FRAME_BYTES,
            PKW_WINDOW_FRAMES * PKW_STEP_FRAME_BYTES);
     const uint64_t t2 = systick_ticks();

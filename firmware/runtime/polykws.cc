@@ -10,6 +10,7 @@
 #include "detector.h"
 #include "frontend.h"
 #include "kws_runtime.h"
+#include "step_chain.h"
 #include "pkw_model.h"          // generated: model sizes, arena, base language
 #include "pkw_stream_config.h"  // generated: the detector plan (window, stride, smoothing, refractory)
 
@@ -20,9 +21,9 @@ namespace {
 
 #if PKW_STEP_GRAPHS
 constexpr int kChains = PKW_SG_STRIDE;
-constexpr int kRow = PKW_SG_ROW_BYTES;
-constexpr int kStateBytes = PKW_SG_STATE_ROWS * kRow;
-constexpr int kNewBytes = PKW_SG_ROWS * kRow;
+using Chain = pkw::StepChain<PKW_SG_BLOCKS, PKW_SG_STATE_ROWS, PKW_SG_ROWS, PKW_SG_ROW_BYTES, PKW_SG_HEAD_ROWS>;
+static_assert(PKW_SG_DETECTOR_STRIDE_FRAMES == PKW_DET_STRIDE_FRAMES,
+              "the step graphs' rows per step were generated for another detector stride");
 // The frames kept: a window's worth plus one step's span of a chain, so that after a switch of
 // language every chain finds a step on its grid early enough to rebuild its rows for the next head.
 constexpr int kKeptFrames = PKW_DET_WINDOW_FRAMES - 1 + PKW_SG_STRIDE * PKW_SG_ROWS;
@@ -30,12 +31,9 @@ static_assert(kKeptFrames >= PKW_SG_STEP_FRAMES, "the kept frames must hold one 
 
 struct Chains {
   int8_t frames[kKeptFrames][PKW_FE_NUM_CHANNELS];  // model frame f at slot f % kKeptFrames
-  int8_t state[kChains][PKW_SG_BLOCKS][kStateBytes];  // each block's last input rows, oldest first
-  int8_t finals[kChains][PKW_SG_HEAD_ROWS * kRow];    // ring of final rows
-  uint32_t finals_next[kChains];
+  Chain chain[kChains];
   int64_t first_row[kChains];  // the oldest stem row a chain computed since it restarted; -1: none
   int64_t last_step[kChains];  // the newest frame a chain stepped at; -1: none
-  int8_t joined[kStateBytes + kNewBytes];
 };
 #endif
 
@@ -89,7 +87,7 @@ bool NeverFires(uint32_t index) {
 #if PKW_STEP_GRAPHS
 void RestartChains() {
   for (int c = 0; c < kChains; ++c) {
-    g.chains.finals_next[c] = 0;
+    g.chains.chain[c].Clear();
     g.chains.first_row[c] = g.chains.last_step[c] = -1;
   }
 }
@@ -110,19 +108,12 @@ bool RunStep(int64_t t) {
   for (int i = 0; i < PKW_SG_STEP_FRAMES; ++i) {
     memcpy(in + i * PKW_FE_NUM_CHANNELS, ch.frames[(t - PKW_SG_STEP_FRAMES + 1 + i) % kKeptFrames], PKW_FE_NUM_CHANNELS);
   }
-  for (int b = 0; b < PKW_SG_BLOCKS; ++b) memcpy(g_runtime.step_input(1 + b), ch.state[c][b], kStateBytes);
+  Chain& chain = ch.chain[c];
+  for (int b = 0; b < PKW_SG_BLOCKS; ++b) memcpy(g_runtime.step_input(1 + b), chain.state[b], Chain::kStateBytes);
   if (!g_runtime.InvokeStep()) return false;
   g.stats.invoke_ticks += g_runtime.last_step_ticks();
-  for (int b = 0; b < PKW_SG_BLOCKS; ++b) {
-    memcpy(ch.joined, ch.state[c][b], kStateBytes);
-    memcpy(ch.joined + kStateBytes, g_runtime.step_output(b), kNewBytes);
-    memcpy(ch.state[c][b], ch.joined + kNewBytes, kStateBytes);
-  }
-  const int8_t* finals = g_runtime.step_output(PKW_SG_BLOCKS);
-  for (int r = 0; r < PKW_SG_ROWS; ++r) {
-    memcpy(ch.finals[c] + ch.finals_next[c] * kRow, finals + r * kRow, kRow);
-    ch.finals_next[c] = (ch.finals_next[c] + 1) % PKW_SG_HEAD_ROWS;
-  }
+  for (int b = 0; b < PKW_SG_BLOCKS; ++b) chain.Absorb(b, g_runtime.step_output(b));
+  chain.PushFinals(g_runtime.step_output(PKW_SG_BLOCKS));
   if (ch.first_row[c] < 0) ch.first_row[c] = t - PKW_SG_STRIDE * (PKW_SG_ROWS - 1);
   ch.last_step[c] = t;
   return true;
@@ -134,10 +125,7 @@ int RunHead(int64_t t) {
   Chains& ch = g.chains;
   const int c = static_cast<int>(t % kChains);
   if (t < 0 || ch.last_step[c] != t || ch.first_row[c] < 0 || t - PKW_SG_REACH < ch.first_row[c]) return 0;
-  int8_t* in = g_runtime.input_data();
-  const uint32_t oldest = ch.finals_next[c];
-  memcpy(in, ch.finals[c] + oldest * kRow, (PKW_SG_HEAD_ROWS - oldest) * kRow);
-  memcpy(in + (PKW_SG_HEAD_ROWS - oldest) * kRow, ch.finals[c], oldest * kRow);
+  ch.chain[c].CopyFinals(g_runtime.input_data());
   return g_runtime.ClassifyInPlace(g.scores) < 0 ? -1 : 1;
 }
 
