@@ -38,21 +38,14 @@ def main() -> int:
     from polykws.export.streaming import NEVER_FIRE, decide, score_stream, smooth
     from polykws.firmware.build import ThirdParty
     from polykws.firmware.stepbench import generate_step_sources, run_step_bench
-    from stream_device import stream_pcm_for  # bench/stream_device.py
+    from stream_device import add_stream_args, stream_pcm_for  # bench/stream_device.py
     from streaming import load_data_config  # bench/streaming.py
 
     from polykws.core import atomic_write_json, atomic_write_text, run_context
     from polykws.pipeline.streameval import config_noise, config_records
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--pack", required=True, type=Path)
-    ap.add_argument("--langs", default="")
-    ap.add_argument("--seconds", type=float, default=300.0)
-    ap.add_argument("--snr-db", type=float, default=10.0)
-    ap.add_argument("--board", default="mps2-an386", help="QEMU board; 'none' runs the host comparison only")
-    ap.add_argument("--kernels", default="cmsis-nn")
-    ap.add_argument("--seed", type=int, default=0)
+    add_stream_args(ap, board_help="QEMU board; 'none' runs the host comparison only")
     ap.add_argument("--out", type=Path, default=Path("runs/bench/step_stream"))
     args = ap.parse_args()
     cfg = load_data_config(args.config)

@@ -37,6 +37,18 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 DUTY_STRIDES_MS = (100, 240, 500)
 CLOCK_HZ = 64_000_000
+def add_stream_args(ap: argparse.ArgumentParser, board_help: str | None = None) -> None:
+    """The arguments of the benches that run a pack on test streams (this one, bench/step_stream.py)."""
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--pack", required=True, type=Path)
+    ap.add_argument("--langs", default="")
+    ap.add_argument("--seconds", type=float, default=300.0)
+    ap.add_argument("--snr-db", type=float, default=10.0)
+    ap.add_argument("--board", default="mps2-an386", help=board_help)
+    ap.add_argument("--kernels", default="cmsis-nn")
+    ap.add_argument("--seed", type=int, default=0)
+
+
 def stream_pcm_for(lang: str, cfg, records, noise, seconds: float, snr_db: float, seed: int) -> tuple[np.ndarray, int]:
     """(int16 PCM of `seconds`, keyword events inside it): the test positive stream, then negatives."""
     from polykws.datasets.streams import StreamConfig, iter_streams
@@ -69,14 +81,7 @@ def main() -> int:
     from polykws.pipeline.streameval import config_noise, config_records
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--pack", required=True, type=Path)
-    ap.add_argument("--langs", default="")
-    ap.add_argument("--seconds", type=float, default=300.0)
-    ap.add_argument("--snr-db", type=float, default=10.0)
-    ap.add_argument("--board", default="mps2-an386")
-    ap.add_argument("--kernels", default="cmsis-nn")
-    ap.add_argument("--seed", type=int, default=0)
+    add_stream_args(ap)
     ap.add_argument("--stride-ms", type=int, default=0, help="detector stride in place of the config's (0: the config's)")
     ap.add_argument("--step-graphs", action="store_true",
                     help="run the base's linked step and head graphs (a base without time padding) instead of the windowed graph")
