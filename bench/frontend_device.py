@@ -13,7 +13,10 @@ QEMU machine, never reset) and through pymicro-features + the host quantizer:
 Every raw uint16 frame and every int8 model frame is compared (the model input quantization is
 the range the exporter pins for the micro frontend, [0, 26]). Also reported: instructions per
 10 ms frame (QEMU -icount: instructions, not cycles), the duty cycle at 64 MHz, and the
-frontend's RAM and flash from the object files. Writes <out>/frontend_device.json and results.md.
+frontend's RAM and flash from the object files. `--stages` adds a profile build (the firmware
+Makefile's FE_PROFILE=1) run on the noisy stream: instructions per frame of each stage of TFLM's
+FrontendProcessSamples (window, FFT, energy, filterbank, sqrt, noise reduction, PCAN, log), its
+frames still compared with the host's. Writes <out>/frontend_device.json and results.md.
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ def main() -> int:
     ap.add_argument("--clips-per-lang", type=int, default=50)
     ap.add_argument("--board", default="mps2-an386")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stages", action="store_true",
+                    help="also run a profile build on the noisy stream: instructions per frame of each frontend stage")
     ap.add_argument("--out", default="runs/bench/frontend_device")
     args = ap.parse_args()
     out = Path(args.out)
@@ -90,6 +95,13 @@ def main() -> int:
         result["streams"][name] = {**check.__dict__, "bit_exact": check.bit_exact, "raw_values": check.raw_frames * fe.num_features,
                                    "model_values": check.model_frames * fe.num_features}
         print(name, json.dumps(result["streams"][name]), flush=True)
+    if args.stages:
+        prof = build_frontend_runner(fe, quant, FrontendSources.from_env(), out / "gen", board=args.board, build_root=out / "build",
+                                     profile=True)
+        staged = check_stream(prof, pcm, fe, quant, board=args.board)
+        if not staged.bit_exact or not staged.stages:
+            raise SystemExit(f"{prof}: the profile build is not bit-exact or reported no stages")
+        result["stages"] = {"stream": name, "per_frame": dict(staged.stages), "total_per_frame": staged.instructions_per_frame}
     result["sizes"] = object_sizes(elf.parent)
     ipf = float(np.mean([s["instructions_per_frame"] for s in result["streams"].values()]))
     result["duty_cycle_64mhz_pct"] = 100.0 * ipf / (64e6 * fe.window_stride_ms / 1000.0)
@@ -104,6 +116,11 @@ def main() -> int:
     lines += ["", f"Frontend on {args.board}: {ipf:,.0f} instructions per 10 ms frame = {result['duty_cycle_64mhz_pct']:.1f} % of a 64 MHz core "
               f"(if one instruction took one cycle); RAM {sz['state_ram_bytes']:,} B of state; flash {sz['tables_flash_bytes']:,} B of tables, "
               f"{sz['library_code_bytes'] + sz['glue_code_bytes']:,} B of code (before --gc-sections)."]
+    if "stages" in result:
+        st = result["stages"]
+        lines += ["", (f"Where a frame's instructions go ({st['stream']} stream, profile build: {st['total_per_frame']:,.0f} per frame "
+                       "with the wrappers' own reads):"), "", "| stage | instructions / frame | share |", "|---|---|---|"]
+        lines += [f"| {k} | {v:,.0f} | {100.0 * v / st['total_per_frame']:.1f} % |" for k, v in st["per_frame"].items()]
     atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if all(s["bit_exact"] for s in result["streams"].values()) else 1

@@ -9,7 +9,8 @@ output against the host's and the windowed graph's. Schedules:
     serves, with the rows per step that takes (polykws.export.stepgraph.detector_schedule).
 
 The model's cost per second of audio is steps/s x step + windows/s x head; the windowed graph's is
-windows/s x one inference. The frontend's cost is not run here (`--frontend-per-step`, from the
+windows/s x one inference. `--profile` adds per-op instructions (a separate build, so the totals
+above never include the profiler's cost). The frontend's cost is not run here (`--frontend-per-step`, from the
 stream bench, adds it: 100 steps per second). QEMU -icount: instructions, not cycles. The frames are
 seeded random int8 (the kernels' work does not depend on the values); exactness on real features is
 in tests/export/test_export.py. Writes <out>/step_device.json and <out>/results.md.
@@ -47,6 +48,8 @@ def main() -> int:
     ap.add_argument("--kernels", default="cmsis-nn")
     ap.add_argument("--frontend-per-step", type=float, default=0.0, help="measured frontend instructions per 10 ms step")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", action="store_true",
+                    help="a second build per schedule that reports the last step's and the last head's instructions per op")
     ap.add_argument("--out", type=Path, default=Path("runs/bench/step_device"))
     args = ap.parse_args()
     window = args.tflite.read_bytes()
@@ -61,6 +64,7 @@ def main() -> int:
         schedule = every_row_schedule(graphs, args.frames) if stride is None else detector_schedule(graphs, args.frames, stride)
         gen = generate_step_sources(args.out / "gen" / re.sub(r"\W+", "_", name), window, graphs, frames, schedule)
         r = run_step_bench(gen, args.board, args.kernels, third)
+        profile = run_step_bench(gen, args.board, args.kernels, third, profile=True) if args.profile else None
         seconds = args.frames * FRAME_MS / 1000.0
         # In steady state each chain that serves windows steps once per rows_per_step rows.
         chains = len({t % graphs.stem_stride for t, head in schedule if head})
@@ -73,6 +77,8 @@ def main() -> int:
                "steps_per_s": steps_per_s, "windows_per_s": windows_per_s, "model_per_s": model_per_s,
                "windowed_per_s": windows_per_s * r.instructions_per_window,
                "frontend_per_s": 100.0 * args.frontend_per_step, "arena_used": r.arena_used, "stream_s": seconds}
+        if profile is not None:
+            row["profile"] = {"step": [list(p) for p in profile.profile], "head": [list(p) for p in profile.head_profile]}
         rows.append(row)
         print(f"{name}: {r.steps} steps, {r.heads} heads, mismatches host {r.host_mismatches} / windowed {r.window_mismatches}; "
               f"{r.instructions_per_step:,.0f} per step, {r.instructions_per_head:,.0f} per head; model {model_per_s / 1e6:.2f}M/s "
@@ -89,13 +95,17 @@ def main() -> int:
 def report(result: dict) -> str:
     lines = [("| schedule | rows / step | steps / s | instr / step | instr / head | model instr / s | windowed instr / s | "
              "+ frontend: streaming / windowed | exact (host, windowed) |"), "|---|---|---|---|---|---|---|---|---|"]
+    profiles = []
     for r in result["rows"]:
         fe = r["frontend_per_s"]
+        if "profile" in r:
+            profiles.append(f"{r['schedule']}: " + "; ".join(
+                f"{graph} " + ", ".join(f"{tag} {n:,.0f}" for tag, n in ops) for graph, ops in r["profile"].items()))
         lines.append(f"| {r['schedule']} | {r['rows_per_step']} | {r['steps_per_s']:.0f} | {r['per_step']:,.0f} | {r['per_head']:,.0f} | "
                      f"{r['model_per_s'] / 1e6:.2f}M | {r['windowed_per_s'] / 1e6:.2f}M | "
                      f"{(r['model_per_s'] + fe) / 1e6:.2f}M / {(r['windowed_per_s'] + fe) / 1e6:.2f}M | "
                      f"{r['heads'] - r['host_mismatches']}/{r['heads']}, {r['heads'] - r['window_mismatches']}/{r['heads']} |")
-    return "\n".join(lines)
+    return "\n".join(lines + ([""] + [f"- {p}" for p in profiles] if profiles else []))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ weight and quantization bytes:
 
 Each op of the step graph computes, per output row, exactly what the windowed graph computes for
 that row (the same kernels, weights, biases and requantization), so the head's int8 outputs equal
-the windowed graph's bit for bit (`stream_outputs` checks it on TFLM).
+the windowed graph's bit for bit (`stream_outputs` checks it on TFLM). One change of shape only: a
+one-channel stem whose kernel tiles frequency (on 40 bins, 8 bins at a stride of 8) reads each
+frame as its bin groups in channels (`_stem_as_channels`), over the same bytes.
 
 The stem strides time by `stem_stride` (2 in DS-CNN-S): the windowed graph sees the stem rows of
 one phase of the frame grid, and a window ending at model frame n uses stem rows ending at
@@ -142,6 +144,26 @@ def _check_pad(model, op, where: str) -> None:
                           f"time_padding='valid' variant)")
 
 
+def _stem_as_channels(sg, stem) -> bool:
+    """Give a one-channel stem whose kernel tiles frequency (kernel width = stride width, no
+    padding) the frequency groups as channels: input (T, W, 1) becomes (T, W / kw, kw) and the
+    filter (O, kh, kw, 1) becomes (O, kh, 1, kw). Both are the same bytes in the same order, and
+    every output sums the same products, so the output is bit for bit the same; CMSIS-NN's
+    convolution gathers kw channels per kernel tap instead of one, which is what its im2col and
+    dot products are fast at. Returns whether the stem qualified."""
+    x, w = sg.tensors[stem.inputs[0]], sg.tensors[stem.inputs[1]]
+    o = stem.builtinOptions
+    _, _, width, ch = (int(v) for v in x.shape)
+    out_ch, kh, kw, in_ch = (int(v) for v in w.shape)
+    if (ch != 1 or in_ch != 1 or kw < 2 or o.strideW != kw or width % kw or o.dilationWFactor != 1
+            or int(sg.tensors[stem.outputs[0]].shape[2]) != width // kw):
+        return False
+    x.shape, x.shapeSignature = [int(x.shape[0]), int(x.shape[1]), width // kw, kw], None
+    w.shape, w.shapeSignature = [out_ch, kh, 1, kw], None
+    o.strideW = 1
+    return True
+
+
 def streaming_graphs(tflite: bytes, rows_per_step: int = 1, *, stride_frames: int | None = None) -> StreamingGraphs:
     """The step and head graphs of a windowed int8 DS-CNN export (module docstring).
 
@@ -183,6 +205,8 @@ def streaming_graphs(tflite: bytes, rows_per_step: int = 1, *, stride_frames: in
     _set_rows(x, step_frames)
     for op in ops[:i]:
         _set_rows(sg.tensors[op.outputs[0]], step_frames)
+    if i == 0:
+        _stem_as_channels(sg, stem)
     _set_rows(sg.tensors[stem.outputs[0]], rows_per_step)
     rows = [stem.outputs[0]]
     new_ops = list(ops[: i + 1])
@@ -297,6 +321,7 @@ def stream_outputs(graphs: StreamingGraphs, frames: np.ndarray, schedule: list[t
     frames = np.asarray(frames, np.int8)
     schedule = every_row_schedule(graphs, frames.shape[0]) if schedule is None else schedule
     step, head = _tflm(graphs.step, arena_bytes), _tflm(graphs.head, arena_bytes)
+    step_in = tuple(int(v) for v in step.get_input_details(0)["shape"])
     w, c, r = *graphs.row_shape, graphs.rows_per_step
     chains = {p: ([np.zeros((1, n, w, c), np.int8) for n in graphs.state_rows], np.zeros((1, 0, w, c), np.int8))
               for p in range(graphs.stem_stride)}
@@ -308,7 +333,7 @@ def stream_outputs(graphs: StreamingGraphs, frames: np.ndarray, schedule: list[t
         p = t % graphs.stem_stride
         state, finals = chains[p]
         first_row.setdefault(p, t - graphs.stem_stride * (r - 1))
-        step.set_input(np.ascontiguousarray(frames[t - graphs.step_frames + 1 : t + 1][None, :, :, None]), 0)
+        step.set_input(np.ascontiguousarray(frames[t - graphs.step_frames + 1 : t + 1].reshape(step_in)), 0)
         for b, st in enumerate(state):
             step.set_input(st, b + 1)
         step.invoke()

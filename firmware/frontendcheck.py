@@ -58,14 +58,16 @@ def generate_frontend_tables(gen_dir: Path, frontend: FrontendConfig, quant: Inp
 
 
 def build_frontend_runner(frontend: FrontendConfig, quant: InputQuant, sources: FrontendSources, gen_dir: Path,
-                          board: str = "mps2-an386", build_root: Path | None = None) -> Path:
-    """Host tool -> tables (gen_dir) -> the runner ELF for `board`."""
+                          board: str = "mps2-an386", build_root: Path | None = None, profile: bool = False) -> Path:
+    """Host tool -> tables (gen_dir) -> the runner ELF for `board`. `profile`: a separate runner
+    that also reports each frontend stage's instructions (FrontendCheck.stages)."""
     root = (Path(build_root) if build_root else default_build_root()).resolve()  # make runs in firmware/
     gen_dir = Path(gen_dir).resolve()
     generate_frontend_tables(gen_dir, frontend, quant, sources, board, root)
     require_tool("arm-none-eabi-gcc")
-    run_make("frontend-test", board, build_root=root, extra_vars=sources.make_vars() + [f"FE_GEN_DIR={gen_dir}"], nice=False)
-    return gen_dir / f"frontend-{board}" / "frontend_runner.elf"
+    run_make("frontend-test", board, build_root=root, nice=False,
+             extra_vars=sources.make_vars() + [f"FE_GEN_DIR={gen_dir}", f"FE_PROFILE={int(profile)}"])
+    return gen_dir / f"frontend-{board}{'-profile' if profile else ''}" / "frontend_runner.elf"
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class FrontendCheck:
     model_values_differing: int
     instructions_per_frame: float  # mean over the stream's pushes (QEMU -icount: instructions)
     max_instructions_per_push: int
+    # Profile runners only: instructions per frame of each stage of FrontendProcessSamples, in its order.
+    stages: tuple[tuple[str, float], ...] = ()
 
     @property
     def bit_exact(self) -> bool:
@@ -131,4 +135,6 @@ def check_stream(elf: Path, pcm: np.ndarray, frontend: FrontendConfig, quant: In
         model_values_differing=int((dev_model != host_model).sum()),
         instructions_per_frame=ticks * per_tick / max(1, pushes),
         max_instructions_per_push=int(max_ticks * per_tick),
+        stages=tuple((name, int(ticks) * per_tick / max(1, int(calls))) for name, calls, ticks in
+                     re.findall(r"^PKW_FE_STAGE name=(\w+) calls=(\d+) ticks=(\d+)", run.stdout, re.MULTILINE)),
     )

@@ -123,6 +123,7 @@ class StepBench:
     arena_used: dict[str, int]
     unit: str
     profile: tuple[tuple[str, float], ...] = ()  # (op, instructions) of the last step, profile builds only
+    head_profile: tuple[tuple[str, float], ...] = ()  # the same for the last head
 
 
 def run_step_bench(gen_dir: Path, board: str, kernels: str, third_party: ThirdParty, build_root: Path | None = None,
@@ -142,8 +143,9 @@ def run_step_bench(gen_dir: Path, board: str, kernels: str, third_party: ThirdPa
                      v["step_ticks"] * per / max(1, v["steps"]), v["head_ticks"] * per / max(1, v["heads"]),
                      v["window_ticks"] * per / max(1, v["windows"]),
                      {k: v[f"{k}_arena_used"] for k in ("step", "head", "window")}, m.group(2),
-                     tuple((tag, int(ticks) * per) for tag, ticks in
-                           re.findall(r"^PKW_PROFILE graph=step op=\d+ tag=(\S+) ticks=(\d+)", run.stdout, re.MULTILINE)))
+                     *(tuple((tag, int(ticks) * per) for tag, ticks in
+                             re.findall(rf"^PKW_PROFILE graph={graph} op=\d+ tag=(\S+) ticks=(\d+)", run.stdout, re.MULTILINE))
+                       for graph in ("step", "head")))
 
 
 RUNTIME_HEADER = "pkw_step_graphs.h"

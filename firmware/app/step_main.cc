@@ -14,7 +14,7 @@
  *   PKW_STEPBENCH steps=<n> step_ticks=<n> heads=<n> head_ticks=<n> windows=<n> window_ticks=<n>
  *                 host_mismatches=<n> window_mismatches=<n> step_arena_used=<n> head_arena_used=<n>
  *                 window_arena_used=<n> units_per_tick_milli=<n> unit=<...>
- *   PKW_PROFILE graph=step op=<i> tag=<op> ticks=<n>   (PKW_PROFILE=1 builds: the last step's ops)
+ *   PKW_PROFILE graph=step|head op=<i> tag=<op> ticks=<n>   (PKW_PROFILE=1 builds: the last step's and the last head's ops)
  *   PKW_END status=ok|error
  */
 #include <stdio.h>
@@ -48,17 +48,19 @@ Chain g_chains[kChains];  // zero-initialised: empty state, the ring starting at
 #define PKW_PROFILE 0
 #endif
 
-// Per-op ticks of the most recent step (PKW_PROFILE=1 builds only).
+// Per-op ticks of the most recent step and the most recent head (PKW_PROFILE=1 builds only).
 pkw::OpProfiler g_profiler(systick_ticks);
+pkw::OpProfiler g_head_profiler(systick_ticks);
 
-void PrintProfile(const char* graph) {
-  for (uint32_t i = 0; i < g_profiler.count(); ++i) {
-    printf("PKW_PROFILE graph=%s op=%lu tag=%s ticks=%s\n", graph, (unsigned long)i, g_profiler.tag(i),
-           U64(g_profiler.ticks(i)));
+void PrintProfile(const char* graph, const pkw::OpProfiler& profiler) {
+  for (uint32_t i = 0; i < profiler.count(); ++i) {
+    printf("PKW_PROFILE graph=%s op=%lu tag=%s ticks=%s\n", graph, (unsigned long)i, profiler.tag(i),
+           U64(profiler.ticks(i)));
   }
 }
 
 tflite::MicroProfilerInterface* StepProfiler() { return PKW_PROFILE ? &g_profiler : nullptr; }
+tflite::MicroProfilerInterface* HeadProfiler() { return PKW_PROFILE ? &g_head_profiler : nullptr; }
 
 int Fail(const char* what) {
   printf("PKW_ERROR stage=%s\nPKW_END status=error\n", what);
@@ -90,7 +92,8 @@ int main(void) {
 #endif
   static tflite::MicroInterpreter step(tflite::GetModel(step_model), resolver, g_step_arena, sizeof g_step_arena,
                                        nullptr, StepProfiler());
-  static tflite::MicroInterpreter head(tflite::GetModel(head_model), resolver, g_head_arena, sizeof g_head_arena);
+  static tflite::MicroInterpreter head(tflite::GetModel(head_model), resolver, g_head_arena, sizeof g_head_arena,
+                                       nullptr, HeadProfiler());
   static tflite::MicroInterpreter window(tflite::GetModel(window_model), resolver, g_window_arena,
                                          sizeof g_window_arena);
   if (step.AllocateTensors() != kTfLiteOk) return Fail("step_allocate");
@@ -122,6 +125,7 @@ int main(void) {
     // The head over the chain's final rows, oldest first.
     const uint64_t t1 = systick_ticks();
     ch.CopyFinals(head.input(0)->data.int8);
+    g_head_profiler.Reset();
     if (head.Invoke() != kTfLiteOk) return Fail("head_invoke");
     head_ticks += systick_ticks() - t1;
     ++heads;
@@ -140,7 +144,10 @@ int main(void) {
     ++next_window;
   }
   if (next_window != PKW_STEP_NUM_WINDOWS) return Fail("windows_missed");
-  if (PKW_PROFILE) PrintProfile("step");
+  if (PKW_PROFILE) {
+    PrintProfile("step", g_profiler);
+    PrintProfile("head", g_head_profiler);
+  }
   printf("PKW_STEPBENCH steps=%lu step_ticks=%s heads=%lu head_ticks=%s windows=%lu window_ticks=%s "
          "host_mismatches=%lu window_mismatches=%lu step_arena_used=%lu head_arena_used=%lu window_arena_used=%lu "
          "units_per_tick_milli=%lu unit=%s\n",

@@ -5,12 +5,16 @@
  * (uint16 x channels) and every model frame to fe_model.bin (int8 x channels). The host compares
  * both files with pymicro-features + the host quantizer (polykws.firmware.frontendcheck).
  * Prints: PKW_FE raw_frames=<n> model_frames=<n> push_ticks=<sum> max_push_ticks=<n>
- *         units_per_tick_milli=<n> unit=<instructions|cycles>, then PKW_END status=ok|error.
+ *         units_per_tick_milli=<n> unit=<instructions|cycles>, in FE_PROFILE=1 builds one
+ *         PKW_FE_STAGE line per frontend stage (frontend_stages.c), then PKW_END status=ok|error.
  */
 #include <stdio.h>
 
 #include "board.h"
 #include "frontend.h"
+#if PKW_FE_PROFILE
+#include "frontend_stages.h"
+#endif
 
 #define BATCH_FRAMES 64u
 
@@ -73,6 +77,9 @@ int main(void) {
     printf("PKW_FE raw_frames=%lu model_frames=%lu push_ticks=%lu max_push_ticks=%lu units_per_tick_milli=%lu unit=%s\n",
            raw_frames, model_frames, (unsigned long)ticks, (unsigned long)max_ticks,
            (unsigned long)board_units_per_tick_milli, board_count_unit);
+#if PKW_FE_PROFILE
+    pkw_fe_stages_print();
+#endif
     printf("PKW_END status=%s\n", ok ? "ok" : "error");
     return ok ? 0 : 1;
 }

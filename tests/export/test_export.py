@@ -279,6 +279,48 @@ def test_linked_streaming_graphs_follow_a_language_blob(valid_export, feats):
     assert any(not np.array_equal(want[n], base[n]) for n in want), "the language must differ from the base"
 
 
+@pytest.mark.slow
+def test_a_stem_that_tiles_frequency_reads_its_bin_groups_as_channels(tmp_path):
+    """On 40 bins the fb40 stem's 8-bin kernel strides 8 bins: the step graph reads each frame as 5
+    groups of 8 channels, over the same input and filter bytes, and every window's output stays the
+    windowed graph's, bit for bit."""
+    from polykws.datasets.frontend import micro_frontend
+    from polykws.export.stepgraph import (
+        detector_schedule,
+        stream_outputs,
+        streaming_graphs,
+    )
+    from polykws.training.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("ds_cnn_s_fb40_valid", num_classes=12, input_shape=(49, 40))
+    lo, hi = micro_frontend().value_range
+    x = np.random.default_rng(0).uniform(lo, hi / 2, size=(64, 49, 40)).astype(np.float32)
+    # Batch statistics of the calibration windows as the BatchNorm statistics, so that the outputs
+    # vary with the input instead of resting on one value.
+    model.train()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = None
+                m.reset_running_stats()
+        model(torch.from_numpy(x)[:, None])
+    model.eval()
+    ex = export_base(model, micro_frontend(), [f"kw{i}" for i in range(10)] + ["_silence_", "_unknown_"], x, tmp_path)
+    graphs = streaming_graphs(ex.tflite, stride_frames=5)
+    step = TfliteGraph(graphs.step)
+    stem = next(op for op in step.ops if op.opcode == "CONV_2D")
+    assert step.input_tensor().shape == (1, graphs.step_frames, 5, 8)
+    assert step.tensors[stem.inputs[1]].shape == (64, 10, 1, 8)
+    frames = quantize_features(ex.tflite, x[:3]).reshape(-1, 40)  # 147 model frames, windows back to back
+    five = stream_outputs(graphs, frames, detector_schedule(graphs, frames.shape[0], 5))
+    ends = sorted(five)
+    assert ends == list(range(48, frames.shape[0], 5))
+    windowed = run_tflm(ex.tflite, np.stack([frames[n - 48 : n + 1] for n in ends])[..., None])
+    np.testing.assert_array_equal(np.stack([five[n] for n in ends]), windowed)
+    assert len(np.unique(windowed, axis=0)) > 1
+
+
 def test_a_graph_that_pads_time_has_no_streaming_form(base_export):
     from polykws.export.convert import ExportError
     from polykws.export.stepgraph import streaming_graphs

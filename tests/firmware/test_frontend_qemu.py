@@ -51,3 +51,21 @@ def test_device_frontend_is_bit_exact_on_a_stream(runner, signal_pcm):
     # The stream reaches past the quantizer table, so its saturating end is checked too.
     assert host_raw_frames(pcm, fe).max() >= quantizer_table(fe, quant).size
     assert 20_000 < result.instructions_per_frame < 400_000  # about 81K on the M4 (docs/BENCHMARKS.md)
+
+
+def test_the_profile_build_reports_every_stage_and_stays_bit_exact(runner, signal_pcm, tmp_path):
+    """FE_PROFILE=1: the library's stages run through link-time wrappers that time them. The
+    frames must not change, every stage must be timed once per frame, and the stages must account
+    for nearly all of a frame (the rest is the glue around FrontendProcessSamples)."""
+    from polykws.firmware.frontendcheck import FrontendSources, build_frontend_runner, check_stream
+
+    _, fe, quant = runner
+    elf = build_frontend_runner(fe, quant, FrontendSources.from_env(), tmp_path / "gen", build_root=tmp_path / "build",
+                                profile=True)
+    result = check_stream(elf, signal_pcm, fe, quant)
+    assert result.bit_exact, result
+    stages = dict(result.stages)
+    assert list(stages) == ["window", "fft", "energy", "accumulate", "sqrt", "noise_reduction", "pcan", "log_scale"]
+    assert all(v > 0 for v in stages.values()), stages
+    assert 0.9 * result.instructions_per_frame < sum(stages.values()) < result.instructions_per_frame
+    assert max(stages, key=stages.get) == "fft"
