@@ -20,7 +20,7 @@ so the int8 input quantization can be pinned to it (as microWakeWord pins the mi
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -164,7 +164,14 @@ def micro_frontend() -> FrontendConfig:
     return FrontendConfig(kind="micro", window_size_ms=30.0, window_stride_ms=10.0, num_features=40, frame_decimation=2)
 
 
-FRONTENDS = {"mfcc": mfcc_frontend, "micro": micro_frontend}
+def micro_frontend_1500ms() -> FrontendConfig:
+    """The micro frontend over 1.5 s -> 74x40. A base without time padding loses rows at each conv,
+    so over 1 s its 12 pooled rows weigh the window's centre; over 1.5 s it pools 25 rows whose
+    receptive fields cover the centred 1 s clip evenly, as the time-padded base's 25 rows do."""
+    return replace(micro_frontend(), clip_duration_ms=1500)
+
+
+FRONTENDS = {"mfcc": mfcc_frontend, "micro": micro_frontend, "micro_1500ms": micro_frontend_1500ms}
 
 
 def frontend_by_name(name: str) -> FrontendConfig:

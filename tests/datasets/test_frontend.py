@@ -19,22 +19,22 @@ from polykws.datasets.frontend import (
 from polykws.core import ConfigError
 
 
-def _speechlike(kit, seed=0):
-    x = np.zeros(16000, np.float32)
+def _speechlike(kit, seed=0, samples=16000):
+    x = np.zeros(samples, np.float32)
     x[3000:3000 + 8000] = kit.tone(0.5, freq_hz=180 + 40 * seed, amp=0.4, seed=seed)
-    return x + 0.001 * np.random.default_rng(seed).standard_normal(16000).astype(np.float32)
+    return x + 0.001 * np.random.default_rng(seed).standard_normal(samples).astype(np.float32)
 
 
 @pytest.mark.parametrize("name", sorted(FRONTENDS))
 def test_shape_dtype_and_range(name, kit):
     cfg = frontend_by_name(name)
-    x = _speechlike(kit)
+    x = _speechlike(kit, samples=cfg.clip_samples)
     f = compute_features(x, cfg)
-    assert f.shape == cfg.input_shape == {"mfcc": (49, 10), "micro": (49, 40)}[name]
+    assert f.shape == cfg.input_shape == {"mfcc": (49, 10), "micro": (49, 40), "micro_1500ms": (74, 40)}[name]
     assert f.dtype == np.float32
     lo, hi = cfg.value_range
     assert lo <= f.min() and f.max() <= hi
-    batch = compute_features_batch(np.stack([x, _speechlike(kit, 1)]), cfg)
+    batch = compute_features_batch(np.stack([x, _speechlike(kit, 1, cfg.clip_samples)]), cfg)
     assert batch.shape == (2, *cfg.input_shape) and batch.dtype == np.float32
     np.testing.assert_array_equal(batch[0], f)  # batching changes nothing
     with pytest.raises(ValueError):

@@ -435,3 +435,14 @@ def test_firmware_stage_records_why_it_was_skipped(tmp_path, corpus, monkeypatch
     raw["firmware"] = {"enabled": "on"}
     with pytest.raises(ConfigError, match="firmware.enabled is on but"):
         build_stages(_load(tmp_path, raw), progress=False)
+
+
+def test_a_given_base_on_another_clip_length_is_refused(tmp_path, corpus):
+    """The base's whole frontend must be the config's, not only its kind: the packaged base hears
+    1 s clips, and a config over 1.5 s clips of the same micro frontend is refused by file name."""
+    from polykws.pipeline.engine import StageFailed
+
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run")
+    raw = {**raw, "base": {**raw["base"], "checkpoint": "packaged"}, "data": {**raw["data"], "frontend": "micro_1500ms"}}
+    with pytest.raises(StageFailed, match=r"base\.pt: base uses frontend .*'clip_duration_ms': 1000.*'micro_1500ms' is .*'clip_duration_ms': 1500"):
+        _run(_load(tmp_path, raw))

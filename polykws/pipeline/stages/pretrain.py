@@ -108,6 +108,7 @@ def _prof(prof: Any, what: str) -> int | None:
 
 def given_base_stage(ctx: StageContext) -> dict[str, Any]:
     """Reuse a trained base file: verify it, copy it in, score it on the base task's test split."""
+    from polykws.datasets.frontend import frontend_by_name
     from polykws.training.checkpoint import load_model, save_model
     from polykws.training.evaluate import evaluate
     from polykws.training.profile import count_params_macs as profile_model
@@ -118,8 +119,11 @@ def given_base_stage(ctx: StageContext) -> dict[str, Any]:
     if sha256_file(src) != c["checkpoint_sha256"]:
         raise PolykwsError(f"{src}: changed since the run was planned (SHA-256 differs from the config's)")
     loaded = load_model(src)
-    if loaded.frontend.kind != c["frontend"]:
-        raise PolykwsError(f"{src}: base uses frontend {loaded.frontend.kind!r}, the config says {c['frontend']!r}")
+    # The whole frontend, not its kind: two micro frontends over different clip lengths give the
+    # model inputs of different shapes.
+    want = frontend_by_name(c["frontend"])
+    if loaded.frontend != want:
+        raise PolykwsError(f"{src}: base uses frontend {loaded.frontend.to_dict()}, the config's {c['frontend']!r} is {want.to_dict()}")
     sha = save_model(ctx.out / "base.pt", loaded.model, labels=loaded.labels, frontend=loaded.frontend,
                      meta={**loaded.meta, "role": "base", "source_file": src.name})
     summary = {"language": c["language"], "labels": list(loaded.labels), "model": loaded.model_name, "state_sha256": sha,
