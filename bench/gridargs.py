@@ -31,7 +31,7 @@ def add_grid_args(ap: argparse.ArgumentParser, out_default: str, langs: tuple[st
     ap.add_argument("--langs", default=",".join(langs))
     ap.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
     ap.add_argument("--seeds", default=seeds)
-    ap.add_argument("--epochs", type=int, default=None, help="method epochs (default: TransferConfig's)")
+    ap.add_argument("--epochs", type=int, default=None, help="method epochs (default: the config's adapt.fit)")
     ap.add_argument("--executor", default="auto", choices=("auto", "serial", "process", "ray"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--ray-address", default=None)
@@ -46,12 +46,12 @@ def parse_list(text: str, cast=str) -> list:
 def run_grid_from_args(args, grid_cells, *, export: bool) -> tuple[list[dict], dict]:
     """Run the grid on the engine; (rows, run metadata)."""
     from polykws.core import run_context
-    from polykws.pipeline.grid import grid_rows, grid_stages, run_grid
+    from polykws.pipeline.grid import grid_fit, grid_rows, grid_stages, run_grid
     from polykws.pipeline.store import ArtifactStore
 
     cfg = grid_config(args, {"export.enabled": export})
     seeds = parse_list(args.seeds, int)
-    stages = grid_stages(cfg, grid_cells, seeds=seeds, fit={"epochs": args.epochs} if args.epochs else {}, export=export,
+    stages = grid_stages(cfg, grid_cells, seeds=seeds, fit=grid_fit(cfg, args.epochs), export=export,
                          progress=not args.no_progress)
     result = run_grid(stages, ArtifactStore(cfg.artifacts_uri), executor=args.executor, workers=args.workers,
                       ray_address=args.ray_address, show_progress=not args.no_progress)

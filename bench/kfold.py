@@ -16,7 +16,8 @@ axis is the real exported blob's bytes; accuracy is int8 under the host TFLM run
 Confidence intervals: each (method, language, fold, seed) row is one accuracy; a method's mean
 over languages is taken per (fold, seed) pair, and the 95 % interval is the t interval over those
 pairs. Differences between methods are paired on the same (language, fold, seed) rows.
-Every method trains the same epochs (TransferConfig.epochs; SWR's phases split them).
+Every method trains with the config's adapt.fit (its recipe: epochs, class balance), the same for
+every method; `--epochs` overrides the epochs (SWR's phases split them).
 """
 
 from __future__ import annotations
@@ -316,7 +317,7 @@ def main() -> None:
     from gridargs import add_grid_args, grid_config, parse_list
 
     from polykws.core import atomic_path, atomic_write_json, atomic_write_text, run_context
-    from polykws.pipeline.grid import grid_rows, grid_stages, plot_accuracy, run_grid
+    from polykws.pipeline.grid import grid_fit, grid_rows, grid_stages, plot_accuracy, run_grid
     from polykws.pipeline.store import ArtifactStore
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -357,7 +358,7 @@ def main() -> None:
     meta: dict = {**run_context(), "config": args.config, "seeds": seeds, "folds": folds, "cells": [c.name for c in grid_cells]}
     for fold in folds:  # fold-major: a partial run already covers every method on the first folds
         cfg = grid_config(args, {"export.enabled": True, "data.speaker_folds": {"folds": FOLDS, "fold": fold}})
-        stages = grid_stages(cfg, grid_cells, seeds=seeds, fit={"epochs": args.epochs} if args.epochs else {}, export=True,
+        stages = grid_stages(cfg, grid_cells, seeds=seeds, fit=grid_fit(cfg, args.epochs), export=True,
                              progress=not args.no_progress)
         result = run_grid(stages, ArtifactStore(cfg.artifacts_uri), executor=args.executor, workers=args.workers,
                           ray_address=args.ray_address, show_progress=not args.no_progress)

@@ -179,7 +179,7 @@ def register(subparsers) -> None:
     p.add_argument("--source", action="append", dest="sources")
     p.add_argument("--strict", action="store_true")
     _split_args(p)
-    p.add_argument("--frontend", default="micro", help="mfcc | micro (default micro)")
+    p.add_argument("--frontend", default="micro", help="mfcc | micro | micro_1500ms (default micro)")
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/features"))
     p.add_argument("--keywords", help="comma-separated keywords: build this task's train/val/test splits")
     p.add_argument("--no-silence", action="store_true")

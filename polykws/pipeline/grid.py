@@ -68,6 +68,21 @@ def swr_options(families: Sequence[str]) -> list[dict[str, Any]]:
     return [{"family": o.family, **dict(o.options)} for o in SWRConfig.with_families(list(families)).options]
 
 
+def grid_fit(cfg: PipelineConfig, epochs: int | None = None) -> dict[str, Any]:
+    """The adapt.fit a grid row trains with: the config's, as its pipeline's adapt stages take it
+    (a k-fold of a recipe is then of that recipe, class balance and epochs included), with
+    `epochs` in place of the config's when given. Fields at TransferConfig's defaults are left
+    out, so a config that sets none keys its rows as before."""
+    from polykws.core import to_plain
+    from polykws.training.adapt import TransferConfig
+
+    default = to_plain(TransferConfig())
+    fit = {k: v for k, v in to_plain(cfg.adapt.fit).items() if k not in ("seed", "num_threads") and v != default[k]}
+    if epochs:
+        fit["epochs"] = int(epochs)
+    return fit
+
+
 def grid_stages(cfg: PipelineConfig, cells: Sequence[GridCell], *, seeds: Sequence[int], fit: Mapping[str, Any],
                 export: bool = False, progress: bool = True) -> list[Stage]:
     """The config's data and base stages plus one adapt (and export) row per language x cell x seed."""

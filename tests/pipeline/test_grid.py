@@ -11,7 +11,7 @@ from corpus_fixture import make_corpus, pipeline_config
 from polykws.pipeline.config import load_config
 from polykws.pipeline.engine import SerialExecutor
 from polykws.pipeline.schedule import run_pipeline
-from polykws.pipeline.grid import GridCell, aggregate, grid_rows, grid_stages
+from polykws.pipeline.grid import GridCell, aggregate, grid_fit, grid_rows, grid_stages
 from polykws.pipeline.store import ArtifactStore
 
 
@@ -132,3 +132,22 @@ def test_kfold_sites_counts_the_int8_weights_a_model_moves_on_the_base_grid(benc
     got = sites.site_changes(base, model)
     assert got["blocks.1.pw"] == (2, 2.5)
     assert all(v == (0, 0.0) for k, v in got.items() if k != "blocks.1.pw") and "conv0" in got
+
+
+def test_grid_rows_train_with_the_configs_recipe(tmp_path):
+    """A grid of a config is a grid of its recipe: adapt.fit's settings reach every row (a k-fold of
+    a recipe with class balance trains with it), --epochs replaces only the epochs, and a config
+    at TransferConfig's defaults keys its rows as before (an empty fit)."""
+    corpus = make_corpus(tmp_path / "corpus")
+    raw = pipeline_config(corpus, tmp_path / "store", tmp_path / "run")
+    plain = {**raw, "adapt": {**raw["adapt"], "fit": {}}}
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(plain))
+    assert grid_fit(load_config(tmp_path / "plain.yaml")) == {}
+    recipe = {**raw, "adapt": {**raw["adapt"], "fit": {"epochs": 3, "class_balance": 1.0}}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    cfg = load_config(tmp_path / "recipe.yaml")
+    assert grid_fit(cfg) == {"epochs": 3, "class_balance": 1.0}
+    assert grid_fit(cfg, 7) == {"epochs": 7, "class_balance": 1.0}
+    stage = next(s for s in grid_stages(cfg, [GridCell("head_only", "head_only")], seeds=[0], fit=grid_fit(cfg), progress=False)
+                 if s.kind == "bench_adapt")
+    assert stage.config["fit"] == {"epochs": 3, "class_balance": 1.0}
