@@ -57,7 +57,11 @@ def test_the_profile_build_reports_every_stage_and_stays_bit_exact(runner, signa
     """FE_PROFILE=1: the library's stages run through link-time wrappers that time them. The
     frames must not change, every stage must be timed once per frame, and the stages must account
     for nearly all of a frame (the rest is the glue around FrontendProcessSamples)."""
-    from polykws.firmware.frontendcheck import FrontendSources, build_frontend_runner, check_stream
+    from polykws.firmware.frontendcheck import (
+        FrontendSources,
+        build_frontend_runner,
+        check_stream,
+    )
 
     _, fe, quant = runner
     elf = build_frontend_runner(fe, quant, FrontendSources.from_env(), tmp_path / "gen", build_root=tmp_path / "build",
