@@ -144,24 +144,23 @@ def _check_pad(model, op, where: str) -> None:
                           f"time_padding='valid' variant)")
 
 
-def _stem_as_channels(sg, stem) -> bool:
+def _stem_as_channels(sg, stem) -> None:
     """Give a one-channel stem whose kernel tiles frequency (kernel width = stride width, no
     padding) the frequency groups as channels: input (T, W, 1) becomes (T, W / kw, kw) and the
     filter (O, kh, kw, 1) becomes (O, kh, 1, kw). Both are the same bytes in the same order, and
     every output sums the same products, so the output is bit for bit the same; CMSIS-NN's
     convolution gathers kw channels per kernel tap instead of one, which is what its im2col and
-    dot products are fast at. Returns whether the stem qualified."""
+    dot products are fast at. Any other stem is left as it is."""
     x, w = sg.tensors[stem.inputs[0]], sg.tensors[stem.inputs[1]]
     o = stem.builtinOptions
     _, _, width, ch = (int(v) for v in x.shape)
     out_ch, kh, kw, in_ch = (int(v) for v in w.shape)
     if (ch != 1 or in_ch != 1 or kw < 2 or o.strideW != kw or width % kw or o.dilationWFactor != 1
             or int(sg.tensors[stem.outputs[0]].shape[2]) != width // kw):
-        return False
+        return
     x.shape, x.shapeSignature = [int(x.shape[0]), int(x.shape[1]), width // kw, kw], None
     w.shape, w.shapeSignature = [out_ch, kh, 1, kw], None
     o.strideW = 1
-    return True
 
 
 def streaming_graphs(tflite: bytes, rows_per_step: int = 1, *, stride_frames: int | None = None) -> StreamingGraphs:
