@@ -101,7 +101,7 @@ def report(result: dict) -> str:
         if "profile" in r:
             profiles.append(f"{r['schedule']}: " + "; ".join(
                 f"{graph} " + ", ".join(f"{tag} {n:,.0f}" for tag, n in ops) for graph, ops in r["profile"].items()))
-        lines.append(f"| {r['schedule']} | {r['rows_per_step']} | {r['steps_per_s']:.0f} | {r['per_step']:,.0f} | {r['per_head']:,.0f} | "
+        lines.append(f"| {r['schedule']} | {r['rows_per_step']} | {r['steps_per_s']:.3g} | {r['per_step']:,.0f} | {r['per_head']:,.0f} | "
                      f"{r['model_per_s'] / 1e6:.2f}M | {r['windowed_per_s'] / 1e6:.2f}M | "
                      f"{(r['model_per_s'] + fe) / 1e6:.2f}M / {(r['windowed_per_s'] + fe) / 1e6:.2f}M | "
                      f"{r['heads'] - r['host_mismatches']}/{r['heads']}, {r['heads'] - r['window_mismatches']}/{r['heads']} |")

@@ -304,8 +304,16 @@ def detector_schedule(graphs: StreamingGraphs, num_frames: int, stride_frames: i
     out = {(t, True) for t in heads}
     for p in {t % graphs.stem_stride for t in heads}:
         first = min(t for t in heads if t % graphs.stem_stride == p)
-        out |= {(t, False) for t in range(first - spacing, graphs.step_frames - 2, -spacing)}
+        out |= {(t, False) for t in range(first - spacing, graphs.stem_frames - 2, -spacing)}
     return sorted(out)
+
+
+def first_valid_row(graphs: StreamingGraphs, t: int) -> int:
+    """The oldest stem row (by its newest frame) of the step at frame `t` that reads no frame
+    before the stream's start. A step may start before its whole input exists: the missing frames
+    are zeros, and only the rows that read none of them count as computed."""
+    back = min(graphs.rows_per_step - 1, (t - (graphs.stem_frames - 1)) // graphs.stem_stride)
+    return t - graphs.stem_stride * back
 
 
 def stream_outputs(graphs: StreamingGraphs, frames: np.ndarray, schedule: list[tuple[int, bool]] | None = None,
@@ -314,7 +322,8 @@ def stream_outputs(graphs: StreamingGraphs, frames: np.ndarray, schedule: list[t
     window end frame, on the tflite-micro runtime, for the steps of `schedule` (default:
     every_row_schedule). Each chain of stem rows (frame index modulo the stem stride) keeps its
     own state. A head runs only when every row it depends on was computed: a chain whose first
-    step comes too late for the stream's first window skips that window."""
+    step comes too late for the stream's first window skips that window. A step whose input
+    begins before the stream reads zeros there (`first_valid_row`)."""
     from polykws.export.evaluate import _tflm
 
     frames = np.asarray(frames, np.int8)
@@ -327,12 +336,16 @@ def stream_outputs(graphs: StreamingGraphs, frames: np.ndarray, schedule: list[t
     first_row: dict[int, int] = {}  # per chain: the oldest stem row it computed (its state holds no older)
     out: dict[int, np.ndarray] = {}
     for t, run_head in schedule:
-        if t < graphs.step_frames - 1 or t >= frames.shape[0]:
-            raise ExportError(f"a step at model frame {t} reads frames outside the stream (0..{frames.shape[0] - 1})")
+        if t < graphs.stem_frames - 1 or t >= frames.shape[0]:
+            raise ExportError(f"a step at model frame {t} computes no row of the stream (0..{frames.shape[0] - 1})")
         p = t % graphs.stem_stride
         state, finals = chains[p]
-        first_row.setdefault(p, t - graphs.stem_stride * (r - 1))
-        step.set_input(np.ascontiguousarray(frames[t - graphs.step_frames + 1 : t + 1].reshape(step_in)), 0)
+        first_row.setdefault(p, first_valid_row(graphs, t))
+        lo = t - graphs.step_frames + 1
+        x = frames[max(lo, 0) : t + 1]
+        if lo < 0:
+            x = np.concatenate([np.zeros((-lo, frames.shape[1]), np.int8), x])
+        step.set_input(np.ascontiguousarray(x.reshape(step_in)), 0)
         for b, st in enumerate(state):
             step.set_input(st, b + 1)
         step.invoke()

@@ -109,8 +109,13 @@ int main(void) {
     const int chain = t % kChains;
     // One step: the stem's frames and the chain's state in; the new rows out into the chain.
     const uint64_t t0 = systick_ticks();
-    memcpy(step.input(0)->data.int8, pkw_step_frames + (t - PKW_SG_STEP_FRAMES + 1) * PKW_STEP_FRAME_BYTES,
-           PKW_SG_STEP_FRAMES * PKW_STEP_FRAME_BYTES);
+    // A step that begins before the stream reads zeros there; the host counts only its rows
+    // that read none of them (polykws.export.stepgraph.first_valid_row).
+    const int lo = t - PKW_SG_STEP_FRAMES + 1;
+    const int missing = lo < 0 ? -lo : 0;
+    memset(step.input(0)->data.int8, 0, missing * PKW_STEP_FRAME_BYTES);
+    memcpy(step.input(0)->data.int8 + missing * PKW_STEP_FRAME_BYTES, pkw_step_frames + (lo + missing) * PKW_STEP_FRAME_BYTES,
+           (PKW_SG_STEP_FRAMES - missing) * PKW_STEP_FRAME_BYTES);
     Chain& ch = g_chains[chain];
     for (int b = 0; b < kBlocks; ++b) memcpy(step.input(1 + b)->data.int8, ch.state[b], Chain::kStateBytes);
     g_profiler.Reset();

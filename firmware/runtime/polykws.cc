@@ -28,6 +28,8 @@ static_assert(PKW_SG_DETECTOR_STRIDE_FRAMES == PKW_DET_STRIDE_FRAMES,
 // language every chain finds a step on its grid early enough to rebuild its rows for the next head.
 constexpr int kKeptFrames = PKW_DET_WINDOW_FRAMES - 1 + PKW_SG_STRIDE * PKW_SG_ROWS;
 static_assert(kKeptFrames >= PKW_SG_STEP_FRAMES, "the kept frames must hold one step's input");
+// The frames one stem row reads.
+constexpr int kStemFrames = PKW_SG_STEP_FRAMES - PKW_SG_STRIDE * (PKW_SG_ROWS - 1);
 
 struct Chains {
   int8_t frames[kKeptFrames][PKW_FE_NUM_CHANNELS];  // model frame f at slot f % kKeptFrames
@@ -94,9 +96,10 @@ void RestartChains() {
 
 // The step graph runs at the frames of the detector's grid (the head for the window ending at
 // frame n reads the rows of the step at n - PKW_SG_WINDOW_OFFSET), extended back to the first
-// frame a step can read: each chain steps once per window it serves.
+// step with a row of the stream: each chain steps once per window it serves, and the stream's
+// first window finds every row it reads.
 bool StepDue(int64_t t) {
-  if (t < PKW_SG_STEP_FRAMES - 1) return false;
+  if (t < kStemFrames - 1) return false;
   int64_t m = (t + PKW_SG_WINDOW_OFFSET - (PKW_DET_WINDOW_FRAMES - 1)) % PKW_DET_STRIDE_FRAMES;
   return (m < 0 ? m + PKW_DET_STRIDE_FRAMES : m) == 0;
 }
@@ -105,8 +108,15 @@ bool RunStep(int64_t t) {
   Chains& ch = g.chains;
   const int c = static_cast<int>(t % kChains);
   int8_t* in = g_runtime.step_input(0);
+  // A step that begins before the stream reads zeros there; only its rows that read none of them
+  // count as computed (first_row).
   for (int i = 0; i < PKW_SG_STEP_FRAMES; ++i) {
-    memcpy(in + i * PKW_FE_NUM_CHANNELS, ch.frames[(t - PKW_SG_STEP_FRAMES + 1 + i) % kKeptFrames], PKW_FE_NUM_CHANNELS);
+    const int64_t f = t - PKW_SG_STEP_FRAMES + 1 + i;
+    if (f < 0) {
+      memset(in + i * PKW_FE_NUM_CHANNELS, 0, PKW_FE_NUM_CHANNELS);
+    } else {
+      memcpy(in + i * PKW_FE_NUM_CHANNELS, ch.frames[f % kKeptFrames], PKW_FE_NUM_CHANNELS);
+    }
   }
   Chain& chain = ch.chain[c];
   for (int b = 0; b < PKW_SG_BLOCKS; ++b) memcpy(g_runtime.step_input(1 + b), chain.state[b], Chain::kStateBytes);
@@ -114,7 +124,10 @@ bool RunStep(int64_t t) {
   g.stats.invoke_ticks += g_runtime.last_step_ticks();
   for (int b = 0; b < PKW_SG_BLOCKS; ++b) chain.Absorb(b, g_runtime.step_output(b));
   chain.PushFinals(g_runtime.step_output(PKW_SG_BLOCKS));
-  if (ch.first_row[c] < 0) ch.first_row[c] = t - PKW_SG_STRIDE * (PKW_SG_ROWS - 1);
+  if (ch.first_row[c] < 0) {
+    const int64_t valid = (t - (kStemFrames - 1)) / PKW_SG_STRIDE;
+    ch.first_row[c] = t - PKW_SG_STRIDE * (valid < PKW_SG_ROWS - 1 ? valid : PKW_SG_ROWS - 1);
+  }
   ch.last_step[c] = t;
   return true;
 }
@@ -135,7 +148,8 @@ bool ReplayChains() {
   RestartChains();
   const int64_t newest = static_cast<int64_t>(g.stats.model_frames) - 1;
   const int64_t oldest = newest - kKeptFrames + 1 < 0 ? 0 : newest - kKeptFrames + 1;
-  for (int64_t t = oldest + PKW_SG_STEP_FRAMES - 1; t <= newest; ++t) {
+  // From the stream's start a step may read before it, as it did live; later, only kept frames.
+  for (int64_t t = oldest > 0 ? oldest + PKW_SG_STEP_FRAMES - 1 : kStemFrames - 1; t <= newest; ++t) {
     if (StepDue(t) && !RunStep(t)) return false;
   }
   return true;

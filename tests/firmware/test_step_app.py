@@ -50,7 +50,7 @@ def window_tflite(tmp_path_factory):
     return export_base(model, micro_frontend(), LABELS, x, tmp_path_factory.mktemp("valid")).tflite
 
 
-@pytest.mark.parametrize(("stride_frames", "linked"), [(None, False), (5, True)])
+@pytest.mark.parametrize(("stride_frames", "linked"), [(None, False), (5, True), (6, True)])
 def test_step_graph_on_the_m4_equals_host_and_windowed_graph(stride_frames, linked, toolchain, window_tflite, tmp_path):
     from polykws.export.stepgraph import (
         detector_schedule,
@@ -88,7 +88,8 @@ def _variant(window: bytes, seed: int) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.parametrize("stride_ms", [200, 100])
+# At 120 ms the chain's first step on the grid begins before the stream (it reads zeros there).
+@pytest.mark.parametrize("stride_ms", [200, 100, 120])
 def test_the_runtime_on_streaming_graphs_detects_what_the_windowed_host_detects(stride_ms, toolchain, window_tflite, signal_pcm, tmp_path):
     """The stream app (the runtime library) built with the base's linked step and head graphs, two
     blob languages, and a script that switches language and resets mid-stream: its detections
