@@ -83,6 +83,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_stream_args(ap)
     ap.add_argument("--stride-ms", type=int, default=0, help="detector stride in place of the config's (0: the config's)")
+    ap.add_argument("--average-window-ms", type=int, default=0,
+                    help="posterior average in place of the config's (0: the config's); a multiple of the stride")
     ap.add_argument("--step-graphs", action="store_true",
                     help="run the base's linked step and head graphs (a base without time padding) instead of the windowed graph")
     ap.add_argument("--out", type=Path, default=Path("runs/bench/stream_device"))
@@ -95,8 +97,8 @@ def main() -> int:
     if fe.kind != "micro":
         raise SystemExit(f"{args.pack}: the firmware computes the micro frontend; this pack's is {fe.kind}")
     det = cfg.streaming.detector
-    if args.stride_ms:
-        det = replace(det, stride_ms=args.stride_ms)
+    if args.stride_ms or args.average_window_ms:
+        det = replace(det, stride_ms=args.stride_ms or det.stride_ms, average_window_ms=args.average_window_ms or det.average_window_ms)
     third, sources = ThirdParty.from_env(args.kernels), FrontendSources.from_env()
     records = config_records(cfg)
     noise = config_noise(cfg, records)
