@@ -154,8 +154,8 @@ def ds_cnn_s_fb40_valid(num_classes: int = 12, input_shape: tuple[int, int] = (4
 
 # ds_cnn_s_fb40_valid at 40 channels: a stream that updates every 100 ms (an odd number of model
 # frames) computes both chains of stem rows, 50 a second. At 64 channels that costs 17.6M
-# instructions a second on a Cortex-M4; at 40 the 1x1 convs cost 0.39x and the rest 0.63x, which
-# brings frontend and model under 30 % of a 64 MHz core.
+# instructions a second on a Cortex-M4; at 40 the 1x1 convs have 0.39x the MACs and the other
+# layers 0.63x, which brings frontend and model under 30 % of a 64 MHz core.
 DS_CNN_XS_FB40_VALID = DSCNNSpec(channels=40, num_blocks=4, first_kernel=(10, 8), first_stride=(2, 8), time_padding="valid")
 
 
