@@ -275,10 +275,11 @@ def streaming_graphs(tflite: bytes, rows_per_step: int = 1, *, stride_frames: in
 
 def every_row_schedule(graphs: StreamingGraphs, num_frames: int, phase: int | None = None) -> list[tuple[int, bool]]:
     """(newest model frame, run the head) of every step when each chain steps as soon as it can and
-    the head runs after each step; `phase` keeps one chain (None: every chain)."""
+    the head runs after each step; `phase` keeps one chain (None: every chain). A chain's first
+    step is the first with a row of the stream, as in detector_schedule (`first_valid_row`)."""
     out = []
     for p in range(graphs.stem_stride) if phase is None else [phase]:
-        first = graphs.step_frames - 1
+        first = graphs.stem_frames - 1
         first += (p - first) % graphs.stem_stride
         out += [(t, True) for t in range(first, num_frames, graphs.stem_stride * graphs.rows_per_step)]
     return sorted(out)
