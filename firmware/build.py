@@ -95,6 +95,35 @@ class ThirdParty:
         return out
 
 
+@dataclass(frozen=True)
+class NrfxSources:
+    """What the nRF52840-DK's PDM microphone driver compiles against (never committed to this
+    repo): an nrfx checkout and CMSIS-Core, at the pins in firmware/README.md."""
+
+    nrfx_dir: Path
+    cmsis_core_dir: Path
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "NrfxSources":
+        env = dict(os.environ if env is None else env)
+        found, missing = {}, []
+        for var, probe in (("NRFX_DIR", "drivers/src/nrfx_pdm.c"), ("CMSIS_CORE_DIR", "Include/core_cm4.h")):
+            value = env.get(var)
+            if not value:
+                missing.append(f"{var} (unset)")
+                continue
+            found[var] = Path(value).expanduser().resolve()
+            if not (found[var] / probe).is_file():
+                missing.append(f"{var}={found[var]} (no {probe} there)")
+        if missing:
+            raise PolykwsError("the PDM microphone driver needs checkouts outside the repo: " + "; ".join(missing)
+                               + " (firmware/README.md lists the pinned commits and how to get them)")
+        return cls(found["NRFX_DIR"], found["CMSIS_CORE_DIR"])
+
+    def cmake_defines(self) -> list[str]:
+        return [f"-DNRFX_DIR={self.nrfx_dir}", f"-DCMSIS_CORE_DIR={self.cmsis_core_dir}"]
+
+
 def run_make(
     target: str,
     board: str,
@@ -254,3 +283,15 @@ def elf_symbol(elf: Path, name: str) -> tuple[int, int] | None:
         if len(parts) == 3 and parts[2] == name:
             return int(parts[0], 16), 0
     return None
+
+
+def elf_word(elf: Path, address: int) -> int:
+    """The little-endian 32-bit word the image holds at `address` (a loaded section's contents)."""
+    require_tool("arm-none-eabi-gcc")
+    out = subprocess.run(["arm-none-eabi-objdump", "-s", f"--start-address={address:#x}", f"--stop-address={address + 4:#x}",
+                          str(elf)], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        m = re.match(r"^\s*([0-9a-f]+)\s+([0-9a-f]{8})\b", line)
+        if m and int(m.group(1), 16) == address:
+            return int.from_bytes(bytes.fromhex(m.group(2)), "little")
+    raise PolykwsError(f"{elf}: no loaded word at {address:#x}")

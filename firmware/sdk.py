@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from polykws.firmware.boards import FIRMWARE_DIR
 from polykws.firmware.build import (
+    NrfxSources,
     ThirdParty,
     default_build_root,
     require_tool,
@@ -54,17 +55,22 @@ def build_sdk(gen_dir: Path, out_dir: Path, board: str, kernels: str, third_part
     return out_dir
 
 
-def build_example(sdk_dir: Path, build_dir: Path, pcm: str | Path = "file", jobs: int = 2) -> Path:
+def build_example(sdk_dir: Path, build_dir: Path, pcm: str | Path = "file", jobs: int = 2,
+                  mic: NrfxSources | None = None) -> Path:
     """firmware/examples/listen built with CMake against the package in `sdk_dir`.
 
-    `pcm`: "file" (stream.pcm over semihosting, the QEMU boards) or a raw int16 clip to embed."""
+    `pcm`: "file" (stream.pcm over semihosting, the QEMU boards), "pdm" (the nRF52840-DK's PDM
+    microphone; `mic` names the nrfx and CMSIS-Core checkouts) or a raw int16 clip to embed."""
+    if (pcm == "pdm") != (mic is not None):
+        raise PolykwsError("build_example: pcm='pdm' and the mic's sources go together")
     require_tool("cmake")
     require_tool("arm-none-eabi-gcc")
     build_dir = Path(build_dir).resolve()
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     configure = ["cmake", "-S", str(EXAMPLE_DIR), "-B", str(build_dir), *generator,
                  f"-DCMAKE_TOOLCHAIN_FILE={TOOLCHAIN_FILE}", f"-DCMAKE_PREFIX_PATH={Path(sdk_dir).resolve()}",
-                 f"-DLISTEN_PCM={pcm if pcm == 'file' else Path(pcm).resolve()}", "-DCMAKE_BUILD_TYPE=Release"]
+                 f"-DLISTEN_PCM={pcm if pcm in ('file', 'pdm') else Path(pcm).resolve()}", "-DCMAKE_BUILD_TYPE=Release",
+                 *(mic.cmake_defines() if mic else [])]
     for cmd in (configure, ["cmake", "--build", str(build_dir), "-j", str(jobs)]):
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:

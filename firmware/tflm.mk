@@ -167,8 +167,8 @@ app: $(APP_ELF)
 # ---- the runtime as a package a product firmware links (polykws.h, libpolykws.a, CMake config)
 # One archive holds the runtime, the C library, TFLM (+ CMSIS-NN), the microfrontend and the
 # pack's generated sources (its flash image included), compiled for this board's CPU. The board
-# folder is the project's board support (startup, console, SysTick, memory map), which the
-# examples use and a product replaces with its own.
+# folder is the project's board support (startup, console, SysTick, memory map, and the board's
+# microphone driver where it has one), which the examples use and a product replaces with its own.
 empty :=
 space := $(empty) $(empty)
 SDK_DIR ?= $(APP_DIR)/sdk
@@ -185,10 +185,12 @@ $(SDK_LIB): $(SDK_OBJS) $(TFLM_OBJS) $(CMSIS_NN_OBJS)
 	@echo "AR  $@"
 	@$(AR) rcs $@ $^
 
-$(SDK_CONFIG): $(FW_DIR)/cmake/polykwsConfig.cmake.in $(SDK_LIB) $(SDK_HEADERS) $(SDK_BOARD_FILES)
+$(SDK_CONFIG): $(FW_DIR)/cmake/polykwsConfig.cmake.in $(SDK_LIB) $(SDK_HEADERS) $(SDK_BOARD_FILES) \
+    $(if $(BOARD_MIC_DIR),$(wildcard $(BOARD_MIC_DIR)/*))
 	@mkdir -p $(@D) $(SDK_DIR)/include $(SDK_DIR)/board
 	cp $(SDK_HEADERS) $(SDK_DIR)/include/
 	cp $(SDK_BOARD_FILES) $(SDK_DIR)/board/
+	$(if $(BOARD_MIC_DIR),mkdir -p $(SDK_DIR)/board/mic && cp $(wildcard $(BOARD_MIC_DIR)/*) $(SDK_DIR)/board/mic/)
 	sed -e 's|@BOARD@|$(BOARD)|g' -e 's|@KERNELS@|$(KERNELS)|g' \
 	  -e 's|@CPU_FLAGS@|$(subst $(space),;,$(strip $(BOARD_CPU_FLAGS)))|g' \
 	  -e 's|@LIBC_SPECS@|$(subst $(space),;,$(strip $(BOARD_LIBC_SPECS)))|g' \

@@ -65,6 +65,11 @@ def test_real_board_builds_and_fits(tmp_path):
     assert check.ok, check.problems
     assert 0 < check.flash_used < 64 * 1024 and check.ram_used > 16 * 1024  # stack + heap reserved
     assert flash_elf(elf, "nrf52840dk", dry_run=True).ok
+    # The 48 device vectors sit right behind the 16 architectural ones; with no microphone driver
+    # linked, the PDM slot (IRQ 29) holds the weak handler, which reports and stops.
+    assert fw_build.elf_symbol(elf, "g_device_vectors") == (16 * 4, 48 * 4)
+    weak = fw_build.elf_symbol(elf, "PDM_IRQHandler")
+    assert weak is not None and fw_build.elf_word(elf, (16 + 29) * 4) == weak[0] | 1  # Thumb bit
     with pytest.raises(PolykwsError, match="QEMU machine"):
         flash_elf(elf, "mps2-an386", dry_run=True)
 

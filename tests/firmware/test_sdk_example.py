@@ -4,12 +4,14 @@ firmware would be, and its detections under QEMU equal the host's, event for eve
 
 Needs TFLM_DIR, the other TFLM checkouts, kissfft, arm-none-eabi-gcc, cmake and qemu-system-arm
 (skips with the reason otherwise, as in CI). The M55 build compiles TFLM for another core, so it
-is marked slow; the nRF52840-DK has no QEMU machine and is built only, with a clip in flash.
+is marked slow; the nRF52840-DK has no QEMU machine and is built only: with a clip in flash, and
+with its PDM microphone driver when NRFX_DIR and CMSIS_CORE_DIR point at nrfx and CMSIS-Core.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import pytest
 from polykws.datasets.frontend import micro_frontend
@@ -81,6 +83,45 @@ def test_example_builds_for_the_nrf52840dk_with_a_clip_in_flash(image, sdk_toolc
     # The clip is in flash beside the code and the image; the board has 1 MB of flash, 256 KB of RAM.
     assert size.flash_bytes > 32000 and size.flash_bytes <= 1 << 20
     assert size.ram_bytes <= 256 << 10
+
+
+def test_example_builds_for_the_nrf52840dk_with_its_pdm_microphone(image, sdk_toolchain, tmp_path):
+    """Build-checked only: the driver compiles against nrfx with -Werror, links, and its handler
+    owns the PDM interrupt's vector. No board with a microphone runs it here."""
+    from polykws.firmware.build import NrfxSources, elf_size, elf_symbol, elf_word
+    from polykws.firmware.sdk import build_example
+
+    try:
+        mic = NrfxSources.from_env()
+    except PolykwsError as err:
+        pytest.skip(str(err))
+    sdk, _, _ = _sdk(image, sdk_toolchain, "nrf52840dk", tmp_path)
+    elf = build_example(sdk, tmp_path / "build", pcm="pdm", mic=mic)
+    for name in ("pdm_mic_start", "pdm_mic_read", "nrfx_pdm_init", "nrfx_pdm_irq_handler", "polykws_push_pcm"):
+        assert elf_symbol(elf, name) is not None, name
+    handler = elf_symbol(elf, "PDM_IRQHandler")
+    assert handler is not None and elf_word(elf, (16 + 29) * 4) == handler[0] | 1, "IRQ 29 must reach the driver"
+    nm = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    assert any(line.split()[1:] == ["T", "PDM_IRQHandler"] for line in nm.splitlines()), "the driver's handler, not the weak one"
+    size = elf_size(elf)
+    assert size.flash_bytes <= 1 << 20 and size.ram_bytes <= 256 << 10
+
+
+def test_the_pdm_microphone_is_refused_on_a_board_without_one(image, sdk_toolchain, tmp_path):
+    from polykws.firmware.build import NrfxSources
+    from polykws.firmware.sdk import build_example
+
+    nrfx = tmp_path / "nrfx"
+    (nrfx / "drivers" / "src").mkdir(parents=True)
+    (nrfx / "drivers" / "src" / "nrfx_pdm.c").write_text("")
+    core = tmp_path / "core" / "Include"
+    core.mkdir(parents=True)
+    (core / "core_cm4.h").write_text("")
+    mic = NrfxSources.from_env({"NRFX_DIR": str(nrfx), "CMSIS_CORE_DIR": str(core.parent)})
+    sdk, _, _ = _sdk(image, sdk_toolchain, "mps2-an386", tmp_path)
+    with pytest.raises(PolykwsError) as err:
+        build_example(sdk, tmp_path / "build", pcm="pdm", mic=mic)
+    assert "board mps2-an386 has no microphone driver" in " ".join(str(err.value).split())
 
 
 def test_a_clip_of_odd_length_is_refused_by_name(image, sdk_toolchain, tmp_path):

@@ -52,7 +52,8 @@ void PendSV_Handler(void) __attribute__((weak, alias("Default_Handler")));
 
 typedef void (*vector_fn)(void);
 
-/* Architectural vectors only (16 entries); no board interrupt is used. */
+/* The architectural vectors (16 entries). A board with device interrupts adds its table in
+ * .isr_vector.device, which sections.ld places right behind this one. */
 __attribute__((section(".isr_vector"), used)) const vector_fn g_vectors[16] = {
     (vector_fn)(uintptr_t)&__StackTop,
     Reset_Handler,

@@ -1,6 +1,8 @@
 /* Listen in the pack's default language and print each detection: the whole of what a product
  * firmware needs from polykws (polykws.h). The board support (console, SysTick) is the project's
- * own, from the package's polykws::board; pcm_read is where a microphone driver plugs in.
+ * own, from the package's polykws::board; pcm_read is where a microphone driver plugs in, as the
+ * nRF52840-DK's PDM driver does with LISTEN_PCM=pdm (then it listens until power-off, and reports
+ * "MIC overruns=<n>" whenever audio was lost because the loop fell behind the microphone).
  *
  * Output: "LISTEN lang=<lang> labels=<n>", one "DET label=<index> frame=<model frame> name=<label>"
  * per detection, then "LISTEN_END status=ok samples=<n> inferences=<n> arena_used=<bytes>
@@ -20,6 +22,17 @@
 static FILE *g_file;
 static int pcm_open(void) { return (g_file = fopen("stream.pcm", "rb")) != NULL; }
 static size_t pcm_read(int16_t *out, size_t n) { return fread(out, sizeof *out, n, g_file); }
+#elif LISTEN_PCM_PDM
+#include "pdm_mic.h"
+static int pcm_open(void) { return pdm_mic_start() == 0; }
+static size_t pcm_read(int16_t *out, size_t n) {
+  static uint32_t reported;
+  if (pdm_mic_overruns() != reported) {
+    reported = pdm_mic_overruns();
+    printf("MIC overruns=%lu\n", (unsigned long)reported);
+  }
+  return pdm_mic_read(out, n);
+}
 #else
 extern const uint8_t listen_clip[];
 extern const uint32_t listen_clip_bytes;
