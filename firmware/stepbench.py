@@ -43,6 +43,7 @@ def geometry_defines(graphs: StreamingGraphs) -> list[Define]:
         raise PolykwsError(f"the C chains keep one state size for every block, got {graphs.state_rows}")
     return [
         Define("PKW_SG_STEP_FRAMES", graphs.step_frames, "model frames one step reads"),
+        Define("PKW_SG_STEM_FRAMES", graphs.stem_frames, "model frames one stem row reads"),
         Define("PKW_SG_ROWS", graphs.rows_per_step, "new rows per block per step"),
         Define("PKW_SG_STRIDE", graphs.stem_stride, "chains of stem rows"),
         Define("PKW_SG_BLOCKS", len(graphs.state_rows)),

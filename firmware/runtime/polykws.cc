@@ -28,8 +28,6 @@ static_assert(PKW_SG_DETECTOR_STRIDE_FRAMES == PKW_DET_STRIDE_FRAMES,
 // language every chain finds a step on its grid early enough to rebuild its rows for the next head.
 constexpr int kKeptFrames = PKW_DET_WINDOW_FRAMES - 1 + PKW_SG_STRIDE * PKW_SG_ROWS;
 static_assert(kKeptFrames >= PKW_SG_STEP_FRAMES, "the kept frames must hold one step's input");
-// The frames one stem row reads.
-constexpr int kStemFrames = PKW_SG_STEP_FRAMES - PKW_SG_STRIDE * (PKW_SG_ROWS - 1);
 
 struct Chains {
   int8_t frames[kKeptFrames][PKW_FE_NUM_CHANNELS];  // model frame f at slot f % kKeptFrames
@@ -99,7 +97,7 @@ void RestartChains() {
 // step with a row of the stream: each chain steps once per window it serves, and the stream's
 // first window finds every row it reads.
 bool StepDue(int64_t t) {
-  if (t < kStemFrames - 1) return false;
+  if (t < PKW_SG_STEM_FRAMES - 1) return false;
   int64_t m = (t + PKW_SG_WINDOW_OFFSET - (PKW_DET_WINDOW_FRAMES - 1)) % PKW_DET_STRIDE_FRAMES;
   return (m < 0 ? m + PKW_DET_STRIDE_FRAMES : m) == 0;
 }
@@ -125,7 +123,7 @@ bool RunStep(int64_t t) {
   for (int b = 0; b < PKW_SG_BLOCKS; ++b) chain.Absorb(b, g_runtime.step_output(b));
   chain.PushFinals(g_runtime.step_output(PKW_SG_BLOCKS));
   if (ch.first_row[c] < 0) {
-    const int64_t valid = (t - (kStemFrames - 1)) / PKW_SG_STRIDE;
+    const int64_t valid = (t - (PKW_SG_STEM_FRAMES - 1)) / PKW_SG_STRIDE;
     ch.first_row[c] = t - PKW_SG_STRIDE * (valid < PKW_SG_ROWS - 1 ? valid : PKW_SG_ROWS - 1);
   }
   ch.last_step[c] = t;
@@ -149,7 +147,7 @@ bool ReplayChains() {
   const int64_t newest = static_cast<int64_t>(g.stats.model_frames) - 1;
   const int64_t oldest = newest - kKeptFrames + 1 < 0 ? 0 : newest - kKeptFrames + 1;
   // From the stream's start a step may read before it, as it did live; later, only kept frames.
-  for (int64_t t = oldest > 0 ? oldest + PKW_SG_STEP_FRAMES - 1 : kStemFrames - 1; t <= newest; ++t) {
+  for (int64_t t = oldest > 0 ? oldest + PKW_SG_STEP_FRAMES - 1 : PKW_SG_STEM_FRAMES - 1; t <= newest; ++t) {
     if (StepDue(t) && !RunStep(t)) return false;
   }
   return true;
