@@ -286,12 +286,13 @@ def elf_symbol(elf: Path, name: str) -> tuple[int, int] | None:
 
 
 def elf_word(elf: Path, address: int) -> int:
-    """The little-endian 32-bit word the image holds at `address` (a loaded section's contents)."""
-    require_tool("arm-none-eabi-gcc")
-    out = subprocess.run(["arm-none-eabi-objdump", "-s", f"--start-address={address:#x}", f"--stop-address={address + 4:#x}",
-                          str(elf)], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        m = re.match(r"^\s*([0-9a-f]+)\s+([0-9a-f]{8})\b", line)
-        if m and int(m.group(1), 16) == address:
-            return int.from_bytes(bytes.fromhex(m.group(2)), "little")
+    """The little-endian 32-bit word the image holds at `address` (a loaded section's contents),
+    read with pyelftools as `polykws.firmware.flash.elf_segments` reads the image."""
+    from elftools.elf.elffile import ELFFile  # pyelftools comes with pyOCD
+
+    with open(elf, "rb") as f:
+        for sec in ELFFile(f).iter_sections():
+            start = sec["sh_addr"]
+            if sec["sh_type"] == "SHT_PROGBITS" and sec["sh_flags"] & 0x2 and start <= address and address + 4 <= start + sec["sh_size"]:
+                return int.from_bytes(sec.data()[address - start : address - start + 4], "little")
     raise PolykwsError(f"{elf}: no loaded word at {address:#x}")
